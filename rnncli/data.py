@@ -1,0 +1,195 @@
+"""Text in, token ids out: reading corpora safely, streaming them through a tokenizer, and cutting
+the id stream into contiguous batches for truncated backpropagation through time.
+
+Dimension letters: B batch (parallel streams), T time steps per chunk, N tokens.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rnncli.errors import DATA, RnncliError, UsageError
+
+if TYPE_CHECKING:
+    from rnncli.tokenizers import Tokenizer
+
+BLOCK_BYTES = 1 << 20  # read and encode 1 MiB at a time: memory stays near 4 bytes per token
+STDIN = "-"
+
+
+@dataclass
+class Corpus:
+    """A text source (a path, or `-` for stdin) with the decoding rules to read it.
+
+    Text is UTF-8 by default, a leading BOM is dropped and CRLF / CR line ends become LF. stdin is
+    read once into memory so it can be passed over twice (fit, then encode).
+    """
+
+    path: str
+    encoding: str = "utf-8"
+    errors: str = "strict"
+    _stdin_bytes: bytes | None = None
+
+    @property
+    def name(self) -> str:
+        return "<stdin>" if self.path == STDIN else self.path
+
+    def size_bytes(self) -> int:
+        if self.path == STDIN:
+            return len(self._read_stdin())
+        return os.path.getsize(self.path)
+
+    def _read_stdin(self) -> bytes:
+        if self._stdin_bytes is None:
+            self._stdin_bytes = sys.stdin.buffer.read()
+        return self._stdin_bytes
+
+    def _open(self) -> io.BufferedIOBase:
+        if self.path == STDIN:
+            return io.BytesIO(self._read_stdin())
+        if not os.path.exists(self.path):
+            raise UsageError(f"{self.path}: no such file")
+        if os.path.isdir(self.path):
+            raise UsageError(f"{self.path}: is a directory, not a text file")
+        try:
+            return open(self.path, "rb")  # noqa: SIM115 - closed by the caller's `with`
+        except OSError as err:
+            raise RnncliError(f"{self.path}: cannot read ({err.strerror})") from None
+
+    def check_codec(self) -> None:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise UsageError(f"unknown encoding {self.encoding!r} (try utf-8 or latin-1)") from None
+        if self.errors not in ("strict", "replace", "ignore"):
+            raise UsageError(f"--errors must be strict, replace or ignore, not {self.errors!r}")
+
+    def blocks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[str]:
+        """Yield the text in blocks that each end at a line boundary (the last may not)."""
+        self.check_codec()
+        with self._open() as f:
+            yield from _decode_blocks(f, self.name, self.encoding, self.errors, block_bytes)
+
+    def lines(self) -> Iterator[str]:
+        """Yield lines without their newline."""
+        for block in self.blocks():
+            parts = block.split("\n")
+            if block.endswith("\n"):
+                parts.pop()
+            yield from parts
+
+    def read_text(self) -> str:
+        return "".join(self.blocks())
+
+
+def _decode_blocks(f, name: str, encoding: str, errors: str, block_bytes: int) -> Iterator[str]:
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
+    consumed = 0  # bytes handed to the decoder so far
+    carry = ""  # an unfinished line waiting for the next block
+    first = True
+    any_text = False
+    while True:
+        raw = f.read(block_bytes)
+        final = not raw
+        if first:
+            if raw.startswith((b"\xff\xfe", b"\xfe\xff")) and encoding.lower().replace("-", "") == "utf8":
+                raise RnncliError(
+                    f"{name}: looks like UTF-16 text; convert it to UTF-8 first "
+                    "(for example: iconv -f UTF-16 -t UTF-8)"
+                )
+            if raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+                consumed += len(codecs.BOM_UTF8)
+            first = False
+        nul = raw.find(b"\x00")
+        if nul >= 0:
+            raise RnncliError(
+                f"{name}: looks like a binary file (NUL byte at offset {consumed + nul}); "
+                "rnncli reads plain text"
+            )
+        try:
+            text = decoder.decode(raw, final)
+        except UnicodeDecodeError as err:
+            pending = len(decoder.getstate()[0])
+            offset = consumed - pending + err.start
+            raise RnncliError(
+                f"{name}: not valid {encoding} at byte offset {offset}; "
+                "if the file uses another encoding pass --encoding latin-1, or --errors replace"
+            ) from None
+        consumed += len(raw)
+        text = carry + text
+        if not final and text.endswith("\r"):  # a CRLF may be split across two blocks
+            carry, text = "\r", text[:-1]
+        else:
+            carry = ""
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if not final:
+            cut = text.rfind("\n") + 1
+            carry, text = text[cut:] + carry, text[:cut]
+        if text:
+            any_text = any_text or not text.isspace()
+            yield text
+        if final:
+            break
+    if not any_text:
+        raise RnncliError(f"{name}: the corpus is empty (no text besides whitespace)", DATA)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding a whole corpus into one int32 array, block by block.
+
+
+def encode_corpus(tokenizer: Tokenizer, corpus: Corpus) -> np.ndarray:
+    """All token ids of a corpus, (N,) int32, grown block by block (amortised doubling)."""
+    ids = np.empty(1 << 16, dtype=np.int32)
+    n = 0
+    for block in corpus.blocks():
+        chunk = tokenizer.encode(block)
+        if n + len(chunk) > len(ids):
+            grown = np.empty(max(2 * len(ids), n + len(chunk)), dtype=np.int32)
+            grown[:n] = ids[:n]
+            ids = grown
+        ids[n : n + len(chunk)] = chunk
+        n += len(chunk)
+    return ids[:n].copy() if n < len(ids) // 2 else ids[:n]
+
+
+@dataclass
+class TokenStats:
+    tokens: int
+    lines: int
+    unk: int
+    counts: np.ndarray  # (V,) occurrences of each id
+
+    @property
+    def unk_rate(self) -> float:
+        return self.unk / self.tokens if self.tokens else 0.0
+
+    def most_frequent(self, n: int) -> list[tuple[int, int]]:
+        order = np.argsort(-self.counts, kind="stable")[:n]
+        return [(int(i), int(self.counts[i])) for i in order if self.counts[i] > 0]
+
+
+def token_stats(ids: np.ndarray, vocab_size: int, lines: int) -> TokenStats:
+    from rnncli.tokenizers import UNK
+
+    counts = np.bincount(ids, minlength=vocab_size)
+    return TokenStats(tokens=len(ids), lines=lines, unk=int(counts[UNK]), counts=counts)
+
+
+def count_lines(corpus: Corpus) -> int:
+    """Lines in the corpus, a final line without newline included."""
+    n = 0
+    last = ""
+    for block in corpus.blocks():
+        n += block.count("\n")
+        last = block
+    return n + (0 if last.endswith("\n") or not last else 1)

@@ -1,0 +1,143 @@
+"""Corpora the project generates itself, with fixed seeds, for tests that check learning.
+
+- `markov_corpus`: characters from a k-th order Markov source whose exact entropy rate (nats per
+  character) is computed, the floor a perfect model reaches.
+- `agreement_corpus`: word lines where the subject's number ("the cat" / "the cats") decides the verb
+  ("was" / "were") many words later, the notes' long-range dependency, where gated cells beat the
+  vanilla RNN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MARKOV_ALPHABET = "abcdefgh \n"
+
+
+@dataclass
+class MarkovSource:
+    alphabet: str
+    order: int
+    probs: np.ndarray  # (A**order, A): next-character distribution for each context
+
+    def entropy_rate(self) -> float:
+        """Exact entropy rate in nats per character: sum over contexts of pi(ctx) * H(P(. | ctx))."""
+        A, k = len(self.alphabet), self.order
+        S = A**k
+        # Context chain: ctx = (c1..ck) -> (c2..ck, next) with probability probs[ctx, next].
+        P = np.zeros((S, S))
+        for ctx in range(S):
+            shifted = (ctx * A) % S
+            P[ctx, shifted : shifted + A] = self.probs[ctx]
+        pi = np.full(S, 1.0 / S)
+        for _ in range(10_000):
+            new = pi @ P
+            if np.abs(new - pi).max() < 1e-15:
+                break
+            pi = new
+        p = self.probs
+        h = -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
+        return float(pi @ h)
+
+
+def markov_source(order: int = 2, seed: int = 1234, concentration: float = 0.3) -> MarkovSource:
+    rng = np.random.default_rng(seed)
+    A = len(MARKOV_ALPHABET)
+    probs = rng.dirichlet(np.full(A, concentration), size=A**order)
+    return MarkovSource(MARKOV_ALPHABET, order, probs)
+
+
+def markov_corpus(n_chars: int = 100_000, order: int = 2, seed: int = 1234) -> tuple[str, float]:
+    """(text, entropy rate in nats/char) of a sample from `markov_source(order, seed)`."""
+    source = markov_source(order, seed)
+    rng = np.random.default_rng(seed + 1)
+    A = len(source.alphabet)
+    S = A**order
+    cum = np.cumsum(source.probs, axis=1)
+    u = rng.random(n_chars)
+    ctx = 0
+    out = np.empty(n_chars, dtype=np.int64)
+    for t in range(n_chars):
+        c = min(int(np.searchsorted(cum[ctx], u[t], side="right")), A - 1)
+        out[t] = c
+        ctx = (ctx * A + c) % S
+    text = "".join(np.array(list(source.alphabet))[out])
+    return text, source.entropy_rate()
+
+
+SUBJECTS = {"cat": "cats", "dog": "dogs", "bird": "birds", "child": "children"}
+FILLER = ("which", "that", "we", "saw", "near", "the", "old", "red", "house", "by", "river", "after",
+          "long", "quiet", "day", "in", "small", "green", "garden", "yesterday")
+
+
+def agreement_corpus(n_lines: int = 3000, min_gap: int = 8, max_gap: int = 14, seed: int = 99) -> str:
+    """Lines `the <subject> , <gap filler words> , was|were <adjective> .`: the verb agrees with
+    the subject's number across `min_gap`..`max_gap` filler words."""
+    rng = np.random.default_rng(seed)
+    singular = list(SUBJECTS)
+    lines = []
+    for _ in range(n_lines):
+        noun = singular[rng.integers(len(singular))]
+        plural = bool(rng.integers(2))
+        subject = SUBJECTS[noun] if plural else noun
+        gap = [FILLER[i] for i in rng.integers(len(FILLER), size=rng.integers(min_gap, max_gap + 1))]
+        verb = "were" if plural else "was"
+        adjective = ("full", "hungry", "happy", "tired")[rng.integers(4)]
+        lines.append(" ".join(["the", subject, ",", *gap, ",", verb, adjective, "."]))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo corpus: short English sentences about a kitchen, a garden and a market, written for
+# rnncli from the templates below (our own words), so `make demo` has something pleasant to learn.
+
+_DEMO_PARTS = {
+    "fruit": ["apple", "pear", "plum", "cherry", "orange", "lemon", "peach", "fig", "grape", "melon"],
+    "dish": ["salad", "tart", "pie", "jam", "soup", "cake", "crumble", "juice"],
+    "person": ["my sister", "the baker", "our neighbour", "the old man", "a little girl", "the cook",
+               "my brother", "the farmer", "the teacher", "a tall woman"],
+    "place": ["the market", "the garden", "the kitchen", "the orchard", "the village", "the shop",
+              "the river bank", "the hill"],
+    "time": ["in the morning", "on sunday", "after lunch", "before dinner", "at dawn", "every evening",
+             "in the spring", "last summer"],
+    "verb": ["made", "bought", "carried", "shared", "found", "picked", "cut", "sold"],
+    "adj": ["sweet", "fresh", "ripe", "green", "golden", "small", "warm", "sour"],
+    "weather": ["the sun was bright", "rain fell on the roof", "the wind was cold", "the sky was grey",
+                "snow covered the hill", "the air was warm"],
+}
+_DEMO_TEMPLATES = [
+    "{person} {verb} a {adj} {fruit} {time}.",
+    "we ate the {fruit} and {fruit2} {dish} in {place}.",
+    "{person} {verb} the {fruit} {dish} at {place}.",
+    "the {fruit} and {fruit2} {dish} was {adj}.",
+    "{time}, {weather} and {person} walked to {place}.",
+    "there is a {adj} {fruit} on the table in {place}.",
+    "{person} said that the {fruit} {dish} tasted {adj}.",
+    "{weather}, so we stayed in {place} {time}.",
+    "do you like the {adj} {fruit} {dish} that {person} {verb}?",
+    "{person} and {person2} {verb} {adj} {fruits} {time}.",
+]
+
+
+def _plural(noun: str) -> str:
+    if noun.endswith("y"):
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("ch", "sh", "s")) else "s")
+
+
+def demo_corpus(n_lines: int = 600, seed: int = 7) -> str:
+    rng = np.random.default_rng(seed)
+    pick = lambda key: _DEMO_PARTS[key][rng.integers(len(_DEMO_PARTS[key]))]  # noqa: E731
+    lines = []
+    for _ in range(n_lines):
+        template = _DEMO_TEMPLATES[rng.integers(len(_DEMO_TEMPLATES))]
+        words = {k: pick(k) for k in _DEMO_PARTS}
+        words["fruit2"] = pick("fruit")
+        words["person2"] = pick("person")
+        words["fruits"] = _plural(pick("fruit"))
+        line = template.format(**words)
+        lines.append(line[0].upper() + line[1:])
+    return "\n".join(lines) + "\n"
+

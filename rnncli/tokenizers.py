@@ -1,0 +1,310 @@
+"""Character, word and sentencepiece-subword tokenizers behind one interface.
+
+Every level reserves the same two ids: `<UNK>` = 0 (anything outside the vocabulary) and
+`<EOS>` = 1 (end of a line, i.e. of a sentence). A tokenizer is fitted on a corpus, then
+`encode(text) -> (N,) int32` and `decode(ids) -> str`; `to_arrays()` / `from_arrays()` turn it into
+plain numpy arrays (unicode vocabulary, sentencepiece model as uint8) for a pickle-free `.npz`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from rnncli.config import LEVELS, TokenizerConfig
+from rnncli.errors import RnncliError, UsageError
+
+UNK = 0
+EOS = 1
+UNK_TOKEN = "<UNK>"
+EOS_TOKEN = "<EOS>"
+RESERVED = (UNK_TOKEN, EOS_TOKEN)
+
+
+class Tokenizer(ABC):
+    level: str
+
+    def __init__(self, vocab: Sequence[str]):
+        self.vocab = list(vocab)  # id -> token string; vocab[0] = <UNK>, vocab[1] = <EOS>
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @abstractmethod
+    def encode(self, text: str) -> np.ndarray:
+        """Token ids of `text`, (N,) int32."""
+
+    @abstractmethod
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of token ids; `<EOS>` becomes a newline."""
+
+    def pieces(self, text: str) -> list[tuple[str, int]]:
+        """Each token of `text` as (the text it covers, its id), for showing a tokenization."""
+        return [(self.vocab[i], int(i)) for i in self.encode(text)]
+
+    def token_texts(self, ids: Iterable[int]) -> list[str]:
+        """One display string per token id (`<UNK>` and `<EOS>` shown by name)."""
+        return [self.vocab[int(i)] for i in ids]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"level": np.array(self.level), "vocab": np.array(self.vocab, dtype=np.str_)}
+
+
+# ---------------------------------------------------------------------------------------------
+# char
+
+
+class CharTokenizer(Tokenizer):
+    """Every character seen, case kept. Newline is `<EOS>` and decodes back to a newline."""
+
+    level = "char"
+
+    def __init__(self, vocab: Sequence[str]):
+        super().__init__(vocab)
+        chars = self.vocab[2:]
+        codes = np.array([ord(c) for c in chars], dtype=np.uint32)
+        order = np.argsort(codes)
+        self._codes = codes[order]  # sorted code points of the vocabulary
+        self._ids = (order + 2).astype(np.int32)  # their ids
+        self._text = np.array([UNK_TOKEN, "\n", *chars], dtype=object)
+
+    @classmethod
+    def fit(cls, blocks: Iterable[str], min_count: int = 1) -> CharTokenizer:
+        counts: Counter[int] = Counter()
+        for block in blocks:
+            code, n = np.unique(_code_points(block), return_counts=True)
+            counts.update(dict(zip(code.tolist(), n.tolist(), strict=True)))
+        counts.pop(ord("\n"), None)
+        chars = sorted(chr(c) for c, n in counts.items() if n >= min_count)
+        return cls([*RESERVED, *chars])
+
+    def encode(self, text: str) -> np.ndarray:
+        cps = _code_points(text)
+        if len(self._codes) == 0:
+            ids = np.full(len(cps), UNK, dtype=np.int32)
+        else:
+            pos = np.minimum(np.searchsorted(self._codes, cps), len(self._codes) - 1)
+            ids = np.where(self._codes[pos] == cps, self._ids[pos], UNK).astype(np.int32)
+        ids[cps == ord("\n")] = EOS
+        return ids
+
+    def pieces(self, text: str) -> list[tuple[str, int]]:
+        return list(zip(text, self.encode(text).tolist(), strict=True))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        ids = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), dtype=np.int64)
+        return "".join(self._text[ids])
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+# ---------------------------------------------------------------------------------------------
+# word
+
+# A word (letters/digits, with inner apostrophes as in "don't"), or one punctuation mark.
+# A corpus's own unknown-word marker (WikiText writes `<unk>`) is kept whole and mapped to <UNK>.
+WORD_PATTERN = re.compile(r"<unk>|<UNK>|\w+(?:['’]\w+)*|[^\w\s]")
+NO_SPACE_BEFORE = set(".,;:!?)]}%'’”")
+NO_SPACE_AFTER = set("([{“$")
+
+
+class WordTokenizer(Tokenizer):
+    """Words and punctuation marks as separate tokens; every non-blank line ends in `<EOS>`.
+
+    Blank lines carry no sentence and are skipped. With `lowercase`, text is folded at fit and at
+    encode time alike, so a prime or a scored sentence gets the same treatment.
+    """
+
+    level = "word"
+
+    def __init__(self, vocab: Sequence[str], lowercase: bool = False):
+        super().__init__(vocab)
+        self.lowercase = lowercase
+        self._index = {w: i for i, w in enumerate(self.vocab)}
+        self._index["<unk>"] = UNK
+        self._index.pop(EOS_TOKEN, None)  # a literal "<EOS>" in text is not the end of a line
+
+    @classmethod
+    def split(cls, line: str, lowercase: bool) -> list[str]:
+        words = WORD_PATTERN.findall(line)
+        if lowercase:
+            words = [w if w in ("<unk>", "<UNK>") else w.lower() for w in words]
+        return words
+
+    @classmethod
+    def fit(cls, blocks: Iterable[str], min_count: int = 1, max_vocab: int = 0,
+            lowercase: bool = False) -> WordTokenizer:
+        counts: Counter[str] = Counter()
+        for block in blocks:
+            for line in block.split("\n"):
+                counts.update(cls.split(line, lowercase))
+        for marker in ("<unk>", "<UNK>", EOS_TOKEN):
+            counts.pop(marker, None)
+        ranked = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        if max_vocab:
+            ranked = ranked[: max(0, max_vocab - len(RESERVED))]
+        return cls([*RESERVED, *ranked], lowercase)
+
+    def encode(self, text: str) -> np.ndarray:
+        ids: list[int] = []
+        get = self._index.get
+        for line in text.split("\n"):
+            words = self.split(line, self.lowercase)
+            if words:
+                ids.extend(get(w, UNK) for w in words)
+                ids.append(EOS)
+        return np.array(ids, dtype=np.int32)
+
+    def pieces(self, text: str) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for line in text.split("\n"):
+            words = self.split(line, self.lowercase)
+            if words:
+                out.extend((w, self._index.get(w, UNK)) for w in words)
+                out.append((EOS_TOKEN, EOS))
+        return out
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out: list[str] = []
+        at_line_start = True
+        for i in ids:
+            i = int(i)
+            if i == EOS:
+                out.append("\n")
+                at_line_start = True
+                continue
+            word = self.vocab[i]
+            if not at_line_start and word not in NO_SPACE_BEFORE and out[-1] not in NO_SPACE_AFTER:
+                out.append(" ")
+            out.append(word)
+            at_line_start = False
+        return "".join(out)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {**super().to_arrays(), "lowercase": np.array(self.lowercase)}
+
+
+# ---------------------------------------------------------------------------------------------
+# subword (sentencepiece)
+
+
+class SubwordTokenizer(Tokenizer):
+    """A sentencepiece model (unigram or BPE) trained in-process; kept as bytes.
+
+    The model is trained with unk_id=0 and eos_id=1, so its ids are ours directly.
+    """
+
+    level = "subword"
+
+    def __init__(self, model: bytes):
+        import sentencepiece as spm
+
+        self.model = bytes(model)
+        self._sp = spm.SentencePieceProcessor(model_proto=self.model)
+        super().__init__([self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())])
+
+    @classmethod
+    def fit(cls, blocks: Iterable[str], vocab_size: int = 2000, spm_type: str = "unigram") -> SubwordTokenizer:
+        import sentencepiece as spm
+
+        if spm_type not in ("unigram", "bpe"):
+            raise UsageError(f"--spm-type must be unigram or bpe, not {spm_type!r}")
+        if vocab_size < 3:
+            raise UsageError("--vocab-size must be at least 3 (<UNK>, <EOS> and one piece)")
+        lines = [line for block in blocks for line in block.split("\n") if line.strip()]
+        buf = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size,
+                model_type=spm_type, unk_id=UNK, eos_id=EOS, bos_id=-1, pad_id=-1,
+                unk_piece=UNK_TOKEN, eos_piece=EOS_TOKEN, character_coverage=1.0,
+                max_sentence_length=1 << 20, minloglevel=2, num_threads=2,
+            )
+        except RuntimeError as err:
+            m = re.search(r"value <= (\d+)", str(err))
+            if m:
+                raise UsageError(
+                    f"the corpus is too small for --vocab-size {vocab_size}; "
+                    f"the largest size that works is {m.group(1)}: pass --vocab-size {m.group(1)}"
+                ) from None
+            raise RnncliError(f"sentencepiece could not train: {str(err).splitlines()[0]}") from None
+        return cls(buf.getvalue())
+
+    def encode(self, text: str) -> np.ndarray:
+        lines = [line for line in text.split("\n") if line.strip()]
+        ids: list[int] = []
+        for pieces in self._sp.encode(lines):
+            ids.extend(pieces)
+            ids.append(EOS)
+        return np.array(ids, dtype=np.int32)
+
+    def pieces(self, text: str) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for line in text.split("\n"):
+            if line.strip():
+                ids = self._sp.encode(line)
+                out.extend((self._sp.id_to_piece(i), i) for i in ids)
+                out.append((EOS_TOKEN, EOS))
+        return out
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out: list[str] = []
+        line: list[int] = []
+        for i in ids:
+            i = int(i)
+            if i == EOS:
+                out.append(self._sp.decode(line) + "\n")
+                line = []
+            else:
+                line.append(i)
+        if line:
+            out.append(self._sp.decode(line))
+        return "".join(out)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {**super().to_arrays(), "spm_model": np.frombuffer(self.model, dtype=np.uint8)}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def fit_tokenizer(config: TokenizerConfig, blocks: Iterable[str]) -> Tokenizer:
+    if config.level not in LEVELS:
+        raise UsageError(f"--level must be one of {', '.join(LEVELS)}, not {config.level!r}")
+    if config.min_count < 1:
+        raise UsageError("--min-count must be at least 1")
+    if config.max_vocab < 0 or (0 < config.max_vocab < 3):
+        raise UsageError("--max-vocab must be 0 (no limit) or at least 3")
+    if config.level == "char":
+        return CharTokenizer.fit(blocks, config.min_count)
+    if config.level == "word":
+        return WordTokenizer.fit(blocks, config.min_count, config.max_vocab, config.lowercase)
+    return SubwordTokenizer.fit(blocks, config.vocab_size, config.spm_type)
+
+
+def tokenizer_from_arrays(arrays: dict[str, np.ndarray]) -> Tokenizer:
+    """Rebuild a tokenizer from `to_arrays()` output (keys without any prefix)."""
+    try:
+        level = str(arrays["level"])
+        vocab = [str(v) for v in arrays["vocab"]]
+        if level == "char":
+            tok: Tokenizer = CharTokenizer(vocab)
+        elif level == "word":
+            tok = WordTokenizer(vocab, bool(arrays["lowercase"]))
+        elif level == "subword":
+            tok = SubwordTokenizer(np.asarray(arrays["spm_model"], dtype=np.uint8).tobytes())
+        else:
+            raise RnncliError(f"unknown tokenizer level {level!r}")
+    except KeyError as err:
+        raise RnncliError(f"tokenizer data is incomplete (missing {err})") from None
+    if vocab[: len(RESERVED)] != list(RESERVED) or len(set(vocab)) != len(vocab) and level != "subword":
+        raise RnncliError("tokenizer data is inconsistent (reserved tokens or duplicates)")
+    return tok

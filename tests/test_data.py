@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from rnncli.data import Corpus, count_lines, encode_corpus, token_stats
+from rnncli.errors import RnncliError, UsageError
+from rnncli.tokenizers import EOS, CharTokenizer, WordTokenizer
+
+
+def write(tmp_path, data: bytes, name="c.txt"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_bom_and_crlf_are_normalised(tmp_path):
+    path = write(tmp_path, b"\xef\xbb\xbfab\r\ncd\re\r\n")
+    assert Corpus(path).read_text() == "ab\ncd\ne\n"
+
+
+def test_crlf_split_across_blocks(tmp_path):
+    data = b"x" * 9 + b"\r\n" + b"y" * 20 + b"\r\n"
+    path = write(tmp_path, data)
+    blocks = list(Corpus(path).blocks(block_bytes=10))
+    assert "".join(blocks) == "x" * 9 + "\n" + "y" * 20 + "\n"
+    assert all(b.endswith("\n") for b in blocks)
+
+
+def test_invalid_utf8_names_file_and_offset(tmp_path):
+    path = write(tmp_path, b"hello\nw\xffrld\n")
+    with pytest.raises(RnncliError, match=r"c\.txt.*byte offset 7.*--encoding latin-1"):
+        Corpus(path).read_text()
+    assert Corpus(path, encoding="latin-1").read_text() == "hello\nwÿrld\n"
+    assert "\ufffd" in Corpus(path, errors="replace").read_text()
+
+
+def test_invalid_utf8_offset_in_a_later_block(tmp_path):
+    data = "é".encode() * 10 + b"\n" + b"\xc3"  # a truncated sequence at the very end
+    path = write(tmp_path, data)
+    with pytest.raises(RnncliError, match=r"byte offset 21"):
+        list(Corpus(path).blocks(block_bytes=4))
+
+
+@pytest.mark.parametrize(
+    "data, pattern",
+    [(b"", "empty"), (b"\n\n \n", "empty"), (b"ab\x00cd", "binary"), ("hi".encode("utf-16"), "UTF-16")],
+)
+def test_unusable_corpora(tmp_path, data, pattern):
+    with pytest.raises(RnncliError, match=pattern):
+        Corpus(write(tmp_path, data)).read_text()
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(UsageError, match="no such file"):
+        Corpus(str(tmp_path / "nope.txt")).read_text()
+    with pytest.raises(UsageError, match="directory"):
+        Corpus(str(tmp_path)).read_text()
+
+
+def test_streaming_encoder_matches_whole_text(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["".join(rng.choice(list("abcdé xyz"), size=rng.integers(0, 80))) for _ in range(5000)]
+    text = "\n".join(lines) + "\n"
+    path = write(tmp_path, text.encode())
+    corpus = Corpus(path)
+    for tok in (CharTokenizer.fit([text]), WordTokenizer.fit([text])):
+        whole = tok.encode(text)
+        import rnncli.data as data
+
+        blocks = list(corpus.blocks(block_bytes=4096))
+        assert len(blocks) > 10
+        streamed = encode_corpus(tok, corpus)
+        old = data.BLOCK_BYTES
+        data.BLOCK_BYTES = 4096
+        try:
+            small = encode_corpus(tok, Corpus(path))
+        finally:
+            data.BLOCK_BYTES = old
+        assert streamed.dtype == np.int32
+        assert np.array_equal(whole, streamed) and np.array_equal(whole, small)
+
+
+def test_stats_and_lines(tmp_path):
+    path = write(tmp_path, b"a b\nc\nd")
+    corpus = Corpus(path)
+    tok = WordTokenizer.fit(corpus.blocks(), max_vocab=4)
+    ids = encode_corpus(tok, corpus)
+    stats = token_stats(ids, tok.vocab_size, count_lines(corpus))
+    assert stats.lines == 3 and stats.tokens == 7
+    assert stats.unk == 2 and stats.unk_rate == pytest.approx(2 / 7)
+    assert stats.counts[EOS] == 3
