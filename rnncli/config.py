@@ -20,6 +20,17 @@ class TokenizerConfig:
     spm_type: str = "unigram"  # subword: unigram | bpe
 
 
+@dataclass
+class ModelConfig:
+    cell: str = "lstm"  # one of CELLS
+    vocab_size: int = 0  # V, set from the tokenizer
+    embed: int = 64  # D of the first layer: embedding size
+    hidden: int = 256  # H of every layer
+    layers: int = 2  # L stacked recurrent layers
+    dropout: float = 0.0  # inverted dropout on each layer's output (training only)
+    tie_weights: bool = False  # output projection = embedding^T (needs embed == hidden)
+
+
 def to_dict(obj) -> dict:
     return asdict(obj)
 

@@ -1,0 +1,89 @@
+"""What every recurrent cell shares: parameters, the input projection of a whole chunk as one
+product, and the weight gradients as large products after the time loop.
+
+A cell subclass supplies three kernels (forward recurrence, backward recurrence, one step) and, when
+its recurrent product does not take h<t-1> directly (the notes' GRU), its own `recurrent_weight_grad`.
+
+Packed parameters of one layer (gate blocks side by side, order given by each cell):
+    Wx (D, G*H)   input weights      (the notes' W_ax blocks, transposed)
+    Wh (H, G*H)   recurrent weights  (the notes' W_aa blocks, transposed)
+    b  (G*H,)     bias
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
+
+
+class Cell:
+    name: str = ""
+    gates: int = 1  # G
+    state_size: int = 1  # arrays in the state: 1 (h) or 2 (h, c)
+    paper: str = ""
+
+    def param_shapes(self, D: int, H: int) -> dict[str, tuple[int, ...]]:
+        G = self.gates
+        return {"Wx": (D, G * H), "Wh": (H, G * H), "b": (G * H,)}
+
+    def init_params(self, rng: np.random.Generator, D: int, H: int, dtype=np.float32) -> dict[str, np.ndarray]:
+        """Uniform in +-1/sqrt(H) (PyTorch's default for its recurrent layers)."""
+        bound = 1.0 / np.sqrt(H)
+        return {k: rng.uniform(-bound, bound, size=s).astype(dtype) for k, s in self.param_shapes(D, H).items()}
+
+    def initial_state(self, B: int, H: int, dtype=np.float32) -> State:
+        return tuple(np.zeros((B, H), dtype=dtype) for _ in range(self.state_size))
+
+    # ---- forward / backward over a chunk of T steps ------------------------------------------
+
+    def forward(self, p: dict, x: np.ndarray, state0: State, keep: bool = True):
+        """x (T, B, D) -> hs (T, B, H), final state, cache for backward (None unless `keep`)."""
+        T, B, D = x.shape
+        xw = (x.reshape(T * B, D) @ p["Wx"] + p["b"]).reshape(T, B, -1)  # (T, B, G*H), one product
+        hs, stateT, saved = self.recurrence(p, xw, state0, keep)
+        return hs, stateT, ((x, state0, hs, saved) if keep else None)
+
+    def backward(self, p: dict, cache, dhs: np.ndarray, dstateT: State):
+        """Gradients of every parameter, of the chunk's input x and of the initial state."""
+        x, state0, hs, saved = cache
+        T, B, D = x.shape
+        dgates, dstate0 = self.recurrence_backward(p, cache, dhs, dstateT)  # (T, B, G*H)
+        dg = dgates.reshape(T * B, -1)
+        grads = {
+            "Wx": x.reshape(T * B, D).T @ dg,  # (D, G*H), one product over all T*B rows
+            "Wh": self.recurrent_weight_grad(cache, dgates),
+            "b": dg.sum(axis=0),
+            **self.extra_grads(p, cache, dgates),
+        }
+        dx = (dg @ p["Wx"].T).reshape(T, B, D)
+        return grads, dx, dstate0
+
+    def recurrent_weight_grad(self, cache, dgates: np.ndarray) -> np.ndarray:
+        """dWh = sum_t h<t-1>^T dgates<t>: the initial state's term plus one product over t >= 1."""
+        x, state0, hs, saved = cache
+        T, B, H = hs.shape
+        dWh = state0[0].T @ dgates[0]
+        if T > 1:
+            dWh += hs[:-1].reshape(-1, H).T @ dgates[1:].reshape((T - 1) * B, -1)
+        return dWh
+
+    def extra_grads(self, p: dict, cache, dgates: np.ndarray) -> dict[str, np.ndarray]:
+        return {}
+
+    # ---- to be supplied by each cell --------------------------------------------------------
+
+    def recurrence(self, p: dict, xw: np.ndarray, state0: State, keep: bool):
+        raise NotImplementedError
+
+    def recurrence_backward(self, p: dict, cache, dhs: np.ndarray, dstateT: State):
+        raise NotImplementedError
+
+    def step(self, p: dict, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """One time step: x (B, D) -> h (B, H), new state. Stores nothing."""
+        raise NotImplementedError
+
+
+def contiguous_T(w: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of w.T: the per-step backward product runs ~1.5x faster against it."""
+    return np.ascontiguousarray(w.T)

@@ -1,0 +1,94 @@
+"""Vanilla RNN (Elman 1990), tanh or ReLU:
+
+    h<t> = g(W_aa h<t-1> + W_ax x<t> + b_a)        g = tanh  (cell `rnn`) or ReLU (`rnn-relu`)
+
+One gate block (G = 1). In code: pre<t> = xw<t> + h<t-1> @ Wh, with xw = x @ Wx + b for the whole
+chunk. Backward: dpre = dh * g'(pre) = dh * (1 - h^2) for tanh, dh * [h > 0] for ReLU;
+dh<t-1> = dpre @ Wh^T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnncli.kernels.activations import tanh
+from rnncli.kernels.jit import inline, kernel
+from rnncli.kernels.recurrent import Cell, contiguous_T
+
+
+@inline
+def _rnn_math(pre, xw_t, relu, h_out):
+    """h = g(xw + pre) for one step, (B, H)."""
+    B, H = h_out.shape
+    zero = h_out.dtype.type(0.0)
+    for b in range(B):
+        for j in range(H):
+            a = xw_t[b, j] + pre[b, j]
+            h_out[b, j] = max(a, zero) if relu else tanh(a)
+
+
+@kernel
+def rnn_forward(xw, Wh, h0, relu, keep):
+    """xw (T, B, H) input projections, Wh (H, H), h0 (B, H) -> hs (T, B, H), the only thing
+    backward needs. (`keep` is unused: the outputs are all the RNN stores.)"""
+    T, B, H = xw.shape
+    hs = np.empty((T, B, H), dtype=xw.dtype)
+    pre = np.empty((B, H), dtype=xw.dtype)
+    for t in range(T):
+        h_prev = h0 if t == 0 else hs[t - 1]
+        np.dot(h_prev, Wh, pre)  # (B, H) @ (H, H)
+        _rnn_math(pre, xw[t], relu, hs[t])
+    return hs
+
+
+@kernel
+def rnn_backward(dhs, dhT, WhT, hs, relu):
+    """dhs (T, B, H) upstream gradients of the outputs, dhT (B, H) of the final state,
+    WhT (H, H) contiguous Wh^T -> dpre (T, B, H), dh0 (B, H)."""
+    T, B, H = hs.shape
+    one = hs.dtype.type(1.0)
+    dpre = np.empty_like(hs)
+    dh = dhT.copy()  # gradient reaching h<t> through the recurrence
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            for j in range(H):
+                h = hs[t, b, j]
+                d = dhs[t, b, j] + dh[b, j]
+                if relu:
+                    dpre[t, b, j] = d if h > 0 else 0 * d
+                else:
+                    dpre[t, b, j] = d * (one - h * h)  # tanh' = 1 - h^2
+        np.dot(dpre[t], WhT, dh)  # dh<t-1> = dpre<t> @ Wh^T
+    return dpre, dh
+
+
+@kernel
+def rnn_step(x, Wx, Wh, b, h, relu):
+    """One step for generation: x (B, D), h (B, H) -> new h (B, H)."""
+    xw = np.dot(x, Wx) + b
+    pre = np.dot(h, Wh)
+    h_new = np.empty_like(h)
+    _rnn_math(pre, xw, relu, h_new)
+    return h_new
+
+
+class RNNCell(Cell):
+    gates = 1
+    paper = "Elman 1990"
+
+    def __init__(self, relu: bool = False):
+        self.relu = relu
+        self.name = "rnn-relu" if relu else "rnn"
+
+    def recurrence(self, p, xw, state0, keep):
+        hs = rnn_forward(xw, p["Wh"], state0[0], self.relu, keep)
+        return hs, (hs[-1].copy(),), None
+
+    def recurrence_backward(self, p, cache, dhs, dstateT):
+        x, state0, hs, saved = cache
+        dpre, dh0 = rnn_backward(dhs, dstateT[0], contiguous_T(p["Wh"]), hs, self.relu)
+        return dpre, (dh0,)
+
+    def step(self, p, x, state):
+        h = rnn_step(x, p["Wx"], p["Wh"], p["b"], state[0], self.relu)
+        return h, (h,)
