@@ -105,6 +105,7 @@ class Cache:
     top: np.ndarray  # (T*B, H) input of the output layer
     dlogits: np.ndarray  # (T*B, V) gradient of the mean loss w.r.t. the logits
     masks: list | None
+    dstate0: list | None = None  # filled by backward: gradient of the loss w.r.t. each layer's initial state
 
 
 def _stack_forward(config, params, inputs, state0, masks, keep):
@@ -146,11 +147,12 @@ def backward(config: ModelConfig, params: Params, cache: Cache) -> Params:
     dW = cache.top.T @ cache.dlogits  # (H, V)
     grads["output.b"] = cache.dlogits.sum(axis=0)
     dtop = (cache.dlogits @ W.T).reshape(T, B, -1)  # (T, B, H)
+    cache.dstate0 = [None] * config.layers
     for layer in reversed(range(config.layers)):
         dhs = dtop * cache.masks[layer] if cache.masks is not None else dtop
         lp = layer_params(params, layer)
         zero = tuple(np.zeros_like(s) for s in cache.layer_caches[layer][1])
-        g, dtop, _ = cell.backward(lp, cache.layer_caches[layer], np.ascontiguousarray(dhs), zero)
+        g, dtop, cache.dstate0[layer] = cell.backward(lp, cache.layer_caches[layer], np.ascontiguousarray(dhs), zero)
         for k, v in g.items():
             grads[f"layers.{layer}.{k}"] = v
     dE = embedding_backward(cache.inputs, np.ascontiguousarray(dtop), config.vocab_size)

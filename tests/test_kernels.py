@@ -1,0 +1,100 @@
+"""Every cell's backward against central finite differences in float64, step against forward,
+and float32 against float64."""
+
+import numpy as np
+import pytest
+
+from rnncli.config import CELLS
+from rnncli.kernels.cells import get_cell
+from tests.gradcheck import assert_close_grads, numerical_grad
+
+T, B, D, H = 4, 3, 5, 6
+
+
+def setup_cell(name, seed=0, dtype=np.float64):
+    cell = get_cell(name)
+    rng = np.random.default_rng(seed)
+    p = {k: rng.normal(0, 0.5, v.shape).astype(dtype) for k, v in cell.init_params(rng, D, H).items()}
+    x = rng.normal(size=(T, B, D)).astype(dtype)
+    s0 = tuple(rng.normal(size=(B, H)).astype(dtype) for _ in range(cell.state_size))  # non-zero
+    return cell, p, x, s0, rng
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_cell_gradients_match_finite_differences(name):
+    cell, p, x, s0, rng = setup_cell(name)
+    R = rng.normal(size=(T, B, H))  # random upstream gradient of the outputs
+    Rs = tuple(rng.normal(size=(B, H)) for _ in s0)  # and of the final state
+
+    def loss():
+        hs, sT, _ = cell.forward(p, x, s0, keep=False)
+        return (hs * R).sum() + sum((s * r).sum() for s, r in zip(sT, Rs, strict=True))
+
+    hs, sT, cache = cell.forward(p, x, s0)
+    grads, dx, ds0 = cell.backward(p, cache, R, Rs)
+    assert set(grads) == set(p)
+    for k in p:
+        assert_close_grads(f"{name} {k}", grads[k], numerical_grad(loss, p[k]))
+    assert_close_grads(f"{name} x", dx, numerical_grad(loss, x))
+    for i, s in enumerate(s0):
+        assert_close_grads(f"{name} state0[{i}]", ds0[i], numerical_grad(loss, s))
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_step_repeated_equals_forward(name):
+    cell, p, x, s0, _ = setup_cell(name, seed=1)
+    hs, sT, _ = cell.forward(p, x, s0)
+    state = s0
+    for t in range(T):
+        h, state = cell.step(p, x[t], state)
+        np.testing.assert_allclose(h, hs[t], rtol=0, atol=1e-12)
+    for a, b in zip(state, sT, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_forward_without_keep_gives_same_outputs(name):
+    cell, p, x, s0, _ = setup_cell(name, seed=2)
+    hs, sT, cache = cell.forward(p, x, s0, keep=True)
+    hs2, sT2, cache2 = cell.forward(p, x, s0, keep=False)
+    assert cache2 is None
+    np.testing.assert_array_equal(hs, hs2)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_float32_agrees_with_float64(name):
+    cell, p, x, s0, rng = setup_cell(name, seed=3)
+    hs64, _, cache64 = cell.forward(p, x, s0)
+    R = rng.normal(size=(T, B, H))
+    zero = tuple(np.zeros_like(s) for s in s0)
+    g64, dx64, _ = cell.backward(p, cache64, R, zero)
+    f = np.float32
+    p32 = {k: v.astype(f) for k, v in p.items()}
+    s32 = tuple(s.astype(f) for s in s0)
+    hs32, _, cache32 = cell.forward(p32, x.astype(f), s32)
+    g32, dx32, _ = cell.backward(p32, cache32, R.astype(f), tuple(z.astype(f) for z in zero))
+    assert hs32.dtype == np.float32 and g32["Wh"].dtype == np.float32
+    np.testing.assert_allclose(hs32, hs64, atol=1e-5)
+    for k in p:
+        np.testing.assert_allclose(g32[k], g64[k], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(dx32, dx64, atol=1e-4, rtol=1e-4)
+
+
+def test_fast_float32_activations_are_accurate():
+    from rnncli.kernels.activations import sigmoid, tanh
+    from rnncli.kernels.jit import kernel
+
+    @kernel
+    def apply(x):
+        out = np.empty((2, x.size), dtype=x.dtype)
+        for i in range(x.size):
+            out[0, i] = tanh(x[i])
+            out[1, i] = sigmoid(x[i])
+        return out
+
+    x = np.linspace(-20, 20, 100_001).astype(np.float32)
+    out = apply(x)
+    exact = x.astype(np.float64)
+    assert np.abs(out[0] - np.tanh(exact)).max() < 5e-7
+    assert np.abs(out[1] - 1 / (1 + np.exp(-exact))).max() < 5e-7
+    assert np.all(np.abs(out[0]) <= 1) and np.all((out[1] >= 0) & (out[1] <= 1))
