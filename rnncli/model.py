@@ -22,6 +22,7 @@ import numpy as np
 
 from rnncli.config import CELLS, ModelConfig
 from rnncli.errors import UsageError
+from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_backward, embedding_forward, softmax_cross_entropy, target_logprobs
 from rnncli.kernels.recurrent import State
@@ -124,7 +125,9 @@ def _stack_forward(config, params, inputs, state0, masks, keep):
 def _logits(config, params, top):
     T, B, H = top.shape
     flat = top.reshape(T * B, H)
-    return flat, flat @ output_weight(config, params) + params["output.b"]  # (T*B, V), one product
+    logits = matmul(flat, output_weight(config, params))  # (T*B, V), one product
+    logits += params["output.b"]
+    return flat, logits
 
 
 def forward(config: ModelConfig, params: Params, inputs: np.ndarray, targets: np.ndarray,
@@ -144,9 +147,9 @@ def backward(config: ModelConfig, params: Params, cache: Cache) -> Params:
     grads: Params = {}
     T, B = cache.inputs.shape
     W = output_weight(config, params)
-    dW = cache.top.T @ cache.dlogits  # (H, V)
+    dW = matmul(cache.top.T, cache.dlogits)  # (H, V)
     grads["output.b"] = cache.dlogits.sum(axis=0)
-    dtop = (cache.dlogits @ W.T).reshape(T, B, -1)  # (T, B, H)
+    dtop = matmul(cache.dlogits, W.T).reshape(T, B, -1)  # (T, B, H)
     cache.dstate0 = [None] * config.layers
     for layer in reversed(range(config.layers)):
         dhs = dtop * cache.masks[layer] if cache.masks is not None else dtop
@@ -180,4 +183,4 @@ def step(config: ModelConfig, params: Params, tokens: np.ndarray, state: ModelSt
     for layer in range(config.layers):
         x, s = cell.step(layer_params(params, layer), np.ascontiguousarray(x), state[layer])
         new_state.append(s)
-    return x @ output_weight(config, params) + params["output.b"], new_state
+    return matmul(x, output_weight(config, params)) + params["output.b"], new_state

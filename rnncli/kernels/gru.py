@@ -26,72 +26,86 @@ from __future__ import annotations
 import numpy as np
 
 from rnncli.kernels.activations import sigmoid, tanh
+from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.recurrent import Cell, contiguous_T
+
+# As in lstm.py, the gate maths runs as short passes over few arrays so that LLVM vectorises it.
 
 # ---- gru-simple ------------------------------------------------------------------------------
 
 
 @inline
-def _simple_math(pre, xw_t, h_prev, g_out, h_out):
-    """pre = h<t-1> @ Wh (B, 2H) -> gates [u, c~] (B, 2H) and h (B, H)."""
+def _simple_gates(gates, xw_t):
+    """gates (B, 2H) holds h<t-1> @ Wh; add xw and apply σ (u) and tanh (c~) in place."""
+    B, G2 = gates.shape
+    H = G2 // 2
+    for b in range(B):
+        for j in range(H):
+            gates[b, j] = sigmoid(gates[b, j] + xw_t[b, j])
+        for j in range(H, 2 * H):
+            gates[b, j] = tanh(gates[b, j] + xw_t[b, j])
+
+
+@inline
+def _interpolate(u_src, cand_src, offset_u, offset_c, h_prev, h_out):
+    """h = u * c~ + (1 - u) * h<t-1>, reading u and c~ at column offsets of their arrays."""
     B, H = h_out.shape
     one = h_out.dtype.type(1.0)
     for b in range(B):
         for j in range(H):
-            u = sigmoid(xw_t[b, j] + pre[b, j])
-            c = tanh(xw_t[b, H + j] + pre[b, H + j])
-            g_out[b, j] = u
-            g_out[b, H + j] = c
-            h_out[b, j] = u * c + (one - u) * h_prev[b, j]
+            u = u_src[b, offset_u + j]
+            h_out[b, j] = u * cand_src[b, offset_c + j] + (one - u) * h_prev[b, j]
 
 
 @kernel
 def gru_simple_forward(xw, Wh, h0, keep):
-    """xw (T, B, 2H), Wh (H, 2H), h0 (B, H) -> hs (T, B, H), gates (T or 1, B, 2H)."""
+    """xw (T, B, 2H), Wh (H, 2H), h0 (B, H) -> hs (T, B, H), gates [u, c~] (T or 1, B, 2H)."""
     T, B, G2 = xw.shape
     H = G2 // 2
     hs = np.empty((T, B, H), dtype=xw.dtype)
     gates = np.empty((T if keep else 1, B, G2), dtype=xw.dtype)
-    pre = np.empty((B, G2), dtype=xw.dtype)
     for t in range(T):
+        g = gates[t if keep else 0]
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(h_prev, Wh, pre)  # (B, H) @ (H, 2H)
-        _simple_math(pre, xw[t], h_prev, gates[t if keep else 0], hs[t])
+        np.dot(h_prev, Wh, g)  # (B, H) @ (H, 2H)
+        _simple_gates(g, xw[t])
+        _interpolate(g, g, 0, H, h_prev, hs[t])
     return hs, gates
 
 
 @kernel
 def gru_simple_backward(dhs, dhT, WhT, h0, hs, gates):
-    """-> dgates (T, B, 2H) pre-activation gradients, dh0 (B, H). WhT is (2H, H)."""
+    """-> dgates (T, B, 2H) pre-activation gradients [du, dc~], dh0 (B, H). WhT is (2H, H)."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
     dgates = np.empty_like(gates)
     dh = dhT.copy()
-    direct = np.empty_like(dh)  # dh * (1 - u): the path to c<t-1> that skips the product
+    through_product = np.empty_like(dh)
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
+        g, dg = gates[t], dgates[t]
+        dh += dhs[t]
         for b in range(B):
             for j in range(H):
-                d = dhs[t, b, j] + dh[b, j]
-                u = gates[t, b, j]
-                c = gates[t, b, H + j]
-                hp = h_prev[b, j]
-                dgates[t, b, j] = d * (c - hp) * u * (one - u)  # du_pre
-                dgates[t, b, H + j] = d * u * (one - c * c)  # dc~_pre
-                direct[b, j] = d * (one - u)
-        np.dot(dgates[t], WhT, dh)  # (B, 2H) @ (2H, H)
-        dh += direct
+                d = dh[b, j]
+                u, c = g[b, j], g[b, H + j]
+                dg[b, j] = d * (c - h_prev[b, j]) * u * (one - u)  # du_pre
+                dg[b, H + j] = d * u * (one - c * c)  # dc~_pre
+                dh[b, j] = d * (one - u)  # the direct path to c<t-1>
+        np.dot(dg, WhT, through_product)  # (B, 2H) @ (2H, H)
+        dh += through_product
     return dgates, dh
 
 
 @kernel
 def gru_simple_step(x, Wx, Wh, b, h):
+    """One step for generation: x (B, D), h (B, H) -> new h."""
     xw = np.dot(x, Wx) + b
-    pre = np.dot(h, Wh)
-    g = np.empty_like(pre)
+    g = np.dot(h, Wh)
     h_new = np.empty_like(h)
-    _simple_math(pre, xw, h, g, h_new)
+    _simple_gates(g, xw)
+    _interpolate(g, g, 0, g.shape[1] // 2, h, h_new)
     return h_new
 
 
@@ -99,98 +113,91 @@ def gru_simple_step(x, Wx, Wh, b, h):
 
 
 @inline
-def _gates_ur(pre_ur, xw_t, h_prev, g_out, rh_out):
-    """[u, r] = σ(xw + h<t-1> @ W_(u,r)); rh = r * h<t-1>."""
-    B, H = rh_out.shape
+def _update_relevance(ur, xw_t, h_prev, rh):
+    """ur (B, 2H) holds h<t-1> @ W_(u,r): add xw, apply σ in place; rh = Γ_r * h<t-1>."""
+    B, H = rh.shape
     for b in range(B):
+        for j in range(2 * H):
+            ur[b, j] = sigmoid(ur[b, j] + xw_t[b, j])
         for j in range(H):
-            u = sigmoid(xw_t[b, j] + pre_ur[b, j])
-            r = sigmoid(xw_t[b, H + j] + pre_ur[b, H + j])
-            g_out[b, j] = u
-            g_out[b, H + j] = r
-            rh_out[b, j] = r * h_prev[b, j]
+            rh[b, j] = ur[b, H + j] * h_prev[b, j]
 
 
 @inline
-def _candidate(pre_c, xw_t, h_prev, g_out, h_out):
-    """c~ = tanh(xw_c + (r * h<t-1>) @ W_cc); h = u * c~ + (1 - u) * h<t-1>."""
-    B, H = h_out.shape
-    one = h_out.dtype.type(1.0)
+def _candidate(cand, xw_t):
+    """cand (B, H) holds (Γ_r * h<t-1>) @ W_cc: c~ = tanh(that + xw_c) in place."""
+    B, H = cand.shape
     for b in range(B):
         for j in range(H):
-            c = tanh(xw_t[b, 2 * H + j] + pre_c[b, j])
-            u = g_out[b, j]
-            g_out[b, 2 * H + j] = c
-            h_out[b, j] = u * c + (one - u) * h_prev[b, j]
+            cand[b, j] = tanh(cand[b, j] + xw_t[b, 2 * H + j])
 
 
 @kernel
 def gru_forward(xw, Wh_ur, Wh_c, h0, keep):
-    """xw (T, B, 3H), Wh_ur (H, 2H), Wh_c (H, H) contiguous blocks of Wh, h0 (B, H)
-    -> hs (T, B, H), gates [u, r, c~] (T or 1, B, 3H), rhs = r * h<t-1> (T or 1, B, H)."""
+    """xw (T, B, 3H), Wh_ur (H, 2H) and Wh_c (H, H) the contiguous column blocks of Wh, h0 (B, H)
+    -> hs (T, B, H), ur [Γ_u, Γ_r] (T or 1, B, 2H), cand c~ (T or 1, B, H), rhs Γ_r * h<t-1>."""
     T, B, G3 = xw.shape
     H = G3 // 3
     S = T if keep else 1
     hs = np.empty((T, B, H), dtype=xw.dtype)
-    gates = np.empty((S, B, G3), dtype=xw.dtype)
+    ur = np.empty((S, B, 2 * H), dtype=xw.dtype)
+    cand = np.empty((S, B, H), dtype=xw.dtype)
     rhs = np.empty((S, B, H), dtype=xw.dtype)
-    pre_ur = np.empty((B, 2 * H), dtype=xw.dtype)
-    pre_c = np.empty((B, H), dtype=xw.dtype)
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(h_prev, Wh_ur, pre_ur)  # (B, H) @ (H, 2H)
-        _gates_ur(pre_ur, xw[t], h_prev, gates[s], rhs[s])
-        np.dot(rhs[s], Wh_c, pre_c)  # (B, H) @ (H, H)
-        _candidate(pre_c, xw[t], h_prev, gates[s], hs[t])
-    return hs, gates, rhs
+        np.dot(h_prev, Wh_ur, ur[s])  # (B, H) @ (H, 2H)
+        _update_relevance(ur[s], xw[t], h_prev, rhs[s])
+        np.dot(rhs[s], Wh_c, cand[s])  # (B, H) @ (H, H), the second, dependent product
+        _candidate(cand[s], xw[t])
+        _interpolate(ur[s], cand[s], 0, 0, h_prev, hs[t])
+    return hs, ur, cand, rhs
 
 
 @kernel
-def gru_backward(dhs, dhT, Wh_urT, Wh_cT, h0, hs, gates):
-    """-> dgates (T, B, 3H) pre-activation gradients [du, dr, dc~], dh0 (B, H).
+def gru_backward(dhs, dhT, Wh_urT, Wh_cT, h0, hs, ur, cand):
+    """-> d_ur (T, B, 2H) and d_cand (T, B, H) pre-activation gradients, dh0 (B, H).
     Wh_urT (2H, H) and Wh_cT (H, H) are contiguous transposes."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
-    dgates = np.empty_like(gates)
+    d_ur = np.empty_like(ur)
+    d_cand = np.empty_like(cand)
     dh = dhT.copy()
-    direct = np.empty_like(dh)
     drh = np.empty_like(dh)
-    dur = np.empty((B, 2 * H), dtype=hs.dtype)
-    dcand = np.empty((B, H), dtype=hs.dtype)
+    through_product = np.empty_like(dh)
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
+        g, c, dg, dc = ur[t], cand[t], d_ur[t], d_cand[t]
+        dh += dhs[t]
         for b in range(B):
             for j in range(H):
-                d = dhs[t, b, j] + dh[b, j]
-                u = gates[t, b, j]
-                c = gates[t, b, 2 * H + j]
-                dcand[b, j] = d * u * (one - c * c)
-                dur[b, j] = d * (c - h_prev[b, j]) * u * (one - u)
-                direct[b, j] = d * (one - u)
-        np.dot(dcand, Wh_cT, drh)  # d(r * h<t-1>) = dc~_pre @ W_cc^T
+                d = dh[b, j]
+                u, cj = g[b, j], c[b, j]
+                dc[b, j] = d * u * (one - cj * cj)  # dc~_pre
+                dg[b, j] = d * (cj - h_prev[b, j]) * u * (one - u)  # du_pre
+                dh[b, j] = d * (one - u)  # the direct path to c<t-1>
+        np.dot(dc, Wh_cT, drh)  # d(Γ_r * h<t-1>) = dc~_pre @ W_cc^T
         for b in range(B):
             for j in range(H):
-                r = gates[t, b, H + j]
-                dur[b, H + j] = drh[b, j] * h_prev[b, j] * r * (one - r)
-                direct[b, j] += drh[b, j] * r
-                dgates[t, b, j] = dur[b, j]
-                dgates[t, b, H + j] = dur[b, H + j]
-                dgates[t, b, 2 * H + j] = dcand[b, j]
-        np.dot(dur, Wh_urT, dh)  # (B, 2H) @ (2H, H)
-        dh += direct
-    return dgates, dh
+                r = g[b, H + j]
+                dg[b, H + j] = drh[b, j] * h_prev[b, j] * r * (one - r)  # dr_pre
+                dh[b, j] += drh[b, j] * r
+        np.dot(dg, Wh_urT, through_product)  # (B, 2H) @ (2H, H)
+        dh += through_product
+    return d_ur, d_cand, dh
 
 
 @kernel
 def gru_step(x, Wx, Wh_ur, Wh_c, b, h):
+    """One step for generation: x (B, D), h (B, H) -> new h."""
     xw = np.dot(x, Wx) + b
-    B, H = h.shape
-    g = np.empty((B, 3 * H), dtype=h.dtype)
+    ur = np.dot(h, Wh_ur)
     rh = np.empty_like(h)
+    _update_relevance(ur, xw, h, rh)
+    cand = np.dot(rh, Wh_c)
+    _candidate(cand, xw)
     h_new = np.empty_like(h)
-    _gates_ur(np.dot(h, Wh_ur), xw, h, g, rh)
-    _candidate(np.dot(rh, Wh_c), xw, h, g, h_new)
+    _interpolate(ur, cand, 0, 0, h, h_new)
     return h_new
 
 
@@ -229,22 +236,23 @@ class GRUCell(Cell):
 
     def recurrence(self, p, xw, state0, keep):
         Wh_ur, Wh_c = _split_Wh(p["Wh"])
-        hs, gates, rhs = gru_forward(xw, Wh_ur, Wh_c, state0[0], keep)
-        return hs, (hs[-1].copy(),), (gates, rhs)
+        hs, ur, cand, rhs = gru_forward(xw, Wh_ur, Wh_c, state0[0], keep)
+        return hs, (hs[-1].copy(),), (ur, cand, rhs)
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
-        x, state0, hs, (gates, rhs) = cache
+        x, state0, hs, (ur, cand, rhs) = cache
         Wh_ur, Wh_c = _split_Wh(p["Wh"])
-        dgates, dh0 = gru_backward(dhs, dstateT[0], contiguous_T(Wh_ur), contiguous_T(Wh_c), state0[0], hs, gates)
-        return dgates, (dh0,)
+        d_ur, d_cand, dh0 = gru_backward(dhs, dstateT[0], contiguous_T(Wh_ur), contiguous_T(Wh_c), state0[0], hs,
+                                         ur, cand)
+        return np.concatenate([d_ur, d_cand], axis=2), (dh0,)
 
     def recurrent_weight_grad(self, cache, dgates):
-        """[u, r] blocks multiply h<t-1>; the c~ block multiplies r * h<t-1>."""
-        x, state0, hs, (gates, rhs) = cache
+        """[u, r] blocks multiply h<t-1>; the c~ block multiplies Γ_r * h<t-1>."""
+        x, state0, hs, (ur, cand, rhs) = cache
         T, B, H = hs.shape
         dWh = np.empty((H, 3 * H), dtype=hs.dtype)
-        dWh[:, : 2 * H] = super().recurrent_weight_grad(cache, dgates[:, :, : 2 * H])
-        dWh[:, 2 * H :] = rhs.reshape(T * B, H).T @ dgates[:, :, 2 * H :].reshape(T * B, H)
+        dWh[:, : 2 * H] = super().recurrent_weight_grad(cache, np.ascontiguousarray(dgates[:, :, : 2 * H]))
+        dWh[:, 2 * H :] = matmul(rhs.reshape(T * B, H).T, np.ascontiguousarray(dgates[:, :, 2 * H :]).reshape(T * B, H))
         return dWh
 
     def step(self, p, x, state):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncli.kernels.blas import matmul
+
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
 
 
@@ -40,7 +42,9 @@ class Cell:
     def forward(self, p: dict, x: np.ndarray, state0: State, keep: bool = True):
         """x (T, B, D) -> hs (T, B, H), final state, cache for backward (None unless `keep`)."""
         T, B, D = x.shape
-        xw = (x.reshape(T * B, D) @ p["Wx"] + p["b"]).reshape(T, B, -1)  # (T, B, G*H), one product
+        xw = matmul(x.reshape(T * B, D), p["Wx"])  # (T*B, G*H), one product for all steps
+        xw += p["b"]
+        xw = xw.reshape(T, B, -1)
         hs, stateT, saved = self.recurrence(p, xw, state0, keep)
         return hs, stateT, ((x, state0, hs, saved) if keep else None)
 
@@ -51,21 +55,21 @@ class Cell:
         dgates, dstate0 = self.recurrence_backward(p, cache, dhs, dstateT)  # (T, B, G*H)
         dg = dgates.reshape(T * B, -1)
         grads = {
-            "Wx": x.reshape(T * B, D).T @ dg,  # (D, G*H), one product over all T*B rows
+            "Wx": matmul(x.reshape(T * B, D).T, dg),  # (D, G*H), one product over all T*B rows
             "Wh": self.recurrent_weight_grad(cache, dgates),
             "b": dg.sum(axis=0),
             **self.extra_grads(p, cache, dgates),
         }
-        dx = (dg @ p["Wx"].T).reshape(T, B, D)
+        dx = matmul(dg, p["Wx"].T).reshape(T, B, D)
         return grads, dx, dstate0
 
     def recurrent_weight_grad(self, cache, dgates: np.ndarray) -> np.ndarray:
         """dWh = sum_t h<t-1>^T dgates<t>: the initial state's term plus one product over t >= 1."""
         x, state0, hs, saved = cache
         T, B, H = hs.shape
-        dWh = state0[0].T @ dgates[0]
+        dWh = matmul(state0[0].T, dgates[0])
         if T > 1:
-            dWh += hs[:-1].reshape(-1, H).T @ dgates[1:].reshape((T - 1) * B, -1)
+            dWh += matmul(hs[:-1].reshape(-1, H).T, dgates[1:].reshape((T - 1) * B, -1))
         return dWh
 
     def extra_grads(self, p: dict, cache, dgates: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,0 +1,55 @@
+"""Optimizers (Adam, AdamW, SGD with momentum, RMSprop) and global gradient-norm clipping.
+
+State lives in plain arrays named `<slot>.<param name>` plus a step count, so checkpoints store it
+as it is and a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rnncli.config import OPTIMIZERS
+from rnncli.errors import UsageError
+
+SLOTS = {"adam": ("m", "v"), "adamw": ("m", "v"), "sgd": ("momentum",), "rmsprop": ("v",)}
+
+
+def global_norm(grads: dict[str, np.ndarray]) -> float:
+    from rnncli.kernels.blas import sum_squares
+
+    return math.sqrt(sum(sum_squares(np.ascontiguousarray(g).reshape(-1)) for g in grads.values()))
+
+
+class Optimizer:
+    def __init__(self, kind: str, params: dict[str, np.ndarray], lr: float, weight_decay: float = 0.0,
+                 clip: float = 0.0, momentum: float = 0.9, betas=(0.9, 0.999), eps: float = 1e-8):
+        if kind not in OPTIMIZERS:
+            raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {kind!r}")
+        self.kind, self.lr, self.weight_decay, self.clip = kind, lr, weight_decay, clip
+        self.momentum, self.betas, self.eps = momentum, betas, eps
+        self.step_count = 0
+        self.state = {f"{slot}.{name}": np.zeros_like(p) for slot in SLOTS[kind] for name, p in params.items()}
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> float:
+        """Clip the gradients' global norm to `clip` (0 = off), update params in place; returns the
+        norm before clipping."""
+        from rnncli.kernels.update import adam_update, rmsprop_update, sgd_update
+
+        norm = global_norm(grads)
+        scale = min(1.0, self.clip / (norm + 1e-12)) if self.clip > 0 else 1.0
+        self.step_count += 1
+        for name, p in params.items():
+            flat_p, flat_g = p.reshape(-1), np.ascontiguousarray(grads[name]).reshape(-1)
+            if self.kind in ("adam", "adamw"):
+                adam_update(flat_p, flat_g, self.state[f"m.{name}"].reshape(-1), self.state[f"v.{name}"].reshape(-1),
+                            self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay,
+                            self.kind == "adamw", self.step_count, scale)
+            elif self.kind == "rmsprop":
+                rmsprop_update(flat_p, flat_g, self.state[f"v.{name}"].reshape(-1), self.lr, 0.99, self.eps,
+                               self.weight_decay, scale)
+            else:
+                sgd_update(flat_p, flat_g, self.state[f"momentum.{name}"].reshape(-1), self.lr, self.momentum,
+                           self.weight_decay, scale)
+        return norm
