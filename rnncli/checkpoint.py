@@ -28,6 +28,9 @@ def atomic_save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
         raise UsageError(f"{path}: folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -103,3 +106,148 @@ def load_tokenizer(path: str):
         return tokenizer_from_arrays(sub)
     except RnncliError as err:
         raise RnncliError(f"{path}: {err}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Model checkpoints
+
+
+class Checkpoint:
+    """Everything a training run needs to continue exactly, and sample/score need to run.
+
+    Arrays in the file:
+        kind, format_version, rnncli_version       identification
+        config                                     JSON: {"model", "train", "tokenizer"} dataclasses
+        tokenizer.*                                the fitted tokenizer (see tokenizers.py)
+        param.<name>                               weights, named as in model.py
+        optim.<slot>.<name>, optim.step            optimizer state
+        hidden.<layer>.<i>                         recurrent state carried at the data position
+        state                                      JSON: step, epoch, chunk, tokens seen, lr, losses,
+                                                   RNG state, corpus identity, metrics history
+    """
+
+    def __init__(self, model, train, tokenizer_config, tokenizer, params, optim=None, optim_step=0,
+                 hidden=None, state=None, version=""):
+        self.model, self.train, self.tokenizer_config = model, train, tokenizer_config
+        self.tokenizer, self.params = tokenizer, params
+        self.optim = optim or {}
+        self.optim_step = optim_step
+        self.hidden = hidden
+        self.state = state or {}
+        self.version = version
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        from rnncli import __version__
+        from rnncli.config import to_dict
+
+        arrays: dict[str, np.ndarray] = {
+            "kind": np.array("checkpoint"),
+            "format_version": np.array(FORMAT_VERSION),
+            "rnncli_version": np.array(__version__),
+            "config": json_array({"model": to_dict(self.model), "train": to_dict(self.train),
+                                  "tokenizer": to_dict(self.tokenizer_config)}),
+            **tokenizer_arrays(self.tokenizer),
+            "state": json_array(self.state),
+            "optim.step": np.array(self.optim_step),
+        }
+        arrays.update({f"param.{k}": v for k, v in self.params.items()})
+        arrays.update({f"optim.{k}": v for k, v in self.optim.items()})
+        for layer, st in enumerate(self.hidden or []):
+            for i, a in enumerate(st):
+                arrays[f"hidden.{layer}.{i}"] = a
+        return arrays
+
+
+def save_checkpoint(path: str, ck: Checkpoint) -> None:
+    atomic_save_npz(path, ck.to_arrays())
+
+
+MAX_MEMBER_BYTES = 8 << 30  # no array in a checkpoint we write comes near this
+
+
+def _check_zip(path: str) -> None:
+    """Refuse archives whose members would inflate to absurd sizes, before reading any."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.file_size > MAX_MEMBER_BYTES or (
+                        info.compress_type != zipfile.ZIP_STORED and info.file_size > 1000 * max(info.compress_size, 1)):
+                    raise RnncliError(f"{path}: member {info.filename} declares {info.file_size:,} bytes; "
+                                      "refusing to inflate it (not a checkpoint rnncli wrote)")
+    except zipfile.BadZipFile as err:
+        raise RnncliError(f"{path}: damaged .npz file ({err})") from None
+
+
+def load_checkpoint(path: str) -> Checkpoint:
+    """Load and check a checkpoint: kind, version, every array's presence and shape."""
+    from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict
+    from rnncli.model import param_shapes
+    from rnncli.tokenizers import tokenizer_from_arrays
+
+    if os.path.exists(path) and zipfile.is_zipfile(path):
+        _check_zip(path)
+    arrays = load_npz(path)
+
+    def need(key: str) -> np.ndarray:
+        if key not in arrays:
+            raise RnncliError(f"{path}: not a complete rnncli checkpoint (missing {key})")
+        return arrays[key]
+
+    kind = str(need("kind"))
+    if kind != "checkpoint":
+        raise RnncliError(f"{path}: holds a {kind}, not a model checkpoint")
+    try:
+        version = int(need("format_version"))
+    except (TypeError, ValueError):
+        raise RnncliError(f"{path}: unreadable format_version") from None
+    if version > FORMAT_VERSION:
+        raise RnncliError(f"{path}: checkpoint format {version} is newer than this rnncli understands "
+                          f"({FORMAT_VERSION}); upgrade rnncli")
+    try:
+        config = from_json_array(need("config"))
+        model = from_dict(ModelConfig, config["model"])
+        train = from_dict(TrainConfig, config["train"])
+        tok_config = from_dict(TokenizerConfig, config["tokenizer"])
+        state = from_json_array(need("state"))
+    except (ValueError, KeyError, TypeError) as err:
+        raise RnncliError(f"{path}: damaged configuration ({err})") from None
+    sub = {k[len(TOKENIZER_PREFIX):]: v for k, v in arrays.items() if k.startswith(TOKENIZER_PREFIX)}
+    try:
+        tokenizer = tokenizer_from_arrays(sub)
+        shapes = param_shapes(model)
+    except RnncliError as err:
+        raise RnncliError(f"{path}: {err}") from None
+    if tokenizer.vocab_size != model.vocab_size:
+        raise RnncliError(f"{path}: tokenizer has {tokenizer.vocab_size} entries but the model expects "
+                          f"{model.vocab_size}")
+    params = {}
+    for name, shape in shapes.items():
+        value = need(f"param.{name}")
+        if value.shape != shape or value.dtype not in (np.float32, np.float64):
+            raise RnncliError(f"{path}: parameter {name} has shape {value.shape} ({value.dtype}), "
+                              f"expected {shape} (float32)")
+        params[name] = np.ascontiguousarray(value)
+    optim = {}
+    for key, value in arrays.items():
+        if key.startswith("optim.") and key != "optim.step":
+            slot_name = key[len("optim."):]
+            name = slot_name.split(".", 1)[1] if "." in slot_name else ""
+            if name not in params or value.shape != params[name].shape:
+                raise RnncliError(f"{path}: optimizer state {slot_name} does not match the parameters")
+            optim[slot_name] = np.ascontiguousarray(value)
+    hidden = None
+    hidden_keys = [k for k in arrays if k.startswith("hidden.")]
+    if hidden_keys:
+        hidden = []
+        for layer in range(model.layers):
+            st = []
+            i = 0
+            while f"hidden.{layer}.{i}" in arrays:
+                a = arrays[f"hidden.{layer}.{i}"]
+                if a.ndim != 2 or a.shape[1] != model.hidden:
+                    raise RnncliError(f"{path}: hidden state {layer}.{i} has shape {a.shape}")
+                st.append(np.ascontiguousarray(a))
+                i += 1
+            hidden.append(tuple(st))
+    return Checkpoint(model, train, tok_config, tokenizer, params, optim, int(arrays.get("optim.step", 0)),
+                      hidden, state, str(arrays.get("rnncli_version", "")))

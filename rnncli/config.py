@@ -31,6 +31,24 @@ class ModelConfig:
     tie_weights: bool = False  # output projection = embedding^T (needs embed == hidden)
 
 
+@dataclass
+class TrainConfig:
+    seq_len: int = 100  # T: truncated-BPTT chunk length
+    batch_size: int = 32  # B: parallel streams
+    optimizer: str = "adam"  # adam | adamw | sgd | rmsprop
+    lr: float = 2e-3  # learning rate
+    weight_decay: float = 0.0  # L2 (adam, sgd, rmsprop) or decoupled (adamw)
+    clip: float = 5.0  # global gradient-norm clipping; 0 = off
+    lr_decay: float = 1.0  # multiply lr by this when validation loss stops improving; 1 = never
+    epochs: int = 10  # passes over the training tokens
+    max_steps: int = 0  # total optimizer steps (counting resumed ones); 0 = no limit
+    max_time: float = 0.0  # seconds of training in this run; 0 = no limit
+    val_fraction: float = 0.1  # validation tokens taken from the end of the corpus
+    eval_every: int = 0  # steps between evaluations; 0 = about 4 per epoch, at most every 250 steps
+    patience: int = 0  # stop after this many evaluations without improvement; 0 = never
+    seed: int = 1234  # initialisation, batching and dropout
+
+
 def to_dict(obj) -> dict:
     return asdict(obj)
 

@@ -193,3 +193,11 @@ def count_lines(corpus: Corpus) -> int:
         n += block.count("\n")
         last = block
     return n + (0 if last.endswith("\n") or not last else 1)
+
+
+def split_validation(ids: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(train, validation): the validation part is the last `fraction` of the tokens."""
+    n_val = int(len(ids) * fraction)
+    if n_val == 0:
+        return ids, None
+    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]

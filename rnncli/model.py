@@ -175,6 +175,17 @@ def logprobs(config: ModelConfig, params: Params, inputs: np.ndarray, targets: n
     return target_logprobs(logits, targets.reshape(-1)).reshape(targets.shape), states
 
 
+def next_token_logprobs(config: ModelConfig, params: Params, inputs: np.ndarray,
+                        state0: ModelState) -> tuple[np.ndarray, ModelState]:
+    """Forward only: the whole next-token distribution log ŷ<t> after each input, (T, B, V)."""
+    from rnncli.kernels.output import log_softmax_rows
+
+    top, states, _ = _stack_forward(config, params, inputs, state0, None, keep=False)
+    _, logits = _logits(config, params, top)
+    T, B = inputs.shape
+    return log_softmax_rows(logits).reshape(T, B, -1), states
+
+
 def step(config: ModelConfig, params: Params, tokens: np.ndarray, state: ModelState) -> tuple[np.ndarray, ModelState]:
     """One generation step: tokens (B,) -> logits (B, V), new state."""
     cell = get_cell(config.cell)

@@ -34,10 +34,12 @@ class Optimizer:
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> float:
         """Clip the gradients' global norm to `clip` (0 = off), update params in place; returns the
-        norm before clipping."""
+        norm before clipping. A non-finite norm changes nothing."""
         from rnncli.kernels.update import adam_update, rmsprop_update, sgd_update
 
         norm = global_norm(grads)
+        if not math.isfinite(norm):
+            return norm  # leave params untouched: the caller stops the run
         scale = min(1.0, self.clip / (norm + 1e-12)) if self.clip > 0 else 1.0
         self.step_count += 1
         for name, p in params.items():

@@ -49,7 +49,7 @@ def markov_source(order: int = 2, seed: int = 1234, concentration: float = 0.3) 
     return MarkovSource(MARKOV_ALPHABET, order, probs)
 
 
-def markov_corpus(n_chars: int = 100_000, order: int = 2, seed: int = 1234) -> tuple[str, float]:
+def markov_corpus(n_chars: int = 300_000, order: int = 2, seed: int = 1234) -> tuple[str, float]:
     """(text, entropy rate in nats/char) of a sample from `markov_source(order, seed)`."""
     source = markov_source(order, seed)
     rng = np.random.default_rng(seed + 1)
