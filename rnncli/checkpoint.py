@@ -170,8 +170,9 @@ def _check_zip(path: str) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                if info.file_size > MAX_MEMBER_BYTES or (
-                        info.compress_type != zipfile.ZIP_STORED and info.file_size > 1000 * max(info.compress_size, 1)):
+                ratio = info.file_size / max(info.compress_size, 1)
+                inflates = info.compress_type != zipfile.ZIP_STORED and ratio > 1000
+                if info.file_size > MAX_MEMBER_BYTES or inflates:
                     raise RnncliError(f"{path}: member {info.filename} declares {info.file_size:,} bytes; "
                                       "refusing to inflate it (not a checkpoint rnncli wrote)")
     except zipfile.BadZipFile as err:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from typing import Annotated
 
@@ -188,12 +189,7 @@ def _show_pieces(tok, texts: list[str], as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Commands that later issues fill in.
-
-
-def _not_implemented(name: str) -> None:
-    _fail(f"`rnncli {name}` is not implemented yet", 2)
-
+# train
 
 MODEL_OPTIONS = "Model"
 TRAINING_OPTIONS = "Training"
@@ -299,16 +295,162 @@ def train(
         raise typer.Exit(130)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def sample() -> None:
-    """Generate text from a trained model (not implemented yet)."""
-    _not_implemented("sample")
+# ---------------------------------------------------------------------------------------------
+# sample and score
+
+GENERATION_OPTIONS = "Generation"
+SCORING_OPTIONS = "Scoring"
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def score() -> None:
-    """Score sentences or files with a trained model (not implemented yet)."""
-    _not_implemented("score")
+def _load_model(path: str | None):
+    from rnncli.checkpoint import load_checkpoint
+    from rnncli.errors import UsageError
+    from rnncli.train import latest_model
+
+    path = path or latest_model()
+    if not path:
+        raise UsageError("no model given and none trained here yet: run `rnncli train CORPUS` first, "
+                         "or pass --model PATH (or set RNNCLI_MODEL)")
+    return load_checkpoint(path)
+
+
+@app.command()
+@user_errors
+def sample(
+    model: Annotated[str | None, typer.Option(help="Checkpoint (default: $RNNCLI_MODEL, else the last trained).",
+                                              show_default=False)] = None,
+    length: Annotated[int, typer.Option(help="Tokens to generate, not counting the prime.",
+                                        rich_help_panel=GENERATION_OPTIONS)] = 500,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.",
+                                               rich_help_panel=GENERATION_OPTIONS)] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample from the k most likely tokens; 0 = all.",
+                                       rich_help_panel=GENERATION_OPTIONS)] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling: smallest set with this probability.",
+                                         rich_help_panel=GENERATION_OPTIONS)] = 1.0,
+    beam: Annotated[int, typer.Option(help="Beam search with this width (most likely continuation).",
+                                      rich_help_panel=GENERATION_OPTIONS)] = 0,
+    prime: Annotated[str, typer.Option(help="Text the model reads first; the output continues it.",
+                                       rich_help_panel=GENERATION_OPTIONS)] = "",
+    prime_file: Annotated[str | None, typer.Option(help="Read the prime from a file (`-` for stdin).",
+                                                   rich_help_panel=GENERATION_OPTIONS)] = None,
+    until_eos: Annotated[bool, typer.Option(help="Stop at the end of the first line/sentence.",
+                                            rich_help_panel=GENERATION_OPTIONS)] = False,
+    stop: Annotated[str | None, typer.Option(help="Stop once the output contains this text.",
+                                             rich_help_panel=GENERATION_OPTIONS)] = None,
+    num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="Separate samples to draw.",
+                                             rich_help_panel=GENERATION_OPTIONS)] = 1,
+    seed: Annotated[int | None, typer.Option(help="Seed: same seed, model and options, same output.",
+                                             rich_help_panel=GENERATION_OPTIONS, show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sample.",
+                                          rich_help_panel=OUTPUT_OPTIONS)] = False,
+) -> None:
+    """Generate text from a trained model, streamed as it is produced.
+
+    Example: rnncli sample --temperature 0.8 --prime "The " --length 200 --seed 1
+    """
+    from rnncli.sample import SampleConfig, check_sample_config, encode_prime, generate_samples, stdout_writer
+
+    config = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
+                          until_eos=until_eos, stop=stop, num_samples=num_samples, seed=seed)
+    check_sample_config(config)
+    if prime_file:
+        from rnncli.data import Corpus
+
+        prime = Corpus(prime_file).read_text()
+    ck = _load_model(model)
+    _, unknown = encode_prime(ck.tokenizer, prime)
+    if unknown:
+        sys.stderr.write(f"warning: the prime has {unknown} token(s) outside the vocabulary; read as <UNK>\n")
+    _utf8_stdout()
+    for i, s in enumerate(generate_samples(ck, prime, config, None if as_json else stdout_writer)):
+        if as_json:
+            _print_json({"text": s.text, "continuation": s.continuation, "tokens": len(s.tokens),
+                         "token_ids": s.tokens, "logprob": s.logprob})
+        else:
+            if not s.text.endswith("\n"):
+                sys.stdout.write("\n")
+            if i < num_samples - 1:
+                sys.stdout.write("\n")  # a blank line between samples
+            sys.stdout.flush()
+
+
+def _utf8_stdout() -> None:
+    """Write UTF-8 even when stdout is redirected to a file or pipe with another locale."""
+    try:
+        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        pass
+
+
+@app.command()
+@user_errors
+def score(
+    texts: Annotated[list[str] | None, typer.Argument(help="Sentences to score (or use --file).",
+                                                      show_default=False)] = None,
+    model: Annotated[str | None, typer.Option(help="Checkpoint (default: $RNNCLI_MODEL, else the last trained).",
+                                              show_default=False)] = None,
+    file: Annotated[str | None, typer.Option("--file", "-f", help="Score every line of a file (`-` for stdin).",
+                                             rich_help_panel=SCORING_OPTIONS)] = None,
+    per_token: Annotated[bool, typer.Option(help="Show each token's probability.",
+                                            rich_help_panel=SCORING_OPTIONS)] = False,
+    no_eos: Annotated[bool, typer.Option(help="Leave P(<EOS> | sentence) out.",
+                                         rich_help_panel=SCORING_OPTIONS)] = False,
+    continuous: Annotated[bool, typer.Option(help="With --file: score the text as one stream, as training "
+                                                  "validates (state carried across lines).",
+                                             rich_help_panel=SCORING_OPTIONS)] = False,
+    log10: Annotated[bool, typer.Option(help="Report log10 probabilities.", rich_help_panel=OUTPUT_OPTIONS)] = False,
+    bits: Annotated[bool, typer.Option(help="Report log2 probabilities (bits).", rich_help_panel=OUTPUT_OPTIONS)] = False,
+    output_format: Annotated[str, typer.Option("--format", help="text, tsv, json or jsonl.",
+                                               rich_help_panel=OUTPUT_OPTIONS)] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.",
+                                          rich_help_panel=OUTPUT_OPTIONS)] = False,
+) -> None:
+    """Score sentences: log P(sentence), perplexity, ranked best first; or a whole file.
+
+    Example: rnncli score "the apple and pear salad" "the apple and pair salad"
+    """
+    from rnncli.cli_score import print_file_score, print_sentence_scores
+    from rnncli.errors import UsageError
+
+    fmt = "json" if as_json else output_format
+    if fmt not in ("text", "tsv", "json", "jsonl"):
+        raise UsageError(f"--format must be text, tsv, json or jsonl, not {fmt!r}")
+    if log10 and bits:
+        raise UsageError("choose one of --log10 and --bits")
+    unit = "log10" if log10 else "bits" if bits else "ln"
+    texts = texts or []
+    if file and texts:
+        raise UsageError("give sentences or --file, not both")
+    if not file and not texts:
+        raise UsageError('nothing to score: give sentences (rnncli score "some text") or --file F')
+    if continuous and not file:
+        raise UsageError("--continuous applies to --file")
+    if texts == ["-"]:
+        file = "-"
+    ck = _load_model(model)
+    _utf8_stdout()
+    if file:
+        from rnncli.data import Corpus, encode_corpus
+
+        corpus = Corpus(file)
+        if continuous:
+            from rnncli.score import continuous_loss
+
+            ids = encode_corpus(ck.tokenizer, corpus)
+            loss = continuous_loss(ck, ids, ck.train.batch_size, ck.train.seq_len)
+            _print_json({"file": corpus.name, "tokens": int(len(ids)), "loss": loss, "perplexity": math.exp(loss)}) \
+                if fmt in ("json", "jsonl") else print(f"{corpus.name}: {len(ids):,} tokens, {loss:.4f} nats/token, "
+                                                       f"perplexity {math.exp(loss):.3f}")
+            return
+        from rnncli.score import score_lines
+
+        result = score_lines(ck, corpus.lines(), corpus.name, eos=not no_eos)
+        print_file_score(result, fmt, unit)
+        return
+    from rnncli.score import score_sentences
+
+    scores = score_sentences(ck, texts, eos=not no_eos)
+    print_sentence_scores(ck, scores, fmt, unit, per_token)
 
 
 def main() -> None:

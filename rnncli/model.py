@@ -175,6 +175,26 @@ def logprobs(config: ModelConfig, params: Params, inputs: np.ndarray, targets: n
     return target_logprobs(logits, targets.reshape(-1)).reshape(targets.shape), states
 
 
+def stream_loss(config: ModelConfig, params: Params, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
+    """Mean nats per token of a token stream (N,), cut into up to `batch_size` contiguous streams
+    read in chunks of `seq_len` with the state carried (training's validation): every token is
+    predicted except the first of each stream."""
+    B = max(1, min(batch_size, (len(ids) - 1) // 2))
+    S = len(ids) // B
+    streams = ids[: B * S].reshape(B, S)
+    dtype = params["embed.weight"].dtype
+    state = initial_state(config, B, dtype)
+    total, count = 0.0, 0
+    for start in range(0, S - 1, seq_len):
+        end = min(start + seq_len, S - 1)
+        inputs = np.ascontiguousarray(streams[:, start:end].T)
+        targets = np.ascontiguousarray(streams[:, start + 1 : end + 1].T)
+        lp, state = logprobs(config, params, inputs, targets, state)
+        total -= float(lp.sum(dtype=np.float64))
+        count += lp.size
+    return total / max(count, 1)
+
+
 def next_token_logprobs(config: ModelConfig, params: Params, inputs: np.ndarray,
                         state0: ModelState) -> tuple[np.ndarray, ModelState]:
     """Forward only: the whole next-token distribution log ŷ<t> after each input, (T, B, V)."""

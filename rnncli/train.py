@@ -89,24 +89,6 @@ def ids_checksum(ids: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(ids, dtype=np.int32).tobytes())
 
 
-def evaluate(config: ModelConfig, params: M.Params, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
-    """Mean nats per token of `ids`, predicting every token but the first of each of up to
-    `batch_size` contiguous streams, the hidden state carried across chunks of `seq_len`."""
-    B = max(1, min(batch_size, (len(ids) - 1) // 2))
-    streams = contiguous_streams(ids, B)
-    S = streams.shape[1]
-    state = M.initial_state(config, B, DTYPE)
-    total, count = 0.0, 0
-    for start in range(0, S - 1, seq_len):
-        end = min(start + seq_len, S - 1)
-        inputs = np.ascontiguousarray(streams[:, start:end].T)
-        targets = np.ascontiguousarray(streams[:, start + 1 : end + 1].T)
-        lp, state = M.logprobs(config, params, inputs, targets, state)
-        total -= float(lp.sum(dtype=np.float64))
-        count += lp.size
-    return total / max(count, 1)
-
-
 # ---------------------------------------------------------------------------------------------
 # The run
 
@@ -310,7 +292,7 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
         last_eval_step = run.step
         if val_ids is None:
             return
-        run.val_loss = evaluate(run.model, run.params, val_ids, B, T)
+        run.val_loss = M.stream_loss(run.model, run.params, val_ids, B, T)
         improved = run.best_val is None or run.val_loss < run.best_val
         if improved:
             run.best_val = run.val_loss
@@ -370,11 +352,10 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
             run.step += 1
             run.chunk += 1
             run.tokens_seen += B * T
-            recent.append(loss)
-            if len(recent) > 50:
-                recent.pop(0)
+            recent.append(loss)  # training losses since the last evaluation
             run.train_loss = float(np.mean(recent))
             if run.step % eval_every == 0:
+                recent.clear()
                 do_eval(scheduled=True)
                 save_last()
                 if c.patience and run.bad_evals >= c.patience:

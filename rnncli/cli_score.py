@@ -1,0 +1,87 @@
+"""How the command line prints scores: a ranked rich table, TSV, JSON or JSON lines.
+Part of the CLI layer (with cli.py and cli_display.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+UNIT_FACTOR = {"ln": 1.0, "log10": 1.0 / math.log(10), "bits": 1.0 / math.log(2)}
+UNIT_NAME = {"ln": "logprob", "log10": "log10prob", "bits": "log2prob"}
+
+
+def _emit(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def sentence_record(ck, s, rank: int, per_token: bool) -> dict:
+    record = {"rank": rank, "text": s.text, "logprob": s.logprob, "log10prob": s.logprob / math.log(10),
+              "log2prob": s.logprob / math.log(2), "probability": math.exp(s.logprob), "tokens": s.tokens,
+              "oov": s.oov, "perplexity": s.perplexity}
+    if per_token:
+        names = ck.tokenizer.token_texts(s.ids)
+        record["per_token"] = [{"token": n, "id": i, "probability": math.exp(lp), "logprob": lp}
+                               for n, i, lp in zip(names, s.ids, s.logprobs, strict=True)]
+    return record
+
+
+def print_sentence_scores(ck, scores, fmt: str, unit: str, per_token: bool) -> None:
+    ranked = sorted(scores, key=lambda s: -s.logprob)
+    records = [sentence_record(ck, s, rank + 1, per_token) for rank, s in enumerate(ranked)]
+    f = UNIT_FACTOR[unit]
+    col = UNIT_NAME[unit]
+    if fmt == "json":
+        _emit(records)
+        return
+    if fmt == "jsonl":
+        for r in records:
+            _emit(r)
+        return
+    if fmt == "tsv":
+        print(f"rank\t{col}\tprobability\ttokens\toov\tperplexity\ttext")
+        for r in records:
+            print(f"{r['rank']}\t{r['logprob'] * f:.6f}\t{r['probability']:.6g}\t{r['tokens']}\t{r['oov']}\t"
+                  f"{r['perplexity']:.4f}\t{r['text']}")
+            for t in r.get("per_token", []):
+                print(f"\t{t['logprob'] * f:.6f}\t{t['probability']:.6g}\t\t\t\t{t['token']} ({t['id']})")
+        return
+    console = Console(soft_wrap=True)
+    table = Table("rank", "sentence", col, "P(sentence)", "tokens", "<UNK>", "perplexity")
+    for r in records:
+        table.add_row(str(r["rank"]), r["text"], f"{r['logprob'] * f:.3f}", f"{r['probability']:.3g}",
+                      str(r["tokens"]), str(r["oov"]), f"{r['perplexity']:.2f}")
+    console.print(table)
+    for r in records:
+        if "per_token" in r:
+            detail = Table("token", "id", "P(token | before)", col, title=r["text"], title_justify="left")
+            for t in r["per_token"]:
+                name = t["token"].replace("\n", "\\n")
+                style = "red" if t["id"] == 0 else None
+                detail.add_row(name, str(t["id"]), f"{t['probability']:.4g}", f"{t['logprob'] * f:.3f}", style=style)
+            console.print(detail)
+
+
+def print_file_score(result, fmt: str, unit: str) -> None:
+    f = UNIT_FACTOR[unit]
+    record = {"file": result.name, "sentences": result.sentences, "tokens": result.tokens, "oov": result.oov,
+              "logprob": result.logprob, "log10prob": result.logprob / math.log(10),
+              "log2prob": result.logprob / math.log(2), "perplexity": result.perplexity,
+              "perplexity_without_unk": result.perplexity_known, "ppl1": result.ppl1,
+              "bits_per_char": result.bits_per_char, "chars": result.chars}
+    if fmt in ("json", "jsonl"):
+        _emit(record)
+        return
+    if fmt == "tsv":
+        print("\t".join(record))
+        print("\t".join(str(v) for v in record.values()))
+        return
+    console = Console(soft_wrap=True)
+    console.print(f"[bold]{result.name}[/]: {result.sentences:,} sentences, {result.tokens:,} tokens, "
+                  f"{result.oov:,} <UNK>", highlight=False)
+    console.print(f"{UNIT_NAME[unit]} = {result.logprob * f:.3f}   perplexity = {result.perplexity:.3f}   "
+                  f"without <UNK>: {result.perplexity_known:.3f}   ppl1 = {result.ppl1:.3f}   "
+                  f"bits/char = {result.bits_per_char:.4f}", highlight=False)

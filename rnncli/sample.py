@@ -1,0 +1,222 @@
+"""Generating text: temperature, top-k, top-p, greedy (temperature 0) and beam search.
+
+Sampling runs inside Numba (kernels/generate.py) in short bursts, so output streams while the
+per-token work never passes through Python. Every sample starts from the state training starts a
+line from: zero state, the previous token being <EOS>; a prime is fed first and then continued.
+<UNK> is never produced (see `choose_token`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli import model as M
+from rnncli.checkpoint import Checkpoint
+from rnncli.config import ModelConfig
+from rnncli.errors import UsageError
+from rnncli.tokenizers import EOS, UNK
+
+
+@dataclass
+class SampleConfig:
+    length: int = 500  # tokens to generate, not counting the prime
+    temperature: float = 1.0  # 0 = greedy (argmax)
+    top_k: int = 0  # keep the k most likely tokens; 0 = all
+    top_p: float = 1.0  # nucleus: smallest set with this much probability; 1 = all
+    beam: int = 0  # beam width; 0 = sample
+    until_eos: bool = False  # stop at the first <EOS>
+    stop: str | None = None  # stop once the text contains this string
+    num_samples: int = 1
+    seed: int | None = None  # None: a fresh random seed each run
+
+
+def check_sample_config(c: SampleConfig) -> None:
+    import math
+
+    if c.length < 0:
+        raise UsageError(f"--length must be 0 or more, not {c.length}")
+    if not math.isfinite(c.temperature) or c.temperature < 0:
+        raise UsageError(f"--temperature must be 0 (greedy) or more, not {c.temperature}")
+    if c.top_k < 0:
+        raise UsageError(f"--top-k must be at least 1 (or 0 for no limit), not {c.top_k}")
+    if not (0 < c.top_p <= 1) or not math.isfinite(c.top_p):
+        raise UsageError(f"--top-p must be in (0, 1], not {c.top_p}")
+    if c.beam < 0:
+        raise UsageError(f"--beam must be at least 1, not {c.beam}")
+    if c.num_samples < 1:
+        raise UsageError(f"--num-samples must be at least 1, not {c.num_samples}")
+    if c.stop == "":
+        raise UsageError("--stop must not be empty")
+
+
+class GenerationWeights:
+    """The model's parameters stacked per layer, in the layout kernels/generate.py expects."""
+
+    def __init__(self, config: ModelConfig, params: M.Params):
+        from rnncli.kernels.generate import CELL_CODES
+
+        L, H = config.layers, config.hidden
+        dtype = params["embed.weight"].dtype
+        self.cell = CELL_CODES[config.cell]
+        layer = [M.layer_params(params, i) for i in range(L)]
+        c = np.ascontiguousarray
+        self.E = c(params["embed.weight"])
+        self.Wx0 = c(layer[0]["Wx"])
+        G_H = layer[0]["Wx"].shape[1]
+        self.WxR = c(np.stack([lp["Wx"] for lp in layer[1:]])) if L > 1 else np.zeros((1, H, G_H), dtype)
+        if config.cell == "gru":
+            self.WhA = c(np.stack([lp["Wh"][:, : 2 * H] for lp in layer]))
+            self.WhB = c(np.stack([lp["Wh"][:, 2 * H :] for lp in layer]))
+        else:
+            self.WhA = c(np.stack([lp["Wh"] for lp in layer]))
+            self.WhB = np.zeros((L, 1, 1), dtype)
+        self.b = c(np.stack([lp["b"] for lp in layer]))
+        self.peep = c(np.stack([lp.get("peep", np.zeros((3, H), dtype)) for lp in layer]))
+        self.Wy = c(M.output_weight(config, params))
+        self.by = c(params["output.b"])
+        self.L, self.H, self.dtype = L, H, dtype
+
+    def args(self):
+        return (self.cell, self.E, self.Wx0, self.WxR, self.WhA, self.WhB, self.b, self.peep, self.Wy, self.by)
+
+    def fresh_state(self):
+        return np.zeros((self.L, 1, self.H), self.dtype), np.zeros((self.L, 1, self.H), self.dtype)
+
+
+def encode_prime(tokenizer, prime: str) -> tuple[np.ndarray, int]:
+    """Token ids of the prime (no trailing <EOS> unless it ends with a newline), and how many of
+    them are <UNK>."""
+    ids = tokenizer.encode(prime)
+    if len(ids) and ids[-1] == EOS and not prime.endswith("\n"):
+        ids = ids[:-1]
+    return ids.astype(np.int64), int((ids == UNK).sum())
+
+
+@dataclass
+class Sample:
+    text: str  # the prime followed by the continuation
+    continuation: str
+    tokens: list[int]  # generated token ids
+    logprob: float  # model log-probability (temperature 1) of the generated tokens
+
+
+def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rng: np.random.Generator,
+                  burst: int = 32) -> Iterator[tuple[list[int], list[float]]]:
+    """Yield generated tokens (and their log-probs) in bursts, until length, <EOS> or the caller
+    stops iterating."""
+    from rnncli.kernels.generate import feed, generate
+
+    w = GenerationWeights(ck.model, ck.params)
+    h, cstate = w.fresh_state()
+    context = np.concatenate([[EOS], prime_ids]).astype(np.int64)
+    feed(*w.args(), h, cstate, context[:-1])
+    token = int(context[-1])
+    done = 0
+    size = 8  # a small first burst: text appears at once
+    while done < c.length:
+        n = min(size, c.length - done)
+        out = np.empty(n, np.int64)
+        lps = np.empty(n, np.float64)
+        uniforms = rng.random(n)
+        got = generate(*w.args(), h, cstate, token, uniforms, c.temperature, c.top_k, c.top_p, c.until_eos, out, lps)
+        yield out[:got].tolist(), lps[:got].tolist()
+        done += got
+        if got < n:  # stopped at <EOS>
+            return
+        token = int(out[got - 1])
+        size = burst
+
+
+def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> tuple[list[int], float]:
+    """The most likely continuation of `c.length` tokens (or ending in <EOS>), beams ranked by
+    log-probability per token (length-normalised). <UNK> is never extended."""
+    cfg, params = ck.model, ck.params
+    state = M.initial_state(cfg, 1, params["embed.weight"].dtype)
+    context = np.concatenate([[EOS], prime_ids]).astype(np.int64)
+    logits = None
+    for t in context:
+        logits, state = M.step(cfg, params, np.array([t]), state)
+    beams = [([], 0.0, state, logits[0])]  # (tokens, logprob, state, next logits)
+    finished: list[tuple[list[int], float]] = []
+    width = c.beam
+    for _ in range(c.length):
+        candidates = []
+        for tokens, score, st, lg in beams:
+            lp = lg - lg.max()
+            lp = lp - np.log(np.exp(lp).sum())
+            lp[UNK] = -np.inf
+            for tok in np.argsort(-lp)[:width]:
+                candidates.append((tokens + [int(tok)], score + float(lp[tok]), st))
+        candidates.sort(key=lambda x: -x[1] / len(x[0]))
+        beams = []
+        for tokens, score, st in candidates:
+            if c.until_eos and tokens[-1] == EOS:
+                finished.append((tokens, score))
+            elif len(beams) < width:
+                logits_next, st_next = M.step(cfg, params, np.array([tokens[-1]]), st)
+                beams.append((tokens, score, st_next, logits_next[0]))
+            if len(beams) >= width and len(finished) >= width:
+                break
+        if not beams:
+            break
+    finished.extend((t, s) for t, s, _, _ in beams)
+    if not finished:
+        return [], 0.0
+    tokens, score = max(finished, key=lambda x: x[1] / max(len(x[0]), 1))
+    return tokens, score
+
+
+def continuation_text(tokenizer, prime_ids: np.ndarray, tokens: list[int]) -> str:
+    """Text of `tokens` as it continues the prime (spacing decided with the prime in view)."""
+    before = tokenizer.decode(prime_ids)
+    return tokenizer.decode(list(prime_ids) + tokens)[len(before):]
+
+
+def generate_samples(ck: Checkpoint, prime: str, c: SampleConfig, write=None) -> Iterator[Sample]:
+    """Yield `c.num_samples` samples; if `write` is given, stream each sample's text through it."""
+    check_sample_config(c)
+    tokenizer = ck.tokenizer
+    prime_ids, _ = encode_prime(tokenizer, prime)
+    rng = np.random.default_rng(c.seed)
+    for _ in range(c.num_samples):
+        if write:
+            write(prime)
+        if c.beam > 0:
+            tokens, logprob = beam_search(ck, prime_ids, c)
+            text = continuation_text(tokenizer, prime_ids, tokens)
+            text = _cut_at_stop(text, c.stop)
+            if write:
+                write(text)
+            yield Sample(prime + text, text, tokens, logprob)
+            continue
+        tokens: list[int] = []
+        logprob = 0.0
+        shown = 0
+        text = ""
+        for burst, lps in sample_stream(ck, prime_ids, c, rng):
+            tokens += burst
+            logprob += sum(lps)
+            text = continuation_text(tokenizer, prime_ids, tokens)
+            cut = _cut_at_stop(text, c.stop)
+            if write and len(cut) > shown:
+                write(cut[shown:])
+                shown = len(cut)
+            if cut != text:
+                text = cut
+                break
+        yield Sample(prime + text, text, tokens, logprob)
+
+
+def _cut_at_stop(text: str, stop: str | None) -> str:
+    if stop and stop in text:
+        return text[: text.index(stop) + len(stop)]
+    return text
+
+
+def stdout_writer(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

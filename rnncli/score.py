@@ -1,0 +1,174 @@
+"""Scoring text: P(sentence) as the product of the model's conditional probabilities,
+
+    log P(y<1>, ..., y<n>, <EOS>) = sum_t log ŷ<t>[y<t>]
+
+where every sentence starts from the state training starts a line from (zero state, the previous
+token being <EOS>) and, unless `eos=False`, includes P(<EOS> | sentence). Sentences are scored in
+padded batches through the forward-only path (model.logprobs), long ones in time chunks with the
+state carried, never token by token.
+
+Units: natural log by default; log10 and bits are conversions. Perplexity = exp(-logprob / tokens).
+File summaries follow KenLM/SRILM: perplexity with and without <UNK> tokens (OOVs), ppl1 without
+<EOS>, and bits per character of the text (newlines counted), comparable across tokenizer levels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli import model as M
+from rnncli.checkpoint import Checkpoint
+from rnncli.errors import UsageError
+from rnncli.tokenizers import EOS, UNK
+
+BATCH_SENTENCES = 64
+TIME_CHUNK = 256
+
+
+@dataclass
+class SentenceScore:
+    text: str
+    ids: list[int]
+    logprobs: list[float]  # natural log of each token's probability, <EOS> last when included
+
+    @property
+    def logprob(self) -> float:
+        return float(sum(self.logprobs))
+
+    @property
+    def tokens(self) -> int:
+        return len(self.ids)
+
+    @property
+    def oov(self) -> int:
+        return sum(1 for i in self.ids if i == UNK)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.logprob / self.tokens) if self.tokens else float("nan")
+
+
+def sentence_ids(tokenizer, text: str, eos: bool) -> np.ndarray:
+    """Token ids of one sentence (newlines inside it are treated as spaces), ending in <EOS> if eos."""
+    text = text.replace("\n", " ")
+    ids = tokenizer.encode(text if tokenizer.level == "char" else text.strip())
+    ids = ids[ids != EOS] if tokenizer.level != "char" else ids
+    if eos:
+        ids = np.append(ids, EOS)
+    return ids.astype(np.int64)
+
+
+def score_ids(ck: Checkpoint, sentences: list[np.ndarray]) -> list[np.ndarray]:
+    """Per-token log-probabilities of each id sequence, each scored from the start state."""
+    cfg, params = ck.model, ck.params
+    dtype = params["embed.weight"].dtype
+    results: list[np.ndarray | None] = [None] * len(sentences)
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    for start in range(0, len(order), BATCH_SENTENCES):
+        batch = order[start : start + BATCH_SENTENCES]
+        lengths = [len(sentences[i]) for i in batch]
+        T, B = max(lengths), len(batch)
+        if T == 0:
+            for i in batch:
+                results[i] = np.zeros(0)
+            continue
+        targets = np.zeros((T, B), np.int64)  # padding after a sentence's end is never read back
+        for b, i in enumerate(batch):
+            targets[: lengths[b], b] = sentences[i]
+        inputs = np.empty_like(targets)
+        inputs[0] = EOS
+        inputs[1:] = targets[:-1]
+        state = M.initial_state(cfg, B, dtype)
+        lp = np.empty((T, B))
+        for t0 in range(0, T, TIME_CHUNK):
+            t1 = min(t0 + TIME_CHUNK, T)
+            lp[t0:t1], state = M.logprobs(cfg, params, np.ascontiguousarray(inputs[t0:t1]),
+                                          np.ascontiguousarray(targets[t0:t1]), state)
+        for b, i in enumerate(batch):
+            results[i] = lp[: lengths[b], b].astype(np.float64)
+    return results  # type: ignore[return-value]
+
+
+def score_sentences(ck: Checkpoint, texts: list[str], eos: bool = True) -> list[SentenceScore]:
+    ids = [sentence_ids(ck.tokenizer, t, eos) for t in texts]
+    for text, s in zip(texts, ids, strict=True):
+        if len(s) == 0 or (eos and len(s) == 1 and not text.strip()):
+            raise UsageError("cannot score an empty sentence")
+    lps = score_ids(ck, ids)
+    return [SentenceScore(t, s.tolist(), lp.tolist()) for t, s, lp in zip(texts, ids, lps, strict=True)]
+
+
+@dataclass
+class FileScore:
+    name: str
+    sentences: int
+    tokens: int  # scored tokens, <EOS> included when scored
+    oov: int
+    eos: int  # <EOS> tokens scored
+    logprob: float  # natural log, all tokens
+    logprob_known: float  # natural log, <UNK> tokens left out
+    chars: int  # characters of the scored text, one newline per sentence included
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.logprob / self.tokens) if self.tokens else float("nan")
+
+    @property
+    def perplexity_known(self) -> float:
+        n = self.tokens - self.oov
+        return math.exp(-self.logprob_known / n) if n else float("nan")
+
+    @property
+    def ppl1(self) -> float:
+        """Perplexity without the <EOS> tokens (SRILM's ppl1), <UNK> tokens left out."""
+        n = self.tokens - self.oov - self.eos
+        return math.exp(-(self.logprob_known - self.eos_logprob) / n) if n > 0 else float("nan")
+
+    eos_logprob: float = 0.0
+
+    @property
+    def bits_per_char(self) -> float:
+        return -self.logprob / math.log(2) / self.chars if self.chars else float("nan")
+
+
+def score_lines(ck: Checkpoint, lines, name: str, eos: bool = True, batch_lines: int = 4096) -> FileScore:
+    """Score every non-blank line as a sentence, in batches of lines (memory stays bounded)."""
+    total = FileScore(name, 0, 0, 0, 0, 0.0, 0.0, 0)
+    pending: list[str] = []
+
+    def flush() -> None:
+        ids = [sentence_ids(ck.tokenizer, t, eos) for t in pending]
+        for text, s, lp in zip(pending, ids, score_ids(ck, ids), strict=True):
+            unk = s == UNK
+            total.sentences += 1
+            total.tokens += len(s)
+            total.oov += int(unk.sum())
+            total.logprob += float(lp.sum())
+            total.logprob_known += float(lp[~unk].sum())
+            if eos and len(s):
+                total.eos += 1
+                total.eos_logprob += float(lp[-1])
+            total.chars += len(text) + (1 if eos else 0)
+        pending.clear()
+
+    for line in lines:
+        if line.strip():
+            pending.append(line)
+            if len(pending) >= batch_lines:
+                flush()
+    if pending:
+        flush()
+    if total.sentences == 0:
+        raise UsageError(f"{name}: no sentences to score (only blank lines)")
+    return total
+
+
+def continuous_loss(ck: Checkpoint, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
+    """Mean nats per token of a whole token stream, scored the way training validates
+    (contiguous streams, state carried across lines): the same number `train` reports."""
+    if len(ids) < 2:
+        raise UsageError("need at least two tokens to score a stream")
+    return M.stream_loss(ck.model, ck.params, ids, batch_size, seq_len)
