@@ -399,7 +399,7 @@ def score(
                                                   "validates (state carried across lines).",
                                              rich_help_panel=SCORING_OPTIONS)] = False,
     log10: Annotated[bool, typer.Option(help="Report log10 probabilities.", rich_help_panel=OUTPUT_OPTIONS)] = False,
-    bits: Annotated[bool, typer.Option(help="Report log2 probabilities (bits).", rich_help_panel=OUTPUT_OPTIONS)] = False,
+    bits: Annotated[bool, typer.Option(help="Report log2 probabilities.", rich_help_panel=OUTPUT_OPTIONS)] = False,
     output_format: Annotated[str, typer.Option("--format", help="text, tsv, json or jsonl.",
                                                rich_help_panel=OUTPUT_OPTIONS)] = "text",
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.",
