@@ -50,6 +50,16 @@ def print_sentence_scores(ck, scores, fmt: str, unit: str, per_token: bool) -> N
                 print(f"\t{t['logprob'] * f:.6f}\t{t['probability']:.6g}\t\t\t\t{t['token']} ({t['id']})")
         return
     console = Console(soft_wrap=True)
+    if not console.is_terminal:  # plain text for pipes and files: one line per sentence, no wrapping
+        print(f"{'rank':>4}  {col:>10}  {'P(sentence)':>11}  {'tokens':>6}  {'<UNK>':>5}  {'perplexity':>10}  sentence")
+        for r in records:
+            print(f"{r['rank']:>4}  {r['logprob'] * f:>10.3f}  {r['probability']:>11.3g}  {r['tokens']:>6}  "
+                  f"{r['oov']:>5}  {r['perplexity']:>10.2f}  {r['text']}")
+            for t in r.get("per_token", []):
+                name = t["token"].replace("\n", "\\n")
+                print(f"{'':>4}  {t['logprob'] * f:>10.3f}  {t['probability']:>11.4g}  {'':>6}  {'':>5}  {'':>10}  "
+                      f"{name} = {t['id']}")
+        return
     table = Table("rank", "sentence", col, "P(sentence)", "tokens", "<UNK>", "perplexity")
     for r in records:
         table.add_row(str(r["rank"]), r["text"], f"{r['logprob'] * f:.3f}", f"{r['probability']:.3g}",
