@@ -1,0 +1,159 @@
+"""`rnncli sample`: greedy, top-k, top-p, seeds, <UNK>, primes, beams, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnncli import model as M
+from rnncli.checkpoint import load_checkpoint, save_checkpoint
+from rnncli.kernels.generate import choose_token
+from rnncli.tokenizers import EOS, UNK
+from tests.conftest import run_cli
+
+
+def sample_json(model, *args):
+    result = run_cli("sample", "--model", model, "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.strip().splitlines()]
+
+
+def test_greedy_follows_the_argmax_path(char_model):
+    out = sample_json(char_model, "--temperature", "0", "--length", "40", "--prime", "The ")[0]
+    ck = load_checkpoint(str(char_model))
+    state = M.initial_state(ck.model, 1)
+    prime = ck.tokenizer.encode("The ")
+    logits = None
+    for t in [EOS, *prime]:
+        logits, state = M.step(ck.model, ck.params, np.array([t]), state)
+    expected = []
+    for _ in range(40):
+        lg = logits[0].copy()
+        lg[UNK] = -np.inf
+        token = int(np.argmax(lg))
+        expected.append(token)
+        logits, state = M.step(ck.model, ck.params, np.array([token]), state)
+    assert out["token_ids"] == expected
+    assert out["text"] == "The " + ck.tokenizer.decode(expected)
+
+
+def test_beam_of_width_one_is_greedy(char_model):
+    greedy = sample_json(char_model, "--temperature", "0", "--length", "30")[0]
+    beam = sample_json(char_model, "--beam", "1", "--length", "30")[0]
+    assert beam["token_ids"] == greedy["token_ids"]
+
+
+def test_beam_search_finds_a_likelier_continuation_than_sampling(char_model):
+    beam = sample_json(char_model, "--beam", "4", "--length", "20")[0]
+    sampled = sample_json(char_model, "--length", "20", "--seed", "3", "-n", "5")
+    assert beam["logprob"] / 20 >= max(s["logprob"] / len(s["token_ids"]) for s in sampled) - 1e-9
+
+
+def test_same_seed_same_bytes(char_model):
+    args = ("sample", "--model", char_model, "--length", "80", "--temperature", "0.9", "--top-k", "10")
+    a = run_cli(*args, "--seed", "5")
+    b = run_cli(*args, "--seed", "5")
+    c = run_cli(*args, "--seed", "6")
+    assert a.exit_code == 0 and a.stdout == b.stdout
+    assert a.stdout != c.stdout
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_k_never_leaves_the_k_best(seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=30).astype(np.float32)
+    k = 4
+    best = set(np.argsort(-np.where(np.arange(30) == UNK, -np.inf, logits))[:k].tolist())
+    chosen = {choose_token(logits, 1.0, k, 1.0, u)[0] for u in rng.random(2000)}
+    assert chosen <= best and len(chosen) == k
+
+
+@pytest.mark.parametrize("p", [0.3, 0.6, 0.9])
+def test_top_p_keeps_the_smallest_set_with_enough_mass(p):
+    rng = np.random.default_rng(1)
+    logits = (rng.normal(size=25) * 2).astype(np.float32)
+    logits[UNK] = 10.0  # very likely <UNK> must still never be chosen
+    probs = np.exp(logits - logits.max())
+    probs[UNK] = 0
+    probs /= probs.sum()
+    order = np.argsort(-probs)
+    n = int(np.searchsorted(np.cumsum(probs[order]), p) + 1)
+    nucleus = set(order[:n].tolist())
+    assert probs[order[: n - 1]].sum() < p <= probs[order[:n]].sum() + 1e-12
+    chosen = {choose_token(logits, 1.0, 0, p, u)[0] for u in np.linspace(0, 0.999999, 3000)}
+    assert chosen == nucleus
+
+
+def test_temperature_zero_and_unk_never_chosen():
+    logits = np.array([50.0, 0.0, 1.0, 3.0], dtype=np.float32)  # <UNK> by far the most likely
+    assert choose_token(logits, 0.0, 0, 1.0, 0.5)[0] == 3
+    assert all(choose_token(logits, 1.0, 0, 1.0, u)[0] != UNK for u in np.linspace(0, 0.9999, 500))
+    token, lp = choose_token(logits, 1.0, 0, 1.0, 0.0)
+    assert lp == pytest.approx(float(logits[token] - np.log(np.exp(logits[1:].astype(np.float64)).sum())))
+
+
+def test_unk_is_never_printed_even_when_the_model_prefers_it(char_model, tmp_path):
+    ck = load_checkpoint(str(char_model))
+    ck.params["output.b"][UNK] = 30.0  # make <UNK> overwhelmingly likely
+    biased = tmp_path / "biased.npz"
+    save_checkpoint(str(biased), ck)
+    result = run_cli("sample", "--model", biased, "--length", "200", "--seed", "1")
+    assert result.exit_code == 0
+    assert "<UNK>" not in result.stdout and len(result.stdout) > 100
+
+
+def test_prime_with_unknown_characters_warns_and_continues(char_model):
+    result = run_cli("sample", "--model", char_model, "--prime", "Zebra ☃ ", "--length", "20", "--seed", "1")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Zebra ☃ ")
+    assert "warning" in result.stderr and "<UNK>" in result.stderr
+
+
+def test_until_eos_and_stop_string(char_model):
+    out = sample_json(char_model, "--until-eos", "--length", "400", "--seed", "2")[0]
+    assert out["token_ids"][-1] == EOS and out["token_ids"].count(EOS) == 1
+    out = sample_json(char_model, "--stop", "e", "--length", "400", "--seed", "2")[0]
+    assert out["continuation"].endswith("e") and out["continuation"].count("e") == 1
+
+
+def test_num_samples_and_json_shape(char_model):
+    samples = sample_json(char_model, "-n", "3", "--length", "15", "--seed", "4")
+    assert len(samples) == 3
+    for s in samples:
+        assert set(s) >= {"text", "tokens", "logprob"} and s["tokens"] == 15 and s["logprob"] < 0
+    assert len({s["text"] for s in samples}) > 1
+
+
+def test_word_model_samples_words(word_model):
+    out = sample_json(word_model, "--prime", "The apple", "--length", "12", "--seed", "1")[0]
+    assert out["text"].startswith("The apple") and len(out["text"].split()) >= 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--temperature", "-1"), "--temperature"),
+    (("--top-p", "0"), "--top-p"),
+    (("--top-p", "1.5"), "--top-p"),
+    (("--top-k", "-1"), "--top-k"),
+    (("--length", "-3"), "--length"),
+])
+def test_bad_options(char_model, args, message):
+    result = run_cli("sample", "--model", char_model, *args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_missing_and_broken_models(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RNNCLI_MODEL", raising=False)
+    result = run_cli("sample")
+    assert result.exit_code == 2 and "rnncli train" in result.stderr
+    assert run_cli("sample", "--model", "nope.npz").exit_code == 2
+    (tmp_path / "bad.npz").write_text("hello")
+    result = run_cli("sample", "--model", "bad.npz")
+    assert result.exit_code == 1 and "not an rnncli" in result.stderr
+
+
+def test_rnncli_model_environment_variable(char_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RNNCLI_MODEL", str(char_model))
+    result = run_cli("sample", "--length", "10", "--seed", "1")
+    assert result.exit_code == 0 and len(result.stdout) >= 10
