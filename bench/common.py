@@ -1,0 +1,181 @@
+"""Shared helpers for the benchmarks: configurations, timing, FLOP counts and the PyTorch
+equivalents (PyTorch is a bench extra only: `make torch`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rnncli import model as M  # noqa: E402
+from rnncli.config import ModelConfig  # noqa: E402
+from rnncli.optim import Optimizer  # noqa: E402
+
+CONFIGS = {
+    "small": {"layers": 1, "hidden": 128, "embed": 64, "batch": 32, "seq": 64},
+    "char-rnn": {"layers": 2, "hidden": 512, "embed": 64, "batch": 32, "seq": 100},
+}
+GATES = {"rnn": 1, "rnn-relu": 1, "gru": 3, "gru-simple": 2, "lstm": 4, "lstm-peephole": 4}
+VOCAB = 65
+CEILING_GFLOPS = 190.0  # measured float32 matrix-product ceiling here (numpy/OpenBLAS, 2 threads)
+
+
+def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def train_flops_per_token(cell: str, cfg: dict, V: int = VOCAB) -> float:
+    """Matrix-product FLOPs of one training step per token: forward, and backward's two products
+    per forward product (weight and input gradients)."""
+    GH = GATES[cell] * cfg["hidden"]
+    total = 0.0
+    for layer in range(cfg["layers"]):
+        D = cfg["embed"] if layer == 0 else cfg["hidden"]
+        total += 2 * GH * (D + cfg["hidden"])
+    total += 2 * cfg["hidden"] * V
+    return 3 * total
+
+
+def forward_flops_per_token(cell: str, cfg: dict, V: int = VOCAB) -> float:
+    return train_flops_per_token(cell, cfg, V) / 3
+
+
+class RnncliModel:
+    def __init__(self, cell: str, cfg: dict, V: int = VOCAB, seed: int = 0):
+        self.config = ModelConfig(cell=cell, vocab_size=V, embed=cfg["embed"], hidden=cfg["hidden"],
+                                  layers=cfg["layers"])
+        self.rng = np.random.default_rng(seed)
+        self.params = M.init_params(self.config, self.rng)
+        self.optimizer = Optimizer("adam", self.params, 2e-3, clip=5.0)
+        B, T = cfg["batch"], cfg["seq"]
+        self.inputs = self.rng.integers(0, V, (T, B))
+        self.targets = self.rng.integers(0, V, (T, B))
+        self.state = M.initial_state(self.config, B)
+        self.tokens = B * T
+
+    def train_step(self) -> None:
+        loss, _, cache = M.forward(self.config, self.params, self.inputs, self.targets, self.state)
+        self.optimizer.step(self.params, M.backward(self.config, self.params, cache))
+
+    def score(self) -> None:
+        M.logprobs(self.config, self.params, self.inputs, self.targets, self.state)
+
+    def generate(self, n: int, temperature: float = 0.8) -> None:
+        from rnncli.kernels.generate import generate
+        from rnncli.sample import GenerationWeights
+
+        w = GenerationWeights(self.config, self.params)
+        h, c = w.fresh_state()
+        out = np.empty(n, np.int64)
+        lps = np.empty(n)
+        generate(*w.args(), h, c, 1, self.rng.random(n), temperature, 0, 1.0, False, out, lps)
+
+
+class TorchModel:
+    """The same model in PyTorch: nn.Embedding -> nn.RNN/GRU/LSTM -> nn.Linear, cross-entropy, Adam."""
+
+    def __init__(self, cell: str, cfg: dict, V: int = VOCAB, seed: int = 0):
+        import torch
+
+        torch.manual_seed(seed)
+        self.torch = torch
+        kind = {"rnn": torch.nn.RNN, "rnn-relu": torch.nn.RNN, "gru": torch.nn.GRU, "gru-simple": torch.nn.GRU,
+                "lstm": torch.nn.LSTM, "lstm-peephole": torch.nn.LSTM}[cell]
+        self.embed = torch.nn.Embedding(V, cfg["embed"])
+        self.rnn = kind(cfg["embed"], cfg["hidden"], num_layers=cfg["layers"])
+        self.out = torch.nn.Linear(cfg["hidden"], V)
+        self.params = [*self.embed.parameters(), *self.rnn.parameters(), *self.out.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=2e-3)
+        B, T = cfg["batch"], cfg["seq"]
+        g = torch.Generator().manual_seed(seed)
+        self.inputs = torch.randint(0, V, (T, B), generator=g)
+        self.targets = torch.randint(0, V, (T, B), generator=g)
+        self.tokens = B * T
+        self.V = V
+
+    def _logits(self, inputs, state=None):
+        y, state = self.rnn(self.embed(inputs), state)
+        return self.out(y), state
+
+    def train_step(self) -> None:
+        torch = self.torch
+        logits, _ = self._logits(self.inputs)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, self.V), self.targets.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 5.0)
+        self.optimizer.step()
+
+    def score(self) -> None:
+        torch = self.torch
+        with torch.no_grad():
+            logits, _ = self._logits(self.inputs)
+            torch.log_softmax(logits, dim=-1).gather(2, self.targets[..., None])
+
+    def generate(self, n: int, temperature: float = 0.8) -> None:
+        """The usual Python sampling loop at batch 1."""
+        torch = self.torch
+        with torch.no_grad():
+            token = torch.tensor([[1]])
+            state = None
+            for _ in range(n):
+                logits, state = self._logits(token, state)
+                probs = torch.softmax(logits[0, 0] / temperature, dim=-1)
+                token = torch.multinomial(probs, 1)[None]
+
+
+def torch_available() -> bool:
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+        return True
+    except ImportError:
+        return False
+
+
+def machine() -> dict:
+    import numba
+
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def write_results(name: str, payload: dict) -> Path:
+    folder = ROOT / "bench" / "results"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

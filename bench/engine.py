@@ -1,0 +1,95 @@
+"""Engine throughput: training step, forward-only scoring and batch-1 generation, per cell family,
+at two sizes; with --vs-torch, the same work in PyTorch (2 threads) interleaved in the same run.
+
+    python bench/engine.py [--vs-torch] [--cells rnn,gru,lstm] [--configs small,char-rnn] [--repeats 5]
+
+Prints one JSON document on stdout (also written to bench/results/engine.json) and a table on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+from common import (
+    CEILING_GFLOPS,
+    CONFIGS,
+    RnncliModel,
+    TorchModel,
+    forward_flops_per_token,
+    machine,
+    median_time,
+    torch_available,
+    train_flops_per_token,
+    write_results,
+)
+
+GEN_TOKENS = {"rnncli": 2000, "torch": 200}
+
+
+def measure(cell: str, config: str, vs_torch: bool, repeats: int) -> list[dict]:
+    cfg = CONFIGS[config]
+    ours = RnncliModel(cell, cfg)
+    theirs = TorchModel(cell, cfg) if vs_torch else None
+    rows = []
+    for work in ("train", "score", "generate"):
+        samples = {"rnncli": [], "torch": []}
+        for _ in range(repeats):  # interleaved, so drift of the machine hits both alike
+            for name, m in (("rnncli", ours), ("torch", theirs)):
+                if m is None:
+                    continue
+                if work == "generate":
+                    n = GEN_TOKENS[name]
+                    samples[name].append(n / median_time(lambda m=m, n=n: m.generate(n), repeats=1))
+                else:
+                    fn = m.train_step if work == "train" else m.score
+                    samples[name].append(m.tokens / median_time(fn, repeats=1))
+        row = {"cell": cell, "config": config, "work": work, "rnncli_tokens_per_s": statistics.median(samples["rnncli"])}
+        if work != "generate":
+            flops = train_flops_per_token(cell, cfg) if work == "train" else forward_flops_per_token(cell, cfg)
+            row["gflops"] = row["rnncli_tokens_per_s"] * flops / 1e9
+            row["fraction_of_ceiling"] = row["gflops"] / CEILING_GFLOPS
+        if samples["torch"]:
+            row["torch_tokens_per_s"] = statistics.median(samples["torch"])
+            row["ratio"] = row["rnncli_tokens_per_s"] / row["torch_tokens_per_s"]
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    out = sys.stderr
+    out.write(f"{'cell':<14}{'config':<10}{'work':<10}{'rnncli tok/s':>14}{'torch tok/s':>13}{'ratio':>8}"
+              f"{'GFLOP/s':>9}{'ceiling':>9}\n")
+    for r in rows:
+        torch_rate = f"{r['torch_tokens_per_s']:,.0f}" if "torch_tokens_per_s" in r else "-"
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
+        gflops = f"{r['gflops']:.0f}" if "gflops" in r else "-"
+        frac = f"{r['fraction_of_ceiling']:.0%}" if "fraction_of_ceiling" in r else "-"
+        out.write(f"{r['cell']:<14}{r['config']:<10}{r['work']:<10}{r['rnncli_tokens_per_s']:>14,.0f}"
+                  f"{torch_rate:>13}{ratio:>8}{gflops:>9}{frac:>9}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vs-torch", action="store_true")
+    parser.add_argument("--cells", default="rnn,gru,lstm")
+    parser.add_argument("--configs", default="small,char-rnn")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    vs_torch = args.vs_torch and torch_available()
+    if args.vs_torch and not vs_torch:
+        sys.stderr.write("PyTorch is not installed (make torch); measuring rnncli only\n")
+    rows = []
+    for config in args.configs.split(","):
+        for cell in args.cells.split(","):
+            rows.extend(measure(cell, config, vs_torch, args.repeats))
+    payload = {"benchmark": "engine", "machine": machine(), "vs_torch": vs_torch, "rows": rows}
+    write_results("engine-vs-torch" if vs_torch else "engine", payload)
+    print(json.dumps(payload, indent=2))
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
