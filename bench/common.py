@@ -9,7 +9,7 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +162,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(),
+    info = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
     try:
         import torch

@@ -46,7 +46,8 @@ def measure(cell: str, config: str, vs_torch: bool, repeats: int) -> list[dict]:
                 else:
                     fn = m.train_step if work == "train" else m.score
                     samples[name].append(m.tokens / median_time(fn, repeats=1))
-        row = {"cell": cell, "config": config, "work": work, "rnncli_tokens_per_s": statistics.median(samples["rnncli"])}
+        row = {"cell": cell, "config": config, "work": work,
+               "rnncli_tokens_per_s": statistics.median(samples["rnncli"])}
         if work != "generate":
             flops = train_flops_per_token(cell, cfg) if work == "train" else forward_flops_per_token(cell, cfg)
             row["gflops"] = row["rnncli_tokens_per_s"] * flops / 1e9

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, machine, torch_available, write_results
 
-from rnncli import model as M
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnncli.data import Corpus, encode_corpus, split_validation
 from rnncli.tokenizers import fit_tokenizer
 from rnncli.train import new_run, train
 
-CANDIDATES = [ROOT / "corpora" / "downloads" / "tinyshakespeare.txt", ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"]
+CANDIDATES = [ROOT / "corpora" / "downloads" / "tinyshakespeare.txt",
+              ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"]
 
 
 def find_corpus() -> Path:
