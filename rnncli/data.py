@@ -147,11 +147,11 @@ def _decode_blocks(f, name: str, encoding: str, errors: str, block_bytes: int) -
 # Encoding a whole corpus into one int32 array, block by block.
 
 
-def encode_corpus(tokenizer: Tokenizer, corpus: Corpus) -> np.ndarray:
+def encode_corpus(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
     """All token ids of a corpus, (N,) int32, grown block by block (amortised doubling)."""
     ids = np.empty(1 << 16, dtype=np.int32)
     n = 0
-    for block in corpus.blocks():
+    for block in corpus.blocks(block_bytes):
         chunk = tokenizer.encode(block)
         if n + len(chunk) > len(ids):
             grown = np.empty(max(2 * len(ids), n + len(chunk)), dtype=np.int32)
