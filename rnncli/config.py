@@ -40,7 +40,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 (adam, sgd, rmsprop) or decoupled (adamw)
     clip: float = 5.0  # global gradient-norm clipping; 0 = off
     lr_decay: float = 1.0  # multiply lr by this when validation loss stops improving; 1 = never
-    epochs: int = 10  # passes over the training tokens
+    epochs: int = 5  # passes over the training tokens
     max_steps: int = 0  # total optimizer steps (counting resumed ones); 0 = no limit
     max_time: float = 0.0  # seconds of training in this run; 0 = no limit
     val_fraction: float = 0.1  # validation tokens taken from the end of the corpus

@@ -1,5 +1,5 @@
 """How the command line shows a training run: a live rich bar on a terminal, JSON lines otherwise.
-Part of the CLI layer (the only place besides cli.py that imports rich); train.py only emits events.
+Part of the CLI layer (rnncli/cli/, the only package that imports rich); train.py only emits events.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """How the command line prints scores: a ranked rich table, TSV, JSON or JSON lines.
-Part of the CLI layer (with cli.py and cli_display.py)."""
+Part of the CLI layer (rnncli/cli/)."""
 
 from __future__ import annotations
 

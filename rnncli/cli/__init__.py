@@ -1,0 +1,34 @@
+"""The command-line app: one module per command, registered here in the order `--help` shows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rnncli.cli import sample, score, tokenize, train  # noqa: F401  (registers the commands)
+from rnncli.cli.common import app
+
+
+def _version(value: bool) -> None:
+    if value:
+        from rnncli import __version__
+
+        typer.echo(f"rnncli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train, sample and score recurrent language models (RNN, GRU, LSTM) on a CPU."""
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,78 @@
+"""`rnncli sample`: streamed generation; the work is in rnncli/sample.py."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from rnncli.cli.common import (
+    GENERATION_OPTIONS,
+    OUTPUT_OPTIONS,
+    app,
+    load_model,
+    print_json,
+    user_errors,
+    utf8_stdout,
+)
+
+
+@app.command()
+@user_errors
+def sample(
+    model: Annotated[str | None, typer.Option(help="Checkpoint (default: $RNNCLI_MODEL, else the last trained).",
+                                              show_default=False)] = None,
+    length: Annotated[int, typer.Option(help="Tokens to generate, not counting the prime.",
+                                        rich_help_panel=GENERATION_OPTIONS)] = 500,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.",
+                                               rich_help_panel=GENERATION_OPTIONS)] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample from the k most likely tokens; 0 = all.",
+                                       rich_help_panel=GENERATION_OPTIONS)] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling: smallest set with this probability.",
+                                         rich_help_panel=GENERATION_OPTIONS)] = 1.0,
+    beam: Annotated[int, typer.Option(help="Beam search with this width (most likely continuation).",
+                                      rich_help_panel=GENERATION_OPTIONS)] = 0,
+    prime: Annotated[str, typer.Option(help="Text the model reads first; the output continues it.",
+                                       rich_help_panel=GENERATION_OPTIONS)] = "",
+    prime_file: Annotated[str | None, typer.Option(help="Read the prime from a file (`-` for stdin).",
+                                                   rich_help_panel=GENERATION_OPTIONS)] = None,
+    until_eos: Annotated[bool, typer.Option(help="Stop at the end of the first line/sentence.",
+                                            rich_help_panel=GENERATION_OPTIONS)] = False,
+    stop: Annotated[str | None, typer.Option(help="Stop once the output contains this text.",
+                                             rich_help_panel=GENERATION_OPTIONS)] = None,
+    num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="Separate samples to draw.",
+                                             rich_help_panel=GENERATION_OPTIONS)] = 1,
+    seed: Annotated[int | None, typer.Option(help="Seed: same seed, model and options, same output.",
+                                             rich_help_panel=GENERATION_OPTIONS, show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sample.",
+                                          rich_help_panel=OUTPUT_OPTIONS)] = False,
+) -> None:
+    """Generate text from a trained model, streamed as it is produced.
+
+    Example: rnncli sample --temperature 0.8 --prime "The " --length 200 --seed 1
+    """
+    from rnncli.sample import SampleConfig, check_sample_config, encode_prime, generate_samples, stdout_writer
+
+    config = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
+                          until_eos=until_eos, stop=stop, num_samples=num_samples, seed=seed)
+    check_sample_config(config)
+    if prime_file:
+        from rnncli.data import Corpus
+
+        prime = Corpus(prime_file).read_text()
+    ck = load_model(model)
+    _, unknown = encode_prime(ck.tokenizer, prime)
+    if unknown:
+        sys.stderr.write(f"warning: the prime has {unknown} token(s) outside the vocabulary; read as <UNK>\n")
+    utf8_stdout()
+    for i, s in enumerate(generate_samples(ck, prime, config, None if as_json else stdout_writer)):
+        if as_json:
+            print_json({"text": s.text, "continuation": s.continuation, "tokens": len(s.tokens),
+                         "token_ids": s.tokens, "logprob": s.logprob})
+        else:
+            if not s.text.endswith("\n"):
+                sys.stdout.write("\n")
+            if i < num_samples - 1:
+                sys.stdout.write("\n")  # a blank line between samples
+            sys.stdout.flush()

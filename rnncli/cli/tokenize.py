@@ -1,0 +1,119 @@
+"""`rnncli tokenize`: fit a vocabulary and report it, or show how a text is tokenized."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rnncli.cli.common import (
+    OUTPUT_OPTIONS,
+    TOKENIZER_OPTIONS,
+    app,
+    console,
+    print_json,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def tokenize(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="A corpus file (`-` for stdin); with --vocab/--model, texts to tokenize.",
+                       show_default=False),
+    ] = None,
+    level: Annotated[str, typer.Option(help="char, word or subword.", rich_help_panel=TOKENIZER_OPTIONS)] = "char",
+    min_count: Annotated[int, typer.Option(help="Rarer tokens become <UNK> (char, word).",
+                                           rich_help_panel=TOKENIZER_OPTIONS)] = 1,
+    max_vocab: Annotated[int, typer.Option(help="Word level: at most this many entries, 0 = all.",
+                                           rich_help_panel=TOKENIZER_OPTIONS)] = 0,
+    vocab_size: Annotated[int, typer.Option(help="Subword level: sentencepiece vocabulary size.",
+                                            rich_help_panel=TOKENIZER_OPTIONS)] = 2000,
+    lowercase: Annotated[bool, typer.Option(help="Word level: fold case (at encode time too).",
+                                            rich_help_panel=TOKENIZER_OPTIONS)] = False,
+    spm_type: Annotated[str, typer.Option(help="Subword level: unigram or bpe.",
+                                          rich_help_panel=TOKENIZER_OPTIONS)] = "unigram",
+    encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.")] = "utf-8",
+    errors: Annotated[str, typer.Option(help="On undecodable bytes: strict, replace or ignore.")] = "strict",
+    show: Annotated[int, typer.Option(help="Show the N most frequent tokens.", rich_help_panel=OUTPUT_OPTIONS)] = 10,
+    save: Annotated[str | None, typer.Option(help="Write the fitted tokenizer to this .npz file.",
+                                             rich_help_panel=OUTPUT_OPTIONS)] = None,
+    vocab: Annotated[str | None, typer.Option(help="Tokenize texts with a saved tokenizer (.npz).")] = None,
+    model: Annotated[str | None, typer.Option(help="Tokenize texts with a model checkpoint's tokenizer.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.",
+                                          rich_help_panel=OUTPUT_OPTIONS)] = False,
+) -> None:
+    """Fit a character, word or subword vocabulary on a corpus and report it.
+
+    Example: rnncli tokenize corpora/demo.txt --level word --show 20
+    """
+    from rnncli.errors import UsageError
+
+    inputs = inputs or []
+    if vocab or model:
+        from rnncli.checkpoint import load_tokenizer
+
+        if not inputs:
+            raise UsageError("give the text to tokenize, e.g. rnncli tokenize --vocab vocab.npz \"some text\"")
+        tok = load_tokenizer(vocab or model)
+        _show_pieces(tok, inputs, as_json)
+        return
+    if len(inputs) != 1:
+        raise UsageError("give exactly one corpus file (or - for stdin)")
+    if show < 0:
+        raise UsageError("--show must be 0 or more")
+
+    from rnncli.config import TokenizerConfig
+    from rnncli.data import Corpus, count_lines, encode_corpus, token_stats
+    from rnncli.tokenizers import fit_tokenizer
+
+    corpus = Corpus(inputs[0], encoding, errors)
+    config = TokenizerConfig(level=level, min_count=min_count, max_vocab=max_vocab, vocab_size=vocab_size,
+                             lowercase=lowercase, spm_type=spm_type)
+    tok = fit_tokenizer(config, corpus.blocks())
+    ids = encode_corpus(tok, corpus)
+    stats = token_stats(ids, tok.vocab_size, count_lines(corpus))
+    if save:
+        from rnncli.checkpoint import save_tokenizer
+
+        save_tokenizer(save, tok)
+    top = [{"id": i, "token": tok.vocab[i], "count": n} for i, n in stats.most_frequent(show)]
+    if as_json:
+        extra = {"characters": tok.vocab_size - 1} if tok.level == "char" else {}  # newline is <EOS>
+        print_json({"corpus": corpus.name, "level": tok.level, "vocab_size": tok.vocab_size, **extra,
+                     "tokens": stats.tokens, "unk": stats.unk, "unk_rate": stats.unk_rate,
+                     "lines": stats.lines, "top": top, "saved": save})
+        return
+    from rich.table import Table
+
+    out = console()
+    out.print(f"[bold]{corpus.name}[/]: level {tok.level}, vocabulary {tok.vocab_size} "
+                  f"(incl. <UNK>, <EOS>), {stats.tokens:,} tokens, {stats.lines:,} lines, "
+                  f"<UNK> rate {stats.unk_rate:.2%}", highlight=False)
+    if top:
+        table = Table("id", "token", "count", "share")
+        for row in top:
+            table.add_row(str(row["id"]), repr(row["token"])[1:-1] if tok.level == "char" else row["token"],
+                          f"{row['count']:,}", f"{row['count'] / max(stats.tokens, 1):.2%}")
+        out.print(table)
+    if save:
+        out.print(f"saved tokenizer to {save}", highlight=False)
+
+
+def _show_pieces(tok, texts: list[str], as_json: bool) -> None:
+    from rnncli.tokenizers import UNK
+
+    rows = [{"text": t, "tokens": [{"piece": p, "id": i, "token": tok.vocab[i]} for p, i in tok.pieces(t)]}
+            for t in texts]
+    if as_json:
+        print_json(rows)
+        return
+    out = console()
+    for row in rows:
+        parts = []
+        for t in row["tokens"]:
+            piece = t["piece"].replace("\n", "\\n")
+            parts.append(f"[red]{piece} = <UNK>[/]" if t["id"] == UNK else f"{piece} = {t['id']}")
+        out.print(",  ".join(parts), highlight=False)

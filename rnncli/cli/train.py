@@ -1,0 +1,116 @@
+"""`rnncli train`: options to a TrainRequest, the run itself in rnncli/train.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rnncli.cli.common import (
+    DATA_OPTIONS,
+    FILE_OPTIONS,
+    MODEL_OPTIONS,
+    OUTPUT_OPTIONS,
+    STOP_OPTIONS,
+    TOKENIZER_OPTIONS,
+    TRAINING_OPTIONS,
+    app,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def train(
+    ctx: typer.Context,
+    corpus: Annotated[str, typer.Argument(help="Training text (`-` for stdin).", show_default=False)],
+    level: Annotated[str, typer.Option(help="char, word or subword.", rich_help_panel=TOKENIZER_OPTIONS)] = "char",
+    min_count: Annotated[int, typer.Option(help="Rarer tokens become <UNK>.", rich_help_panel=TOKENIZER_OPTIONS)] = 1,
+    max_vocab: Annotated[int, typer.Option(help="Word level: vocabulary limit, 0 = all.",
+                                           rich_help_panel=TOKENIZER_OPTIONS)] = 0,
+    vocab_size: Annotated[int, typer.Option(help="Subword level: sentencepiece vocabulary size.",
+                                            rich_help_panel=TOKENIZER_OPTIONS)] = 2000,
+    lowercase: Annotated[bool, typer.Option(help="Word level: fold case.", rich_help_panel=TOKENIZER_OPTIONS)] = False,
+    spm_type: Annotated[str, typer.Option(help="Subword level: unigram or bpe.",
+                                          rich_help_panel=TOKENIZER_OPTIONS)] = "unigram",
+    cell: Annotated[str, typer.Option(help="rnn, rnn-relu, gru, gru-simple, lstm or lstm-peephole.",
+                                      rich_help_panel=MODEL_OPTIONS)] = "lstm",
+    layers: Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel=MODEL_OPTIONS)] = 2,
+    hidden: Annotated[int, typer.Option(help="Hidden size of every layer.", rich_help_panel=MODEL_OPTIONS)] = 256,
+    embed: Annotated[int, typer.Option(help="Embedding size (default: 64 for char, 256 otherwise).",
+                                       rich_help_panel=MODEL_OPTIONS, show_default=False)] = 64,
+    dropout: Annotated[float, typer.Option(help="Dropout on each layer's output.",
+                                           rich_help_panel=MODEL_OPTIONS)] = 0.0,
+    tie_weights: Annotated[bool, typer.Option(help="Share embedding and output weights (embed = hidden).",
+                                              rich_help_panel=MODEL_OPTIONS)] = False,
+    seq_len: Annotated[int, typer.Option(help="Tokens per truncated-BPTT chunk.",
+                                         rich_help_panel=TRAINING_OPTIONS)] = 100,
+    batch_size: Annotated[int, typer.Option(help="Parallel streams per step.", rich_help_panel=TRAINING_OPTIONS)] = 32,
+    optimizer: Annotated[str, typer.Option(help="adam, adamw, sgd or rmsprop.",
+                                           rich_help_panel=TRAINING_OPTIONS)] = "adam",
+    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=TRAINING_OPTIONS)] = 2e-3,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.", rich_help_panel=TRAINING_OPTIONS)] = 0.0,
+    clip: Annotated[float, typer.Option(help="Global gradient-norm clipping, 0 = off.",
+                                        rich_help_panel=TRAINING_OPTIONS)] = 5.0,
+    lr_decay: Annotated[float, typer.Option(help="Multiply lr by this when validation stops improving.",
+                                            rich_help_panel=TRAINING_OPTIONS)] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=TRAINING_OPTIONS)] = 1234,
+    epochs: Annotated[int, typer.Option(help="Passes over the training data.", rich_help_panel=STOP_OPTIONS)] = 5,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps in total, 0 = no limit.",
+                                           rich_help_panel=STOP_OPTIONS)] = 0,
+    max_time: Annotated[str, typer.Option(help="Stop after this long: 300, 90s, 5m, 1h; 0 = no limit.",
+                                          rich_help_panel=STOP_OPTIONS)] = "0",
+    patience: Annotated[int, typer.Option(help="Stop after N evaluations without improvement, 0 = never.",
+                                          rich_help_panel=STOP_OPTIONS)] = 0,
+    val_fraction: Annotated[float, typer.Option(help="Validate on this last fraction of the corpus.",
+                                                rich_help_panel=DATA_OPTIONS)] = 0.1,
+    valid: Annotated[str | None, typer.Option(help="Validate on this file instead.",
+                                              rich_help_panel=DATA_OPTIONS)] = None,
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations, 0 = ~4 per epoch.",
+                                            rich_help_panel=DATA_OPTIONS)] = 0,
+    encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.", rich_help_panel=DATA_OPTIONS)] = "utf-8",
+    errors: Annotated[str, typer.Option(help="On undecodable bytes: strict, replace, ignore.",
+                                        rich_help_panel=DATA_OPTIONS)] = "strict",
+    out: Annotated[str | None, typer.Option(help="Checkpoint path (default: runs/<corpus>-<cell>.npz).",
+                                            rich_help_panel=FILE_OPTIONS, show_default=False)] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue the run saved in this checkpoint.",
+                                               rich_help_panel=FILE_OPTIONS)] = None,
+    init_from: Annotated[str | None, typer.Option(help="Start from this checkpoint's weights and vocabulary.",
+                                                  rich_help_panel=FILE_OPTIONS)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines: one per evaluation, then a summary.",
+                                          rich_help_panel=OUTPUT_OPTIONS)] = False,
+) -> None:
+    """Train a recurrent language model on a text corpus.
+
+    Example: rnncli train corpora/demo.txt --cell gru --hidden 128 --epochs 5
+    """
+    from typer._click.core import ParameterSource
+
+    from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
+    from rnncli.train import StopFlag, TrainRequest, parse_duration, prepare
+    from rnncli.train import train as run_training
+
+    explicit = {name for name in ctx.params
+                if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+    request = TrainRequest(
+        corpus=corpus,
+        model=ModelConfig(cell=cell, embed=embed, hidden=hidden, layers=layers, dropout=dropout,
+                          tie_weights=tie_weights),
+        train=TrainConfig(seq_len=seq_len, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                          weight_decay=weight_decay, clip=clip, lr_decay=lr_decay, epochs=epochs,
+                          max_steps=max_steps, max_time=parse_duration(max_time), val_fraction=val_fraction,
+                          eval_every=eval_every, patience=patience, seed=seed),
+        tokenizer=TokenizerConfig(level=level, min_count=min_count, max_vocab=max_vocab, vocab_size=vocab_size,
+                                  lowercase=lowercase, spm_type=spm_type),
+        explicit=explicit, out=out, valid=valid, resume=resume, init_from=init_from,
+        encoding=encoding, errors=errors,
+    )
+    run, train_ids, val_ids, out_path = prepare(request)
+    stop = StopFlag()
+    from rnncli.cli.display import TrainDisplay
+
+    with TrainDisplay(run, as_json=as_json) as display:
+        summary = run_training(run, train_ids, val_ids, out_path, display.on_event, stop)
+    display.finish(summary, corpus)
+    if summary["stop_reason"] == "interrupted":
+        raise typer.Exit(130)
