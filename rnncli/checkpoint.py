@@ -252,3 +252,39 @@ def load_checkpoint(path: str) -> Checkpoint:
             hidden.append(tuple(st))
     return Checkpoint(model, train, tok_config, tokenizer, params, optim, int(arrays.get("optim.step", 0)),
                       hidden, state, str(arrays.get("rnncli_version", "")))
+
+
+def describe(ck: Checkpoint, path: str) -> dict:
+    """What is inside a checkpoint, as plain data (`rnncli info`)."""
+    s = ck.state
+    corpus = s.get("corpus", {})
+    return {
+        "checkpoint": path,
+        "cell": ck.model.cell,
+        "layers": ck.model.layers,
+        "hidden": ck.model.hidden,
+        "embed": ck.model.embed,
+        "dropout": ck.model.dropout,
+        "tie_weights": ck.model.tie_weights,
+        "parameters": int(sum(p.size for p in ck.params.values())),
+        "dtype": str(next(iter(ck.params.values())).dtype),
+        "level": ck.tokenizer.level,
+        "vocab_size": ck.tokenizer.vocab_size,
+        "corpus": corpus.get("name"),
+        "corpus_bytes": corpus.get("bytes"),
+        "corpus_tokens": corpus.get("tokens"),
+        "steps": s.get("step", 0),
+        "epoch": s.get("epoch", 0),
+        "tokens_seen": s.get("tokens_seen", 0),
+        "seconds": s.get("elapsed", 0.0),
+        "train_loss": s.get("train_loss"),
+        "val_loss": s.get("val_loss"),
+        "best_val_loss": s.get("best_val"),
+        "optimizer": ck.train.optimizer,
+        "lr": s.get("lr", ck.train.lr),
+        "batch_size": ck.train.batch_size,
+        "seq_len": ck.train.seq_len,
+        "rnncli_version": ck.version,
+        "format_version": FORMAT_VERSION,
+        "history": s.get("history", []),
+    }

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from rnncli.cli import sample, score, tokenize, train  # noqa: F401  (registers the commands)
+# Registration order is the order `rnncli --help` lists the commands in.
+from rnncli.cli import info, plot, sample, score, tokenize, train  # noqa: F401, I001
 from rnncli.cli.common import app
 
 

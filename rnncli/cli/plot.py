@@ -1,0 +1,86 @@
+"""`rnncli plot`: learning curves to a PNG, one or several runs (matplotlib is an optional extra)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rnncli.cli.common import app, console, user_errors
+
+
+def read_history(path: str) -> tuple[str, list[dict]]:
+    """(label, records) from a metrics .jsonl file or a checkpoint."""
+    import json
+    import os
+
+    from rnncli.errors import RnncliError, UsageError
+
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    label = os.path.splitext(os.path.basename(path))[0].removesuffix(".metrics")
+    if path.endswith(".npz"):
+        from rnncli.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(path)
+        return f"{label} ({ck.model.cell})", ck.state.get("history", [])
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise RnncliError(f"{path}: line {number} is not JSON (expected a .metrics.jsonl file)") from None
+    return label, records
+
+
+@app.command()
+@user_errors
+def plot(
+    runs: Annotated[list[str], typer.Argument(help="Metrics files (.metrics.jsonl) or checkpoints (.npz).",
+                                              show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", help="PNG file to write.")] = "curve.png",
+    x_axis: Annotated[str, typer.Option("--x", help="tokens or steps.")] = "tokens",
+) -> None:
+    """Plot learning curves (train and validation loss) of one or more runs to a PNG.
+
+    Example: rnncli plot runs/demo-gru.metrics.jsonl runs/demo-lstm.metrics.jsonl -o curves.png
+    """
+    from rnncli.errors import RnncliError, UsageError
+
+    if x_axis not in ("tokens", "steps"):
+        raise UsageError("--x must be tokens or steps")
+    histories = [read_history(path) for path in runs]
+    if not any(h for _, h in histories):
+        raise RnncliError("no evaluations recorded in these runs yet")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("plotting needs matplotlib: pip install 'rnncli[plot]' (or pip install matplotlib)") from None
+    key = "tokens_seen" if x_axis == "tokens" else "step"
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for i, (label, history) in enumerate(histories):
+        color = f"C{i}"
+        xs = [r[key] for r in history]
+        train = [r.get("train_loss") for r in history]
+        val = [r.get("val_loss") for r in history]
+        ax.plot(xs, train, color=color, alpha=0.5, linestyle="--", label=f"{label} train")
+        if any(v is not None for v in val):
+            ax.plot(xs, val, color=color, marker="o", markersize=3, label=f"{label} validation")
+    ax.set_xlabel("tokens seen" if x_axis == "tokens" else "steps")
+    ax.set_ylabel("loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    try:
+        fig.savefig(output)
+    except OSError as err:
+        raise RnncliError(f"{output}: could not write ({err.strerror or err})") from None
+    finally:
+        plt.close(fig)
+    console().print(f"wrote {output}", highlight=False)
