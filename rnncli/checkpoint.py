@@ -42,7 +42,8 @@ def atomic_save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
         except OSError:
             pass
         if isinstance(err, OSError):
-            raise RnncliError(f"{path}: could not write ({err.strerror or err})") from None
+            raise RnncliError(f"{path}: could not write ({err.strerror or err}); nothing was replaced, "
+                              "the previous file is intact") from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)
@@ -54,23 +55,73 @@ def atomic_save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
         pass
 
 
+META_LIMIT = 256 << 20  # bytes: configs, histories, tokenizers
+HEADER_SLACK = 4096  # bytes an .npy header may take beyond the data
+
+
+class NpzReader:
+    """Read arrays from an .npz one at a time, never unpickling, and refusing any member whose
+    declared size exceeds what it should hold, before reading it (no zip bombs)."""
+
+    def __init__(self, path: str):
+        if not os.path.exists(path):
+            raise UsageError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise UsageError(f"{path}: is a directory, not a .npz file")
+        self.path = path
+        try:
+            if not zipfile.is_zipfile(path):
+                raise RnncliError(f"{path}: not an rnncli .npz file (not a zip archive)")
+            self._zip = zipfile.ZipFile(path)
+            self.sizes = {}
+            for info in self._zip.infolist():
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.compress_type != zipfile.ZIP_STORED and ratio > 1000:
+                    raise RnncliError(f"{path}: member {info.filename} would inflate {ratio:,.0f}-fold; "
+                                      "refusing it (not a file rnncli wrote)")
+                self.sizes[info.filename.removesuffix(".npy")] = info.file_size
+            self._npz = np.load(path, allow_pickle=False)
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
+            raise RnncliError(f"{path}: damaged .npz file ({err})") from None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.sizes
+
+    def keys(self) -> list[str]:
+        return list(self.sizes)
+
+    def get(self, key: str, limit: int = META_LIMIT) -> np.ndarray:
+        if key not in self.sizes:
+            raise RnncliError(f"{self.path}: not a complete rnncli file (missing {key})")
+        if self.sizes[key] > limit:
+            raise RnncliError(f"{self.path}: {key} declares {self.sizes[key]:,} bytes where at most {limit:,} "
+                              "fit; refusing to read it")
+        try:
+            return self._npz[key]
+        except ValueError as err:
+            if "pickle" in str(err).lower():
+                raise RnncliError(f"{self.path}: {key} is an object array, which rnncli refuses to "
+                                  "unpickle") from None
+            raise RnncliError(f"{self.path}: damaged array {key} ({err})") from None
+        except (OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
+            raise RnncliError(f"{self.path}: damaged array {key} ({err})") from None
+
+    def close(self) -> None:
+        self._npz.close()
+        self._zip.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
 def load_npz(path: str) -> dict[str, np.ndarray]:
-    """Read every array of an .npz without pickle; any damage becomes a clean RnncliError."""
-    if not os.path.exists(path):
-        raise UsageError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise UsageError(f"{path}: is a directory, not a .npz file")
-    if not zipfile.is_zipfile(path):
-        raise RnncliError(f"{path}: not an rnncli .npz file (not a zip archive)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise RnncliError(f"{path}: holds object arrays, which rnncli refuses to unpickle") from None
-        raise RnncliError(f"{path}: damaged .npz file ({err})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise RnncliError(f"{path}: damaged .npz file ({err})") from None
+    """Every array of a small .npz (a tokenizer file), without pickle."""
+    with NpzReader(path) as reader:
+        return {k: reader.get(k) for k in reader.keys()}
 
 
 def json_array(value: Any) -> np.ndarray:
@@ -162,96 +213,85 @@ def save_checkpoint(path: str, ck: Checkpoint) -> None:
     atomic_save_npz(path, ck.to_arrays())
 
 
-MAX_MEMBER_BYTES = 8 << 30  # no array in a checkpoint we write comes near this
-
-
-def _check_zip(path: str) -> None:
-    """Refuse archives whose members would inflate to absurd sizes, before reading any."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                ratio = info.file_size / max(info.compress_size, 1)
-                inflates = info.compress_type != zipfile.ZIP_STORED and ratio > 1000
-                if info.file_size > MAX_MEMBER_BYTES or inflates:
-                    raise RnncliError(f"{path}: member {info.filename} declares {info.file_size:,} bytes; "
-                                      "refusing to inflate it (not a checkpoint rnncli wrote)")
-    except zipfile.BadZipFile as err:
-        raise RnncliError(f"{path}: damaged .npz file ({err})") from None
-
-
 def load_checkpoint(path: str) -> Checkpoint:
-    """Load and check a checkpoint: kind, version, every array's presence and shape."""
+    """Load and check a checkpoint: kind, version, every array's presence, declared size and shape."""
+    with NpzReader(path) as reader:
+        return _read_checkpoint(reader, path)
+
+
+def _read_checkpoint(reader: NpzReader, path: str) -> Checkpoint:
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict
+    from rnncli.kernels.cells import get_cell
     from rnncli.model import param_shapes
     from rnncli.tokenizers import tokenizer_from_arrays
 
-    if os.path.exists(path) and zipfile.is_zipfile(path):
-        _check_zip(path)
-    arrays = load_npz(path)
-
-    def need(key: str) -> np.ndarray:
-        if key not in arrays:
-            raise RnncliError(f"{path}: not a complete rnncli checkpoint (missing {key})")
-        return arrays[key]
-
-    kind = str(need("kind"))
+    kind = str(reader.get("kind", 4096)) if "kind" in reader else "file without a kind"
     if kind != "checkpoint":
         raise RnncliError(f"{path}: holds a {kind}, not a model checkpoint")
     try:
-        version = int(need("format_version"))
+        version = int(reader.get("format_version", 4096))
     except (TypeError, ValueError):
         raise RnncliError(f"{path}: unreadable format_version") from None
     if version > FORMAT_VERSION:
         raise RnncliError(f"{path}: checkpoint format {version} is newer than this rnncli understands "
                           f"({FORMAT_VERSION}); upgrade rnncli")
     try:
-        config = from_json_array(need("config"))
+        config = from_json_array(reader.get("config"))
         model = from_dict(ModelConfig, config["model"])
         train = from_dict(TrainConfig, config["train"])
         tok_config = from_dict(TokenizerConfig, config["tokenizer"])
-        state = from_json_array(need("state"))
+        state = from_json_array(reader.get("state"))
+        if not isinstance(state, dict):
+            raise TypeError("state is not a mapping")
     except (ValueError, KeyError, TypeError) as err:
         raise RnncliError(f"{path}: damaged configuration ({err})") from None
-    sub = {k[len(TOKENIZER_PREFIX):]: v for k, v in arrays.items() if k.startswith(TOKENIZER_PREFIX)}
+    sub = {k[len(TOKENIZER_PREFIX):]: reader.get(k) for k in reader.keys() if k.startswith(TOKENIZER_PREFIX)}
     try:
         tokenizer = tokenizer_from_arrays(sub)
         shapes = param_shapes(model)
-    except RnncliError as err:
+    except (RnncliError, TypeError, ValueError) as err:
         raise RnncliError(f"{path}: {err}") from None
     if tokenizer.vocab_size != model.vocab_size:
         raise RnncliError(f"{path}: tokenizer has {tokenizer.vocab_size} entries but the model expects "
                           f"{model.vocab_size}")
-    params = {}
-    for name, shape in shapes.items():
-        value = need(f"param.{name}")
+
+    def array(key: str, shape: tuple[int, ...]) -> np.ndarray:
+        value = reader.get(key, 8 * int(np.prod(shape)) + HEADER_SLACK)
         if value.shape != shape or value.dtype not in (np.float32, np.float64):
-            raise RnncliError(f"{path}: parameter {name} has shape {value.shape} ({value.dtype}), "
-                              f"expected {shape} (float32)")
-        params[name] = np.ascontiguousarray(value)
+            raise RnncliError(f"{path}: {key} has shape {value.shape} ({value.dtype}), expected {shape} (float32)")
+        return np.ascontiguousarray(value)
+
+    params = {name: array(f"param.{name}", shape) for name, shape in shapes.items()}
     optim = {}
-    for key, value in arrays.items():
+    for key in reader.keys():
         if key.startswith("optim.") and key != "optim.step":
             slot_name = key[len("optim."):]
             name = slot_name.split(".", 1)[1] if "." in slot_name else ""
-            if name not in params or value.shape != params[name].shape:
-                raise RnncliError(f"{path}: optimizer state {slot_name} does not match the parameters")
-            optim[slot_name] = np.ascontiguousarray(value)
+            if name not in params:
+                raise RnncliError(f"{path}: optimizer state {slot_name} matches no parameter")
+            optim[slot_name] = array(key, params[name].shape)
     hidden = None
-    hidden_keys = [k for k in arrays if k.startswith("hidden.")]
-    if hidden_keys:
+    if any(k.startswith("hidden.") for k in reader.keys()):
         hidden = []
         for layer in range(model.layers):
             st = []
             i = 0
-            while f"hidden.{layer}.{i}" in arrays:
-                a = arrays[f"hidden.{layer}.{i}"]
-                if a.ndim != 2 or a.shape[1] != model.hidden:
-                    raise RnncliError(f"{path}: hidden state {layer}.{i} has shape {a.shape}")
-                st.append(np.ascontiguousarray(a))
+            while f"hidden.{layer}.{i}" in reader:
+                st.append(_hidden(reader, f"hidden.{layer}.{i}", model.hidden, path))
                 i += 1
+            if len(st) != get_cell(model.cell).state_size or len({a.shape for a in st}) != 1:
+                raise RnncliError(f"{path}: hidden state of layer {layer} does not fit a {model.cell} cell")
             hidden.append(tuple(st))
-    return Checkpoint(model, train, tok_config, tokenizer, params, optim, int(arrays.get("optim.step", 0)),
-                      hidden, state, str(arrays.get("rnncli_version", "")))
+    step = int(reader.get("optim.step", 4096)) if "optim.step" in reader else 0
+    version_text = str(reader.get("rnncli_version", 4096)) if "rnncli_version" in reader else ""
+    return Checkpoint(model, train, tok_config, tokenizer, params, optim, step, hidden, state, version_text)
+
+
+def _hidden(reader: NpzReader, key: str, H: int, path: str) -> np.ndarray:
+    value = reader.get(key, 8 * H * 1_000_000 + HEADER_SLACK)
+    if value.ndim != 2 or value.shape[1] != H or value.dtype not in (np.float32, np.float64):
+        raise RnncliError(f"{path}: {key} has shape {value.shape}, expected (batch, {H})")
+    return np.ascontiguousarray(value)
 
 
 def describe(ck: Checkpoint, path: str) -> dict:

@@ -31,12 +31,20 @@ Params = dict[str, np.ndarray]
 ModelState = list[State]  # one State per layer
 
 
+MAX_LAYERS = 32
+MAX_WIDTH = 1 << 16
+
+
 def check_config(config: ModelConfig) -> None:
     if config.cell not in CELLS:
         raise UsageError(f"--cell must be one of {', '.join(CELLS)}, not {config.cell!r}")
     for name in ("hidden", "embed", "layers"):
         if getattr(config, name) < 1:
             raise UsageError(f"--{name} must be at least 1")
+    if config.layers > MAX_LAYERS:
+        raise UsageError(f"--layers must be at most {MAX_LAYERS} (more than about three rarely helps)")
+    if max(config.hidden, config.embed) > MAX_WIDTH:
+        raise UsageError(f"--hidden and --embed must be at most {MAX_WIDTH:,}")
     if not 0.0 <= config.dropout < 1.0:
         raise UsageError("--dropout must be in [0, 1)")
     if config.tie_weights and config.embed != config.hidden:

@@ -49,6 +49,8 @@ def check_sample_config(c: SampleConfig) -> None:
         raise UsageError(f"--beam must be at least 1, not {c.beam}")
     if c.num_samples < 1:
         raise UsageError(f"--num-samples must be at least 1, not {c.num_samples}")
+    if c.seed is not None and c.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, not {c.seed}")
     if c.stop == "":
         raise UsageError("--stop must not be empty")
 

@@ -113,6 +113,7 @@ def _code_points(text: str) -> np.ndarray:
 # A corpus's own unknown-word marker (WikiText writes `<unk>`) is kept whole and mapped to <UNK>.
 WORD_PATTERN = re.compile(r"<unk>|<UNK>|\w+(?:['’]\w+)*|[^\w\s]")
 NO_SPACE_BEFORE = set(".,;:!?)]}%'’”")
+MAX_WORD_CHARS = 64  # longer "words" (URLs, base64, runs of digits) are not kept: they read as <UNK>
 NO_SPACE_AFTER = set("([{“$")
 
 
@@ -148,7 +149,8 @@ class WordTokenizer(Tokenizer):
                 counts.update(cls.split(line, lowercase))
         for marker in ("<unk>", "<UNK>", EOS_TOKEN):
             counts.pop(marker, None)
-        ranked = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        ranked = sorted((w for w, n in counts.items() if n >= min_count and len(w) <= MAX_WORD_CHARS),
+                        key=lambda w: (-counts[w], w))
         if max_vocab:
             ranked = ranked[: max(0, max_vocab - len(RESERVED))]
         return cls([*RESERVED, *ranked], lowercase)

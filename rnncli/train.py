@@ -63,6 +63,8 @@ def check_train_config(c: TrainConfig) -> None:
         raise UsageError(f"--lr-decay must be in (0, 1], not {c.lr_decay}")
     if not 0 <= c.val_fraction < 1 or not math.isfinite(c.val_fraction):
         raise UsageError(f"--val-fraction must be in [0, 1), not {c.val_fraction}")
+    if c.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, not {c.seed}")
     if c.lr > 10:
         raise UsageError(f"--lr {c.lr} is far too large (try 2e-3)")
 
@@ -473,6 +475,7 @@ def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]
         raise UsageError(f"{corpus.name}: {len(train_ids):,} training tokens are too few for one batch of "
                          f"--batch-size {B} x --seq-len {T} (needs {B * (T + 1):,}); "
                          "lower --batch-size or --seq-len")
+    check_memory(model, req.train)
     corpus_info = {"name": corpus.name, "bytes": corpus.size_bytes(), "tokens": len(ids),
                    "train_checksum": ids_checksum(train_ids)}
     if req.resume:
@@ -486,6 +489,29 @@ def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]
     run.corpus = corpus_info
     out = req.out or (req.resume if req.resume else default_out(req.corpus, model.cell))
     return run, train_ids, val_ids, out
+
+
+MEMORY_BUDGET = 8 << 30  # bytes; well under this machine's 24 GiB, so a mistake fails fast
+
+
+def estimate_memory(model: ModelConfig, train: TrainConfig) -> int:
+    """Bytes a training step needs, roughly: parameters with gradients and optimizer state (x4),
+    activations (B*T*H per gate and layer, see docs), and the output layer's logits (B*T*V)."""
+    n_params = sum(int(np.prod(s)) for s in M.param_shapes(model).values())
+    from rnncli.kernels.cells import get_cell
+
+    G = get_cell(model.cell).gates
+    BT = train.batch_size * train.seq_len
+    activations = BT * model.layers * model.hidden * (G + 4) + BT * model.embed
+    return 4 * (4 * n_params + activations + 2 * BT * model.vocab_size)
+
+
+def check_memory(model: ModelConfig, train: TrainConfig) -> None:
+    need = estimate_memory(model, train)
+    if need > MEMORY_BUDGET:
+        raise UsageError(f"this model would need about {need / 2**30:.1f} GiB per training step (vocabulary "
+                         f"{model.vocab_size:,}, hidden {model.hidden}, batch {train.batch_size} x {train.seq_len}); "
+                         "lower --max-vocab, --hidden, --batch-size or --seq-len")
 
 
 def _refuse_changes(req: TrainRequest, base: Checkpoint) -> None:

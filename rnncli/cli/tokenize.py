@@ -11,6 +11,7 @@ from rnncli.cli.common import (
     TOKENIZER_OPTIONS,
     app,
     console,
+    load_model,
     print_json,
     user_errors,
 )
@@ -57,7 +58,7 @@ def tokenize(
 
         if not inputs:
             raise UsageError("give the text to tokenize, e.g. rnncli tokenize --vocab vocab.npz \"some text\"")
-        tok = load_tokenizer(vocab or model)
+        tok = load_tokenizer(vocab) if vocab else load_model(model).tokenizer
         _show_pieces(tok, inputs, as_json)
         return
     if len(inputs) != 1:
