@@ -35,6 +35,10 @@ GENERATION_OPTIONS = "Generation"
 SCORING_OPTIONS = "Scoring"
 
 
+QUIET_HELP = "Print nothing but errors (and --json output)."
+VERBOSE_HELP = "Print more: every progress update, timings."
+
+
 def fail(message: str, code: int) -> None:
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()

@@ -5,6 +5,7 @@ Part of the CLI layer (rnncli/cli/, the only package that imports rich); train.p
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from rich.console import Console
@@ -25,12 +26,14 @@ def _fmt_loss(value: float | None) -> str:
 
 
 class TrainDisplay:
-    def __init__(self, run, as_json: bool = False, quiet: bool = False):
+    def __init__(self, run, as_json: bool = False, quiet: bool = False, verbose: bool = False):
         self.run = run
         self.as_json = as_json
         self.quiet = quiet
-        self.console = Console(soft_wrap=True)
-        self.err = Console(stderr=True, soft_wrap=True)
+        self.verbose = verbose and not quiet
+        no_color = "NO_COLOR" in os.environ or None
+        self.console = Console(soft_wrap=True, no_color=no_color)
+        self.err = Console(stderr=True, soft_wrap=True, no_color=no_color)
         self.live = not as_json and self.console.is_terminal and not quiet
         self.progress: Progress | None = None
         self.task = None
@@ -75,10 +78,12 @@ class TrainDisplay:
             if kind == "eval":
                 mark = "  [green]best[/]" if e.get("improved") else ""
                 self.progress.console.print(f"step {e['step']:>6}  {self._line(e)}{mark}", highlight=False)
-        elif kind == "eval":
+        elif kind == "eval" or (self.verbose and kind == "progress"):
+            if self.quiet and not self.as_json:
+                return
             record = {k: e[k] for k in ("step", "epoch_fraction", "train_loss", "val_loss", "lr", "tokens_seen",
                                         "tokens_per_s", "seconds")}
-            sys.stdout.write(json.dumps({"event": "eval", **record}) + "\n")
+            sys.stdout.write(json.dumps({"event": kind, **record}) + "\n")
             sys.stdout.flush()
 
     def finish(self, summary: dict, corpus: str) -> None:

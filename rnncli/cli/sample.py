@@ -10,6 +10,8 @@ import typer
 from rnncli.cli.common import (
     GENERATION_OPTIONS,
     OUTPUT_OPTIONS,
+    QUIET_HELP,
+    VERBOSE_HELP,
     app,
     load_model,
     print_json,
@@ -45,6 +47,9 @@ def sample(
                                              rich_help_panel=GENERATION_OPTIONS)] = 1,
     seed: Annotated[int | None, typer.Option(help="Seed: same seed, model and options, same output.",
                                              rich_help_panel=GENERATION_OPTIONS, show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP, rich_help_panel=OUTPUT_OPTIONS)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP,
+                                          rich_help_panel=OUTPUT_OPTIONS)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sample.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
 ) -> None:
@@ -63,7 +68,11 @@ def sample(
         prime = Corpus(prime_file).read_text()
     ck = load_model(model)
     _, unknown = encode_prime(ck.tokenizer, prime)
-    if unknown:
+    if verbose:
+        m = ck.model
+        sys.stderr.write(f"model: {m.cell} {m.layers}x{m.hidden}, {ck.tokenizer.level} vocabulary "
+                         f"{m.vocab_size}, trained {ck.state.get('step', 0)} steps\n")
+    if unknown and not quiet:
         sys.stderr.write(f"warning: the prime has {unknown} token(s) outside the vocabulary; read as <UNK>\n")
     utf8_stdout()
     for i, s in enumerate(generate_samples(ck, prime, config, None if as_json else stdout_writer)):

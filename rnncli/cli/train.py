@@ -11,9 +11,11 @@ from rnncli.cli.common import (
     FILE_OPTIONS,
     MODEL_OPTIONS,
     OUTPUT_OPTIONS,
+    QUIET_HELP,
     STOP_OPTIONS,
     TOKENIZER_OPTIONS,
     TRAINING_OPTIONS,
+    VERBOSE_HELP,
     app,
     user_errors,
 )
@@ -77,6 +79,9 @@ def train(
                                                rich_help_panel=FILE_OPTIONS)] = None,
     init_from: Annotated[str | None, typer.Option(help="Start from this checkpoint's weights and vocabulary.",
                                                   rich_help_panel=FILE_OPTIONS)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP, rich_help_panel=OUTPUT_OPTIONS)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP,
+                                          rich_help_panel=OUTPUT_OPTIONS)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines: one per evaluation, then a summary.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
 ) -> None:
@@ -109,7 +114,7 @@ def train(
     stop = StopFlag()
     from rnncli.cli.display import TrainDisplay
 
-    with TrainDisplay(run, as_json=as_json) as display:
+    with TrainDisplay(run, as_json=as_json, quiet=quiet, verbose=verbose) as display:
         summary = run_training(run, train_ids, val_ids, out_path, display.on_event, stop)
     display.finish(summary, corpus)
     if summary["stop_reason"] == "interrupted":
