@@ -213,13 +213,14 @@ def save_checkpoint(path: str, ck: Checkpoint) -> None:
     atomic_save_npz(path, ck.to_arrays())
 
 
-def load_checkpoint(path: str) -> Checkpoint:
-    """Load and check a checkpoint: kind, version, every array's presence, declared size and shape."""
+def load_checkpoint(path: str, training_state: bool = True) -> Checkpoint:
+    """Load and check a checkpoint: kind, version, every array's presence, declared size and shape.
+    With training_state=False (sampling, scoring) the optimizer and hidden state are not read."""
     with NpzReader(path) as reader:
-        return _read_checkpoint(reader, path)
+        return _read_checkpoint(reader, path, training_state)
 
 
-def _read_checkpoint(reader: NpzReader, path: str) -> Checkpoint:
+def _read_checkpoint(reader: NpzReader, path: str, training_state: bool) -> Checkpoint:
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict
     from rnncli.kernels.cells import get_cell
     from rnncli.model import param_shapes
@@ -263,7 +264,7 @@ def _read_checkpoint(reader: NpzReader, path: str) -> Checkpoint:
 
     params = {name: array(f"param.{name}", shape) for name, shape in shapes.items()}
     optim = {}
-    for key in reader.keys():
+    for key in reader.keys() if training_state else []:
         if key.startswith("optim.") and key != "optim.step":
             slot_name = key[len("optim."):]
             name = slot_name.split(".", 1)[1] if "." in slot_name else ""
@@ -271,7 +272,7 @@ def _read_checkpoint(reader: NpzReader, path: str) -> Checkpoint:
                 raise RnncliError(f"{path}: optimizer state {slot_name} matches no parameter")
             optim[slot_name] = array(key, params[name].shape)
     hidden = None
-    if any(k.startswith("hidden.") for k in reader.keys()):
+    if training_state and any(k.startswith("hidden.") for k in reader.keys()):
         hidden = []
         for layer in range(model.layers):
             st = []

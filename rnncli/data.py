@@ -147,8 +147,21 @@ def _decode_blocks(f, name: str, encoding: str, errors: str, block_bytes: int) -
 # Encoding a whole corpus into one int32 array, block by block.
 
 
-def encode_corpus(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
-    """All token ids of a corpus, (N,) int32, grown block by block (amortised doubling)."""
+SPILL_BYTES = 64 << 20  # corpora larger than this are encoded to a memory-mapped temp file
+
+
+def encode_corpus(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int = BLOCK_BYTES,
+                  spill_bytes: int | None = None) -> np.ndarray:
+    """All token ids of a corpus, (N,) int32, encoded block by block.
+
+    Small corpora end up in one in-memory array (grown by doubling). A corpus larger than
+    `spill_bytes` (default SPILL_BYTES) is written block by block to an unlinked temp file and
+    returned memory-mapped, so the ids never need to fit in memory at once: the operating system
+    pages them in as training or scoring reads them.
+    """
+    spill = SPILL_BYTES if spill_bytes is None else spill_bytes
+    if corpus.path != STDIN and corpus.size_bytes() > spill:
+        return _encode_to_memmap(tokenizer, corpus, block_bytes)
     ids = np.empty(1 << 16, dtype=np.int32)
     n = 0
     for block in corpus.blocks(block_bytes):
@@ -160,6 +173,21 @@ def encode_corpus(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int = BLOCK
         ids[n : n + len(chunk)] = chunk
         n += len(chunk)
     return ids[:n].copy() if n < len(ids) // 2 else ids[:n]
+
+
+def _encode_to_memmap(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int) -> np.ndarray:
+    import tempfile
+
+    with tempfile.TemporaryFile(prefix="rnncli-ids-") as f:  # unlinked: nothing is left behind
+        n = 0
+        for block in corpus.blocks(block_bytes):
+            chunk = tokenizer.encode(block)
+            f.write(chunk.astype(np.int32).tobytes())
+            n += len(chunk)
+        f.flush()
+        if n == 0:
+            return np.zeros(0, dtype=np.int32)
+        return np.memmap(f, dtype=np.int32, mode="r", shape=(n,))  # the mapping outlives the file object
 
 
 @dataclass
@@ -181,7 +209,9 @@ class TokenStats:
 def token_stats(ids: np.ndarray, vocab_size: int, lines: int) -> TokenStats:
     from rnncli.tokenizers import UNK
 
-    counts = np.bincount(ids, minlength=vocab_size)
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(ids), 1 << 22):  # in blocks: ids may be memory-mapped
+        counts += np.bincount(ids[start : start + (1 << 22)], minlength=vocab_size)
     return TokenStats(tokens=len(ids), lines=lines, unk=int(counts[UNK]), counts=counts)
 
 

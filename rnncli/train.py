@@ -87,8 +87,12 @@ def chunk(streams: np.ndarray, k: int, T: int) -> tuple[np.ndarray, np.ndarray]:
     return inputs, targets
 
 
-def ids_checksum(ids: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(ids, dtype=np.int32).tobytes())
+def ids_checksum(ids: np.ndarray, block: int = 1 << 22) -> int:
+    """CRC-32 of the token ids, read block by block (ids may be memory-mapped)."""
+    crc = 0
+    for start in range(0, len(ids), block):
+        crc = zlib.crc32(np.ascontiguousarray(ids[start : start + block], dtype=np.int32).tobytes(), crc)
+    return crc
 
 
 # ---------------------------------------------------------------------------------------------

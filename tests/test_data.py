@@ -80,3 +80,30 @@ def test_stats_and_lines(tmp_path):
     assert stats.lines == 3 and stats.tokens == 7
     assert stats.unk == 2 and stats.unk_rate == pytest.approx(2 / 7)
     assert stats.counts[EOS] == 3
+
+
+def test_large_corpora_are_encoded_to_a_memory_map(tmp_path):
+    text = "the apple and pear salad\n" * 2000
+    path = write(tmp_path, text.encode())
+    corpus = Corpus(path)
+    tok = WordTokenizer.fit(corpus.blocks())
+    in_memory = encode_corpus(tok, corpus)
+    mapped = encode_corpus(tok, corpus, block_bytes=4096, spill_bytes=0)
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    assert np.array_equal(in_memory, mapped)
+    assert list(tmp_path.iterdir()) == [tmp_path / "c.txt"]  # the temp file is not left behind
+
+
+def test_training_and_scoring_from_a_memory_map(tmp_path, monkeypatch):
+    import json
+
+    import rnncli.data as data
+    from tests.conftest import CORPORA, run_cli
+
+    monkeypatch.setattr(data, "SPILL_BYTES", 0)
+    out = tmp_path / "m.npz"
+    result = run_cli("train", CORPORA / "demo.txt", "--cell", "gru", "--layers", "1", "--hidden", "16",
+                     "--max-steps", "3", "--seq-len", "16", "--batch-size", "4", "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    scored = run_cli("score", "--model", out, "--file", CORPORA / "demo.txt", "--continuous", "--json")
+    assert scored.exit_code == 0 and json.loads(scored.stdout)["tokens"] > 30000

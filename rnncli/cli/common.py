@@ -88,7 +88,8 @@ def utf8_stdout() -> None:
 
 
 def load_model(path: str | None):
-    """The checkpoint at `path`, else $RNNCLI_MODEL, else the model trained last here."""
+    """The checkpoint at `path`, else $RNNCLI_MODEL, else the model trained last here (weights,
+    tokenizer and history; not the optimizer state, which only `train --resume` needs)."""
     from rnncli.checkpoint import load_checkpoint
     from rnncli.errors import UsageError
     from rnncli.train import latest_model
@@ -97,4 +98,4 @@ def load_model(path: str | None):
     if not path:
         raise UsageError("no model given and none trained here yet: run `rnncli train CORPUS` first, "
                          "or pass --model PATH (or set RNNCLI_MODEL)")
-    return load_checkpoint(path)
+    return load_checkpoint(path, training_state=False)

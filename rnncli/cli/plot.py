@@ -16,30 +16,45 @@ def read_history(path: str) -> tuple[str, list[dict]]:
 
     from rnncli.errors import RnncliError, UsageError
 
-    if not os.path.exists(path):
+    if path == "-":
+        import sys
+
+        lines = sys.stdin.read().splitlines()
+        label = "stdin"
+    elif not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
-    label = os.path.splitext(os.path.basename(path))[0].removesuffix(".metrics")
+    else:
+        lines = None
+        label = os.path.splitext(os.path.basename(path))[0].removesuffix(".metrics")
     if path.endswith(".npz"):
         from rnncli.checkpoint import load_checkpoint
 
         ck = load_checkpoint(path)
         return f"{label} ({ck.model.cell})", ck.state.get("history", [])
+    if lines is None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise RnncliError(f"{path}: cannot read ({err})") from None
     records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise RnncliError(f"{path}: line {number} is not JSON (expected a .metrics.jsonl file)") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise RnncliError(f"{path}: line {number} is not JSON (expected a .metrics.jsonl file)") from None
+        if not isinstance(record, dict) or "step" not in record or "tokens_seen" not in record:
+            raise RnncliError(f"{path}: line {number} is not an rnncli metrics record")
+        records.append(record)
     return label, records
 
 
 @app.command()
 @user_errors
 def plot(
-    runs: Annotated[list[str], typer.Argument(help="Metrics files (.metrics.jsonl) or checkpoints (.npz).",
+    runs: Annotated[list[str], typer.Argument(help="Metrics files (.metrics.jsonl, `-` for stdin) or checkpoints.",
                                               show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="PNG file to write.")] = "curve.png",
     x_axis: Annotated[str, typer.Option("--x", help="tokens or steps.")] = "tokens",
