@@ -25,7 +25,7 @@ CONFIGS = {
     "small": {"layers": 1, "hidden": 128, "embed": 64, "batch": 32, "seq": 64},
     "char-rnn": {"layers": 2, "hidden": 512, "embed": 64, "batch": 32, "seq": 100},
 }
-GATES = {"rnn": 1, "rnn-relu": 1, "gru": 3, "gru-simple": 2, "lstm": 4, "lstm-peephole": 4}
+GATES = {"rnn": 1, "rnn-relu": 1, "gru": 3, "gru-simple": 2, "gru-cudnn": 3, "lstm": 4, "lstm-peephole": 4}
 VOCAB = 65
 CEILING_GFLOPS = 190.0  # measured float32 matrix-product ceiling here (numpy/OpenBLAS, 2 threads)
 
@@ -96,7 +96,7 @@ class TorchModel:
 
         torch.manual_seed(seed)
         self.torch = torch
-        kind = {"rnn": torch.nn.RNN, "rnn-relu": torch.nn.RNN, "gru": torch.nn.GRU, "gru-simple": torch.nn.GRU,
+        kind = {"rnn": torch.nn.RNN, "rnn-relu": torch.nn.RNN, "gru": torch.nn.GRU, "gru-simple": torch.nn.GRU, "gru-cudnn": torch.nn.GRU,
                 "lstm": torch.nn.LSTM, "lstm-peephole": torch.nn.LSTM}[cell]
         self.embed = torch.nn.Embedding(V, cfg["embed"])
         self.rnn = kind(cfg["embed"], cfg["hidden"], num_layers=cfg["layers"])

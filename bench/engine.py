@@ -75,7 +75,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vs-torch", action="store_true")
-    parser.add_argument("--cells", default="rnn,gru,lstm")
+    parser.add_argument("--cells", default="rnn,gru,gru-cudnn,lstm")
     parser.add_argument("--configs", default="small,char-rnn")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 LEVELS = ("char", "word", "subword")
-CELLS = ("rnn", "rnn-relu", "gru", "gru-simple", "lstm", "lstm-peephole")
+CELLS = ("rnn", "rnn-relu", "gru", "gru-simple", "gru-cudnn", "lstm", "lstm-peephole")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
 

@@ -78,12 +78,14 @@ class GenerationWeights:
             self.WhB = np.zeros((L, 1, 1), dtype)
         self.b = c(np.stack([lp["b"] for lp in layer]))
         self.peep = c(np.stack([lp.get("peep", np.zeros((3, H), dtype)) for lp in layer]))
+        self.bhn = c(np.stack([lp.get("bhn", np.zeros(H, dtype)) for lp in layer]))
         self.Wy = c(M.output_weight(config, params))
         self.by = c(params["output.b"])
         self.L, self.H, self.dtype = L, H, dtype
 
     def args(self):
-        return (self.cell, self.E, self.Wx0, self.WxR, self.WhA, self.WhB, self.b, self.peep, self.Wy, self.by)
+        return (self.cell, self.E, self.Wx0, self.WxR, self.WhA, self.WhB, self.b, self.peep, self.bhn, self.Wy,
+                self.by)
 
     def fresh_state(self):
         return np.zeros((self.L, 1, self.H), self.dtype), np.zeros((self.L, 1, self.H), self.dtype)

@@ -157,3 +157,30 @@ def test_rnncli_model_environment_variable(char_model, tmp_path, monkeypatch):
     monkeypatch.setenv("RNNCLI_MODEL", str(char_model))
     result = run_cli("sample", "--length", "10", "--seed", "1")
     assert result.exit_code == 0 and len(result.stdout) >= 10
+
+
+@pytest.mark.parametrize("cell", ["rnn", "rnn-relu", "gru", "gru-simple", "gru-cudnn", "lstm", "lstm-peephole"])
+def test_generation_kernel_matches_the_model_for_every_cell(cell):
+    from rnncli.config import ModelConfig
+    from rnncli.kernels.generate import feed, generate
+    from rnncli.sample import GenerationWeights
+
+    cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=8, layers=2)
+    rng = np.random.default_rng(0)
+    params = {k: (v * 3).astype(np.float32) for k, v in M.init_params(cfg, rng).items()}  # lively weights
+    prime = np.array([EOS, 4, 7, 2], dtype=np.int64)
+    w = GenerationWeights(cfg, params)
+    h, c = w.fresh_state()
+    feed(*w.args(), h, c, prime[:-1])
+    out, lps = np.empty(12, np.int64), np.empty(12)
+    generate(*w.args(), h, c, int(prime[-1]), np.zeros(12), 0.0, 0, 1.0, False, out, lps)
+    state = M.initial_state(cfg, 1)
+    for t in prime:
+        logits, state = M.step(cfg, params, np.array([t]), state)
+    expected = []
+    for _ in range(12):
+        lg = logits[0].astype(np.float64)
+        lg[UNK] = -np.inf
+        expected.append(int(np.argmax(lg)))
+        logits, state = M.step(cfg, params, np.array([expected[-1]]), state)
+    assert out.tolist() == expected

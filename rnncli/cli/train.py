@@ -35,7 +35,7 @@ def train(
     lowercase: Annotated[bool, typer.Option(help="Word level: fold case.", rich_help_panel=TOKENIZER_OPTIONS)] = False,
     spm_type: Annotated[str, typer.Option(help="Subword level: unigram or bpe.",
                                           rich_help_panel=TOKENIZER_OPTIONS)] = "unigram",
-    cell: Annotated[str, typer.Option(help="rnn, rnn-relu, gru, gru-simple, lstm or lstm-peephole.",
+    cell: Annotated[str, typer.Option(help="rnn, rnn-relu, gru, gru-simple, gru-cudnn, lstm or lstm-peephole.",
                                       rich_help_panel=MODEL_OPTIONS)] = "lstm",
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel=MODEL_OPTIONS)] = 2,
     hidden: Annotated[int, typer.Option(help="Hidden size of every layer.", rich_help_panel=MODEL_OPTIONS)] = 256,

@@ -1,6 +1,6 @@
 """The six cells by name."""
 
-from rnncli.kernels.gru import GRUCell, SimpleGRUCell
+from rnncli.kernels.gru import CudnnGRUCell, GRUCell, SimpleGRUCell
 from rnncli.kernels.lstm import LSTMCell
 from rnncli.kernels.recurrent import Cell
 from rnncli.kernels.rnn import RNNCell
@@ -10,6 +10,7 @@ CELLS: dict[str, Cell] = {
     "rnn-relu": RNNCell(relu=True),
     "gru": GRUCell(),
     "gru-simple": SimpleGRUCell(),
+    "gru-cudnn": CudnnGRUCell(),
     "lstm": LSTMCell(peephole=False),
     "lstm-peephole": LSTMCell(peephole=True),
 }

@@ -5,25 +5,25 @@ Parameters are passed stacked per layer (see rnncli/sample.py, `GenerationWeight
     Wx0 (D, G*H) first layer's input weights; WxR (max(L-1, 1), H, G*H) the other layers'
     WhA (L, H, A), WhB (L, H, C): the recurrent weights, whole (A = G*H) or, for the notes' GRU,
         split into the [u, r] block (A = 2H) and the c~ block (C = H)
-    b (L, G*H), peep (L, 3, H), Wy (H, V), by (V,)
+    b (L, G*H), peep (L, 3, H), bhn (L, H) (gru-cudnn's b_hn), Wy (H, V), by (V,)
     h, c (L, 1, H): the state, updated in place.
-Cell codes: 0 rnn, 1 rnn-relu, 2 gru, 3 gru-simple, 4 lstm, 5 lstm-peephole.
+Cell codes: 0 rnn, 1 rnn-relu, 2 gru, 3 gru-simple, 4 lstm, 5 lstm-peephole, 6 gru-cudnn.
 """
 
 import numpy as np
 
-from rnncli.kernels.gru import _candidate, _interpolate, _simple_gates, _update_relevance
+from rnncli.kernels.gru import _candidate, _cudnn_gates, _interpolate, _simple_gates, _update_relevance
 from rnncli.kernels.jit import kernel
 from rnncli.kernels.lstm import _activate_gates, _new_state
 from rnncli.kernels.rnn import _rnn_math
 
-CELL_CODES = {"rnn": 0, "rnn-relu": 1, "gru": 2, "gru-simple": 3, "lstm": 4, "lstm-peephole": 5}
+CELL_CODES = {"rnn": 0, "rnn-relu": 1, "gru": 2, "gru-simple": 3, "lstm": 4, "lstm-peephole": 5, "gru-cudnn": 6}
 UNK = 0
 EOS = 1
 
 
 @kernel
-def model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, Wy, by, h, c, logits):
+def model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits):
     """Feed one token; write the next-token logits (V,) and update h, c (L, 1, H) in place."""
     L, _, H = h.shape
     x = E[token : token + 1]  # (1, D)
@@ -40,11 +40,15 @@ def model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, Wy, by, h, c, logits
             cand = np.dot(rh, WhB[layer])
             _candidate(cand, xw)
             _interpolate(ur, cand, 0, 0, h_prev.copy(), h_prev)
+        elif cell == 6:
+            g = np.dot(h_prev, WhA[layer])
+            hn = np.empty_like(h_prev)
+            _cudnn_gates(g, xw, bhn[layer], hn, h_prev.copy(), h_prev)
         elif cell == 3:
             g = np.dot(h_prev, WhA[layer])
             _simple_gates(g, xw)
             _interpolate(g, g, 0, H, h_prev.copy(), h_prev)
-        else:
+        else:  # lstm, lstm-peephole
             g = np.dot(h_prev, WhA[layer])
             c_prev = c[layer].copy()
             _activate_gates(g, xw, c_prev, peep[layer], cell == 5)
@@ -107,7 +111,7 @@ def choose_token(logits, temperature, top_k, top_p, u):
 
 
 @kernel
-def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, Wy, by, h, c, token, uniforms, temperature, top_k, top_p,
+def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, token, uniforms, temperature, top_k, top_p,
              stop_at_eos, out_tokens, out_logprobs):
     """Generate up to len(out_tokens) tokens after `token` (already fed up to, not including, it).
     Returns how many were written (fewer when <EOS> came and stop_at_eos). State h, c is updated."""
@@ -115,7 +119,7 @@ def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, Wy, by, h, c, token, uniforms
     logits = np.empty(V, dtype=by.dtype)
     n = 0
     for n in range(out_tokens.shape[0]):
-        model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, Wy, by, h, c, logits)
+        model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits)
         token, lp = choose_token(logits, temperature, top_k, top_p, uniforms[n])
         out_tokens[n] = token
         out_logprobs[n] = lp
@@ -125,8 +129,8 @@ def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, Wy, by, h, c, token, uniforms
 
 
 @kernel
-def feed(cell, E, Wx0, WxR, WhA, WhB, b, peep, Wy, by, h, c, tokens):
+def feed(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, tokens):
     """Run the model over tokens (a prime) without choosing anything; state updated in place."""
     logits = np.empty(by.shape[0], dtype=by.dtype)
     for t in range(tokens.shape[0]):
-        model_step(cell, tokens[t], E, Wx0, WxR, WhA, WhB, b, peep, Wy, by, h, c, logits)
+        model_step(cell, tokens[t], E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits)

@@ -201,6 +201,98 @@ def gru_step(x, Wx, Wh_ur, Wh_c, b, h):
     return h_new
 
 
+# ---- gru-cudnn (PyTorch's nn.GRU form: reset gate applied after the product) ----------------------
+#
+#   r = σ(W_ir x + b_r + W_hr h<t-1>)          gate order [r, z, n], as nn.GRU
+#   z = σ(W_iz x + b_z + W_hz h<t-1>)          (z = 1 - Γ_u)
+#   n = tanh(W_in x + b_n + r * (W_hn h<t-1> + b_hn))
+#   h<t> = (1 - z) * n + z * h<t-1>
+# One product per step (h<t-1> @ Wh for all three blocks) instead of two dependent ones. The extra
+# bias b_hn (`bhn`, (H,)) sits inside the reset gate's product, as in cuDNN.
+# Backward: dn_pre = dh (1 - z)(1 - n^2); dz_pre = dh (h<t-1> - n) z (1 - z);
+#           dr_pre = dn_pre * hn * r (1 - r) with hn = W_hn h<t-1> + b_hn;
+#           the gradient of x @ Wx is [dr, dz, dn]_pre, that of h @ Wh is [dr, dz, r * dn]_pre.
+
+
+@inline
+def _cudnn_gates(g, xw_t, bhn, hn, h_prev, h_out):
+    """g (B, 3H) holds h<t-1> @ Wh; overwrite it with [r, z, n]; hn = W_hn h<t-1> + b_hn; h."""
+    B, G3 = g.shape
+    H = G3 // 3
+    one = g.dtype.type(1.0)
+    for b in range(B):
+        for j in range(2 * H):
+            g[b, j] = sigmoid(g[b, j] + xw_t[b, j])
+        for j in range(H):
+            hn[b, j] = g[b, 2 * H + j] + bhn[j]
+        for j in range(H):
+            g[b, 2 * H + j] = tanh(xw_t[b, 2 * H + j] + g[b, j] * hn[b, j])
+        for j in range(H):
+            z = g[b, H + j]
+            h_out[b, j] = (one - z) * g[b, 2 * H + j] + z * h_prev[b, j]
+
+
+@kernel
+def gru_cudnn_forward(xw, Wh, bhn, h0, keep):
+    """xw (T, B, 3H), Wh (H, 3H), bhn (H,), h0 (B, H) -> hs (T, B, H), gates [r, z, n] and
+    hn = W_hn h<t-1> + b_hn (T or 1, B, ·)."""
+    T, B, G3 = xw.shape
+    H = G3 // 3
+    S = T if keep else 1
+    hs = np.empty((T, B, H), dtype=xw.dtype)
+    gates = np.empty((S, B, G3), dtype=xw.dtype)
+    hns = np.empty((S, B, H), dtype=xw.dtype)
+    for t in range(T):
+        s = t if keep else 0
+        h_prev = h0 if t == 0 else hs[t - 1]
+        np.dot(h_prev, Wh, gates[s])  # (B, H) @ (H, 3H): the only product of the step
+        _cudnn_gates(gates[s], xw[t], bhn, hns[s], h_prev, hs[t])
+    return hs, gates, hns
+
+
+@kernel
+def gru_cudnn_backward(dhs, dhT, WhT, h0, hs, gates, hns):
+    """-> d(x @ Wx) and d(h @ Wh) pre-activation gradients (T, B, 3H), dh0 (B, H). WhT is (3H, H)."""
+    T, B, H = hs.shape
+    one = hs.dtype.type(1.0)
+    dgx = np.empty_like(gates)
+    dgh = np.empty_like(gates)
+    dh = dhT.copy()
+    through_product = np.empty_like(dh)
+    for t in range(T - 1, -1, -1):
+        h_prev = h0 if t == 0 else hs[t - 1]
+        g, hn, gx, gh = gates[t], hns[t], dgx[t], dgh[t]
+        dh += dhs[t]
+        for b in range(B):
+            for j in range(H):
+                d = dh[b, j]
+                r, z, n = g[b, j], g[b, H + j], g[b, 2 * H + j]
+                dn_pre = d * (one - z) * (one - n * n)
+                dz_pre = d * (h_prev[b, j] - n) * z * (one - z)
+                dr_pre = dn_pre * hn[b, j] * r * (one - r)
+                gx[b, j] = dr_pre
+                gx[b, H + j] = dz_pre
+                gx[b, 2 * H + j] = dn_pre
+                gh[b, j] = dr_pre
+                gh[b, H + j] = dz_pre
+                gh[b, 2 * H + j] = dn_pre * r
+                dh[b, j] = d * z  # the direct path to h<t-1>
+        np.dot(gh, WhT, through_product)  # (B, 3H) @ (3H, H)
+        dh += through_product
+    return dgx, dgh, dh
+
+
+@kernel
+def gru_cudnn_step(x, Wx, Wh, b, bhn, h):
+    """One step for generation: x (B, D), h (B, H) -> new h."""
+    xw = np.dot(x, Wx) + b
+    g = np.dot(h, Wh)
+    hn = np.empty_like(h)
+    h_new = np.empty_like(h)
+    _cudnn_gates(g, xw, bhn, hn, h, h_new)
+    return h_new
+
+
 # ---- the cells ----------------------------------------------------------------------------------
 
 
@@ -258,4 +350,30 @@ class GRUCell(Cell):
     def step(self, p, x, state):
         Wh_ur, Wh_c = _split_Wh(p["Wh"])
         h = gru_step(x, p["Wx"], Wh_ur, Wh_c, p["b"], state[0])
+        return h, (h,)
+
+
+class CudnnGRUCell(Cell):
+    name = "gru-cudnn"
+    gates = 3
+    paper = "Cho et al. 2014, in cuDNN's / PyTorch's form (reset gate after the product)"
+
+    def param_shapes(self, D, H):
+        return {**super().param_shapes(D, H), "bhn": (H,)}
+
+    def recurrence(self, p, xw, state0, keep):
+        hs, gates, hns = gru_cudnn_forward(xw, p["Wh"], p["bhn"], state0[0], keep)
+        return hs, (hs[-1].copy(),), (gates, hns)
+
+    def recurrence_backward(self, p, cache, dhs, dstateT):
+        x, state0, hs, (gates, hns) = cache
+        dgx, dgh, dh0 = gru_cudnn_backward(dhs, dstateT[0], contiguous_T(p["Wh"]), state0[0], hs, gates, hns)
+        return (dgx, dgh), (dh0,)
+
+    def extra_grads(self, p, cache, dgates_h):
+        H = dgates_h.shape[2] // 3
+        return {"bhn": dgates_h[:, :, 2 * H :].sum(axis=(0, 1))}  # b_hn sits beside W_hn h
+
+    def step(self, p, x, state):
+        h = gru_cudnn_step(x, p["Wx"], p["Wh"], p["b"], p["bhn"], state[0])
         return h, (h,)

@@ -53,12 +53,15 @@ class Cell:
         x, state0, hs, saved = cache
         T, B, D = x.shape
         dgates, dstate0 = self.recurrence_backward(p, cache, dhs, dstateT)  # (T, B, G*H)
+        # Usually one gradient reaches both products; a cell whose recurrent product enters its gates
+        # differently (gru-cudnn) returns (gradient of x @ Wx + b, gradient of h @ Wh).
+        dgates, dgates_h = dgates if isinstance(dgates, tuple) else (dgates, dgates)
         dg = dgates.reshape(T * B, -1)
         grads = {
             "Wx": matmul(x.reshape(T * B, D).T, dg),  # (D, G*H), one product over all T*B rows
-            "Wh": self.recurrent_weight_grad(cache, dgates),
+            "Wh": self.recurrent_weight_grad(cache, dgates_h),
             "b": dg.sum(axis=0),
-            **self.extra_grads(p, cache, dgates),
+            **self.extra_grads(p, cache, dgates_h),
         }
         dx = matmul(dg, p["Wx"].T).reshape(T, B, D)
         return grads, dx, dstate0

@@ -2,8 +2,8 @@
 
 Needs torch (`pip install torch==2.13.0`). For each cell, a small 2-layer model (embedding ->
 2 recurrent layers from a non-zero initial state -> linear -> mean cross-entropy) is run in float64
-by PyTorch: `rnn`, `rnn-relu` and `lstm` through torch.nn.RNN / torch.nn.LSTM with our weights
-copied in, `gru`, `gru-simple` and `lstm-peephole` through the same equations written with torch
+by PyTorch: `rnn`, `rnn-relu`, `gru-cudnn` and `lstm` through torch.nn.RNN / nn.GRU / nn.LSTM with
+our weights copied in, `gru`, `gru-simple` and `lstm-peephole` through the same equations written with torch
 autograd ops. The inputs, the top layer's outputs, the final states, the loss and every gradient go
 to tests/reference/<cell>.npz under rnncli's parameter names; tests/test_parity.py compares the
 Numba engine against these files (no torch needed), and against live PyTorch when it is installed.
@@ -78,16 +78,15 @@ def torch_layer_module(cell: str, p: dict, x, state):
     Din = x.shape[2]
     if cell == "lstm":
         module = torch.nn.LSTM(Din, H, dtype=torch.float64)
+    elif cell == "gru-cudnn":
+        module = torch.nn.GRU(Din, H, dtype=torch.float64)
     else:
         module = torch.nn.RNN(Din, H, nonlinearity="relu" if cell == "rnn-relu" else "tanh", dtype=torch.float64)
-    with torch.no_grad():
-        module.weight_ih_l0.copy_(p["Wx"].T)
-        module.weight_hh_l0.copy_(p["Wh"].T)
-        module.bias_ih_l0.copy_(p["b"])
-        module.bias_hh_l0.zero_()
-    # Route the copied weights' gradients back to our tensors.
-    weights = {"weight_ih_l0": p["Wx"].T, "weight_hh_l0": p["Wh"].T, "bias_ih_l0": p["b"],
-               "bias_hh_l0": torch.zeros_like(p["b"])}
+    # Call the module with our tensors as its parameters, so gradients flow back to them.
+    bias_hh = torch.zeros_like(p["b"])
+    if cell == "gru-cudnn":  # nn.GRU's b_hn is our bhn; its b_hr, b_hz add to b and stay zero
+        bias_hh = torch.cat([torch.zeros(2 * H, dtype=p["b"].dtype), p["bhn"]])
+    weights = {"weight_ih_l0": p["Wx"].T, "weight_hh_l0": p["Wh"].T, "bias_ih_l0": p["b"], "bias_hh_l0": bias_hh}
     out, final = torch.func.functional_call(
         module, weights, (x, (state[0][None], state[1][None]) if cell == "lstm" else state[0][None]))
     if cell == "lstm":
@@ -100,7 +99,7 @@ def run_torch(cell: str, params: dict, inputs, targets, state0, dtype=torch.floa
     ts0 = [tuple(torch.tensor(s, dtype=dtype, requires_grad=True) for s in st) for st in state0]
     x = tp["embed.weight"][torch.tensor(inputs)]
     finals = []
-    layer_fn = torch_layer_module if cell in ("rnn", "rnn-relu", "lstm") else torch_layer_equations
+    layer_fn = torch_layer_module if cell in ("rnn", "rnn-relu", "gru-cudnn", "lstm") else torch_layer_equations
     for layer in range(L):
         lp = {k.split(".", 2)[2]: v for k, v in tp.items() if k.startswith(f"layers.{layer}.")}
         x, final = layer_fn(cell, lp, x, ts0[layer])
