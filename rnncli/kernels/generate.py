@@ -43,7 +43,8 @@ def model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, l
         elif cell == 6:
             g = np.dot(h_prev, WhA[layer])
             hn = np.empty_like(h_prev)
-            _cudnn_gates(g, xw, bhn[layer], hn, h_prev.copy(), h_prev)
+            n = np.empty_like(h_prev)
+            _cudnn_gates(g, xw, bhn[layer], hn, n, h_prev.copy(), h_prev)
         elif cell == 3:
             g = np.dot(h_prev, WhA[layer])
             _simple_gates(g, xw)

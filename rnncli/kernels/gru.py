@@ -215,8 +215,10 @@ def gru_step(x, Wx, Wh_ur, Wh_c, b, h):
 
 
 @inline
-def _cudnn_gates(g, xw_t, bhn, hn, h_prev, h_out):
-    """g (B, 3H) holds h<t-1> @ Wh; overwrite it with [r, z, n]; hn = W_hn h<t-1> + b_hn; h."""
+def _cudnn_gates(g, xw_t, bhn, hn, n_out, h_prev, h_out):
+    """g (B, 3H) holds h<t-1> @ Wh: make its first blocks [r, z] in place; hn = W_hn h<t-1> + b_hn;
+    n (into n_out, a separate array so that no loop reads and writes one array at two offsets,
+    which keeps LLVM from vectorising); h."""
     B, G3 = g.shape
     H = G3 // 3
     one = g.dtype.type(1.0)
@@ -226,32 +228,33 @@ def _cudnn_gates(g, xw_t, bhn, hn, h_prev, h_out):
         for j in range(H):
             hn[b, j] = g[b, 2 * H + j] + bhn[j]
         for j in range(H):
-            g[b, 2 * H + j] = tanh(xw_t[b, 2 * H + j] + g[b, j] * hn[b, j])
+            n_out[b, j] = tanh(xw_t[b, 2 * H + j] + g[b, j] * hn[b, j])
         for j in range(H):
             z = g[b, H + j]
-            h_out[b, j] = (one - z) * g[b, 2 * H + j] + z * h_prev[b, j]
+            h_out[b, j] = (one - z) * n_out[b, j] + z * h_prev[b, j]
 
 
 @kernel
 def gru_cudnn_forward(xw, Wh, bhn, h0, keep):
-    """xw (T, B, 3H), Wh (H, 3H), bhn (H,), h0 (B, H) -> hs (T, B, H), gates [r, z, n] and
-    hn = W_hn h<t-1> + b_hn (T or 1, B, ·)."""
+    """xw (T, B, 3H), Wh (H, 3H), bhn (H,), h0 (B, H) -> hs (T, B, H); gates (T or 1, B, 3H) whose
+    first two blocks are r, z; n and hn = W_hn h<t-1> + b_hn (T or 1, B, H)."""
     T, B, G3 = xw.shape
     H = G3 // 3
     S = T if keep else 1
     hs = np.empty((T, B, H), dtype=xw.dtype)
     gates = np.empty((S, B, G3), dtype=xw.dtype)
+    ns = np.empty((S, B, H), dtype=xw.dtype)
     hns = np.empty((S, B, H), dtype=xw.dtype)
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
         np.dot(h_prev, Wh, gates[s])  # (B, H) @ (H, 3H): the only product of the step
-        _cudnn_gates(gates[s], xw[t], bhn, hns[s], h_prev, hs[t])
-    return hs, gates, hns
+        _cudnn_gates(gates[s], xw[t], bhn, hns[s], ns[s], h_prev, hs[t])
+    return hs, gates, ns, hns
 
 
 @kernel
-def gru_cudnn_backward(dhs, dhT, WhT, h0, hs, gates, hns):
+def gru_cudnn_backward(dhs, dhT, WhT, h0, hs, gates, ns, hns):
     """-> d(x @ Wx) and d(h @ Wh) pre-activation gradients (T, B, 3H), dh0 (B, H). WhT is (3H, H)."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
@@ -261,22 +264,21 @@ def gru_cudnn_backward(dhs, dhT, WhT, h0, hs, gates, hns):
     through_product = np.empty_like(dh)
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
-        g, hn, gx, gh = gates[t], hns[t], dgx[t], dgh[t]
+        g, n, hn, gx, gh = gates[t], ns[t], hns[t], dgx[t], dgh[t]
         dh += dhs[t]
         for b in range(B):
             for j in range(H):
                 d = dh[b, j]
-                r, z, n = g[b, j], g[b, H + j], g[b, 2 * H + j]
-                dn_pre = d * (one - z) * (one - n * n)
-                dz_pre = d * (h_prev[b, j] - n) * z * (one - z)
-                dr_pre = dn_pre * hn[b, j] * r * (one - r)
-                gx[b, j] = dr_pre
-                gx[b, H + j] = dz_pre
+                r, z, nj = g[b, j], g[b, H + j], n[b, j]
+                dn_pre = d * (one - z) * (one - nj * nj)
+                gx[b, H + j] = d * (h_prev[b, j] - nj) * z * (one - z)  # dz_pre
                 gx[b, 2 * H + j] = dn_pre
-                gh[b, j] = dr_pre
-                gh[b, H + j] = dz_pre
-                gh[b, 2 * H + j] = dn_pre * r
+                gx[b, j] = dn_pre * hn[b, j] * r * (one - r)  # dr_pre
                 dh[b, j] = d * z  # the direct path to h<t-1>
+            for j in range(2 * H):  # the product's gradient: the same for r and z ...
+                gh[b, j] = gx[b, j]
+            for j in range(H):  # ... and r * dn_pre for the n block
+                gh[b, 2 * H + j] = gx[b, 2 * H + j] * g[b, j]
         np.dot(gh, WhT, through_product)  # (B, 3H) @ (3H, H)
         dh += through_product
     return dgx, dgh, dh
@@ -288,8 +290,9 @@ def gru_cudnn_step(x, Wx, Wh, b, bhn, h):
     xw = np.dot(x, Wx) + b
     g = np.dot(h, Wh)
     hn = np.empty_like(h)
+    n = np.empty_like(h)
     h_new = np.empty_like(h)
-    _cudnn_gates(g, xw, bhn, hn, h, h_new)
+    _cudnn_gates(g, xw, bhn, hn, n, h, h_new)
     return h_new
 
 
@@ -362,12 +365,12 @@ class CudnnGRUCell(Cell):
         return {**super().param_shapes(D, H), "bhn": (H,)}
 
     def recurrence(self, p, xw, state0, keep):
-        hs, gates, hns = gru_cudnn_forward(xw, p["Wh"], p["bhn"], state0[0], keep)
-        return hs, (hs[-1].copy(),), (gates, hns)
+        hs, gates, ns, hns = gru_cudnn_forward(xw, p["Wh"], p["bhn"], state0[0], keep)
+        return hs, (hs[-1].copy(),), (gates, ns, hns)
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
-        x, state0, hs, (gates, hns) = cache
-        dgx, dgh, dh0 = gru_cudnn_backward(dhs, dstateT[0], contiguous_T(p["Wh"]), state0[0], hs, gates, hns)
+        x, state0, hs, (gates, ns, hns) = cache
+        dgx, dgh, dh0 = gru_cudnn_backward(dhs, dstateT[0], contiguous_T(p["Wh"]), state0[0], hs, gates, ns, hns)
         return (dgx, dgh), (dh0,)
 
     def extra_grads(self, p, cache, dgates_h):
