@@ -49,7 +49,7 @@ def run_torch(args, train_ids, val_ids, vocab_size) -> dict:
     import torch
 
     torch.manual_seed(args.seed)
-    kind = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[args.cell]
+    kind = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "gru-cudnn": torch.nn.GRU, "lstm": torch.nn.LSTM}[args.cell]
     embed = torch.nn.Embedding(vocab_size, args.embed)
     rnn = kind(args.embed, args.hidden, num_layers=args.layers, dropout=args.dropout if args.layers > 1 else 0)
     out = torch.nn.Linear(args.hidden, vocab_size)
@@ -96,7 +96,7 @@ def run_torch(args, train_ids, val_ids, vocab_size) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=300.0, help="seconds of training per side")
-    p.add_argument("--cell", default="lstm", choices=["rnn", "gru", "lstm"])
+    p.add_argument("--cell", default="lstm", choices=["rnn", "gru", "gru-cudnn", "lstm"])
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--embed", type=int, default=64)

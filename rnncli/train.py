@@ -160,13 +160,18 @@ def run_from_checkpoint(ck: Checkpoint, train: TrainConfig) -> Run:
                          f"not {train.optimizer}")
     optimizer.state = ck.optim
     optimizer.step_count = ck.optim_step
-    rng = np.random.default_rng()
-    rng.bit_generator.state = s["rng"]
-    run = Run(ck.model, train, ck.tokenizer_config, ck.tokenizer, ck.params, optimizer, rng, ck.hidden,
-              step=s["step"], epoch=s["epoch"], chunk=s["chunk"], tokens_seen=s["tokens_seen"],
-              lr=s["lr"], best_val=s["best_val"], plateau_best=s["plateau_best"], bad_evals=s["bad_evals"],
-              elapsed=s["elapsed"], train_loss=s["train_loss"], val_loss=s["val_loss"],
-              corpus=s.get("corpus", {}), history=s.get("history", []))
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = s["rng"]
+        run = Run(ck.model, train, ck.tokenizer_config, ck.tokenizer, ck.params, optimizer, rng, ck.hidden,
+                  step=int(s["step"]), epoch=int(s["epoch"]), chunk=int(s["chunk"]),
+                  tokens_seen=int(s["tokens_seen"]), lr=float(s["lr"]), best_val=s["best_val"],
+                  plateau_best=s["plateau_best"], bad_evals=int(s["bad_evals"]), elapsed=float(s["elapsed"]),
+                  train_loss=s["train_loss"], val_loss=s["val_loss"], corpus=dict(s.get("corpus", {})),
+                  history=list(s.get("history", [])))
+    except (KeyError, TypeError, ValueError) as err:
+        raise RnncliError(f"the checkpoint's training state is damaged ({err!r}); start again with "
+                          "--init-from to keep the weights") from None
     if train.lr != ck.train.lr:  # the user asked for a new learning rate
         run.lr = train.lr
     optimizer.lr = run.lr
@@ -373,7 +378,6 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
         if reason != "interrupted" and last_eval_step != run.step:
             do_eval(scheduled=False)
         save_last()
-        _set_latest(out)
     return progress("end", checkpoint=out, best_checkpoint=best_path(out) if run.best_val is not None else None,
                     metrics=metrics_path(out), stop_reason=reason, steps=run.step)
 
@@ -385,7 +389,7 @@ def _append_metrics(out: str, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _set_latest(out: str) -> None:
+def set_latest(out: str) -> None:
     """Remember the most recently trained model for `sample` and `score` without --model."""
     folder = DEFAULT_RUNS_DIR
     with contextlib.suppress(OSError):
@@ -487,7 +491,12 @@ def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]
         if old.get("train_checksum") not in (None, corpus_info["train_checksum"]):
             raise UsageError(f"cannot resume: {corpus.name} is not the training data of {req.resume} "
                              f"(it was {old.get('name')}, {old.get('tokens', 0):,} tokens)")
-        run = run_from_checkpoint(base, req.train)
+        try:
+            run = run_from_checkpoint(base, req.train)
+        except UsageError as err:
+            raise UsageError(f"{req.resume}: {err}") from None
+        except RnncliError as err:
+            raise RnncliError(f"{req.resume}: {err}", err.exit_code) from None
     else:
         run = new_run(model, req.train, tok_config, tokenizer, base.params if base is not None else None)
     run.corpus = corpus_info

@@ -92,7 +92,7 @@ def train(
     from typer._click.core import ParameterSource
 
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
-    from rnncli.train import StopFlag, TrainRequest, parse_duration, prepare
+    from rnncli.train import StopFlag, TrainRequest, parse_duration, prepare, set_latest
     from rnncli.train import train as run_training
 
     explicit = {name for name in ctx.params
@@ -116,6 +116,7 @@ def train(
 
     with TrainDisplay(run, as_json=as_json, quiet=quiet, verbose=verbose) as display:
         summary = run_training(run, train_ids, val_ids, out_path, display.on_event, stop)
+    set_latest(out_path)  # `sample` and `score` without --model use the model trained last here
     display.finish(summary, corpus)
     if summary["stop_reason"] == "interrupted":
         raise typer.Exit(130)
