@@ -96,8 +96,9 @@ class TorchModel:
 
         torch.manual_seed(seed)
         self.torch = torch
-        kind = {"rnn": torch.nn.RNN, "rnn-relu": torch.nn.RNN, "gru": torch.nn.GRU, "gru-simple": torch.nn.GRU, "gru-cudnn": torch.nn.GRU,
-                "lstm": torch.nn.LSTM, "lstm-peephole": torch.nn.LSTM}[cell]
+        modules = {"rnn": torch.nn.RNN, "rnn-relu": torch.nn.RNN, "gru": torch.nn.GRU, "gru-simple": torch.nn.GRU,
+                   "gru-cudnn": torch.nn.GRU, "lstm": torch.nn.LSTM, "lstm-peephole": torch.nn.LSTM}
+        kind = modules[cell]
         self.embed = torch.nn.Embedding(V, cfg["embed"])
         self.rnn = kind(cfg["embed"], cfg["hidden"], num_layers=cfg["layers"])
         self.out = torch.nn.Linear(cfg["hidden"], V)
