@@ -59,6 +59,9 @@ def forward_flops_per_token(cell: str, cfg: dict, V: int = VOCAB) -> float:
 
 class RnncliModel:
     def __init__(self, cell: str, cfg: dict, V: int = VOCAB, seed: int = 0):
+        from rnncli.allocator import keep_freed_memory
+
+        keep_freed_memory()  # as `rnncli train` and `score` do (it helps PyTorch in this process as much)
         self.config = ModelConfig(cell=cell, vocab_size=V, embed=cfg["embed"], hidden=cfg["hidden"],
                                   layers=cfg["layers"])
         self.rng = np.random.default_rng(seed)

@@ -63,6 +63,9 @@ def sentence_ids(tokenizer, text: str, eos: bool) -> np.ndarray:
 
 def score_ids(ck: Checkpoint, sentences: list[np.ndarray]) -> list[np.ndarray]:
     """Per-token log-probabilities of each id sequence, each scored from the start state."""
+    from rnncli.allocator import keep_freed_memory
+
+    keep_freed_memory()
     cfg, params = ck.model, ck.params
     dtype = params["embed.weight"].dtype
     results: list[np.ndarray | None] = [None] * len(sentences)
@@ -171,4 +174,7 @@ def continuous_loss(ck: Checkpoint, ids: np.ndarray, batch_size: int, seq_len: i
     (contiguous streams, state carried across lines): the same number `train` reports."""
     if len(ids) < 2:
         raise UsageError("need at least two tokens to score a stream")
+    from rnncli.allocator import keep_freed_memory
+
+    keep_freed_memory()
     return M.stream_loss(ck.model, ck.params, ids, batch_size, seq_len)

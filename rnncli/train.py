@@ -261,6 +261,9 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
           on_event: Callable[[Event], None] = lambda e: None, stop: StopFlag | None = None) -> Event:
     """Train until the first of: epochs, max_steps, max_time, early stopping, or a stop request.
     Saves `out` (last) and `best_path(out)`; returns the final summary event."""
+    from rnncli.allocator import keep_freed_memory
+
+    keep_freed_memory()
     c = run.train
     B, T = c.batch_size, c.seq_len
     streams = contiguous_streams(train_ids, B)
