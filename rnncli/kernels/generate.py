@@ -11,7 +11,6 @@ Cell codes: 0 rnn, 1 rnn-relu, 2 gru, 3 gru-simple, 4 lstm, 5 lstm-peephole, 6 g
 """
 
 import numpy as np
-from numba import literally
 
 from rnncli.kernels.gru import _candidate, _cudnn_gates, _interpolate, _simple_gates, _update_relevance
 from rnncli.kernels.jit import kernel
@@ -117,7 +116,6 @@ def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, token, uni
              stop_at_eos, out_tokens, out_logprobs):
     """Generate up to len(out_tokens) tokens after `token` (already fed up to, not including, it).
     Returns how many were written (fewer when <EOS> came and stop_at_eos). State h, c is updated."""
-    literally(cell)  # compile per cell, so a first run compiles only the branch it uses
     V = by.shape[0]
     logits = np.empty(V, dtype=by.dtype)
     n = 0
@@ -134,7 +132,6 @@ def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, token, uni
 @kernel
 def feed(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, tokens):
     """Run the model over tokens (a prime) without choosing anything; state updated in place."""
-    literally(cell)
     logits = np.empty(by.shape[0], dtype=by.dtype)
     for t in range(tokens.shape[0]):
         model_step(cell, tokens[t], E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits)
