@@ -174,10 +174,14 @@ def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> tuple
     return tokens, score
 
 
-def continuation_text(tokenizer, prime_ids: np.ndarray, tokens: list[int]) -> str:
-    """Text of `tokens` as it continues the prime (spacing decided with the prime in view)."""
-    before = tokenizer.decode(prime_ids)
-    return tokenizer.decode(list(prime_ids) + tokens)[len(before):]
+DECODE_CONTEXT = 8  # tokens of context that decide how new tokens join the text (spacing)
+
+
+def continuation_text(tokenizer, context: list[int], tokens: list[int]) -> str:
+    """Text of `tokens` as it continues `context` (spacing decided with the context in view).
+    Only the last few context tokens matter, so streaming decodes in constant time per burst."""
+    context = list(context[-DECODE_CONTEXT:])
+    return tokenizer.decode(context + tokens)[len(tokenizer.decode(context)):]
 
 
 def generate_samples(ck: Checkpoint, prime: str, c: SampleConfig, write=None) -> Iterator[Sample]:
@@ -191,34 +195,52 @@ def generate_samples(ck: Checkpoint, prime: str, c: SampleConfig, write=None) ->
             write(prime)
         if c.beam > 0:
             tokens, logprob = beam_search(ck, prime_ids, c)
-            text = continuation_text(tokenizer, prime_ids, tokens)
-            text = _cut_at_stop(text, c.stop)
+            text = continuation_text(tokenizer, list(prime_ids), tokens)
+            cut = _cut_at_stop(text, c.stop, 0)
+            if cut is not None:
+                text, tokens = cut, _tokens_up_to_stop(tokenizer, prime_ids, tokens, 0, c.stop)
             if write:
                 write(text)
             yield Sample(prime + text, text, tokens, logprob)
             continue
         tokens: list[int] = []
-        logprob = 0.0
-        shown = 0
+        logprobs: list[float] = []
         text = ""
         for burst, lps in sample_stream(ck, prime_ids, c, rng):
+            context = tokens[-DECODE_CONTEXT:]
+            if len(context) < DECODE_CONTEXT:
+                context = list(prime_ids[len(prime_ids) - (DECODE_CONTEXT - len(context)):]) + context
+            new = continuation_text(tokenizer, context, burst)
+            start = len(tokens)
             tokens += burst
-            logprob += sum(lps)
-            text = continuation_text(tokenizer, prime_ids, tokens)
-            cut = _cut_at_stop(text, c.stop)
-            if write and len(cut) > shown:
-                write(cut[shown:])
-                shown = len(cut)
-            if cut != text:
-                text = cut
+            logprobs += lps
+            cut = _cut_at_stop(text + new, c.stop, len(text))
+            if cut is not None:  # keep the text up to the stop string, and the tokens that made it
+                new = cut[len(text):]
+                tokens = _tokens_up_to_stop(tokenizer, prime_ids, tokens, start, c.stop)
+                logprobs = logprobs[: len(tokens)]
+            text += new
+            if write and new:
+                write(new)
+            if cut is not None:
                 break
-        yield Sample(prime + text, text, tokens, logprob)
+        yield Sample(prime + text, text, tokens, float(sum(logprobs)))
 
 
-def _cut_at_stop(text: str, stop: str | None) -> str:
-    if stop and stop in text:
-        return text[: text.index(stop) + len(stop)]
-    return text
+def _cut_at_stop(text: str, stop: str | None, searched: int) -> str | None:
+    """`text` up to and including the first `stop`, or None; `text[:searched]` is known to hold none."""
+    if not stop:
+        return None
+    at = text.find(stop, max(0, searched - len(stop) + 1))
+    return None if at < 0 else text[: at + len(stop)]
+
+
+def _tokens_up_to_stop(tokenizer, prime_ids, tokens: list[int], start: int, stop: str) -> list[int]:
+    """The shortest prefix of `tokens` (at least `start` long) whose text contains `stop`."""
+    for n in range(start, len(tokens) + 1):
+        if stop in continuation_text(tokenizer, list(prime_ids), tokens[:n]):
+            return tokens[:n]
+    return tokens
 
 
 def stdout_writer(text: str) -> None:

@@ -114,6 +114,17 @@ def test_until_eos_and_stop_string(char_model):
     assert out["token_ids"][-1] == EOS and out["token_ids"].count(EOS) == 1
     out = sample_json(char_model, "--stop", "e", "--length", "400", "--seed", "2")[0]
     assert out["continuation"].endswith("e") and out["continuation"].count("e") == 1
+    ck = load_checkpoint(str(char_model))
+    assert ck.tokenizer.decode(out["token_ids"]) == out["continuation"]  # tokens end where the text does
+    assert out["tokens"] == len(out["token_ids"])
+
+
+def test_streamed_text_equals_the_decoded_tokens(word_model):
+    out = sample_json(word_model, "--prime", "The plum", "--length", "300", "--seed", "4")[0]
+    ck = load_checkpoint(str(word_model))
+    prime_ids = ck.tokenizer.encode("The plum")[:-1]
+    whole = ck.tokenizer.decode(list(prime_ids) + out["token_ids"])
+    assert out["text"] == "The plum" + whole[len(ck.tokenizer.decode(prime_ids)):]
 
 
 def test_num_samples_and_json_shape(char_model):
