@@ -182,6 +182,14 @@ def _wait_for(path, proc, timeout=60.0):
         time.sleep(0.05)
 
 
+def _wait_for_new_save(path, before, proc, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists() or path.stat().st_mtime_ns == before:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no new checkpoint appeared"
+        time.sleep(0.02)
+
+
 def test_ctrl_c_saves_and_exits_130(tmp_path):
     out = tmp_path / "int.npz"
     proc = _train_process(tmp_path, out)
@@ -198,12 +206,12 @@ def test_sigkill_never_leaves_a_corrupt_checkpoint(tmp_path):
     out = tmp_path / "kill.npz"
     rng = random.Random(7)
     steps = []
-    for round_ in range(6):
+    for _ in range(6):
         extra = ("--resume", str(out)) if out.exists() else ()
+        before = out.stat().st_mtime_ns if out.exists() else None
         proc = _train_process(tmp_path, out, *extra)
-        if round_ == 0:
-            _wait_for(out, proc)
-        time.sleep(rng.uniform(0.2, 1.5))
+        _wait_for_new_save(out, before, proc)  # the run is past start-up and writing checkpoints
+        time.sleep(rng.uniform(0.0, 1.0))
         proc.kill()
         proc.wait()
         ck = load_checkpoint(str(out))  # complete and loadable, old or new
