@@ -16,22 +16,9 @@ import numpy as np
 
 from rnncli import model as M
 from rnncli.checkpoint import Checkpoint
-from rnncli.config import ModelConfig
+from rnncli.config import ModelConfig, SampleConfig
 from rnncli.errors import UsageError
 from rnncli.tokenizers import EOS, UNK
-
-
-@dataclass
-class SampleConfig:
-    length: int = 500  # tokens to generate, not counting the prime
-    temperature: float = 1.0  # 0 = greedy (argmax)
-    top_k: int = 0  # keep the k most likely tokens; 0 = all
-    top_p: float = 1.0  # nucleus: smallest set with this much probability; 1 = all
-    beam: int = 0  # beam width; 0 = sample
-    until_eos: bool = False  # stop at the first <EOS>
-    stop: str | None = None  # stop once the text contains this string
-    num_samples: int = 1
-    seed: int | None = None  # None: a fresh random seed each run
 
 
 def check_sample_config(c: SampleConfig) -> None:

@@ -114,6 +114,7 @@ class FileScore:
     logprob: float  # natural log, all tokens
     logprob_known: float  # natural log, <UNK> tokens left out
     chars: int  # characters of the scored text, one newline per sentence included
+    eos_logprob: float = 0.0  # natural log, the <EOS> tokens only
 
     @property
     def perplexity(self) -> float:
@@ -129,8 +130,6 @@ class FileScore:
         """Perplexity without the <EOS> tokens (SRILM's ppl1), <UNK> tokens left out."""
         n = self.tokens - self.oov - self.eos
         return math.exp(-(self.logprob_known - self.eos_logprob) / n) if n > 0 else float("nan")
-
-    eos_logprob: float = 0.0
 
     @property
     def bits_per_char(self) -> float:
