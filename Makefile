@@ -35,6 +35,7 @@ corpora: $(STAMP)
 bench: $(STAMP)
 	cd bench && $(PYTHON) engine.py --vs-torch
 	cd bench && $(PYTHON) sample_score.py --vs-torch
+	cd bench && $(PYTHON) process.py --vs-torch
 
 # Validation loss on tiny-shakespeare after 300 s of training, rnncli then PyTorch (~11 minutes).
 bench-quality: $(STAMP)
