@@ -28,7 +28,7 @@ import numpy as np
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T
+from rnncli.kernels.recurrent import Cell, add_transposed, contiguous_T, transpose_into
 
 # As in lstm.py, the gate maths runs as short passes over few arrays so that LLVM vectorises it.
 
@@ -59,29 +59,32 @@ def _interpolate(u_src, cand_src, offset_u, offset_c, h_prev, h_out):
 
 
 @kernel
-def gru_simple_forward(xw, Wh, h0, keep):
-    """xw (T, B, 2H), Wh (H, 2H), h0 (B, H) -> hs (T, B, H), gates [u, c~] (T or 1, B, 2H)."""
+def gru_simple_forward(xw, WhT, h0, keep):
+    """xw (T, B, 2H), WhT (2H, H) contiguous Wh^T, h0 (B, H) -> hs (T, B, H),
+    gates [u, c~] (T or 1, B, 2H)."""
     T, B, G2 = xw.shape
     H = G2 // 2
     hs = np.empty((T, B, H), dtype=xw.dtype)
     gates = np.empty((T if keep else 1, B, G2), dtype=xw.dtype)
+    product = np.empty((G2, B), dtype=xw.dtype)
     for t in range(T):
         g = gates[t if keep else 0]
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(h_prev, Wh, g)  # (B, H) @ (H, 2H)
+        np.dot(WhT, h_prev.T, product)  # (h<t-1> @ Wh)^T: see recurrent.py
+        transpose_into(product, g)
         _simple_gates(g, xw[t])
         _interpolate(g, g, 0, H, h_prev, hs[t])
     return hs, gates
 
 
 @kernel
-def gru_simple_backward(dhs, dhT, WhT, h0, hs, gates):
-    """-> dgates (T, B, 2H) pre-activation gradients [du, dc~], dh0 (B, H). WhT is (2H, H)."""
+def gru_simple_backward(dhs, dhT, Wh, h0, hs, gates):
+    """-> dgates (T, B, 2H) pre-activation gradients [du, dc~], dh0 (B, H). Wh is (H, 2H)."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
     dgates = np.empty_like(gates)
     dh = dhT.copy()
-    through_product = np.empty_like(dh)
+    through_product = np.empty((H, B), dtype=hs.dtype)
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
         g, dg = gates[t], dgates[t]
@@ -93,8 +96,8 @@ def gru_simple_backward(dhs, dhT, WhT, h0, hs, gates):
                 dg[b, j] = d * (c - h_prev[b, j]) * u * (one - u)  # du_pre
                 dg[b, H + j] = d * u * (one - c * c)  # dc~_pre
                 dh[b, j] = d * (one - u)  # the direct path to c<t-1>
-        np.dot(dg, WhT, through_product)  # (B, 2H) @ (2H, H)
-        dh += through_product
+        np.dot(Wh, dg.T, through_product)  # (dgates<t> @ Wh^T)^T, (H, 2H) @ (2H, B)
+        add_transposed(through_product, dh)
     return dgates, dh
 
 
@@ -133,9 +136,10 @@ def _candidate(cand, xw_t):
 
 
 @kernel
-def gru_forward(xw, Wh_ur, Wh_c, h0, keep):
-    """xw (T, B, 3H), Wh_ur (H, 2H) and Wh_c (H, H) the contiguous column blocks of Wh, h0 (B, H)
-    -> hs (T, B, H), ur [Γ_u, Γ_r] (T or 1, B, 2H), cand c~ (T or 1, B, H), rhs Γ_r * h<t-1>."""
+def gru_forward(xw, Wh_urT, Wh_cT, h0, keep):
+    """xw (T, B, 3H), Wh_urT (2H, H) and Wh_cT (H, H) the contiguous transposes of the column
+    blocks of Wh, h0 (B, H) -> hs (T, B, H), ur [Γ_u, Γ_r] (T or 1, B, 2H), cand c~ (T or 1, B, H),
+    rhs Γ_r * h<t-1>."""
     T, B, G3 = xw.shape
     H = G3 // 3
     S = T if keep else 1
@@ -143,28 +147,33 @@ def gru_forward(xw, Wh_ur, Wh_c, h0, keep):
     ur = np.empty((S, B, 2 * H), dtype=xw.dtype)
     cand = np.empty((S, B, H), dtype=xw.dtype)
     rhs = np.empty((S, B, H), dtype=xw.dtype)
+    ur_product = np.empty((2 * H, B), dtype=xw.dtype)
+    cand_product = np.empty((H, B), dtype=xw.dtype)
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(h_prev, Wh_ur, ur[s])  # (B, H) @ (H, 2H)
+        np.dot(Wh_urT, h_prev.T, ur_product)  # (h<t-1> @ W_(u,r))^T: see recurrent.py
+        transpose_into(ur_product, ur[s])
         _update_relevance(ur[s], xw[t], h_prev, rhs[s])
-        np.dot(rhs[s], Wh_c, cand[s])  # (B, H) @ (H, H), the second, dependent product
+        np.dot(Wh_cT, rhs[s].T, cand_product)  # the second, dependent product
+        transpose_into(cand_product, cand[s])
         _candidate(cand[s], xw[t])
         _interpolate(ur[s], cand[s], 0, 0, h_prev, hs[t])
     return hs, ur, cand, rhs
 
 
 @kernel
-def gru_backward(dhs, dhT, Wh_urT, Wh_cT, h0, hs, ur, cand):
+def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
     """-> d_ur (T, B, 2H) and d_cand (T, B, H) pre-activation gradients, dh0 (B, H).
-    Wh_urT (2H, H) and Wh_cT (H, H) are contiguous transposes."""
+    Wh_ur (H, 2H) and Wh_c (H, H) are the contiguous column blocks of Wh."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
     d_ur = np.empty_like(ur)
     d_cand = np.empty_like(cand)
     dh = dhT.copy()
     drh = np.empty_like(dh)
-    through_product = np.empty_like(dh)
+    drh_product = np.empty((H, B), dtype=hs.dtype)
+    through_product = np.empty((H, B), dtype=hs.dtype)
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
         g, c, dg, dc = ur[t], cand[t], d_ur[t], d_cand[t]
@@ -176,14 +185,15 @@ def gru_backward(dhs, dhT, Wh_urT, Wh_cT, h0, hs, ur, cand):
                 dc[b, j] = d * u * (one - cj * cj)  # dc~_pre
                 dg[b, j] = d * (cj - h_prev[b, j]) * u * (one - u)  # du_pre
                 dh[b, j] = d * (one - u)  # the direct path to c<t-1>
-        np.dot(dc, Wh_cT, drh)  # d(Γ_r * h<t-1>) = dc~_pre @ W_cc^T
+        np.dot(Wh_c, dc.T, drh_product)  # d(Γ_r * h<t-1>) = dc~_pre @ W_cc^T, computed transposed
+        transpose_into(drh_product, drh)
         for b in range(B):
             for j in range(H):
                 r = g[b, H + j]
                 dg[b, H + j] = drh[b, j] * h_prev[b, j] * r * (one - r)  # dr_pre
                 dh[b, j] += drh[b, j] * r
-        np.dot(dg, Wh_urT, through_product)  # (B, 2H) @ (2H, H)
-        dh += through_product
+        np.dot(Wh_ur, dg.T, through_product)  # (dgates<t> @ W_(u,r)^T)^T, (H, 2H) @ (2H, B)
+        add_transposed(through_product, dh)
     return d_ur, d_cand, dh
 
 
@@ -235,8 +245,8 @@ def _cudnn_gates(g, xw_t, bhn, hn, n_out, h_prev, h_out):
 
 
 @kernel
-def gru_cudnn_forward(xw, Wh, bhn, h0, keep):
-    """xw (T, B, 3H), Wh (H, 3H), bhn (H,), h0 (B, H) -> hs (T, B, H); gates (T or 1, B, 3H) whose
+def gru_cudnn_forward(xw, WhT, bhn, h0, keep):
+    """xw (T, B, 3H), WhT (3H, H) contiguous Wh^T, bhn (H,), h0 (B, H) -> hs (T, B, H); gates (T or 1, B, 3H) whose
     first two blocks are r, z; n and hn = W_hn h<t-1> + b_hn (T or 1, B, H)."""
     T, B, G3 = xw.shape
     H = G3 // 3
@@ -245,23 +255,25 @@ def gru_cudnn_forward(xw, Wh, bhn, h0, keep):
     gates = np.empty((S, B, G3), dtype=xw.dtype)
     ns = np.empty((S, B, H), dtype=xw.dtype)
     hns = np.empty((S, B, H), dtype=xw.dtype)
+    product = np.empty((G3, B), dtype=xw.dtype)
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(h_prev, Wh, gates[s])  # (B, H) @ (H, 3H): the only product of the step
+        np.dot(WhT, h_prev.T, product)  # (h<t-1> @ Wh)^T, the only product of the step
+        transpose_into(product, gates[s])
         _cudnn_gates(gates[s], xw[t], bhn, hns[s], ns[s], h_prev, hs[t])
     return hs, gates, ns, hns
 
 
 @kernel
-def gru_cudnn_backward(dhs, dhT, WhT, h0, hs, gates, ns, hns):
-    """-> d(x @ Wx) and d(h @ Wh) pre-activation gradients (T, B, 3H), dh0 (B, H). WhT is (3H, H)."""
+def gru_cudnn_backward(dhs, dhT, Wh, h0, hs, gates, ns, hns):
+    """-> d(x @ Wx) and d(h @ Wh) pre-activation gradients (T, B, 3H), dh0 (B, H). Wh is (H, 3H)."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
     dh = dhT.copy()
-    through_product = np.empty_like(dh)
+    through_product = np.empty((H, B), dtype=hs.dtype)
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
         g, n, hn, gx, gh = gates[t], ns[t], hns[t], dgx[t], dgh[t]
@@ -279,8 +291,8 @@ def gru_cudnn_backward(dhs, dhT, WhT, h0, hs, gates, ns, hns):
                 gh[b, j] = gx[b, j]
             for j in range(H):  # ... and r * dn_pre for the n block
                 gh[b, 2 * H + j] = gx[b, 2 * H + j] * g[b, j]
-        np.dot(gh, WhT, through_product)  # (B, 3H) @ (3H, H)
-        dh += through_product
+        np.dot(Wh, gh.T, through_product)  # (gh @ Wh^T)^T, (H, 3H) @ (3H, B)
+        add_transposed(through_product, dh)
     return dgx, dgh, dh
 
 
@@ -305,12 +317,12 @@ class SimpleGRUCell(Cell):
     paper = "Cho et al. 2014 (update gate only)"
 
     def recurrence(self, p, xw, state0, keep):
-        hs, gates = gru_simple_forward(xw, p["Wh"], state0[0], keep)
+        hs, gates = gru_simple_forward(xw, contiguous_T(p["Wh"]), state0[0], keep)
         return hs, (hs[-1].copy(),), gates
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, gates = cache
-        dgates, dh0 = gru_simple_backward(dhs, dstateT[0], contiguous_T(p["Wh"]), state0[0], hs, gates)
+        dgates, dh0 = gru_simple_backward(dhs, dstateT[0], p["Wh"], state0[0], hs, gates)
         return dgates, (dh0,)
 
     def step(self, p, x, state):
@@ -330,15 +342,15 @@ class GRUCell(Cell):
     paper = "Cho et al. 2014; Chung et al. 2014 (relevance gate before the product)"
 
     def recurrence(self, p, xw, state0, keep):
-        Wh_ur, Wh_c = _split_Wh(p["Wh"])
-        hs, ur, cand, rhs = gru_forward(xw, Wh_ur, Wh_c, state0[0], keep)
+        H = p["Wh"].shape[0]
+        WhT = contiguous_T(p["Wh"])  # its row blocks are the contiguous transposes of Wh's column blocks
+        hs, ur, cand, rhs = gru_forward(xw, WhT[: 2 * H], WhT[2 * H :], state0[0], keep)
         return hs, (hs[-1].copy(),), (ur, cand, rhs)
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, (ur, cand, rhs) = cache
         Wh_ur, Wh_c = _split_Wh(p["Wh"])
-        d_ur, d_cand, dh0 = gru_backward(dhs, dstateT[0], contiguous_T(Wh_ur), contiguous_T(Wh_c), state0[0], hs,
-                                         ur, cand)
+        d_ur, d_cand, dh0 = gru_backward(dhs, dstateT[0], Wh_ur, Wh_c, state0[0], hs, ur, cand)
         return np.concatenate([d_ur, d_cand], axis=2), (dh0,)
 
     def recurrent_weight_grad(self, cache, dgates):
@@ -365,12 +377,12 @@ class CudnnGRUCell(Cell):
         return {**super().param_shapes(D, H), "bhn": (H,)}
 
     def recurrence(self, p, xw, state0, keep):
-        hs, gates, ns, hns = gru_cudnn_forward(xw, p["Wh"], p["bhn"], state0[0], keep)
+        hs, gates, ns, hns = gru_cudnn_forward(xw, contiguous_T(p["Wh"]), p["bhn"], state0[0], keep)
         return hs, (hs[-1].copy(),), (gates, ns, hns)
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, (gates, ns, hns) = cache
-        dgx, dgh, dh0 = gru_cudnn_backward(dhs, dstateT[0], contiguous_T(p["Wh"]), state0[0], hs, gates, ns, hns)
+        dgx, dgh, dh0 = gru_cudnn_backward(dhs, dstateT[0], p["Wh"], state0[0], hs, gates, ns, hns)
         return (dgx, dgh), (dh0,)
 
     def extra_grads(self, p, cache, dgates_h):

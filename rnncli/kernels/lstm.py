@@ -15,7 +15,7 @@ Backward, with dh, dc the total gradients reaching h<t>, c<t> from later steps:
     dc      = dc + dh * o * (1 - tanh(c)^2)  (+ do_pre * p_o)
     di_pre  = dc * g * i (1 - i);  df_pre = dc * c<t-1> * f (1 - f);  dg_pre = dc * i * (1 - g^2)
     dc<t-1> = dc * f  (+ di_pre * p_i + df_pre * p_f)
-    dh<t-1> = [di, df, dg, do]_pre @ Wh^T
+    dh<t-1> = [di, df, dg, do]_pre @ Wh^T      (each per-step product is computed transposed: see recurrent.py)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T
+from rnncli.kernels.recurrent import Cell, contiguous_T, transpose_into
 
 # The gate maths is split into short passes over few arrays: LLVM vectorises a loop only when it
 # can check that its arrays do not overlap, and gives up beyond a handful of them (measured: one
@@ -71,8 +71,8 @@ def _new_state(gates, c_prev, peep, peephole, c_out, h_out):
 
 
 @kernel
-def lstm_forward(xw, Wh, peep, h0, c0, peephole, keep):
-    """xw (T, B, 4H), Wh (H, 4H), peep (3, H), h0 and c0 (B, H)
+def lstm_forward(xw, WhT, peep, h0, c0, peephole, keep):
+    """xw (T, B, 4H), WhT (4H, H) contiguous Wh^T, peep (3, H), h0 and c0 (B, H)
     -> hs (T, B, H), cs (T or 1, B, H) cell states, gates (T or 1, B, 4H) after activation,
        cT (B, H) the final cell state."""
     T, B, G4 = xw.shape
@@ -81,11 +81,13 @@ def lstm_forward(xw, Wh, peep, h0, c0, peephole, keep):
     hs = np.empty((T, B, H), dtype=xw.dtype)
     cs = np.empty((S, B, H), dtype=xw.dtype)
     gates = np.empty((S, B, G4), dtype=xw.dtype)
+    product = np.empty((G4, B), dtype=xw.dtype)
     c_prev = c0.copy()
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(h_prev, Wh, gates[s])  # (B, H) @ (H, 4H), straight into the gate storage
+        np.dot(WhT, h_prev.T, product)  # (h<t-1> @ Wh)^T, (4H, H) @ (H, B): see recurrent.py
+        transpose_into(product, gates[s])
         _activate_gates(gates[s], xw[t], c_prev, peep, peephole)
         _new_state(gates[s], c_prev, peep, peephole, cs[s], hs[t])
         c_prev[:] = cs[s]
@@ -93,13 +95,14 @@ def lstm_forward(xw, Wh, peep, h0, c0, peephole, keep):
 
 
 @kernel
-def lstm_backward(dhs, dhT, dcT, WhT, peep, peephole, c0, cs, gates):
-    """-> dgates (T, B, 4H) pre-activation gradients, dh0, dc0 (B, H). WhT is (4H, H)."""
+def lstm_backward(dhs, dhT, dcT, Wh, peep, peephole, c0, cs, gates):
+    """-> dgates (T, B, 4H) pre-activation gradients, dh0, dc0 (B, H). Wh is (H, 4H)."""
     T, B, H = cs.shape
     one = cs.dtype.type(1.0)
     dgates = np.empty_like(gates)
     dh = dhT.copy()
     dc = dcT.copy()
+    product = np.empty((H, B), dtype=cs.dtype)
     for t in range(T - 1, -1, -1):
         c_prev = c0 if t == 0 else cs[t - 1]
         g, dg = gates[t], dgates[t]
@@ -124,7 +127,8 @@ def lstm_backward(dhs, dhT, dcT, WhT, peep, peephole, c0, cs, gates):
             if peephole:
                 for j in range(H):
                     dc[b, j] += dg[b, j] * peep[0, j] + dg[b, H + j] * peep[1, j]
-        np.dot(dg, WhT, dh)  # dh<t-1> = dgates<t> @ Wh^T, (B, 4H) @ (4H, H)
+        np.dot(Wh, dg.T, product)  # dh<t-1>^T = Wh dgates<t>^T, (H, 4H) @ (4H, B)
+        transpose_into(product, dh)
     return dgates, dh, dc
 
 
@@ -166,13 +170,14 @@ class LSTMCell(Cell):
     def recurrence(self, p, xw, state0, keep):
         h0, c0 = state0
         H = h0.shape[1]
-        hs, cs, gates, cT = lstm_forward(xw, p["Wh"], self._peep(p, H, xw.dtype), h0, c0, self.peephole, keep)
+        hs, cs, gates, cT = lstm_forward(xw, contiguous_T(p["Wh"]), self._peep(p, H, xw.dtype), h0, c0,
+                                         self.peephole, keep)
         return hs, (hs[-1].copy(), cT), (cs, gates)
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, (h0, c0), hs, (cs, gates) = cache
         H = h0.shape[1]
-        dgates, dh0, dc0 = lstm_backward(dhs, dstateT[0], dstateT[1], contiguous_T(p["Wh"]),
+        dgates, dh0, dc0 = lstm_backward(dhs, dstateT[0], dstateT[1], p["Wh"],
                                          self._peep(p, H, hs.dtype), self.peephole, c0, cs, gates)
         return dgates, (dh0, dc0)
 
