@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -30,15 +29,18 @@ VOCAB = 65
 CEILING_GFLOPS = 190.0  # measured float32 matrix-product ceiling here (numpy/OpenBLAS, 2 threads)
 
 
-def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
-    for _ in range(warmup):
+def time_per_call(fn, min_seconds: float = 0.25) -> float:
+    """Seconds per call of fn: one warm-up call, then as many calls as fill min_seconds (at least
+    one). A sample lasting a quarter of a second is far less at the mercy of a passing neighbour
+    on this shared host than one call of a few milliseconds."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
         fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
 
 
 def train_flops_per_token(cell: str, cfg: dict, V: int = VOCAB) -> float:

@@ -20,7 +20,7 @@ from common import (
     TorchModel,
     forward_flops_per_token,
     machine,
-    median_time,
+    time_per_call,
     torch_available,
     train_flops_per_token,
     write_results,
@@ -42,10 +42,10 @@ def measure(cell: str, config: str, vs_torch: bool, repeats: int) -> list[dict]:
                     continue
                 if work == "generate":
                     n = GEN_TOKENS[name]
-                    samples[name].append(n / median_time(lambda m=m, n=n: m.generate(n), repeats=1))
+                    samples[name].append(n / time_per_call(lambda m=m, n=n: m.generate(n)))
                 else:
                     fn = m.train_step if work == "train" else m.score
-                    samples[name].append(m.tokens / median_time(fn, repeats=1))
+                    samples[name].append(m.tokens / time_per_call(fn))
         row = {"cell": cell, "config": config, "work": work,
                "rnncli_tokens_per_s": statistics.median(samples["rnncli"])}
         if work != "generate":

@@ -12,7 +12,7 @@ import json
 import statistics
 import sys
 
-from common import CONFIGS, RnncliModel, TorchModel, machine, median_time, torch_available, write_results
+from common import CONFIGS, RnncliModel, TorchModel, machine, time_per_call, torch_available, write_results
 
 
 def main() -> None:
@@ -34,9 +34,9 @@ def main() -> None:
                         continue
                     if work == "generate":
                         n = 2000 if name == "rnncli" else 200
-                        rates[name].append(n / median_time(lambda m=m, n=n: m.generate(n), repeats=1))
+                        rates[name].append(n / time_per_call(lambda m=m, n=n: m.generate(n)))
                     else:
-                        rates[name].append(m.tokens / median_time(m.score, repeats=1))
+                        rates[name].append(m.tokens / time_per_call(m.score))
             row = {"cell": cell, "work": work, "rnncli_tokens_per_s": statistics.median(rates["rnncli"])}
             if rates["torch"]:
                 row["torch_tokens_per_s"] = statistics.median(rates["torch"])
