@@ -90,7 +90,7 @@ class RnncliModel:
         h, c = w.fresh_state()
         out = np.empty(n, np.int64)
         lps = np.empty(n)
-        generate(*w.args(), h, c, 1, self.rng.random(n), temperature, 0, 1.0, False, out, lps)
+        generate(*w.args(), h, c, np.array([1]), self.rng.random(n), temperature, 0, 1.0, False, out, lps)
 
 
 class TorchModel:

@@ -99,13 +99,11 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rng: n
                   burst: int = 32) -> Iterator[tuple[list[int], list[float]]]:
     """Yield generated tokens (and their log-probs) in bursts, until length, <EOS> or the caller
     stops iterating."""
-    from rnncli.kernels.generate import feed, generate
+    from rnncli.kernels.generate import generate
 
     w = GenerationWeights(ck.model, ck.params)
     h, cstate = w.fresh_state()
     context = np.concatenate([[EOS], prime_ids]).astype(np.int64)
-    feed(*w.args(), h, cstate, context[:-1])
-    token = int(context[-1])
     done = 0
     size = 8  # a small first burst: text appears at once
     while done < c.length:
@@ -113,12 +111,13 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rng: n
         out = np.empty(n, np.int64)
         lps = np.empty(n, np.float64)
         uniforms = rng.random(n)
-        got = generate(*w.args(), h, cstate, token, uniforms, c.temperature, c.top_k, c.top_p, c.until_eos, out, lps)
+        got = generate(*w.args(), h, cstate, context, uniforms, c.temperature, c.top_k, c.top_p, c.until_eos, out,
+                       lps)
         yield out[:got].tolist(), lps[:got].tolist()
         done += got
         if got < n:  # stopped at <EOS>
             return
-        token = int(out[got - 1])
+        context = out[got - 1 : got]
         size = burst
 
 

@@ -173,7 +173,7 @@ def test_rnncli_model_environment_variable(char_model, tmp_path, monkeypatch):
 @pytest.mark.parametrize("cell", ["rnn", "rnn-relu", "gru", "gru-simple", "gru-cudnn", "lstm", "lstm-peephole"])
 def test_generation_kernel_matches_the_model_for_every_cell(cell):
     from rnncli.config import ModelConfig
-    from rnncli.kernels.generate import feed, generate
+    from rnncli.kernels.generate import generate
     from rnncli.sample import GenerationWeights
 
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=8, layers=2)
@@ -182,9 +182,8 @@ def test_generation_kernel_matches_the_model_for_every_cell(cell):
     prime = np.array([EOS, 4, 7, 2], dtype=np.int64)
     w = GenerationWeights(cfg, params)
     h, c = w.fresh_state()
-    feed(*w.args(), h, c, prime[:-1])
     out, lps = np.empty(12, np.int64), np.empty(12)
-    generate(*w.args(), h, c, int(prime[-1]), np.zeros(12), 0.0, 0, 1.0, False, out, lps)
+    generate(*w.args(), h, c, prime, np.zeros(12), 0.0, 0, 1.0, False, out, lps)
     state = M.initial_state(cfg, 1)
     for t in prime:
         logits, state = M.step(cfg, params, np.array([t]), state)

@@ -112,13 +112,18 @@ def choose_token(logits, temperature, top_k, top_p, u):
 
 
 @kernel
-def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, token, uniforms, temperature, top_k, top_p,
+def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, context, uniforms, temperature, top_k, top_p,
              stop_at_eos, out_tokens, out_logprobs):
-    """Generate up to len(out_tokens) tokens after `token` (already fed up to, not including, it).
-    Returns how many were written (fewer when <EOS> came and stop_at_eos). State h, c is updated."""
+    """Feed the tokens of `context` (a prime, or the last token generated) and generate up to
+    len(out_tokens) tokens after them. The state h, c holds what came before the context and is
+    updated. Returns how many tokens were written (fewer when <EOS> came and stop_at_eos).
+    (One kernel for both rather than a separate one to feed the prime: the first sample after an
+    install compiles one kernel fewer, 14.0 -> 11.6 s measured.)"""
     V = by.shape[0]
     logits = np.empty(V, dtype=by.dtype)
-    n = 0
+    for t in range(context.shape[0] - 1):  # the last one is fed with the first choice below
+        model_step(cell, context[t], E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits)
+    token = context[context.shape[0] - 1]
     for n in range(out_tokens.shape[0]):
         model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits)
         token, lp = choose_token(logits, temperature, top_k, top_p, uniforms[n])
@@ -127,11 +132,3 @@ def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, token, uni
         if stop_at_eos and token == EOS:
             return n + 1
     return out_tokens.shape[0]
-
-
-@kernel
-def feed(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, tokens):
-    """Run the model over tokens (a prime) without choosing anything; state updated in place."""
-    logits = np.empty(by.shape[0], dtype=by.dtype)
-    for t in range(tokens.shape[0]):
-        model_step(cell, tokens[t], E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits)
