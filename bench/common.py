@@ -3,6 +3,7 @@ equivalents (PyTorch is a bench extra only: `make torch`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -27,6 +28,14 @@ CONFIGS = {
 GATES = {"rnn": 1, "rnn-relu": 1, "gru": 3, "gru-simple": 2, "gru-cudnn": 3, "lstm": 4, "lstm-peephole": 4}
 VOCAB = 65
 CEILING_GFLOPS = 190.0  # measured float32 matrix-product ceiling here (numpy/OpenBLAS, 2 threads)
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every side-by-side benchmark takes: --vs-torch and --repeats."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--vs-torch", action="store_true", help="run the same work in PyTorch, interleaved")
+    parser.add_argument("--repeats", type=int, default=5, help="samples per figure (the median is kept)")
+    return parser
 
 
 def time_per_call(fn, min_seconds: float = 0.25) -> float:

@@ -8,7 +8,6 @@ Prints one JSON document on stdout (also written to bench/results/engine.json) a
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -18,6 +17,7 @@ from common import (
     CONFIGS,
     RnncliModel,
     TorchModel,
+    bench_parser,
     forward_flops_per_token,
     machine,
     time_per_call,
@@ -73,11 +73,9 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vs-torch", action="store_true")
+    parser = bench_parser(__doc__)
     parser.add_argument("--cells", default="rnn,gru,gru-cudnn,lstm")
     parser.add_argument("--configs", default="small,char-rnn")
-    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     vs_torch = args.vs_torch and torch_available()
     if args.vs_torch and not vs_torch:

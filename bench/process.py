@@ -13,7 +13,6 @@ Prints one JSON document on stdout (also written to bench/results/process.json) 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine, torch_available, write_results
+from common import ROOT, bench_parser, machine, torch_available, write_results
 
 BENCH = Path(__file__).resolve().parent
 RNNCLI = [sys.executable, "-m", "rnncli"]
@@ -103,10 +102,7 @@ def threads(repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vs-torch", action="store_true")
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = bench_parser(__doc__).parse_args()
     vs_torch = args.vs_torch and torch_available()
     with tempfile.TemporaryDirectory() as tmp:
         result = {"machine": machine(), "startup": startup(args.repeats, vs_torch, Path(tmp)),

@@ -7,19 +7,24 @@ batch-1 generation at temperature 0.8, and forward-only scoring at batch 32 x 10
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 
-from common import CONFIGS, RnncliModel, TorchModel, machine, time_per_call, torch_available, write_results
+from common import (
+    CONFIGS,
+    RnncliModel,
+    TorchModel,
+    bench_parser,
+    machine,
+    time_per_call,
+    torch_available,
+    write_results,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vs-torch", action="store_true")
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = bench_parser(__doc__).parse_args()
     vs_torch = args.vs_torch and torch_available()
     cfg = CONFIGS["char-rnn"]
     rows = []
