@@ -28,7 +28,7 @@ import numpy as np
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, add_transposed, contiguous_T, transpose_into
+from rnncli.kernels.recurrent import Cell, add_product_into, contiguous_T, product_into
 
 # As in lstm.py, the gate maths runs as short passes over few arrays so that LLVM vectorises it.
 
@@ -70,8 +70,7 @@ def gru_simple_forward(xw, WhT, h0, keep):
     for t in range(T):
         g = gates[t if keep else 0]
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(WhT, h_prev.T, product)  # (h<t-1> @ Wh)^T: see recurrent.py
-        transpose_into(product, g)
+        product_into(h_prev, WhT, product, g)  # h<t-1> @ Wh
         _simple_gates(g, xw[t])
         _interpolate(g, g, 0, H, h_prev, hs[t])
     return hs, gates
@@ -84,7 +83,7 @@ def gru_simple_backward(dhs, dhT, Wh, h0, hs, gates):
     one = hs.dtype.type(1.0)
     dgates = np.empty_like(gates)
     dh = dhT.copy()
-    through_product = np.empty((H, B), dtype=hs.dtype)
+    product = np.empty((H, B), dtype=hs.dtype)  # see product_into
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
         g, dg = gates[t], dgates[t]
@@ -96,8 +95,7 @@ def gru_simple_backward(dhs, dhT, Wh, h0, hs, gates):
                 dg[b, j] = d * (c - h_prev[b, j]) * u * (one - u)  # du_pre
                 dg[b, H + j] = d * u * (one - c * c)  # dc~_pre
                 dh[b, j] = d * (one - u)  # the direct path to c<t-1>
-        np.dot(Wh, dg.T, through_product)  # (dgates<t> @ Wh^T)^T, (H, 2H) @ (2H, B)
-        add_transposed(through_product, dh)
+        add_product_into(dg, Wh, product, dh)  # + dgates<t> @ Wh^T
     return dgates, dh
 
 
@@ -152,11 +150,9 @@ def gru_forward(xw, Wh_urT, Wh_cT, h0, keep):
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(Wh_urT, h_prev.T, ur_product)  # (h<t-1> @ W_(u,r))^T: see recurrent.py
-        transpose_into(ur_product, ur[s])
+        product_into(h_prev, Wh_urT, ur_product, ur[s])  # h<t-1> @ W_(u,r)
         _update_relevance(ur[s], xw[t], h_prev, rhs[s])
-        np.dot(Wh_cT, rhs[s].T, cand_product)  # the second, dependent product
-        transpose_into(cand_product, cand[s])
+        product_into(rhs[s], Wh_cT, cand_product, cand[s])  # the second, dependent product
         _candidate(cand[s], xw[t])
         _interpolate(ur[s], cand[s], 0, 0, h_prev, hs[t])
     return hs, ur, cand, rhs
@@ -172,8 +168,7 @@ def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
     d_cand = np.empty_like(cand)
     dh = dhT.copy()
     drh = np.empty_like(dh)
-    drh_product = np.empty((H, B), dtype=hs.dtype)
-    through_product = np.empty((H, B), dtype=hs.dtype)
+    product = np.empty((H, B), dtype=hs.dtype)  # see product_into
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
         g, c, dg, dc = ur[t], cand[t], d_ur[t], d_cand[t]
@@ -185,15 +180,13 @@ def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
                 dc[b, j] = d * u * (one - cj * cj)  # dc~_pre
                 dg[b, j] = d * (cj - h_prev[b, j]) * u * (one - u)  # du_pre
                 dh[b, j] = d * (one - u)  # the direct path to c<t-1>
-        np.dot(Wh_c, dc.T, drh_product)  # d(Γ_r * h<t-1>) = dc~_pre @ W_cc^T, computed transposed
-        transpose_into(drh_product, drh)
+        product_into(dc, Wh_c, product, drh)  # d(Γ_r * h<t-1>) = dc~_pre @ W_cc^T
         for b in range(B):
             for j in range(H):
                 r = g[b, H + j]
                 dg[b, H + j] = drh[b, j] * h_prev[b, j] * r * (one - r)  # dr_pre
                 dh[b, j] += drh[b, j] * r
-        np.dot(Wh_ur, dg.T, through_product)  # (dgates<t> @ W_(u,r)^T)^T, (H, 2H) @ (2H, B)
-        add_transposed(through_product, dh)
+        add_product_into(dg, Wh_ur, product, dh)  # + dgates<t> @ W_(u,r)^T
     return d_ur, d_cand, dh
 
 
@@ -259,8 +252,7 @@ def gru_cudnn_forward(xw, WhT, bhn, h0, keep):
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(WhT, h_prev.T, product)  # (h<t-1> @ Wh)^T, the only product of the step
-        transpose_into(product, gates[s])
+        product_into(h_prev, WhT, product, gates[s])  # h<t-1> @ Wh, the only product of the step
         _cudnn_gates(gates[s], xw[t], bhn, hns[s], ns[s], h_prev, hs[t])
     return hs, gates, ns, hns
 
@@ -273,7 +265,7 @@ def gru_cudnn_backward(dhs, dhT, Wh, h0, hs, gates, ns, hns):
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
     dh = dhT.copy()
-    through_product = np.empty((H, B), dtype=hs.dtype)
+    product = np.empty((H, B), dtype=hs.dtype)  # see product_into
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
         g, n, hn, gx, gh = gates[t], ns[t], hns[t], dgx[t], dgh[t]
@@ -291,8 +283,7 @@ def gru_cudnn_backward(dhs, dhT, Wh, h0, hs, gates, ns, hns):
                 gh[b, j] = gx[b, j]
             for j in range(H):  # ... and r * dn_pre for the n block
                 gh[b, 2 * H + j] = gx[b, 2 * H + j] * g[b, j]
-        np.dot(Wh, gh.T, through_product)  # (gh @ Wh^T)^T, (H, 3H) @ (3H, B)
-        add_transposed(through_product, dh)
+        add_product_into(gh, Wh, product, dh)  # + gh @ Wh^T
     return dgx, dgh, dh
 
 

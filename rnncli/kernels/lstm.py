@@ -24,7 +24,7 @@ import numpy as np
 
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T, transpose_into
+from rnncli.kernels.recurrent import Cell, contiguous_T, product_into
 
 # The gate maths is split into short passes over few arrays: LLVM vectorises a loop only when it
 # can check that its arrays do not overlap, and gives up beyond a handful of them (measured: one
@@ -86,8 +86,7 @@ def lstm_forward(xw, WhT, peep, h0, c0, peephole, keep):
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(WhT, h_prev.T, product)  # (h<t-1> @ Wh)^T, (4H, H) @ (H, B): see recurrent.py
-        transpose_into(product, gates[s])
+        product_into(h_prev, WhT, product, gates[s])  # h<t-1> @ Wh, straight into the gate storage
         _activate_gates(gates[s], xw[t], c_prev, peep, peephole)
         _new_state(gates[s], c_prev, peep, peephole, cs[s], hs[t])
         c_prev[:] = cs[s]
@@ -127,8 +126,7 @@ def lstm_backward(dhs, dhT, dcT, Wh, peep, peephole, c0, cs, gates):
             if peephole:
                 for j in range(H):
                     dc[b, j] += dg[b, j] * peep[0, j] + dg[b, H + j] * peep[1, j]
-        np.dot(Wh, dg.T, product)  # dh<t-1>^T = Wh dgates<t>^T, (H, 4H) @ (4H, B)
-        transpose_into(product, dh)
+        product_into(dg, Wh, product, dh)  # dh<t-1> = dgates<t> @ Wh^T
     return dgates, dh, dc
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from rnncli.kernels.activations import tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T, transpose_into
+from rnncli.kernels.recurrent import Cell, contiguous_T, product_into
 
 
 @inline
@@ -37,8 +37,7 @@ def rnn_forward(xw, WhT, h0, relu, keep):
     product = np.empty((H, B), dtype=xw.dtype)
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(WhT, h_prev.T, product)  # (h<t-1> @ Wh)^T: see recurrent.py
-        transpose_into(product, pre)
+        product_into(h_prev, WhT, product, pre)  # h<t-1> @ Wh
         _rnn_math(pre, xw[t], relu, hs[t])
     return hs
 
@@ -61,8 +60,7 @@ def rnn_backward(dhs, dhT, Wh, hs, relu):
                     dpre[t, b, j] = d if h > 0 else 0 * d
                 else:
                     dpre[t, b, j] = d * (one - h * h)  # tanh' = 1 - h^2
-        np.dot(Wh, dpre[t].T, product)  # dh<t-1>^T = Wh dpre<t>^T
-        transpose_into(product, dh)
+        product_into(dpre[t], Wh, product, dh)  # dh<t-1> = dpre<t> @ Wh^T
     return dpre, dh
 
 
