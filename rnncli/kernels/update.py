@@ -13,7 +13,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step
     the char-rnn lstm's 3.3M parameters)."""
     f = p.dtype.type
     one = f(1.0)
-    b1, b2, e, wd, s, step_lr = f(beta1), f(beta2), f(eps), f(weight_decay), f(scale), f(lr)
+    b1, b2, e, wd, s, rate = f(beta1), f(beta2), f(eps), f(weight_decay), f(scale), f(lr)
     inv_bc1 = f(1.0 / (1.0 - beta1**step))  # bias corrections, computed in float64 once
     inv_bc2 = f(1.0 / (1.0 - beta2**step))
     for i in range(p.size):
@@ -25,7 +25,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step
         update = (m[i] * inv_bc1) / (np.sqrt(v[i] * inv_bc2) + e)
         if decoupled:
             update += wd * p[i]
-        p[i] -= step_lr * update
+        p[i] -= rate * update
 
 
 @kernel
