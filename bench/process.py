@@ -1,4 +1,4 @@
-"""Process-level figures of #6: start-up, peak memory and the use of both cores.
+"""Process-level figures: start-up, peak memory and the use of both cores.
 
 - start-up: `rnncli --help`; `rnncli sample --length 200` on a char-rnn-size model (2 x 512 lstm),
   end to end as a process, with a warm Numba cache and with a cold one (a fresh NUMBA_CACHE_DIR, as
