@@ -98,3 +98,17 @@ def test_fast_float32_activations_are_accurate():
     assert np.abs(out[0] - np.tanh(exact)).max() < 5e-7
     assert np.abs(out[1] - 1 / (1 + np.exp(-exact))).max() < 5e-7
     assert np.all(np.abs(out[0]) <= 1) and np.all((out[1] >= 0) & (out[1] <= 1))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 37), (16, 16), (33, 70), (128, 512)])
+def test_transposed_copy_and_sum_of_squares(shape):
+    from rnncli.kernels.blas import sum_squares, transposed_copy
+
+    rng = np.random.default_rng(sum(shape))
+    for dtype in (np.float32, np.float64):
+        w = rng.standard_normal(shape).astype(dtype)
+        copy = transposed_copy(w)
+        assert copy.flags.c_contiguous and copy.dtype == dtype
+        np.testing.assert_array_equal(copy, w.T)
+        flat = w.reshape(-1)  # sizes that are and are not multiples of the eight running sums
+        assert sum_squares(flat) == pytest.approx(float((flat.astype(np.float64) ** 2).sum()), rel=1e-12)

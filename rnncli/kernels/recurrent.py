@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.kernels.blas import matmul
+from rnncli.kernels.blas import matmul, transposed_copy
 from rnncli.kernels.jit import inline
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
@@ -94,7 +94,7 @@ class Cell:
 
 def contiguous_T(w: np.ndarray) -> np.ndarray:
     """A C-contiguous copy of w.T, for the per-step forward product (see below)."""
-    return np.ascontiguousarray(w.T)
+    return transposed_copy(w)
 
 
 # The per-step products. OpenBLAS runs a product with 32 rows, such as h<t-1> @ Wh (32 x 512) @
