@@ -117,13 +117,31 @@ class Cache:
     dstate0: list | None = None  # filled by backward: gradient of the loss w.r.t. each layer's initial state
 
 
+def _input_table(config: ModelConfig, params: Params, positions: int) -> np.ndarray | None:
+    """The first layer's input projection for every vocabulary entry, E @ Wx + b (V, G*H), when
+    the vocabulary is smaller than the chunk (V < T*B positions), else None. Each position's
+    x<t> @ Wx + b is then its token's row: a character model projects 65 rows instead of 3,200 per
+    chunk, and its backward pass sums the gradient per token before the (then small) products."""
+    if config.vocab_size >= positions:
+        return None
+    first = layer_params(params, 0)
+    table = matmul(params["embed.weight"], first["Wx"])
+    table += first["b"]
+    return table
+
+
 def _stack_forward(config, params, inputs, state0, masks, keep):
     """Embedding and recurrent layers: -> top (T, B, H), final states, per-layer caches."""
     cell = get_cell(config.cell)
-    x = embedding_forward(params["embed.weight"], inputs)  # (T, B, D)
+    table = _input_table(config, params, inputs.size)
+    x = embedding_forward(params["embed.weight"], inputs) if table is None else None  # (T, B, D)
     states, caches = [], []
     for layer in range(config.layers):
-        hs, stateT, cache = cell.forward(layer_params(params, layer), x, state0[layer], keep)
+        lp = layer_params(params, layer)
+        if x is None:
+            hs, stateT, cache = cell.forward_projected(lp, table[inputs], state0[0], keep)
+        else:
+            hs, stateT, cache = cell.forward(lp, x, state0[layer], keep)
         states.append(stateT)
         caches.append(cache)
         x = hs * masks[layer] if masks is not None else hs  # (T, B, H)
@@ -159,14 +177,24 @@ def backward(config: ModelConfig, params: Params, cache: Cache) -> Params:
     grads["output.b"] = cache.dlogits.sum(axis=0)
     dtop = matmul(cache.dlogits, W.T).reshape(T, B, -1)  # (T, B, H)
     cache.dstate0 = [None] * config.layers
+    dE = None
     for layer in reversed(range(config.layers)):
-        dhs = dtop * cache.masks[layer] if cache.masks is not None else dtop
+        dhs = np.ascontiguousarray(dtop * cache.masks[layer] if cache.masks is not None else dtop)
         lp = layer_params(params, layer)
-        zero = tuple(np.zeros_like(s) for s in cache.layer_caches[layer][1])
-        g, dtop, cache.dstate0[layer] = cell.backward(lp, cache.layer_caches[layer], np.ascontiguousarray(dhs), zero)
+        layer_cache = cache.layer_caches[layer]
+        zero = tuple(np.zeros_like(s) for s in layer_cache[1])
+        if layer_cache[0] is None:  # the first layer's input came from the per-token table
+            g, dxw, cache.dstate0[layer] = cell.backward_projected(lp, layer_cache, dhs, zero)
+            dtable = embedding_backward(cache.inputs, dxw.reshape(T, B, -1), config.vocab_size)  # (V, G*H)
+            g["Wx"] = matmul(params["embed.weight"].T, dtable)
+            g["b"] = dtable.sum(axis=0)
+            dE = matmul(dtable, lp["Wx"].T)
+        else:
+            g, dtop, cache.dstate0[layer] = cell.backward(lp, layer_cache, dhs, zero)
         for k, v in g.items():
             grads[f"layers.{layer}.{k}"] = v
-    dE = embedding_backward(cache.inputs, np.ascontiguousarray(dtop), config.vocab_size)
+    if dE is None:
+        dE = embedding_backward(cache.inputs, np.ascontiguousarray(dtop), config.vocab_size)
     if config.tie_weights:
         dE += dW.T
     else:

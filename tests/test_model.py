@@ -40,6 +40,25 @@ def test_model_loss_gradients(cell, tie, dropout):
         assert_close_grads(name, grads[name], numerical_grad(f, value))
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("tie", [False, True])
+def test_first_layer_from_the_per_token_table_equals_projecting_each_position(cell, tie, monkeypatch):
+    cfg, params, inputs, targets, state0, rng = make(cell, tie, dropout=0.4 if tie else 0.0)
+    masks = M.dropout_masks(cfg, rng, T, B, np.float64)
+    loss, states, cache = M.forward(cfg, params, inputs, targets, state0, masks)
+    assert cache.layer_caches[0][0] is None  # V = 7 < T*B = 12: the table was used
+    grads = M.backward(cfg, params, cache)
+    monkeypatch.setattr(M, "_input_table", lambda *args: None)
+    loss2, states2, cache2 = M.forward(cfg, params, inputs, targets, state0, masks)
+    assert cache2.layer_caches[0][0] is not None
+    grads2 = M.backward(cfg, params, cache2)
+    assert loss == pytest.approx(loss2, rel=1e-13)
+    for name in params:
+        np.testing.assert_allclose(grads[name], grads2[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    for a, b in zip(cache.dstate0, cache2.dstate0, strict=True):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-10, atol=1e-13)
+
+
 def test_param_names_are_stable():
     cfg = ModelConfig(cell="lstm-peephole", vocab_size=V, embed=3, hidden=4, layers=2)
     names = list(M.param_shapes(cfg))

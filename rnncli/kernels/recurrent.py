@@ -45,27 +45,33 @@ class Cell:
         T, B, D = x.shape
         xw = matmul(x.reshape(T * B, D), p["Wx"])  # (T*B, G*H), one product for all steps
         xw += p["b"]
-        xw = xw.reshape(T, B, -1)
+        return self.forward_projected(p, xw.reshape(T, B, -1), state0, keep, x)
+
+    def forward_projected(self, p: dict, xw: np.ndarray, state0: State, keep: bool = True, x=None):
+        """The same from the input projection xw = x @ Wx + b (T, B, G*H) computed by the caller
+        (the model looks up its first layer's in a per-token table); `x` is kept for `backward`."""
         hs, stateT, saved = self.recurrence(p, xw, state0, keep)
         return hs, stateT, ((x, state0, hs, saved) if keep else None)
 
     def backward(self, p: dict, cache, dhs: np.ndarray, dstateT: State):
         """Gradients of every parameter, of the chunk's input x and of the initial state."""
-        x, state0, hs, saved = cache
+        grads, dxw, dstate0 = self.backward_projected(p, cache, dhs, dstateT)
+        x = cache[0]
         T, B, D = x.shape
+        grads["Wx"] = matmul(x.reshape(T * B, D).T, dxw)  # (D, G*H), one product over all T*B rows
+        grads["b"] = dxw.sum(axis=0)
+        dx = matmul(dxw, p["Wx"].T).reshape(T, B, D)
+        return grads, dx, dstate0
+
+    def backward_projected(self, p: dict, cache, dhs: np.ndarray, dstateT: State):
+        """Gradients of the recurrent parameters, of the input projection xw (as (T*B, G*H)) and
+        of the initial state: `backward` without the input side."""
         dgates, dstate0 = self.recurrence_backward(p, cache, dhs, dstateT)  # (T, B, G*H)
         # Usually one gradient reaches both products; a cell whose recurrent product enters its gates
         # differently (gru-cudnn) returns (gradient of x @ Wx + b, gradient of h @ Wh).
         dgates, dgates_h = dgates if isinstance(dgates, tuple) else (dgates, dgates)
-        dg = dgates.reshape(T * B, -1)
-        grads = {
-            "Wx": matmul(x.reshape(T * B, D).T, dg),  # (D, G*H), one product over all T*B rows
-            "Wh": self.recurrent_weight_grad(cache, dgates_h),
-            "b": dg.sum(axis=0),
-            **self.extra_grads(p, cache, dgates_h),
-        }
-        dx = matmul(dg, p["Wx"].T).reshape(T, B, D)
-        return grads, dx, dstate0
+        grads = {"Wh": self.recurrent_weight_grad(cache, dgates_h), **self.extra_grads(p, cache, dgates_h)}
+        return grads, dgates.reshape(-1, dgates.shape[-1]), dstate0
 
     def recurrent_weight_grad(self, cache, dgates: np.ndarray) -> np.ndarray:
         """dWh = sum_t h<t-1>^T dgates<t>: the initial state's term plus one product over t >= 1."""
