@@ -50,9 +50,9 @@ def model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, l
             _simple_gates(g, xw)
             _interpolate(g, g, 0, H, h_prev.copy(), h_prev)
         else:  # lstm, lstm-peephole
-            g = np.dot(h_prev, WhA[layer])
+            g = np.empty_like(xw)
             c_prev = c[layer].copy()
-            _activate_gates(g, xw, c_prev, peep[layer], cell == 5)
+            _activate_gates(np.dot(h_prev, WhA[layer]), xw, c_prev, peep[layer], cell == 5, g)
             _new_state(g, c_prev, peep[layer], cell == 5, c[layer], h_prev)
         x = h_prev
     logits[:] = (np.dot(x, Wy) + by)[0]

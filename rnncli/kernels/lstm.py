@@ -32,28 +32,29 @@ from rnncli.kernels.recurrent import Cell, contiguous_T, product_into
 
 
 @inline
-def _activate_gates(gates, xw_t, c_prev, peep, peephole):
-    """gates (B, 4H) holds h<t-1> @ Wh; add xw and apply σ / tanh in place. With peepholes the
-    output gate is left as a pre-activation: it needs c<t> (see _new_state)."""
+def _activate_gates(product, xw_t, c_prev, peep, peephole, gates):
+    """gates (B, 4H) = σ / tanh of product + xw, where product holds h<t-1> @ Wh. With peepholes the
+    output gate is left as a pre-activation: it needs c<t> (see _new_state). `product` and `gates`
+    must be different arrays (LLVM does not vectorise a loop whose input and output may overlap)."""
     B, G4 = gates.shape
     H = G4 // 4
     for b in range(B):
         if peephole:
             for j in range(H):
-                gates[b, j] = sigmoid(gates[b, j] + xw_t[b, j] + peep[0, j] * c_prev[b, j])
+                gates[b, j] = sigmoid(product[b, j] + xw_t[b, j] + peep[0, j] * c_prev[b, j])
             for j in range(H):
-                gates[b, H + j] = sigmoid(gates[b, H + j] + xw_t[b, H + j] + peep[1, j] * c_prev[b, j])
+                gates[b, H + j] = sigmoid(product[b, H + j] + xw_t[b, H + j] + peep[1, j] * c_prev[b, j])
         else:
             for j in range(2 * H):
-                gates[b, j] = sigmoid(gates[b, j] + xw_t[b, j])
+                gates[b, j] = sigmoid(product[b, j] + xw_t[b, j])
         for j in range(2 * H, 3 * H):
-            gates[b, j] = tanh(gates[b, j] + xw_t[b, j])
+            gates[b, j] = tanh(product[b, j] + xw_t[b, j])
         if peephole:
             for j in range(3 * H, 4 * H):
-                gates[b, j] = gates[b, j] + xw_t[b, j]
+                gates[b, j] = product[b, j] + xw_t[b, j]
         else:
             for j in range(3 * H, 4 * H):
-                gates[b, j] = sigmoid(gates[b, j] + xw_t[b, j])
+                gates[b, j] = sigmoid(product[b, j] + xw_t[b, j])
 
 
 @inline
@@ -82,12 +83,15 @@ def lstm_forward(xw, WhT, peep, h0, c0, peephole, keep):
     cs = np.empty((S, B, H), dtype=xw.dtype)
     gates = np.empty((S, B, G4), dtype=xw.dtype)
     product = np.empty((G4, B), dtype=xw.dtype)
+    # h<t-1> @ Wh goes to a buffer that stays in cache, not straight into this step's fresh gate
+    # storage: one lstm layer's chunk forward 55 -> 52 ms.
+    hW = np.empty((B, G4), dtype=xw.dtype)
     c_prev = c0.copy()
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        product_into(h_prev, WhT, product, gates[s])  # h<t-1> @ Wh, straight into the gate storage
-        _activate_gates(gates[s], xw[t], c_prev, peep, peephole)
+        product_into(h_prev, WhT, product, hW)
+        _activate_gates(hW, xw[t], c_prev, peep, peephole, gates[s])
         _new_state(gates[s], c_prev, peep, peephole, cs[s], hs[t])
         c_prev[:] = cs[s]
     return hs, cs, gates, c_prev
@@ -134,10 +138,11 @@ def lstm_backward(dhs, dhT, dcT, Wh, peep, peephole, c0, cs, gates):
 def lstm_step(x, Wx, Wh, b, peep, h, c, peephole):
     """One step for generation: x (B, D), h and c (B, H) -> new h, c."""
     xw = np.dot(x, Wx) + b
-    gates = np.dot(h, Wh)
+    hW = np.dot(h, Wh)
+    gates = np.empty_like(hW)
     c_new = np.empty_like(c)
     h_new = np.empty_like(h)
-    _activate_gates(gates, xw, c, peep, peephole)
+    _activate_gates(hW, xw, c, peep, peephole, gates)
     _new_state(gates, c, peep, peephole, c_new, h_new)
     return h_new, c_new
 
