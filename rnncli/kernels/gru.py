@@ -160,12 +160,15 @@ def gru_forward(xw, Wh_urT, Wh_cT, h0, keep):
 
 @kernel
 def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
-    """-> d_ur (T, B, 2H) and d_cand (T, B, H) pre-activation gradients, dh0 (B, H).
-    Wh_ur (H, 2H) and Wh_c (H, H) are the contiguous column blocks of Wh."""
+    """-> d_ur (T, B, 2H) and d_cand (T, B, H) pre-activation gradients, both side by side in
+    dgates (T, B, 3H), dh0 (B, H). Wh_ur (H, 2H) and Wh_c (H, H) are the contiguous column blocks
+    of Wh. The blocks feed the recurrent weight gradient, dgates the input side; copying each step
+    into dgates while it is in cache is cheaper than joining the blocks afterwards."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
     d_ur = np.empty_like(ur)
     d_cand = np.empty_like(cand)
+    dgates = np.empty((T, B, 3 * H), dtype=hs.dtype)
     dh = dhT.copy()
     drh = np.empty_like(dh)
     product = np.empty((H, B), dtype=hs.dtype)  # see product_into
@@ -187,7 +190,12 @@ def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
                 dg[b, H + j] = drh[b, j] * h_prev[b, j] * r * (one - r)  # dr_pre
                 dh[b, j] += drh[b, j] * r
         add_product_into(dg, Wh_ur, product, dh)  # + dgates<t> @ W_(u,r)^T
-    return d_ur, d_cand, dh
+        for b in range(B):
+            for j in range(2 * H):
+                dgates[t, b, j] = dg[b, j]
+            for j in range(H):
+                dgates[t, b, 2 * H + j] = dc[b, j]
+    return d_ur, d_cand, dgates, dh
 
 
 @kernel
@@ -341,16 +349,17 @@ class GRUCell(Cell):
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, (ur, cand, rhs) = cache
         Wh_ur, Wh_c = _split_Wh(p["Wh"])
-        d_ur, d_cand, dh0 = gru_backward(dhs, dstateT[0], Wh_ur, Wh_c, state0[0], hs, ur, cand)
-        return np.concatenate([d_ur, d_cand], axis=2), (dh0,)
+        d_ur, d_cand, dgates, dh0 = gru_backward(dhs, dstateT[0], Wh_ur, Wh_c, state0[0], hs, ur, cand)
+        return (dgates, (d_ur, d_cand)), (dh0,)
 
-    def recurrent_weight_grad(self, cache, dgates):
+    def recurrent_weight_grad(self, cache, dgates_h):
         """[u, r] blocks multiply h<t-1>; the c~ block multiplies Γ_r * h<t-1>."""
         x, state0, hs, (ur, cand, rhs) = cache
+        d_ur, d_cand = dgates_h
         T, B, H = hs.shape
         dWh = np.empty((H, 3 * H), dtype=hs.dtype)
-        dWh[:, : 2 * H] = super().recurrent_weight_grad(cache, np.ascontiguousarray(dgates[:, :, : 2 * H]))
-        dWh[:, 2 * H :] = matmul(rhs.reshape(T * B, H).T, np.ascontiguousarray(dgates[:, :, 2 * H :]).reshape(T * B, H))
+        dWh[:, : 2 * H] = super().recurrent_weight_grad(cache, d_ur)
+        dWh[:, 2 * H :] = matmul(rhs.reshape(T * B, H).T, d_cand.reshape(T * B, H))
         return dWh
 
     def step(self, p, x, state):

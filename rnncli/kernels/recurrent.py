@@ -67,8 +67,9 @@ class Cell:
         """Gradients of the recurrent parameters, of the input projection xw (as (T*B, G*H)) and
         of the initial state: `backward` without the input side."""
         dgates, dstate0 = self.recurrence_backward(p, cache, dhs, dstateT)  # (T, B, G*H)
-        # Usually one gradient reaches both products; a cell whose recurrent product enters its gates
-        # differently (gru-cudnn) returns (gradient of x @ Wx + b, gradient of h @ Wh).
+        # Usually one gradient reaches both products. A cell may instead return (gradient of
+        # x @ Wx + b, what its recurrent_weight_grad takes): gru-cudnn, whose recurrent product
+        # enters its gates differently, and gru, which keeps its two products' blocks apart.
         dgates, dgates_h = dgates if isinstance(dgates, tuple) else (dgates, dgates)
         grads = {"Wh": self.recurrent_weight_grad(cache, dgates_h), **self.extra_grads(p, cache, dgates_h)}
         return grads, dgates.reshape(-1, dgates.shape[-1]), dstate0
