@@ -34,20 +34,20 @@ def model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, l
         if cell <= 1:
             _rnn_math(np.dot(h_prev, WhA[layer]), xw, cell == 1, h_prev)
         elif cell == 2:
-            ur = np.dot(h_prev, WhA[layer])
+            ur = np.empty((1, 2 * H), dtype=h.dtype)
             rh = np.empty_like(h_prev)
-            _update_relevance(ur, xw, h_prev, rh)
-            cand = np.dot(rh, WhB[layer])
-            _candidate(cand, xw)
+            _update_relevance(np.dot(h_prev, WhA[layer]), xw, h_prev, ur, rh)
+            cand = np.empty_like(h_prev)
+            _candidate(np.dot(rh, WhB[layer]), xw, cand)
             _interpolate(ur, cand, 0, 0, h_prev.copy(), h_prev)
         elif cell == 6:
-            g = np.dot(h_prev, WhA[layer])
+            rz = np.empty((1, 2 * H), dtype=h.dtype)
             hn = np.empty_like(h_prev)
             n = np.empty_like(h_prev)
-            _cudnn_gates(g, xw, bhn[layer], hn, n, h_prev.copy(), h_prev)
+            _cudnn_gates(np.dot(h_prev, WhA[layer]), xw, bhn[layer], rz, hn, n, h_prev.copy(), h_prev)
         elif cell == 3:
-            g = np.dot(h_prev, WhA[layer])
-            _simple_gates(g, xw)
+            g = np.empty_like(xw)
+            _simple_gates(np.dot(h_prev, WhA[layer]), xw, g)
             _interpolate(g, g, 0, H, h_prev.copy(), h_prev)
         else:  # lstm, lstm-peephole
             g = np.empty_like(xw)

@@ -36,15 +36,16 @@ from rnncli.kernels.recurrent import Cell, add_product_into, contiguous_T, produ
 
 
 @inline
-def _simple_gates(gates, xw_t):
-    """gates (B, 2H) holds h<t-1> @ Wh; add xw and apply σ (u) and tanh (c~) in place."""
+def _simple_gates(product, xw_t, gates):
+    """gates (B, 2H) = σ (u) and tanh (c~) of product + xw, where product holds h<t-1> @ Wh
+    (a different array: see lstm.py's _activate_gates)."""
     B, G2 = gates.shape
     H = G2 // 2
     for b in range(B):
         for j in range(H):
-            gates[b, j] = sigmoid(gates[b, j] + xw_t[b, j])
+            gates[b, j] = sigmoid(product[b, j] + xw_t[b, j])
         for j in range(H, 2 * H):
-            gates[b, j] = tanh(gates[b, j] + xw_t[b, j])
+            gates[b, j] = tanh(product[b, j] + xw_t[b, j])
 
 
 @inline
@@ -67,11 +68,12 @@ def gru_simple_forward(xw, WhT, h0, keep):
     hs = np.empty((T, B, H), dtype=xw.dtype)
     gates = np.empty((T if keep else 1, B, G2), dtype=xw.dtype)
     product = np.empty((G2, B), dtype=xw.dtype)
+    hW = np.empty((B, G2), dtype=xw.dtype)  # stays in cache (as in lstm_forward)
     for t in range(T):
         g = gates[t if keep else 0]
         h_prev = h0 if t == 0 else hs[t - 1]
-        product_into(h_prev, WhT, product, g)  # h<t-1> @ Wh
-        _simple_gates(g, xw[t])
+        product_into(h_prev, WhT, product, hW)  # h<t-1> @ Wh
+        _simple_gates(hW, xw[t], g)
         _interpolate(g, g, 0, H, h_prev, hs[t])
     return hs, gates
 
@@ -103,9 +105,9 @@ def gru_simple_backward(dhs, dhT, Wh, h0, hs, gates):
 def gru_simple_step(x, Wx, Wh, b, h):
     """One step for generation: x (B, D), h (B, H) -> new h."""
     xw = np.dot(x, Wx) + b
-    g = np.dot(h, Wh)
+    g = np.empty_like(xw)
     h_new = np.empty_like(h)
-    _simple_gates(g, xw)
+    _simple_gates(np.dot(h, Wh), xw, g)
     _interpolate(g, g, 0, g.shape[1] // 2, h, h_new)
     return h_new
 
@@ -114,23 +116,24 @@ def gru_simple_step(x, Wx, Wh, b, h):
 
 
 @inline
-def _update_relevance(ur, xw_t, h_prev, rh):
-    """ur (B, 2H) holds h<t-1> @ W_(u,r): add xw, apply σ in place; rh = Γ_r * h<t-1>."""
+def _update_relevance(product, xw_t, h_prev, ur, rh):
+    """ur (B, 2H) = σ(product + xw) where product holds h<t-1> @ W_(u,r); rh = Γ_r * h<t-1>.
+    `product` and `ur` must be different arrays (see lstm.py's _activate_gates)."""
     B, H = rh.shape
     for b in range(B):
         for j in range(2 * H):
-            ur[b, j] = sigmoid(ur[b, j] + xw_t[b, j])
+            ur[b, j] = sigmoid(product[b, j] + xw_t[b, j])
         for j in range(H):
             rh[b, j] = ur[b, H + j] * h_prev[b, j]
 
 
 @inline
-def _candidate(cand, xw_t):
-    """cand (B, H) holds (Γ_r * h<t-1>) @ W_cc: c~ = tanh(that + xw_c) in place."""
+def _candidate(product, xw_t, cand):
+    """cand (B, H) = c~ = tanh(product + xw_c) where product holds (Γ_r * h<t-1>) @ W_cc."""
     B, H = cand.shape
     for b in range(B):
         for j in range(H):
-            cand[b, j] = tanh(cand[b, j] + xw_t[b, 2 * H + j])
+            cand[b, j] = tanh(product[b, j] + xw_t[b, 2 * H + j])
 
 
 @kernel
@@ -147,13 +150,17 @@ def gru_forward(xw, Wh_urT, Wh_cT, h0, keep):
     rhs = np.empty((S, B, H), dtype=xw.dtype)
     ur_product = np.empty((2 * H, B), dtype=xw.dtype)
     cand_product = np.empty((H, B), dtype=xw.dtype)
+    # The products go to buffers that stay in cache, then the gate maths writes this step's
+    # storage (as in lstm_forward).
+    hW = np.empty((B, 2 * H), dtype=xw.dtype)
+    rhW = np.empty((B, H), dtype=xw.dtype)
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        product_into(h_prev, Wh_urT, ur_product, ur[s])  # h<t-1> @ W_(u,r)
-        _update_relevance(ur[s], xw[t], h_prev, rhs[s])
-        product_into(rhs[s], Wh_cT, cand_product, cand[s])  # the second, dependent product
-        _candidate(cand[s], xw[t])
+        product_into(h_prev, Wh_urT, ur_product, hW)  # h<t-1> @ W_(u,r)
+        _update_relevance(hW, xw[t], h_prev, ur[s], rhs[s])
+        product_into(rhs[s], Wh_cT, cand_product, rhW)  # the second, dependent product
+        _candidate(rhW, xw[t], cand[s])
         _interpolate(ur[s], cand[s], 0, 0, h_prev, hs[t])
     return hs, ur, cand, rhs
 
@@ -202,11 +209,11 @@ def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
 def gru_step(x, Wx, Wh_ur, Wh_c, b, h):
     """One step for generation: x (B, D), h (B, H) -> new h."""
     xw = np.dot(x, Wx) + b
-    ur = np.dot(h, Wh_ur)
+    ur = np.empty((h.shape[0], 2 * h.shape[1]), dtype=h.dtype)
     rh = np.empty_like(h)
-    _update_relevance(ur, xw, h, rh)
-    cand = np.dot(rh, Wh_c)
-    _candidate(cand, xw)
+    _update_relevance(np.dot(h, Wh_ur), xw, h, ur, rh)
+    cand = np.empty_like(h)
+    _candidate(np.dot(rh, Wh_c), xw, cand)
     h_new = np.empty_like(h)
     _interpolate(ur, cand, 0, 0, h, h_new)
     return h_new
@@ -226,42 +233,42 @@ def gru_step(x, Wx, Wh_ur, Wh_c, b, h):
 
 
 @inline
-def _cudnn_gates(g, xw_t, bhn, hn, n_out, h_prev, h_out):
-    """g (B, 3H) holds h<t-1> @ Wh: make its first blocks [r, z] in place; hn = W_hn h<t-1> + b_hn;
-    n (into n_out, a separate array so that no loop reads and writes one array at two offsets,
-    which keeps LLVM from vectorising); h."""
-    B, G3 = g.shape
-    H = G3 // 3
-    one = g.dtype.type(1.0)
+def _cudnn_gates(product, xw_t, bhn, rz, hn, n_out, h_prev, h_out):
+    """product (B, 3H) holds h<t-1> @ Wh: the gates [r, z] (into rz, (B, 2H)); hn = W_hn h<t-1> + b_hn;
+    n; h. Each output is its own array, so that no loop reads and writes one array at two offsets
+    (which keeps LLVM from vectorising)."""
+    B, H = h_out.shape
+    one = h_out.dtype.type(1.0)
     for b in range(B):
         for j in range(2 * H):
-            g[b, j] = sigmoid(g[b, j] + xw_t[b, j])
+            rz[b, j] = sigmoid(product[b, j] + xw_t[b, j])
         for j in range(H):
-            hn[b, j] = g[b, 2 * H + j] + bhn[j]
+            hn[b, j] = product[b, 2 * H + j] + bhn[j]
         for j in range(H):
-            n_out[b, j] = tanh(xw_t[b, 2 * H + j] + g[b, j] * hn[b, j])
+            n_out[b, j] = tanh(xw_t[b, 2 * H + j] + rz[b, j] * hn[b, j])
         for j in range(H):
-            z = g[b, H + j]
+            z = rz[b, H + j]
             h_out[b, j] = (one - z) * n_out[b, j] + z * h_prev[b, j]
 
 
 @kernel
 def gru_cudnn_forward(xw, WhT, bhn, h0, keep):
-    """xw (T, B, 3H), WhT (3H, H) contiguous Wh^T, bhn (H,), h0 (B, H) -> hs (T, B, H); gates (T or 1, B, 3H) whose
-    first two blocks are r, z; n and hn = W_hn h<t-1> + b_hn (T or 1, B, H)."""
+    """xw (T, B, 3H), WhT (3H, H) contiguous Wh^T, bhn (H,), h0 (B, H) -> hs (T, B, H); gates [r, z]
+    (T or 1, B, 2H); n and hn = W_hn h<t-1> + b_hn (T or 1, B, H)."""
     T, B, G3 = xw.shape
     H = G3 // 3
     S = T if keep else 1
     hs = np.empty((T, B, H), dtype=xw.dtype)
-    gates = np.empty((S, B, G3), dtype=xw.dtype)
+    gates = np.empty((S, B, 2 * H), dtype=xw.dtype)
     ns = np.empty((S, B, H), dtype=xw.dtype)
     hns = np.empty((S, B, H), dtype=xw.dtype)
     product = np.empty((G3, B), dtype=xw.dtype)
+    hW = np.empty((B, G3), dtype=xw.dtype)  # stays in cache (as in lstm_forward)
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        product_into(h_prev, WhT, product, gates[s])  # h<t-1> @ Wh, the only product of the step
-        _cudnn_gates(gates[s], xw[t], bhn, hns[s], ns[s], h_prev, hs[t])
+        product_into(h_prev, WhT, product, hW)  # h<t-1> @ Wh, the only product of the step
+        _cudnn_gates(hW, xw[t], bhn, gates[s], hns[s], ns[s], h_prev, hs[t])
     return hs, gates, ns, hns
 
 
@@ -270,8 +277,8 @@ def gru_cudnn_backward(dhs, dhT, Wh, h0, hs, gates, ns, hns):
     """-> d(x @ Wx) and d(h @ Wh) pre-activation gradients (T, B, 3H), dh0 (B, H). Wh is (H, 3H)."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
-    dgx = np.empty_like(gates)
-    dgh = np.empty_like(gates)
+    dgx = np.empty((T, B, 3 * H), dtype=hs.dtype)
+    dgh = np.empty((T, B, 3 * H), dtype=hs.dtype)
     dh = dhT.copy()
     product = np.empty((H, B), dtype=hs.dtype)  # see product_into
     for t in range(T - 1, -1, -1):
@@ -299,11 +306,11 @@ def gru_cudnn_backward(dhs, dhT, Wh, h0, hs, gates, ns, hns):
 def gru_cudnn_step(x, Wx, Wh, b, bhn, h):
     """One step for generation: x (B, D), h (B, H) -> new h."""
     xw = np.dot(x, Wx) + b
-    g = np.dot(h, Wh)
+    rz = np.empty((h.shape[0], 2 * h.shape[1]), dtype=h.dtype)
     hn = np.empty_like(h)
     n = np.empty_like(h)
     h_new = np.empty_like(h)
-    _cudnn_gates(g, xw, bhn, hn, n, h, h_new)
+    _cudnn_gates(np.dot(h, Wh), xw, bhn, rz, hn, n, h, h_new)
     return h_new
 
 
