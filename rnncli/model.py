@@ -10,6 +10,8 @@ Parameters live in one flat mapping with stable dotted names, which checkpoints 
     output.W (H, V) and output.b (V,); with tied weights output.W is absent and E^T is used.
 Dropout is inverted (masks scaled by 1 / (1 - p)) and applied to every layer's output during
 training only; the masks are made by the caller from its own RNG (`dropout_masks`).
+When the vocabulary is smaller than a chunk (V < T*B), the first layer's input projection is
+looked up per token instead of computed per position (`_input_table`): the same maths, less work.
 
 This module knows no files; it is pure array maths over `params`.
 """
