@@ -194,3 +194,14 @@ def test_generation_kernel_matches_the_model_for_every_cell(cell):
         expected.append(int(np.argmax(lg)))
         logits, state = M.step(cfg, params, np.array([expected[-1]]), state)
     assert out.tolist() == expected
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 65, 1000])
+def test_descending_order_is_a_permutation_from_largest_to_smallest(n):
+    from rnncli.kernels.generate import _descending_order
+
+    rng = np.random.default_rng(n)
+    p = np.round(rng.random(n), 2)  # with ties
+    order = _descending_order(p)
+    assert sorted(order.tolist()) == list(range(n))
+    assert np.all(np.diff(p[order]) <= 0)

@@ -13,7 +13,7 @@ Cell codes: 0 rnn, 1 rnn-relu, 2 gru, 3 gru-simple, 4 lstm, 5 lstm-peephole, 6 g
 import numpy as np
 
 from rnncli.kernels.gru import _candidate, _cudnn_gates, _interpolate, _simple_gates, _update_relevance
-from rnncli.kernels.jit import kernel
+from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.lstm import _activate_gates, _new_state
 from rnncli.kernels.rnn import _rnn_math
 
@@ -58,6 +58,36 @@ def model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, l
     logits[:] = (np.dot(x, Wy) + by)[0]
 
 
+@inline
+def _sift_down(p, order, root, size):
+    """Restore the min-heap order of p[order[:size]] below `root`."""
+    while True:
+        child = 2 * root + 1
+        if child >= size:
+            return
+        if child + 1 < size and p[order[child + 1]] < p[order[child]]:
+            child += 1
+        if p[order[child]] >= p[order[root]]:
+            return
+        order[root], order[child] = order[child], order[root]
+        root = child
+
+
+@inline
+def _descending_order(p):
+    """Indices of p from its largest value to its smallest, by heapsort: moving the heap's
+    smallest to the end, one at a time, leaves the largest first. (np.argsort does the same but
+    takes ~1.3 s to compile, and this kernel is compiled on the first sample after an install.)"""
+    n = p.shape[0]
+    order = np.arange(n)
+    for root in range(n // 2 - 1, -1, -1):
+        _sift_down(p, order, root, n)
+    for end in range(n - 1, 0, -1):
+        order[0], order[end] = order[end], order[0]
+        _sift_down(p, order, 0, end)
+    return order
+
+
 @kernel
 def choose_token(logits, temperature, top_k, top_p, u):
     """Pick the next token from logits (V,) with one uniform number u in [0, 1).
@@ -86,7 +116,7 @@ def choose_token(logits, temperature, top_k, top_p, u):
     for i in range(V):
         p[i] = 0.0 if i == UNK else np.exp((np.float64(logits[i]) - m) / temperature)
     if top_k > 0 or top_p < 1.0:
-        order = np.argsort(-p)
+        order = _descending_order(p)
         s = p.sum()
         keep = V - 1 if top_k <= 0 else min(top_k, V - 1)  # <UNK> is never kept
         if top_p < 1.0:
