@@ -114,20 +114,26 @@ def contiguous_T(w: np.ndarray) -> np.ndarray:
 
 
 @inline
-def product_into(x, M, buffer, out):
-    """out (B, F) = x (B, K) @ M.T for M (F, K): M @ x.T into buffer (F, B), then transposed."""
-    np.dot(M, x.T, buffer)
+def _transpose_into(buffer, out, accumulate):
+    """out (B, F) = (or +=) buffer (F, B) transposed; `accumulate` is a constant at each call."""
     F, B = buffer.shape
     for b in range(B):
         for j in range(F):
-            out[b, j] = buffer[j, b]
+            if accumulate:
+                out[b, j] += buffer[j, b]
+            else:
+                out[b, j] = buffer[j, b]
+
+
+@inline
+def product_into(x, M, buffer, out):
+    """out (B, F) = x (B, K) @ M.T for M (F, K): M @ x.T into buffer (F, B), then transposed."""
+    np.dot(M, x.T, buffer)
+    _transpose_into(buffer, out, False)
 
 
 @inline
 def add_product_into(x, M, buffer, out):
     """out (B, F) += x (B, K) @ M.T, as `product_into`."""
     np.dot(M, x.T, buffer)
-    F, B = buffer.shape
-    for b in range(B):
-        for j in range(F):
-            out[b, j] += buffer[j, b]
+    _transpose_into(buffer, out, True)
