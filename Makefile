@@ -43,3 +43,4 @@ bench-quality: $(STAMP)
 
 clean:
 	rm -rf $(STAMP) .pytest_cache .ruff_cache build *.egg-info
+	find rnncli -name '*.nbi' -delete -o -name '*.nbc' -delete  # Numba's compiled kernels
