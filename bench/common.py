@@ -17,8 +17,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rnncli import model as M  # noqa: E402
 from rnncli.config import ModelConfig  # noqa: E402
+from rnncli.model import Model  # noqa: E402
 from rnncli.optim import Optimizer  # noqa: E402
 
 CONFIGS = {
@@ -76,30 +76,30 @@ class RnncliModel:
         self.config = ModelConfig(cell=cell, vocab_size=V, embed=cfg["embed"], hidden=cfg["hidden"],
                                   layers=cfg["layers"])
         self.rng = np.random.default_rng(seed)
-        self.params = M.init_params(self.config, self.rng)
+        self.model = Model(self.config)
+        self.params = self.model.init_params(self.rng)
         self.optimizer = Optimizer("adam", self.params, 2e-3, clip=5.0)
         B, T = cfg["batch"], cfg["seq"]
         self.inputs = self.rng.integers(0, V, (T, B))
         self.targets = self.rng.integers(0, V, (T, B))
-        self.state = M.initial_state(self.config, B)
+        self.state = self.model.initial_state(B)
         self.tokens = B * T
 
     def train_step(self) -> None:
-        loss, _, cache = M.forward(self.config, self.params, self.inputs, self.targets, self.state)
-        self.optimizer.step(self.params, M.backward(self.config, self.params, cache))
+        loss, _, cache = self.model.forward(self.params, self.inputs, self.targets, self.state)
+        self.optimizer.step(self.params, self.model.backward(self.params, cache))
 
     def score(self) -> None:
-        M.logprobs(self.config, self.params, self.inputs, self.targets, self.state)
+        self.model.logprobs(self.params, self.inputs, self.targets, self.state)
 
     def generate(self, n: int, temperature: float = 0.8) -> None:
         from rnncli.kernels.generate import generate
-        from rnncli.sample import GenerationWeights
 
-        w = GenerationWeights(self.config, self.params)
-        h, c = w.fresh_state()
+        weights = self.model.step_weights(self.params)
+        h, c = self.model.step_state(self.model.initial_state(1))
         out = np.empty(n, np.int64)
         lps = np.empty(n)
-        generate(*w.args(), h, c, np.array([1]), self.rng.random(n), temperature, 0, 1.0, False, out, lps)
+        generate(*weights, h, c, np.array([1]), self.rng.random(n), temperature, 0, 1.0, False, out, lps)
 
 
 class TorchModel:

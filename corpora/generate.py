@@ -8,7 +8,7 @@ demo.txt        short English sentences for `make demo`
 import json
 from pathlib import Path
 
-from rnncli.synthetic import agreement_corpus, demo_corpus, markov_corpus
+from synthetic import agreement_corpus, demo_corpus, markov_corpus  # beside this file
 
 HERE = Path(__file__).resolve().parent
 

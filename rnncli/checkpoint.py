@@ -1,5 +1,8 @@
 """Self-describing `.npz` files: tokenizers (`tokenize --save`) and model checkpoints (`train`).
 
+The store knows no model: a loader is given the layout to check the arrays against (which
+parameter shapes and how many state arrays per layer a stored configuration implies).
+
 Everything is a plain numpy array, saved uncompressed and loaded with `allow_pickle=False`: a
 downloaded file can never run code. Writes are atomic: a temp file in the same folder, fsync, then
 rename, so a crash at any moment leaves the previous complete file or the new one, never a torn one.
@@ -11,6 +14,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -213,17 +217,21 @@ def save_checkpoint(path: str, ck: Checkpoint) -> None:
     atomic_save_npz(path, ck.to_arrays())
 
 
-def load_checkpoint(path: str, training_state: bool = True) -> Checkpoint:
-    """Load and check a checkpoint: kind, version, every array's presence, declared size and shape.
-    With training_state=False (sampling, scoring) the optimizer and hidden state are not read."""
+Layout = Callable[[Any], tuple[dict[str, tuple[int, ...]], int]]
+"""model config -> (parameter name -> shape, arrays in each layer's state); raises RnncliError for a
+configuration it cannot lay out."""
+
+
+def load_checkpoint(path: str, layout: Layout, training_state: bool = True) -> Checkpoint:
+    """Load and check a checkpoint: kind, version, configuration, every array's presence, declared
+    size and shape against `layout`. With training_state=False (sampling, scoring) the optimizer
+    and hidden state are not read."""
     with NpzReader(path) as reader:
-        return _read_checkpoint(reader, path, training_state)
+        return _read_checkpoint(reader, path, layout, training_state)
 
 
-def _read_checkpoint(reader: NpzReader, path: str, training_state: bool) -> Checkpoint:
+def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_state: bool) -> Checkpoint:
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict
-    from rnncli.kernels.cells import get_cell
-    from rnncli.model import param_shapes
     from rnncli.tokenizers import tokenizer_from_arrays
 
     kind = str(reader.get("kind", 4096)) if "kind" in reader else "file without a kind"
@@ -249,9 +257,12 @@ def _read_checkpoint(reader: NpzReader, path: str, training_state: bool) -> Chec
     sub = {k[len(TOKENIZER_PREFIX):]: reader.get(k) for k in reader.keys() if k.startswith(TOKENIZER_PREFIX)}
     try:
         tokenizer = tokenizer_from_arrays(sub)
-        shapes = param_shapes(model)
     except (RnncliError, TypeError, ValueError) as err:
         raise RnncliError(f"{path}: {err}") from None
+    try:
+        shapes, state_arrays = layout(model)
+    except (RnncliError, TypeError, ValueError) as err:
+        raise RnncliError(f"{path}: the stored model configuration is unusable: {err}") from None
     if tokenizer.vocab_size != model.vocab_size:
         raise RnncliError(f"{path}: tokenizer has {tokenizer.vocab_size} entries but the model expects "
                           f"{model.vocab_size}")
@@ -280,7 +291,7 @@ def _read_checkpoint(reader: NpzReader, path: str, training_state: bool) -> Chec
             while f"hidden.{layer}.{i}" in reader:
                 st.append(_hidden(reader, f"hidden.{layer}.{i}", model.hidden, path))
                 i += 1
-            if len(st) != get_cell(model.cell).state_size or len({a.shape for a in st}) != 1:
+            if len(st) != state_arrays or len({a.shape for a in st}) != 1:
                 raise RnncliError(f"{path}: hidden state of layer {layer} does not fit a {model.cell} cell")
             hidden.append(tuple(st))
     step = int(reader.get("optim.step", 4096)) if "optim.step" in reader else 0

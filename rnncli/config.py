@@ -1,13 +1,31 @@
 """Configuration as dataclasses: one per concern, every field defaulted. CLI options map onto
-fields one to one, and checkpoints store them so `sample` and `score` need nothing else."""
+fields one to one, and checkpoints store them so `sample` and `score` need nothing else.
+
+Each configuration is checked once, where it enters (the command line's request, a checkpoint's
+stored config), by its `check()`; the core then trusts it. A check names the field, not a flag:
+the command line turns `hidden must be at least 1` into `--hidden must be at least 1`.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
+from rnncli.errors import ConfigError
+
 LEVELS = ("char", "word", "subword")
-CELLS = ("rnn", "rnn-relu", "gru", "gru-simple", "gru-cudnn", "lstm", "lstm-peephole")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+MAX_LAYERS = 32
+MAX_WIDTH = 1 << 16
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _at_least(name: str, value, low, what: str = "") -> None:
+    if not _finite(value) or value < low:
+        raise ConfigError(name, f"must be {what or f'at least {low}'}, not {value!r}")
 
 
 @dataclass
@@ -22,13 +40,34 @@ class TokenizerConfig:
 
 @dataclass
 class ModelConfig:
-    cell: str = "lstm"  # one of CELLS
+    cell: str = "lstm"  # a name of kernels/cells.py's registry
     vocab_size: int = 0  # V, set from the tokenizer
     embed: int = 64  # D of the first layer: embedding size
     hidden: int = 256  # H of every layer
     layers: int = 2  # L stacked recurrent layers
     dropout: float = 0.0  # inverted dropout on each layer's output (training only)
     tie_weights: bool = False  # output projection = embedding^T (needs embed == hidden)
+
+    def check(self) -> None:
+        from rnncli.kernels.cells import get_cell
+
+        get_cell(self.cell)  # an unknown name says which exist
+        for name in ("hidden", "embed", "layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(name, f"must be a whole number of at least 1, not {value!r}")
+        if self.layers > MAX_LAYERS:
+            raise ConfigError("layers", f"must be at most {MAX_LAYERS} (more than about three rarely helps)")
+        if max(self.hidden, self.embed) > MAX_WIDTH:
+            raise ConfigError("hidden", f"and embed must be at most {MAX_WIDTH:,}")
+        if not _finite(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("dropout", f"must be in [0, 1), not {self.dropout!r}")
+        if not isinstance(self.tie_weights, bool):
+            raise ConfigError("tie_weights", f"must be true or false, not {self.tie_weights!r}")
+        if self.tie_weights and self.embed != self.hidden:
+            raise ConfigError("tie_weights", "needs embed equal to hidden")
+        if not isinstance(self.vocab_size, int) or self.vocab_size < 2:
+            raise ConfigError("vocab_size", "must be at least 2 (<UNK> and <EOS>)")
 
 
 @dataclass
@@ -48,6 +87,23 @@ class TrainConfig:
     patience: int = 0  # stop after this many evaluations without improvement; 0 = never
     seed: int = 1234  # initialisation, batching and dropout
 
+    def check(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        for name in ("seq_len", "batch_size", "lr", "epochs"):
+            value = getattr(self, name)
+            if not _finite(value) or value <= 0:
+                raise ConfigError(name, f"must be a positive number, not {value}")
+        for name in ("weight_decay", "clip", "max_steps", "max_time", "eval_every", "patience"):
+            _at_least(name, getattr(self, name), 0, "0 or more")
+        if not _finite(self.lr_decay) or not 0 < self.lr_decay <= 1:
+            raise ConfigError("lr_decay", f"must be in (0, 1], not {self.lr_decay}")
+        if not _finite(self.val_fraction) or not 0 <= self.val_fraction < 1:
+            raise ConfigError("val_fraction", f"must be in [0, 1), not {self.val_fraction}")
+        _at_least("seed", self.seed, 0, "0 or more")
+        if self.lr > 10:
+            raise ConfigError("lr", f"{self.lr} is far too large (try 2e-3)")
+
 
 @dataclass
 class SampleConfig:
@@ -60,6 +116,19 @@ class SampleConfig:
     stop: str | None = None  # stop once the text contains this string
     num_samples: int = 1
     seed: int | None = None  # None: a fresh random seed each run
+
+    def check(self) -> None:
+        _at_least("length", self.length, 0, "0 or more")
+        _at_least("temperature", self.temperature, 0, "0 (greedy) or more")
+        _at_least("top_k", self.top_k, 0, "at least 1 (or 0 for no limit)")
+        if not _finite(self.top_p) or not 0 < self.top_p <= 1:
+            raise ConfigError("top_p", f"must be in (0, 1], not {self.top_p}")
+        _at_least("beam", self.beam, 0, "at least 1")
+        _at_least("num_samples", self.num_samples, 1)
+        if self.seed is not None:
+            _at_least("seed", self.seed, 0, "0 or more")
+        if self.stop == "":
+            raise ConfigError("stop", "must not be empty")
 
 
 def to_dict(obj) -> dict:

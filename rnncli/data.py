@@ -231,3 +231,29 @@ def split_validation(ids: np.ndarray, fraction: float) -> tuple[np.ndarray, np.n
     if n_val == 0:
         return ids, None
     return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+# ---- batching for truncated backpropagation through time (training and validation alike) ----
+
+
+def contiguous_streams(ids: np.ndarray, B: int) -> np.ndarray:
+    """(N,) -> (B, S): B contiguous streams of S = N // B tokens (the tail is dropped). Stream b
+    continues from chunk to chunk, so the state carried across chunks belongs to it."""
+    S = len(ids) // B
+    return ids[: B * S].reshape(B, S)
+
+
+def chunk(streams: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets (T, B) of positions [start, end) of every stream, time-major, the targets
+    one token ahead (end must be below the streams' length)."""
+    inputs = np.ascontiguousarray(streams[:, start:end].T)
+    targets = np.ascontiguousarray(streams[:, start + 1 : end + 1].T)
+    return inputs, targets
+
+
+def chunks(streams: np.ndarray, T: int):
+    """Every chunk of T positions in order, the last one shorter: every token is predicted but the
+    first of each stream."""
+    S = streams.shape[1]
+    for start in range(0, S - 1, T):
+        yield chunk(streams, start, min(start + T, S - 1))

@@ -10,9 +10,7 @@ import math
 
 import numpy as np
 
-from rnncli.config import OPTIMIZERS
-from rnncli.errors import UsageError
-
+# The state arrays of each optimizer (config.py's OPTIMIZERS).
 SLOTS = {"adam": ("m", "v"), "adamw": ("m", "v"), "sgd": ("momentum",), "rmsprop": ("v",)}
 
 
@@ -25,8 +23,6 @@ def global_norm(grads: dict[str, np.ndarray]) -> float:
 class Optimizer:
     def __init__(self, kind: str, params: dict[str, np.ndarray], lr: float, weight_decay: float = 0.0,
                  clip: float = 0.0, momentum: float = 0.9, betas=(0.9, 0.999), eps: float = 1e-8):
-        if kind not in OPTIMIZERS:
-            raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {kind!r}")
         self.kind, self.lr, self.weight_decay, self.clip = kind, lr, weight_decay, clip
         self.momentum, self.betas, self.eps = momentum, betas, eps
         self.step_count = 0

@@ -14,68 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli import model as M
 from rnncli.checkpoint import Checkpoint
-from rnncli.config import ModelConfig, SampleConfig
-from rnncli.errors import UsageError
+from rnncli.config import SampleConfig
+from rnncli.model import Model
 from rnncli.tokenizers import EOS, UNK
-
-
-def check_sample_config(c: SampleConfig) -> None:
-    import math
-
-    if c.length < 0:
-        raise UsageError(f"--length must be 0 or more, not {c.length}")
-    if not math.isfinite(c.temperature) or c.temperature < 0:
-        raise UsageError(f"--temperature must be 0 (greedy) or more, not {c.temperature}")
-    if c.top_k < 0:
-        raise UsageError(f"--top-k must be at least 1 (or 0 for no limit), not {c.top_k}")
-    if not (0 < c.top_p <= 1) or not math.isfinite(c.top_p):
-        raise UsageError(f"--top-p must be in (0, 1], not {c.top_p}")
-    if c.beam < 0:
-        raise UsageError(f"--beam must be at least 1, not {c.beam}")
-    if c.num_samples < 1:
-        raise UsageError(f"--num-samples must be at least 1, not {c.num_samples}")
-    if c.seed is not None and c.seed < 0:
-        raise UsageError(f"--seed must be 0 or more, not {c.seed}")
-    if c.stop == "":
-        raise UsageError("--stop must not be empty")
-
-
-class GenerationWeights:
-    """The model's parameters stacked per layer, in the layout kernels/generate.py expects."""
-
-    def __init__(self, config: ModelConfig, params: M.Params):
-        from rnncli.kernels.generate import CELL_CODES
-
-        L, H = config.layers, config.hidden
-        dtype = params["embed.weight"].dtype
-        self.cell = CELL_CODES[config.cell]
-        layer = [M.layer_params(params, i) for i in range(L)]
-        c = np.ascontiguousarray
-        self.E = c(params["embed.weight"])
-        self.Wx0 = c(layer[0]["Wx"])
-        G_H = layer[0]["Wx"].shape[1]
-        self.WxR = c(np.stack([lp["Wx"] for lp in layer[1:]])) if L > 1 else np.zeros((1, H, G_H), dtype)
-        if config.cell == "gru":
-            self.WhA = c(np.stack([lp["Wh"][:, : 2 * H] for lp in layer]))
-            self.WhB = c(np.stack([lp["Wh"][:, 2 * H :] for lp in layer]))
-        else:
-            self.WhA = c(np.stack([lp["Wh"] for lp in layer]))
-            self.WhB = np.zeros((L, 1, 1), dtype)
-        self.b = c(np.stack([lp["b"] for lp in layer]))
-        self.peep = c(np.stack([lp.get("peep", np.zeros((3, H), dtype)) for lp in layer]))
-        self.bhn = c(np.stack([lp.get("bhn", np.zeros(H, dtype)) for lp in layer]))
-        self.Wy = c(M.output_weight(config, params))
-        self.by = c(params["output.b"])
-        self.L, self.H, self.dtype = L, H, dtype
-
-    def args(self):
-        return (self.cell, self.E, self.Wx0, self.WxR, self.WhA, self.WhB, self.b, self.peep, self.bhn, self.Wy,
-                self.by)
-
-    def fresh_state(self):
-        return np.zeros((self.L, 1, self.H), self.dtype), np.zeros((self.L, 1, self.H), self.dtype)
 
 
 def encode_prime(tokenizer, prime: str) -> tuple[np.ndarray, int]:
@@ -101,8 +43,9 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rng: n
     stops iterating."""
     from rnncli.kernels.generate import generate
 
-    w = GenerationWeights(ck.model, ck.params)
-    h, cstate = w.fresh_state()
+    model = Model(ck.model)
+    weights = model.step_weights(ck.params)
+    h, cstate = model.step_state(model.initial_state(1, ck.params["embed.weight"].dtype))
     context = np.concatenate([[EOS], prime_ids]).astype(np.int64)
     done = 0
     size = 8  # a small first burst: text appears at once
@@ -111,7 +54,7 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rng: n
         out = np.empty(n, np.int64)
         lps = np.empty(n, np.float64)
         uniforms = rng.random(n)
-        got = generate(*w.args(), h, cstate, context, uniforms, c.temperature, c.top_k, c.top_p, c.until_eos, out,
+        got = generate(*weights, h, cstate, context, uniforms, c.temperature, c.top_k, c.top_p, c.until_eos, out,
                        lps)
         yield out[:got].tolist(), lps[:got].tolist()
         done += got
@@ -124,12 +67,13 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rng: n
 def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> tuple[list[int], float]:
     """The most likely continuation of `c.length` tokens (or ending in <EOS>), beams ranked by
     log-probability per token (length-normalised). <UNK> is never extended."""
-    cfg, params = ck.model, ck.params
-    state = M.initial_state(cfg, 1, params["embed.weight"].dtype)
+    model, params = Model(ck.model), ck.params
+    weights = model.step_weights(params)
+    state = model.initial_state(1, params["embed.weight"].dtype)
     context = np.concatenate([[EOS], prime_ids]).astype(np.int64)
     logits = None
     for t in context:
-        logits, state = M.step(cfg, params, np.array([t]), state)
+        logits, state = model.step(params, np.array([t]), state, weights)
     beams = [([], 0.0, state, logits[0])]  # (tokens, logprob, state, next logits)
     finished: list[tuple[list[int], float]] = []
     width = c.beam
@@ -147,7 +91,7 @@ def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> tuple
             if c.until_eos and tokens[-1] == EOS:
                 finished.append((tokens, score))
             elif len(beams) < width:
-                logits_next, st_next = M.step(cfg, params, np.array([tokens[-1]]), st)
+                logits_next, st_next = model.step(params, np.array([tokens[-1]]), st, weights)
                 beams.append((tokens, score, st_next, logits_next[0]))
             if len(beams) >= width and len(finished) >= width:
                 break
@@ -172,7 +116,6 @@ def continuation_text(tokenizer, context: list[int], tokens: list[int]) -> str:
 
 def generate_samples(ck: Checkpoint, prime: str, c: SampleConfig, write=None) -> Iterator[Sample]:
     """Yield `c.num_samples` samples; if `write` is given, stream each sample's text through it."""
-    check_sample_config(c)
     tokenizer = ck.tokenizer
     prime_ids, _ = encode_prime(tokenizer, prime)
     rng = np.random.default_rng(c.seed)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli import model as M
 from rnncli.checkpoint import Checkpoint
+from rnncli.data import chunks, contiguous_streams
 from rnncli.errors import UsageError
+from rnncli.model import Model, Params
 from rnncli.tokenizers import EOS, UNK
 
 BATCH_SENTENCES = 64
@@ -66,7 +67,7 @@ def score_ids(ck: Checkpoint, sentences: list[np.ndarray]) -> list[np.ndarray]:
     from rnncli.allocator import keep_freed_memory
 
     keep_freed_memory()
-    cfg, params = ck.model, ck.params
+    model, params = Model(ck.model), ck.params
     dtype = params["embed.weight"].dtype
     results: list[np.ndarray | None] = [None] * len(sentences)
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
@@ -84,12 +85,12 @@ def score_ids(ck: Checkpoint, sentences: list[np.ndarray]) -> list[np.ndarray]:
         inputs = np.empty_like(targets)
         inputs[0] = EOS
         inputs[1:] = targets[:-1]
-        state = M.initial_state(cfg, B, dtype)
+        state = model.initial_state(B, dtype)
         lp = np.empty((T, B))
         for t0 in range(0, T, TIME_CHUNK):
             t1 = min(t0 + TIME_CHUNK, T)
-            lp[t0:t1], state = M.logprobs(cfg, params, np.ascontiguousarray(inputs[t0:t1]),
-                                          np.ascontiguousarray(targets[t0:t1]), state)
+            lp[t0:t1], state = model.logprobs(params, np.ascontiguousarray(inputs[t0:t1]),
+                                              np.ascontiguousarray(targets[t0:t1]), state)
         for b, i in enumerate(batch):
             results[i] = lp[: lengths[b], b].astype(np.float64)
     return results  # type: ignore[return-value]
@@ -176,4 +177,18 @@ def continuous_loss(ck: Checkpoint, ids: np.ndarray, batch_size: int, seq_len: i
     from rnncli.allocator import keep_freed_memory
 
     keep_freed_memory()
-    return M.stream_loss(ck.model, ck.params, ids, batch_size, seq_len)
+    return stream_loss(Model(ck.model), ck.params, ids, batch_size, seq_len)
+
+
+def stream_loss(model: Model, params: Params, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
+    """Mean nats per token of a token stream (N,), cut into up to `batch_size` contiguous streams
+    read in chunks of `seq_len` with the state carried, as training batches (training's
+    validation): every token is predicted except the first of each stream."""
+    streams = contiguous_streams(ids, max(1, min(batch_size, (len(ids) - 1) // 2)))
+    state = model.initial_state(streams.shape[0], params["embed.weight"].dtype)
+    total, count = 0.0, 0
+    for inputs, targets in chunks(streams, seq_len):
+        lp, state = model.logprobs(params, inputs, targets, state)
+        total -= float(lp.sum(dtype=np.float64))
+        count += lp.size
+    return total / max(count, 1)

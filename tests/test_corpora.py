@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from rnncli.synthetic import agreement_corpus, demo_corpus, markov_corpus, markov_source
+from corpora.synthetic import agreement_corpus, demo_corpus, markov_corpus, markov_source
 from tests.conftest import CORPORA
 
 

@@ -4,7 +4,7 @@ and float32 against float64."""
 import numpy as np
 import pytest
 
-from rnncli.config import CELLS
+from rnncli.kernels.cells import CELL_NAMES as CELLS
 from rnncli.kernels.cells import get_cell
 from tests.gradcheck import assert_close_grads, numerical_grad
 

@@ -4,8 +4,9 @@ forward-only scoring, generation steps, and that a tiny model can learn."""
 import numpy as np
 import pytest
 
-from rnncli import model as M
-from rnncli.config import CELLS, ModelConfig
+from rnncli.config import ModelConfig
+from rnncli.kernels.cells import CELL_NAMES as CELLS
+from rnncli.model import Model
 from tests.gradcheck import assert_close_grads, numerical_grad
 
 T, B, V = 4, 3, 7
@@ -15,10 +16,10 @@ def make(cell="lstm", tie=False, dropout=0.0, layers=2, seed=0):
     cfg = ModelConfig(cell=cell, vocab_size=V, embed=5, hidden=5 if tie else 4, layers=layers,
                       dropout=dropout, tie_weights=tie)
     rng = np.random.default_rng(seed)
-    params = M.init_params(cfg, rng, np.float64)
+    params = Model(cfg).init_params(rng, np.float64)
     inputs = rng.integers(0, V, (T, B))
     targets = rng.integers(0, V, (T, B))
-    state0 = [tuple(rng.normal(size=s.shape) for s in st) for st in M.initial_state(cfg, B, np.float64)]
+    state0 = [tuple(rng.normal(size=s.shape) for s in st) for st in Model(cfg).initial_state(B, np.float64)]
     return cfg, params, inputs, targets, state0, rng
 
 
@@ -26,15 +27,15 @@ def make(cell="lstm", tie=False, dropout=0.0, layers=2, seed=0):
 @pytest.mark.parametrize("tie, dropout", [(False, 0.0), (True, 0.4)])
 def test_model_loss_gradients(cell, tie, dropout):
     cfg, params, inputs, targets, state0, rng = make(cell, tie, dropout)
-    masks = M.dropout_masks(cfg, rng, T, B, np.float64)
+    masks = Model(cfg).dropout_masks(rng, T, B, np.float64)
     assert (masks is not None) == (dropout > 0)
-    loss, _, cache = M.forward(cfg, params, inputs, targets, state0, masks)
-    grads = M.backward(cfg, params, cache)
+    loss, _, cache = Model(cfg).forward(params, inputs, targets, state0, masks)
+    grads = Model(cfg).backward(params, cache)
     assert set(grads) == set(params)
     assert ("output.W" in params) != tie
 
     def f():
-        return M.forward(cfg, params, inputs, targets, state0, masks)[0]
+        return Model(cfg).forward(params, inputs, targets, state0, masks)[0]
 
     for name, value in params.items():
         assert_close_grads(name, grads[name], numerical_grad(f, value))
@@ -44,14 +45,14 @@ def test_model_loss_gradients(cell, tie, dropout):
 @pytest.mark.parametrize("tie", [False, True])
 def test_first_layer_from_the_per_token_table_equals_projecting_each_position(cell, tie, monkeypatch):
     cfg, params, inputs, targets, state0, rng = make(cell, tie, dropout=0.4 if tie else 0.0)
-    masks = M.dropout_masks(cfg, rng, T, B, np.float64)
-    loss, states, cache = M.forward(cfg, params, inputs, targets, state0, masks)
+    masks = Model(cfg).dropout_masks(rng, T, B, np.float64)
+    loss, states, cache = Model(cfg).forward(params, inputs, targets, state0, masks)
     assert cache.layer_caches[0][0] is None  # V = 7 < T*B = 12: the table was used
-    grads = M.backward(cfg, params, cache)
-    monkeypatch.setattr(M, "_input_table", lambda *args: None)
-    loss2, states2, cache2 = M.forward(cfg, params, inputs, targets, state0, masks)
+    grads = Model(cfg).backward(params, cache)
+    monkeypatch.setattr(Model, "_input_table", lambda *args: None)
+    loss2, states2, cache2 = Model(cfg).forward(params, inputs, targets, state0, masks)
     assert cache2.layer_caches[0][0] is not None
-    grads2 = M.backward(cfg, params, cache2)
+    grads2 = Model(cfg).backward(params, cache2)
     assert loss == pytest.approx(loss2, rel=1e-13)
     for name in params:
         np.testing.assert_allclose(grads[name], grads2[name], rtol=1e-10, atol=1e-13, err_msg=name)
@@ -61,22 +62,22 @@ def test_first_layer_from_the_per_token_table_equals_projecting_each_position(ce
 
 def test_param_names_are_stable():
     cfg = ModelConfig(cell="lstm-peephole", vocab_size=V, embed=3, hidden=4, layers=2)
-    names = list(M.param_shapes(cfg))
+    names = list(Model(cfg).param_shapes())
     assert names == ["embed.weight", "layers.0.Wx", "layers.0.Wh", "layers.0.b", "layers.0.peep",
                      "layers.1.Wx", "layers.1.Wh", "layers.1.b", "layers.1.peep", "output.W", "output.b"]
-    assert M.param_shapes(cfg)["layers.1.Wx"] == (4, 16)
+    assert Model(cfg).param_shapes()["layers.1.Wx"] == (4, 16)
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_logprobs_match_forward_loss_and_steps(cell):
     cfg, params, inputs, targets, state0, _ = make(cell)
-    loss, states, _ = M.forward(cfg, params, inputs, targets, state0)
-    lp, states2 = M.logprobs(cfg, params, inputs, targets, state0)
+    loss, states, _ = Model(cfg).forward(params, inputs, targets, state0)
+    lp, states2 = Model(cfg).logprobs(params, inputs, targets, state0)
     assert lp.shape == (T, B)
     assert -lp.mean() == pytest.approx(loss, abs=1e-12)
     state = state0
     for t in range(T):
-        logits, state = M.step(cfg, params, inputs[t], state)
+        logits, state = Model(cfg).step(params, inputs[t], state)
         logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
             - logits.max(1, keepdims=True)
         np.testing.assert_allclose(logp[np.arange(B), targets[t]], lp[t], atol=1e-12)
@@ -89,18 +90,18 @@ def test_initial_loss_near_log_vocab_and_tiny_model_overfits(cell):
     V_big = 20
     cfg = ModelConfig(cell=cell, vocab_size=V_big, embed=16, hidden=32, layers=1)
     rng = np.random.default_rng(0)
-    params = M.init_params(cfg, rng)
+    params = Model(cfg).init_params(rng)
     inputs = rng.integers(0, V_big, (8, 4))
     targets = rng.integers(0, V_big, (8, 4))
-    state0 = M.initial_state(cfg, 4)
-    loss0, _, _ = M.forward(cfg, params, inputs, targets, state0)
+    state0 = Model(cfg).initial_state(4)
+    loss0, _, _ = Model(cfg).forward(params, inputs, targets, state0)
     assert abs(loss0 - np.log(V_big)) < 0.5
     # plain Adam on one batch
     m = {k: np.zeros_like(v) for k, v in params.items()}
     s = {k: np.zeros_like(v) for k, v in params.items()}
     for i in range(1, 301):
-        loss, _, cache = M.forward(cfg, params, inputs, targets, state0)
-        for k, g in M.backward(cfg, params, cache).items():
+        loss, _, cache = Model(cfg).forward(params, inputs, targets, state0)
+        for k, g in Model(cfg).backward(params, cache).items():
             m[k] = 0.9 * m[k] + 0.1 * g
             s[k] = 0.999 * s[k] + 0.001 * g * g
             params[k] -= 0.01 * (m[k] / (1 - 0.9**i)) / (np.sqrt(s[k] / (1 - 0.999**i)) + 1e-8)

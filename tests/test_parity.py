@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnncli import model as M
-from rnncli.config import CELLS, ModelConfig
+from rnncli.config import ModelConfig
+from rnncli.kernels.cells import CELL_NAMES as CELLS
+from rnncli.model import Model
 
 REFERENCE = Path(__file__).parent / "reference"
 
@@ -25,15 +26,15 @@ def run_rnncli(cell, ref, dtype):
     layers = len({k.split(".")[1] for k in params if k.startswith("layers.")})
     cfg = ModelConfig(cell=cell, vocab_size=V, embed=D, hidden=H, layers=layers)
     state0 = [tuple(ref[f"state0.{layer}.{i}"].astype(dtype) for i in range(len(st)))
-              for layer, st in enumerate(M.initial_state(cfg, 1))]
-    loss, finals, cache = M.forward(cfg, params, ref["inputs"], ref["targets"], state0)
-    grads = M.backward(cfg, params, cache)
+              for layer, st in enumerate(Model(cfg).initial_state(1))]
+    loss, finals, cache = Model(cfg).forward(params, ref["inputs"], ref["targets"], state0)
+    grads = Model(cfg).backward(params, cache)
     return loss, finals, cache, grads
 
 
 def compare(cell, ref, loss, finals, cache, grads, tol):
     assert loss == pytest.approx(float(ref["loss"]), abs=tol)
-    np.testing.assert_allclose(cache.top.reshape(ref["top"].shape), ref["top"], atol=tol, rtol=tol,
+    np.testing.assert_allclose(cache.head.top.reshape(ref["top"].shape), ref["top"], atol=tol, rtol=tol,
                                err_msg=f"{cell}: top-layer outputs")
     for layer, st in enumerate(finals):
         for i, s in enumerate(st):

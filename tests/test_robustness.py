@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnncli.checkpoint import load_checkpoint
 from rnncli.config import TokenizerConfig
 from rnncli.data import Corpus, encode_corpus
 from rnncli.errors import RnncliError
+from rnncli.setup import load_model_checkpoint as load_checkpoint
 from rnncli.tokenizers import fit_tokenizer
 from tests.conftest import CORPORA, ROOT, run_cli
 

@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from rnncli import model as M
-from rnncli.checkpoint import load_checkpoint, save_checkpoint
+from rnncli.checkpoint import save_checkpoint
+from rnncli.kernels.cells import CELL_NAMES
 from rnncli.kernels.generate import choose_token
+from rnncli.model import Model
+from rnncli.setup import load_model_checkpoint as load_checkpoint
 from rnncli.tokenizers import EOS, UNK
 from tests.conftest import run_cli
 
@@ -21,18 +23,18 @@ def sample_json(model, *args):
 def test_greedy_follows_the_argmax_path(char_model):
     out = sample_json(char_model, "--temperature", "0", "--length", "40", "--prime", "The ")[0]
     ck = load_checkpoint(str(char_model))
-    state = M.initial_state(ck.model, 1)
+    state = Model(ck.model).initial_state(1)
     prime = ck.tokenizer.encode("The ")
     logits = None
     for t in [EOS, *prime]:
-        logits, state = M.step(ck.model, ck.params, np.array([t]), state)
+        logits, state = Model(ck.model).step(ck.params, np.array([t]), state)
     expected = []
     for _ in range(40):
         lg = logits[0].copy()
         lg[UNK] = -np.inf
         token = int(np.argmax(lg))
         expected.append(token)
-        logits, state = M.step(ck.model, ck.params, np.array([token]), state)
+        logits, state = Model(ck.model).step(ck.params, np.array([token]), state)
     assert out["token_ids"] == expected
     assert out["text"] == "The " + ck.tokenizer.decode(expected)
 
@@ -170,29 +172,29 @@ def test_rnncli_model_environment_variable(char_model, tmp_path, monkeypatch):
     assert result.exit_code == 0 and len(result.stdout) >= 10
 
 
-@pytest.mark.parametrize("cell", ["rnn", "rnn-relu", "gru", "gru-simple", "gru-cudnn", "lstm", "lstm-peephole"])
+@pytest.mark.parametrize("cell", CELL_NAMES)
 def test_generation_kernel_matches_the_model_for_every_cell(cell):
+    """Greedy generation through the cell's single step picks, at every position, the argmax of
+    the distribution the chunk kernels compute for the same text."""
     from rnncli.config import ModelConfig
     from rnncli.kernels.generate import generate
-    from rnncli.sample import GenerationWeights
 
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=8, layers=2)
+    model = Model(cfg)
     rng = np.random.default_rng(0)
-    params = {k: (v * 3).astype(np.float32) for k, v in M.init_params(cfg, rng).items()}  # lively weights
+    params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(rng).items()}  # lively weights
     prime = np.array([EOS, 4, 7, 2], dtype=np.int64)
-    w = GenerationWeights(cfg, params)
-    h, c = w.fresh_state()
+    weights = model.step_weights(params)
+    h, c = model.step_state(model.initial_state(1))
     out, lps = np.empty(12, np.int64), np.empty(12)
-    generate(*w.args(), h, c, prime, np.zeros(12), 0.0, 0, 1.0, False, out, lps)
-    state = M.initial_state(cfg, 1)
-    for t in prime:
-        logits, state = M.step(cfg, params, np.array([t]), state)
+    generate(*weights, h, c, prime, np.zeros(12), 0.0, 0, 1.0, False, out, lps)
+    fed = np.concatenate([prime, out[:-1]])[:, None]  # (T, 1)
+    logprobs, _ = model.next_token_logprobs(params, fed, model.initial_state(1))
     expected = []
-    for _ in range(12):
-        lg = logits[0].astype(np.float64)
+    for t in range(len(prime) - 1, len(fed)):
+        lg = logprobs[t, 0].astype(np.float64)
         lg[UNK] = -np.inf
         expected.append(int(np.argmax(lg)))
-        logits, state = M.step(cfg, params, np.array([expected[-1]]), state)
     assert out.tolist() == expected
 
 

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from rnncli import model as M
-from rnncli.checkpoint import load_checkpoint
+from rnncli.model import Model
 from rnncli.score import score_sentences
+from rnncli.setup import load_model_checkpoint as load_checkpoint
 from tests.conftest import CORPORA, run_cli
 
 
@@ -21,7 +21,8 @@ def score_json(model, *args):
 def test_next_token_distribution_sums_to_one(word_model):
     ck = load_checkpoint(str(word_model))
     ids = ck.tokenizer.encode("The apple and pear salad was sweet.\nWe ate it.")
-    lp, _ = M.next_token_logprobs(ck.model, ck.params, ids[:, None].astype(np.int64), M.initial_state(ck.model, 1))
+    model = Model(ck.model)
+    lp, _ = model.next_token_logprobs(ck.params, ids[:, None].astype(np.int64), model.initial_state(1))
     np.testing.assert_allclose(np.exp(lp.astype(np.float64)).sum(axis=2), 1.0, atol=1e-5)
 
 

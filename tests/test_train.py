@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from rnncli import model as M
-from rnncli.checkpoint import load_checkpoint
+from rnncli.model import Model
+from rnncli.setup import load_model_checkpoint as load_checkpoint
 from tests.conftest import CORPORA, ROOT, run_cli
 
 DEMO = CORPORA / "demo.txt"
@@ -42,7 +42,8 @@ def verb_accuracy(path, lines) -> float:
     for line in lines:
         ids = tok.encode(line)
         inputs = np.concatenate([[1], ids[:-1]]).astype(np.int64)[:, None]
-        lp, _ = M.next_token_logprobs(ck.model, ck.params, inputs, M.initial_state(ck.model, 1))
+        model = Model(ck.model)
+        lp, _ = model.next_token_logprobs(ck.params, inputs, model.initial_state(1))
         pos = int(np.flatnonzero((ids == was) | (ids == were))[0])
         guess = was if lp[pos, 0, was] > lp[pos, 0, were] else were
         correct += int(guess == ids[pos])
@@ -145,9 +146,7 @@ def test_patience_stops_early(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
-    import rnncli.train as train_module
-
-    real_forward = M.forward
+    real_forward = Model.forward
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -155,12 +154,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
         loss, states, cache = real_forward(*args, **kwargs)
         return (float("nan") if calls["n"] > 3 else loss), states, cache
 
-    monkeypatch.setattr(train_module.M, "forward", poisoned)
+    monkeypatch.setattr(Model, "forward", poisoned)
     out = tmp_path / "nan.npz"
     result = run_cli("train", DEMO, *SMALL, "--max-steps", "20", "--out", out)
     assert result.exit_code == 1
     assert "diverged at step 4" in result.stderr and "--lr" in result.stderr
-    monkeypatch.setattr(train_module.M, "forward", real_forward)
+    monkeypatch.setattr(Model, "forward", real_forward)
     ck = load_checkpoint(str(out))
     assert ck.state["step"] == 3
     assert all(np.isfinite(p).all() for p in ck.params.values())

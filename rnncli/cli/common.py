@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from rnncli.errors import RnncliError
+from rnncli.errors import ConfigError, RnncliError
 
 app = typer.Typer(
     name="rnncli",
@@ -52,6 +52,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except ConfigError as err:  # the core names the field; the user typed its flag
+            fail(f"--{err.field.replace('_', '-')} {err.problem}", err.exit_code)
         except RnncliError as err:
             fail(str(err), err.exit_code)
         except KeyboardInterrupt:
@@ -90,12 +92,12 @@ def utf8_stdout() -> None:
 def load_model(path: str | None):
     """The checkpoint at `path`, else $RNNCLI_MODEL, else the model trained last here (weights,
     tokenizer and history; not the optimizer state, which only `train --resume` needs)."""
-    from rnncli.checkpoint import load_checkpoint
     from rnncli.errors import UsageError
-    from rnncli.train import latest_model
+    from rnncli.runfiles import latest_model
+    from rnncli.setup import load_model_checkpoint
 
     path = path or latest_model()
     if not path:
         raise UsageError("no model given and none trained here yet: run `rnncli train CORPUS` first, "
                          "or pass --model PATH (or set RNNCLI_MODEL)")
-    return load_checkpoint(path, training_state=False)
+    return load_model_checkpoint(path, training_state=False)

@@ -50,7 +50,7 @@ def info(
     Example: rnncli info runs/demo-gru.npz
     """
     from rnncli.checkpoint import describe
-    from rnncli.train import latest_model
+    from rnncli.runfiles import latest_model
 
     path = checkpoint or latest_model() or ""
     d = describe(load_model(path or None), path)

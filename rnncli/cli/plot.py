@@ -11,44 +11,24 @@ from rnncli.cli.common import app, console, user_errors
 
 def read_history(path: str) -> tuple[str, list[dict]]:
     """(label, records) from a metrics .jsonl file or a checkpoint."""
-    import json
     import os
 
-    from rnncli.errors import RnncliError, UsageError
+    from rnncli.errors import UsageError
+    from rnncli.runfiles import parse_metrics, read_metrics
 
     if path == "-":
         import sys
 
-        lines = sys.stdin.read().splitlines()
-        label = "stdin"
-    elif not os.path.exists(path):
+        return "stdin", parse_metrics(sys.stdin.read().splitlines(), "stdin")
+    if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
-    else:
-        lines = None
-        label = os.path.splitext(os.path.basename(path))[0].removesuffix(".metrics")
+    label = os.path.splitext(os.path.basename(path))[0].removesuffix(".metrics")
     if path.endswith(".npz"):
-        from rnncli.checkpoint import load_checkpoint
+        from rnncli.setup import load_model_checkpoint
 
-        ck = load_checkpoint(path)
+        ck = load_model_checkpoint(path, training_state=False)
         return f"{label} ({ck.model.cell})", ck.state.get("history", [])
-    if lines is None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise RnncliError(f"{path}: cannot read ({err})") from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise RnncliError(f"{path}: line {number} is not JSON (expected a .metrics.jsonl file)") from None
-        if not isinstance(record, dict) or "step" not in record or "tokens_seen" not in record:
-            raise RnncliError(f"{path}: line {number} is not an rnncli metrics record")
-        records.append(record)
-    return label, records
+    return label, read_metrics(path)
 
 
 @app.command()

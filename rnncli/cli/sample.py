@@ -58,11 +58,11 @@ def sample(
     Example: rnncli sample --temperature 0.8 --prime "The " --length 200 --seed 1
     """
     from rnncli.config import SampleConfig
-    from rnncli.sample import check_sample_config, encode_prime, generate_samples, stdout_writer
+    from rnncli.sample import encode_prime, generate_samples, stdout_writer
 
     config = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
                           until_eos=until_eos, stop=stop, num_samples=num_samples, seed=seed)
-    check_sample_config(config)
+    config.check()
     if prime_file:
         from rnncli.data import Corpus
 

@@ -19,6 +19,7 @@ from rnncli.cli.common import (
     app,
     user_errors,
 )
+from rnncli.kernels.cells import CELL_NAMES
 
 
 @app.command()
@@ -35,7 +36,7 @@ def train(
     lowercase: Annotated[bool, typer.Option(help="Word level: fold case.", rich_help_panel=TOKENIZER_OPTIONS)] = False,
     spm_type: Annotated[str, typer.Option(help="Subword level: unigram or bpe.",
                                           rich_help_panel=TOKENIZER_OPTIONS)] = "unigram",
-    cell: Annotated[str, typer.Option(help="rnn, rnn-relu, gru, gru-simple, gru-cudnn, lstm or lstm-peephole.",
+    cell: Annotated[str, typer.Option(help=f"{', '.join(CELL_NAMES[:-1])} or {CELL_NAMES[-1]}.",
                                       rich_help_panel=MODEL_OPTIONS)] = "lstm",
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel=MODEL_OPTIONS)] = 2,
     hidden: Annotated[int, typer.Option(help="Hidden size of every layer.", rich_help_panel=MODEL_OPTIONS)] = 256,
@@ -92,7 +93,9 @@ def train(
     from typer._click.core import ParameterSource
 
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
-    from rnncli.train import StopFlag, TrainRequest, parse_duration, prepare, set_latest
+    from rnncli.runfiles import set_latest
+    from rnncli.setup import TrainRequest, parse_duration, prepare
+    from rnncli.train import StopFlag
     from rnncli.train import train as run_training
 
     explicit = {name for name in ctx.params

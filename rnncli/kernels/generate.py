@@ -1,61 +1,40 @@
-"""Batch-1 generation inside Numba: the whole model's step and the choice of the next token,
-for many tokens per call, so Python runs once per call rather than once per token.
+"""The whole model's single step inside Numba, and batch-1 generation: the step and the choice of
+the next token for many tokens per call, so Python runs once per call rather than once per token.
 
-Parameters are passed stacked per layer (see rnncli/sample.py, `GenerationWeights`):
-    Wx0 (D, G*H) first layer's input weights; WxR (max(L-1, 1), H, G*H) the other layers'
-    WhA (L, H, A), WhB (L, H, C): the recurrent weights, whole (A = G*H) or, for the notes' GRU,
-        split into the [u, r] block (A = 2H) and the c~ block (C = H)
-    b (L, G*H), peep (L, 3, H), bhn (L, H) (gru-cudnn's b_hn), Wy (H, V), by (V,)
-    h, c (L, 1, H): the state, updated in place.
-Cell codes: 0 rnn, 1 rnn-relu, 2 gru, 3 gru-simple, 4 lstm, 5 lstm-peephole, 6 gru-cudnn.
+The recurrent layers run their cell's own single step (`layer_step`, registered by each cell
+module for its named tuple of stacked weights, see recurrent.py): these kernels are compiled for
+one cell at a time, the one whose weights they are given. The other arguments:
+    E (V, D) embedding, Wy (H, V) and by (V,) the output layer,
+    h, c (L, B, H): the state, updated in place (c is unused by cells without a memory cell).
 """
 
 import numpy as np
 
-from rnncli.kernels.gru import _candidate, _cudnn_gates, _interpolate, _simple_gates, _update_relevance
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.lstm import _activate_gates, _new_state
-from rnncli.kernels.rnn import _rnn_math
+from rnncli.kernels.recurrent import layer_step
 
-CELL_CODES = {"rnn": 0, "rnn-relu": 1, "gru": 2, "gru-simple": 3, "lstm": 4, "lstm-peephole": 5, "gru-cudnn": 6}
 UNK = 0
 EOS = 1
 
 
 @kernel
-def model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits):
-    """Feed one token; write the next-token logits (V,) and update h, c (L, 1, H) in place."""
-    L, _, H = h.shape
-    x = E[token : token + 1]  # (1, D)
-    for layer in range(L):
-        Wx = Wx0 if layer == 0 else WxR[layer - 1]
-        xw = np.dot(x, Wx) + b[layer]  # (1, G*H)
-        h_prev = h[layer]
-        if cell <= 1:
-            _rnn_math(np.dot(h_prev, WhA[layer]), xw, cell == 1, h_prev)
-        elif cell == 2:
-            ur = np.empty((1, 2 * H), dtype=h.dtype)
-            rh = np.empty_like(h_prev)
-            _update_relevance(np.dot(h_prev, WhA[layer]), xw, h_prev, ur, rh)
-            cand = np.empty_like(h_prev)
-            _candidate(np.dot(rh, WhB[layer]), xw, cand)
-            _interpolate(ur, cand, 0, 0, h_prev.copy(), h_prev)
-        elif cell == 6:
-            rz = np.empty((1, 2 * H), dtype=h.dtype)
-            hn = np.empty_like(h_prev)
-            n = np.empty_like(h_prev)
-            _cudnn_gates(np.dot(h_prev, WhA[layer]), xw, bhn[layer], rz, hn, n, h_prev.copy(), h_prev)
-        elif cell == 3:
-            g = np.empty_like(xw)
-            _simple_gates(np.dot(h_prev, WhA[layer]), xw, g)
-            _interpolate(g, g, 0, H, h_prev.copy(), h_prev)
-        else:  # lstm, lstm-peephole
-            g = np.empty_like(xw)
-            c_prev = c[layer].copy()
-            _activate_gates(np.dot(h_prev, WhA[layer]), xw, c_prev, peep[layer], cell == 5, g)
-            _new_state(g, c_prev, peep[layer], cell == 5, c[layer], h_prev)
-        x = h_prev
-    logits[:] = (np.dot(x, Wy) + by)[0]
+def stack_step(weights, x, h, c):
+    """x (B, D) through every layer for one time step -> the top layer's h (B, H)."""
+    for layer in range(h.shape[0]):
+        Wx = weights.Wx0 if layer == 0 else weights.WxR[layer - 1]
+        xw = np.dot(x, Wx) + weights.b[layer]  # (B, G*H)
+        layer_step(weights, layer, xw, h[layer], c[layer])
+        x = h[layer]
+    return x.copy()
+
+
+@kernel
+def model_step(weights, E, Wy, by, tokens, h, c):
+    """Feed tokens (B,): -> next-token logits (B, V); h, c updated in place."""
+    x = np.empty((tokens.shape[0], E.shape[1]), dtype=E.dtype)
+    for b in range(tokens.shape[0]):
+        x[b] = E[tokens[b]]
+    return np.dot(stack_step(weights, x, h, c), Wy) + by
 
 
 @inline
@@ -142,23 +121,24 @@ def choose_token(logits, temperature, top_k, top_p, u):
 
 
 @kernel
-def generate(cell, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, context, uniforms, temperature, top_k, top_p,
-             stop_at_eos, out_tokens, out_logprobs):
+def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, top_p, stop_at_eos, out_tokens,
+             out_logprobs):
     """Feed the tokens of `context` (a prime, or the last token generated) and generate up to
-    len(out_tokens) tokens after them. The state h, c holds what came before the context and is
-    updated. Returns how many tokens were written (fewer when <EOS> came and stop_at_eos).
-    (One kernel for both rather than a separate one to feed the prime: the first sample after an
-    install compiles one kernel fewer, 14.0 -> 11.6 s measured.)"""
-    V = by.shape[0]
-    logits = np.empty(V, dtype=by.dtype)
+    len(out_tokens) tokens after them, at batch 1. The state h, c (L, 1, H) holds what came before
+    the context and is updated. Returns how many tokens were written (fewer when <EOS> came and
+    stop_at_eos). (One kernel for both rather than a separate one to feed the prime: the first
+    sample after an install compiles one kernel fewer.)"""
+    token = np.empty(1, dtype=context.dtype)
     for t in range(context.shape[0] - 1):  # the last one is fed with the first choice below
-        model_step(cell, context[t], E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits)
-    token = context[context.shape[0] - 1]
+        token[0] = context[t]
+        model_step(weights, E, Wy, by, token, h, c)
+    token[0] = context[context.shape[0] - 1]
     for n in range(out_tokens.shape[0]):
-        model_step(cell, token, E, Wx0, WxR, WhA, WhB, b, peep, bhn, Wy, by, h, c, logits)
-        token, lp = choose_token(logits, temperature, top_k, top_p, uniforms[n])
-        out_tokens[n] = token
+        logits = model_step(weights, E, Wy, by, token, h, c)[0]
+        chosen, lp = choose_token(logits, temperature, top_k, top_p, uniforms[n])
+        token[0] = chosen
+        out_tokens[n] = chosen
         out_logprobs[n] = lp
-        if stop_at_eos and token == EOS:
+        if stop_at_eos and chosen == EOS:
             return n + 1
     return out_tokens.shape[0]

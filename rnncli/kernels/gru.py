@@ -23,12 +23,22 @@ Backward, with dh the total gradient reaching c<t>:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, add_product_into, contiguous_T, product_into
+from rnncli.kernels.recurrent import (
+    Cell,
+    add_product_into,
+    contiguous_T,
+    input_weights,
+    product_into,
+    single_step,
+    stacked,
+)
 
 # As in lstm.py, the gate maths runs as short passes over few arrays so that LLVM vectorises it.
 
@@ -101,15 +111,21 @@ def gru_simple_backward(dhs, dhT, Wh, h0, hs, gates):
     return dgates, dh
 
 
-@kernel
-def gru_simple_step(x, Wx, Wh, b, h):
-    """One step for generation: x (B, D), h (B, H) -> new h."""
-    xw = np.dot(x, Wx) + b
-    g = np.empty_like(xw)
-    h_new = np.empty_like(h)
-    _simple_gates(np.dot(h, Wh), xw, g)
-    _interpolate(g, g, 0, g.shape[1] // 2, h, h_new)
-    return h_new
+class SimpleGRUWeights(NamedTuple):
+    """A stack's weights for the single step: Wx0 (D, 2H), WxR (L-1, H, 2H), Wh (L, H, 2H), b (L, 2H)."""
+
+    Wx0: np.ndarray
+    WxR: np.ndarray
+    Wh: np.ndarray
+    b: np.ndarray
+
+
+@single_step(SimpleGRUWeights)
+def gru_simple_step(weights, layer, xw, h, c):
+    """One step of one layer, h updated in place."""
+    gates = np.empty_like(xw)
+    _simple_gates(np.dot(h, weights.Wh[layer]), xw, gates)
+    _interpolate(gates, gates, 0, gates.shape[1] // 2, h.copy(), h)
 
 
 # ---- gru (full, the notes' form) ----------------------------------------------------------------
@@ -205,18 +221,27 @@ def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
     return d_ur, d_cand, dgates, dh
 
 
-@kernel
-def gru_step(x, Wx, Wh_ur, Wh_c, b, h):
-    """One step for generation: x (B, D), h (B, H) -> new h."""
-    xw = np.dot(x, Wx) + b
-    ur = np.empty((h.shape[0], 2 * h.shape[1]), dtype=h.dtype)
+class GRUWeights(NamedTuple):
+    """A stack's weights for the single step: Wx0 (D, 3H), WxR (L-1, H, 3H), b (L, 3H), and Wh split
+    into its [u, r] block Wh_ur (L, H, 2H) and its c~ block Wh_c (L, H, H), each contiguous."""
+
+    Wx0: np.ndarray
+    WxR: np.ndarray
+    Wh_ur: np.ndarray
+    Wh_c: np.ndarray
+    b: np.ndarray
+
+
+@single_step(GRUWeights)
+def gru_step(weights, layer, xw, h, c):
+    """One step of one layer: [Γ_u, Γ_r] from h<t-1>, then c~ from Γ_r * h<t-1>; h in place."""
+    B, H = h.shape
+    ur = np.empty((B, 2 * H), dtype=h.dtype)
     rh = np.empty_like(h)
-    _update_relevance(np.dot(h, Wh_ur), xw, h, ur, rh)
+    _update_relevance(np.dot(h, weights.Wh_ur[layer]), xw, h, ur, rh)
     cand = np.empty_like(h)
-    _candidate(np.dot(rh, Wh_c), xw, cand)
-    h_new = np.empty_like(h)
-    _interpolate(ur, cand, 0, 0, h, h_new)
-    return h_new
+    _candidate(np.dot(rh, weights.Wh_c[layer]), xw, cand)
+    _interpolate(ur, cand, 0, 0, h.copy(), h)
 
 
 # ---- gru-cudnn (PyTorch's nn.GRU form: reset gate applied after the product) ----------------------
@@ -302,16 +327,25 @@ def gru_cudnn_backward(dhs, dhT, Wh, h0, hs, gates, ns, hns):
     return dgx, dgh, dh
 
 
-@kernel
-def gru_cudnn_step(x, Wx, Wh, b, bhn, h):
-    """One step for generation: x (B, D), h (B, H) -> new h."""
-    xw = np.dot(x, Wx) + b
-    rz = np.empty((h.shape[0], 2 * h.shape[1]), dtype=h.dtype)
+class CudnnGRUWeights(NamedTuple):
+    """A stack's weights for the single step: Wx0 (D, 3H), WxR (L-1, H, 3H), Wh (L, H, 3H), b (L, 3H),
+    bhn (L, H)."""
+
+    Wx0: np.ndarray
+    WxR: np.ndarray
+    Wh: np.ndarray
+    b: np.ndarray
+    bhn: np.ndarray
+
+
+@single_step(CudnnGRUWeights)
+def gru_cudnn_step(weights, layer, xw, h, c):
+    """One step of one layer (one product), h in place."""
+    B, H = h.shape
+    rz = np.empty((B, 2 * H), dtype=h.dtype)
     hn = np.empty_like(h)
     n = np.empty_like(h)
-    h_new = np.empty_like(h)
-    _cudnn_gates(np.dot(h, Wh), xw, bhn, rz, hn, n, h, h_new)
-    return h_new
+    _cudnn_gates(np.dot(h, weights.Wh[layer]), xw, weights.bhn[layer], rz, hn, n, h.copy(), h)
 
 
 # ---- the cells ----------------------------------------------------------------------------------
@@ -331,9 +365,9 @@ class SimpleGRUCell(Cell):
         dgates, dh0 = gru_simple_backward(dhs, dstateT[0], p["Wh"], state0[0], hs, gates)
         return dgates, (dh0,)
 
-    def step(self, p, x, state):
-        h = gru_simple_step(x, p["Wx"], p["Wh"], p["b"], state[0])
-        return h, (h,)
+    def step_weights(self, layers):
+        dtype = layers[0]["Wx"].dtype
+        return SimpleGRUWeights(*input_weights(layers), stacked(layers, "Wh", dtype), stacked(layers, "b", dtype))
 
 
 def _split_Wh(Wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -369,10 +403,11 @@ class GRUCell(Cell):
         dWh[:, 2 * H :] = matmul(rhs.reshape(T * B, H).T, d_cand.reshape(T * B, H))
         return dWh
 
-    def step(self, p, x, state):
-        Wh_ur, Wh_c = _split_Wh(p["Wh"])
-        h = gru_step(x, p["Wx"], Wh_ur, Wh_c, p["b"], state[0])
-        return h, (h,)
+    def step_weights(self, layers):
+        dtype = layers[0]["Wx"].dtype
+        blocks = [_split_Wh(lp["Wh"]) for lp in layers]
+        return GRUWeights(*input_weights(layers), stacked([{"W": ur} for ur, _ in blocks], "W", dtype),
+                          stacked([{"W": c} for _, c in blocks], "W", dtype), stacked(layers, "b", dtype))
 
 
 class CudnnGRUCell(Cell):
@@ -396,6 +431,7 @@ class CudnnGRUCell(Cell):
         H = dgates_h.shape[2] // 3
         return {"bhn": dgates_h[:, :, 2 * H :].sum(axis=(0, 1))}  # b_hn sits beside W_hn h
 
-    def step(self, p, x, state):
-        h = gru_cudnn_step(x, p["Wx"], p["Wh"], p["b"], p["bhn"], state[0])
-        return h, (h,)
+    def step_weights(self, layers):
+        dtype = layers[0]["Wx"].dtype
+        return CudnnGRUWeights(*input_weights(layers), stacked(layers, "Wh", dtype), stacked(layers, "b", dtype),
+                               stacked(layers, "bhn", dtype))

@@ -20,11 +20,13 @@ Backward, with dh, dc the total gradients reaching h<t>, c<t> from later steps:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T, product_into
+from rnncli.kernels.recurrent import Cell, contiguous_T, input_weights, product_into, single_step, stacked
 
 # The gate maths is split into short passes over few arrays: LLVM vectorises a loop only when it
 # can check that its arrays do not overlap, and gives up beyond a handful of them (measured: one
@@ -134,17 +136,25 @@ def lstm_backward(dhs, dhT, dcT, Wh, peep, peephole, c0, cs, gates):
     return dgates, dh, dc
 
 
-@kernel
-def lstm_step(x, Wx, Wh, b, peep, h, c, peephole):
-    """One step for generation: x (B, D), h and c (B, H) -> new h, c."""
-    xw = np.dot(x, Wx) + b
-    hW = np.dot(h, Wh)
-    gates = np.empty_like(hW)
-    c_new = np.empty_like(c)
-    h_new = np.empty_like(h)
-    _activate_gates(hW, xw, c, peep, peephole, gates)
-    _new_state(gates, c, peep, peephole, c_new, h_new)
-    return h_new, c_new
+class LSTMWeights(NamedTuple):
+    """A stack's weights for the single step: Wx0 (D, 4H), WxR (L-1, H, 4H), Wh (L, H, 4H), b (L, 4H),
+    peep (L, 3, H) (zeros without peepholes)."""
+
+    Wx0: np.ndarray
+    WxR: np.ndarray
+    Wh: np.ndarray
+    b: np.ndarray
+    peep: np.ndarray
+    peephole: bool
+
+
+@single_step(LSTMWeights)
+def lstm_step(weights, layer, xw, h, c):
+    """One step of one layer: the gates from xw and h<t-1> @ Wh, then c and h, in place."""
+    gates = np.empty_like(xw)
+    c_prev = c.copy()
+    _activate_gates(np.dot(h, weights.Wh[layer]), xw, c_prev, weights.peep[layer], weights.peephole, gates)
+    _new_state(gates, c_prev, weights.peep[layer], weights.peephole, c, h)
 
 
 class LSTMCell(Cell):
@@ -196,7 +206,9 @@ class LSTMCell(Cell):
         dpeep[2] = (dgates[:, :, 3 * H :] * cs).sum(axis=(0, 1))  # dp_o = sum do_pre * c<t>
         return {"peep": dpeep}
 
-    def step(self, p, x, state):
-        h, c = state
-        h, c = lstm_step(x, p["Wx"], p["Wh"], p["b"], self._peep(p, h.shape[1], h.dtype), h, c, self.peephole)
-        return h, (h, c)
+    def step_weights(self, layers):
+        dtype = layers[0]["Wx"].dtype
+        H = layers[0]["Wh"].shape[0]
+        peep = [self._peep(lp, H, dtype) for lp in layers]
+        return LSTMWeights(*input_weights(layers), stacked(layers, "Wh", dtype), stacked(layers, "b", dtype),
+                           np.ascontiguousarray(np.stack(peep)), self.peephole)

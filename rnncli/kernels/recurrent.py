@@ -1,8 +1,11 @@
 """What every recurrent cell shares: parameters, the input projection of a whole chunk as one
-product, and the weight gradients as large products after the time loop.
+product, the weight gradients as large products after the time loop, and the single step.
 
-A cell subclass supplies three kernels (forward recurrence, backward recurrence, one step) and, when
-its recurrent product does not take h<t-1> directly (the notes' GRU), its own `recurrent_weight_grad`.
+A cell subclass supplies two chunk kernels (forward recurrence, backward recurrence), when its
+recurrent product does not take h<t-1> directly (the notes' GRU) its own `recurrent_weight_grad`,
+and its single time step: a function registered with `@single_step(Weights)` for the named tuple
+`Weights` of its stacked weights (`step_weights`). Generation, beam search and `Cell.step` all run
+that one function (kernels/generate.py); the chunk kernels and the step share the gate maths.
 
 Packed parameters of one layer (gate blocks side by side, order given by each cell):
     Wx (D, G*H)   input weights      (the notes' W_ax blocks, transposed)
@@ -13,11 +16,48 @@ Packed parameters of one layer (gate blocks side by side, order given by each ce
 from __future__ import annotations
 
 import numpy as np
+from numba import types
 
 from rnncli.kernels.blas import matmul, transposed_copy
-from rnncli.kernels.jit import inline
+from rnncli.kernels.jit import inline, overload_by_type
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
+
+
+def layer_step(weights, layer, xw, h, c):
+    """One time step of layer `layer` inside a kernel: xw (B, G*H) = x<t> @ Wx + b, h and c (B, H)
+    updated in place (c is unused by cells without a memory cell). Each cell registers its own
+    implementation for its `Weights` type with `single_step`; Numba picks it at compile time, so a
+    kernel that calls this compiles only the cell it is given."""
+    raise NotImplementedError("layer_step runs inside Numba kernels only")
+
+
+def single_step(weights_class):
+    """Register `impl(weights, layer, xw, h, c)` as `layer_step` for weights of `weights_class`."""
+
+    def register(impl):
+        @overload_by_type(layer_step)
+        def _select(weights, layer, xw, h, c):
+            if isinstance(weights, types.BaseNamedTuple) and weights.instance_class is weights_class:
+                return impl
+
+        return impl
+
+    return register
+
+
+def stacked(layers: list[dict], key: str, dtype) -> np.ndarray:
+    """One parameter of every layer stacked, (L, ...), contiguous."""
+    return np.ascontiguousarray(np.stack([lp[key] for lp in layers]).astype(dtype, copy=False))
+
+
+def input_weights(layers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Wx0 (D, G*H) of the first layer and WxR (max(L-1, 1), H, G*H) of the others (a zero
+    placeholder for one layer: a kernel argument needs an array)."""
+    Wx0 = np.ascontiguousarray(layers[0]["Wx"])
+    if len(layers) > 1:
+        return Wx0, np.ascontiguousarray(np.stack([lp["Wx"] for lp in layers[1:]]))
+    return Wx0, np.zeros((1,) + layers[0]["Wh"].shape, Wx0.dtype)
 
 
 class Cell:
@@ -94,9 +134,22 @@ class Cell:
     def recurrence_backward(self, p: dict, cache, dhs: np.ndarray, dstateT: State):
         raise NotImplementedError
 
-    def step(self, p: dict, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        """One time step: x (B, D) -> h (B, H), new state. Stores nothing."""
+    def step_weights(self, layers: list[dict]):
+        """The stacked weights of a stack of this cell (`layers`: each layer's parameters), as the
+        named tuple its registered single step reads."""
         raise NotImplementedError
+
+    # ---- the single step ----------------------------------------------------------------------
+
+    def step(self, p: dict, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """One time step of one layer: x (B, D) -> h (B, H), new state. Stores nothing. Runs the
+        cell's registered single step, as generation does."""
+        from rnncli.kernels.generate import stack_step
+
+        h = state[0][None].copy()  # (1, B, H): a stack of one layer
+        c = (state[1] if self.state_size > 1 else state[0])[None].copy()
+        top = stack_step(self.step_weights([p]), np.ascontiguousarray(x), h, c)
+        return top, ((h[0],) if self.state_size == 1 else (h[0], c[0]))
 
 
 def contiguous_T(w: np.ndarray) -> np.ndarray:

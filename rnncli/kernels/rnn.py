@@ -9,11 +9,13 @@ dh<t-1> = dpre @ Wh^T.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from rnncli.kernels.activations import tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T, product_into
+from rnncli.kernels.recurrent import Cell, contiguous_T, input_weights, product_into, single_step, stacked
 
 
 @inline
@@ -64,14 +66,20 @@ def rnn_backward(dhs, dhT, Wh, hs, relu):
     return dpre, dh
 
 
-@kernel
-def rnn_step(x, Wx, Wh, b, h, relu):
-    """One step for generation: x (B, D), h (B, H) -> new h (B, H)."""
-    xw = np.dot(x, Wx) + b
-    pre = np.dot(h, Wh)
-    h_new = np.empty_like(h)
-    _rnn_math(pre, xw, relu, h_new)
-    return h_new
+class RNNWeights(NamedTuple):
+    """A stack's weights for the single step: Wx0 (D, H), WxR (L-1, H, H), Wh (L, H, H), b (L, H)."""
+
+    Wx0: np.ndarray
+    WxR: np.ndarray
+    Wh: np.ndarray
+    b: np.ndarray
+    relu: bool
+
+
+@single_step(RNNWeights)
+def rnn_step(weights, layer, xw, h, c):
+    """One step of one layer: h = g(xw + h<t-1> @ Wh), in place."""
+    _rnn_math(np.dot(h, weights.Wh[layer]), xw, weights.relu, h)
 
 
 class RNNCell(Cell):
@@ -91,6 +99,6 @@ class RNNCell(Cell):
         dpre, dh0 = rnn_backward(dhs, dstateT[0], p["Wh"], hs, self.relu)
         return dpre, (dh0,)
 
-    def step(self, p, x, state):
-        h = rnn_step(x, p["Wx"], p["Wh"], p["b"], state[0], self.relu)
-        return h, (h,)
+    def step_weights(self, layers):
+        dtype = layers[0]["Wx"].dtype
+        return RNNWeights(*input_weights(layers), stacked(layers, "Wh", dtype), stacked(layers, "b", dtype), self.relu)

@@ -20,8 +20,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from rnncli import model as M  # noqa: E402
-from rnncli.config import CELLS, ModelConfig  # noqa: E402
+from rnncli.config import ModelConfig  # noqa: E402
+from rnncli.kernels.cells import CELL_NAMES as CELLS  # noqa: E402
+from rnncli.model import Model  # noqa: E402
 
 T, B, V, D, H, L = 5, 3, 11, 4, 6, 2
 
@@ -29,10 +30,10 @@ T, B, V, D, H, L = 5, 3, 11, 4, 6, 2
 def make_inputs(cell: str, seed: int = 0):
     cfg = ModelConfig(cell=cell, vocab_size=V, embed=D, hidden=H, layers=L)
     rng = np.random.default_rng(seed)
-    params = {k: rng.normal(0, 0.4, v.shape) for k, v in M.init_params(cfg, rng, np.float64).items()}
+    params = {k: rng.normal(0, 0.4, v.shape) for k, v in Model(cfg).init_params(rng, np.float64).items()}
     inputs = rng.integers(0, V, (T, B))
     targets = rng.integers(0, V, (T, B))
-    state0 = [tuple(rng.normal(0, 0.5, (B, H)) for _ in st) for st in M.initial_state(cfg, B, np.float64)]
+    state0 = [tuple(rng.normal(0, 0.5, (B, H)) for _ in st) for st in Model(cfg).initial_state(B, np.float64)]
     return cfg, params, inputs, targets, state0
 
 

@@ -1,0 +1,220 @@
+"""From a training request to a ready run: check the options once, read and encode the data,
+build a new run or restore one (the resume policy), estimate memory. Writes nothing.
+
+Also the one loader of model checkpoints: the store (checkpoint.py) checks a file against the
+layout the model gives it here.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli.checkpoint import Checkpoint, load_checkpoint
+from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
+from rnncli.errors import RnncliError, UsageError
+from rnncli.model import Model
+from rnncli.optim import Optimizer
+from rnncli.runfiles import default_out
+from rnncli.train import DTYPE, Run
+
+RESUMABLE = {"epochs", "max_steps", "max_time", "lr", "clip", "lr_decay", "patience", "eval_every",
+             "weight_decay"}  # training options a resumed run may change
+MEMORY_BUDGET = 8 << 30  # bytes; well under this machine's 24 GiB, so a mistake fails fast
+
+
+def parse_duration(text: str) -> float:
+    """'300', '90s', '5m', '1.5h' -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not m:
+        raise UsageError(f"--max-time must look like 300, 90s, 5m or 1h, not {text!r}")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def model_layout(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], int]:
+    """What a stored configuration implies: parameter shapes and arrays per layer state."""
+    config.check()
+    model = Model(config)
+    return model.param_shapes(), model.state_arrays()
+
+
+def load_model_checkpoint(path: str, training_state: bool = True) -> Checkpoint:
+    return load_checkpoint(path, model_layout, training_state)
+
+
+def ids_checksum(ids: np.ndarray, block: int = 1 << 22) -> int:
+    """CRC-32 of the token ids, read block by block (ids may be memory-mapped)."""
+    crc = 0
+    for start in range(0, len(ids), block):
+        crc = zlib.crc32(np.ascontiguousarray(ids[start : start + block], dtype=np.int32).tobytes(), crc)
+    return crc
+
+
+# ---- runs ----------------------------------------------------------------------------------------
+
+
+def new_run(model: ModelConfig, train: TrainConfig, tokenizer_config: TokenizerConfig, tokenizer,
+            params: dict | None = None) -> Run:
+    """A fresh run (from `params` when given: --init-from). The configurations are checked already."""
+    rng = np.random.default_rng(train.seed)
+    if params is None:
+        params = Model(model).init_params(rng, DTYPE)
+    optimizer = Optimizer(train.optimizer, params, train.lr, train.weight_decay, train.clip)
+    return Run(model, train, tokenizer_config, tokenizer, params, optimizer, rng, lr=train.lr)
+
+
+def run_from_checkpoint(ck: Checkpoint, train: TrainConfig) -> Run:
+    """Continue the run stored in `ck` with (possibly extended) training options `train`."""
+    s = ck.state
+    if "rng" not in s or not ck.optim:
+        raise RnncliError("the checkpoint holds no training state to resume (was it exported for inference?)")
+    optimizer = Optimizer(train.optimizer, ck.params, train.lr, train.weight_decay, train.clip)
+    if set(optimizer.state) != set(ck.optim):
+        raise UsageError(f"cannot resume: the checkpoint's optimizer state is for {ck.train.optimizer}, "
+                         f"not {train.optimizer}")
+    optimizer.state = ck.optim
+    optimizer.step_count = ck.optim_step
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = s["rng"]
+        run = Run(ck.model, train, ck.tokenizer_config, ck.tokenizer, ck.params, optimizer, rng, ck.hidden,
+                  step=int(s["step"]), epoch=int(s["epoch"]), chunk=int(s["chunk"]),
+                  tokens_seen=int(s["tokens_seen"]), lr=float(s["lr"]), best_val=s["best_val"],
+                  plateau_best=s["plateau_best"], bad_evals=int(s["bad_evals"]), elapsed=float(s["elapsed"]),
+                  train_loss=s["train_loss"], val_loss=s["val_loss"], corpus=dict(s.get("corpus", {})),
+                  history=list(s.get("history", [])))
+    except (KeyError, TypeError, ValueError) as err:
+        raise RnncliError(f"the checkpoint's training state is damaged ({err!r}); start again with "
+                          "--init-from to keep the weights") from None
+    if train.lr != ck.train.lr:  # the user asked for a new learning rate
+        run.lr = train.lr
+    optimizer.lr = run.lr
+    return run
+
+
+# ---- from command-line options to a ready run ------------------------------------------------------
+
+
+@dataclass
+class TrainRequest:
+    corpus: str
+    model: ModelConfig
+    train: TrainConfig
+    tokenizer: TokenizerConfig
+    explicit: set  # names of the options the user actually gave
+    out: str | None = None
+    valid: str | None = None
+    resume: str | None = None
+    init_from: str | None = None
+    encoding: str = "utf-8"
+    errors: str = "strict"
+
+
+def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]:
+    """Check everything, read and encode the data, build or restore the run. Writes nothing."""
+    from rnncli.data import Corpus, encode_corpus, split_validation
+    from rnncli.tokenizers import fit_tokenizer
+
+    if req.resume and req.init_from:
+        raise UsageError("--resume and --init-from cannot be combined: resume continues a run, "
+                         "init-from starts a new one from its weights")
+    req.train.check()
+    corpus = Corpus(req.corpus, req.encoding, req.errors)
+    corpus.check_codec()
+    base = load_model_checkpoint(req.resume or req.init_from) if (req.resume or req.init_from) else None
+    if base is not None:
+        _refuse_changes(req, base)
+        tokenizer, tok_config, model = base.tokenizer, base.tokenizer_config, base.model
+        if req.init_from and "dropout" in req.explicit:
+            model.dropout = req.model.dropout
+            model.check()
+    else:
+        model = req.model
+        tok_config = req.tokenizer
+        if "embed" not in req.explicit:
+            model.embed = model.hidden if model.tie_weights else (64 if tok_config.level == "char" else 256)
+        model.vocab_size = max(model.vocab_size, 2)
+        model.check()  # before fitting a tokenizer, which may take long; the vocabulary comes next
+        tokenizer = fit_tokenizer(tok_config, corpus.blocks())
+        model.vocab_size = tokenizer.vocab_size
+    ids = encode_corpus(tokenizer, corpus)
+    if req.valid:
+        train_ids, val_ids = ids, encode_corpus(tokenizer, Corpus(req.valid, req.encoding, req.errors))
+        if len(val_ids) < 2:
+            raise RnncliError(f"{req.valid}: too short to validate on (needs at least 2 tokens)")
+    else:
+        train_ids, val_ids = split_validation(ids, req.train.val_fraction)
+        if val_ids is not None and len(val_ids) < 2:
+            val_ids = None
+    B, T = req.train.batch_size, req.train.seq_len
+    if len(train_ids) // B - 1 < T:
+        raise UsageError(f"{corpus.name}: {len(train_ids):,} training tokens are too few for one batch of "
+                         f"--batch-size {B} x --seq-len {T} (needs {B * (T + 1):,}); "
+                         "lower --batch-size or --seq-len")
+    check_memory(model, req.train)
+    corpus_info = {"name": corpus.name, "bytes": corpus.size_bytes(), "tokens": len(ids),
+                   "train_checksum": ids_checksum(train_ids)}
+    if req.resume:
+        old = base.state.get("corpus", {})
+        if old.get("train_checksum") not in (None, corpus_info["train_checksum"]):
+            raise UsageError(f"cannot resume: {corpus.name} is not the training data of {req.resume} "
+                             f"(it was {old.get('name')}, {old.get('tokens', 0):,} tokens)")
+        try:
+            run = run_from_checkpoint(base, req.train)
+        except UsageError as err:
+            raise UsageError(f"{req.resume}: {err}") from None
+        except RnncliError as err:
+            raise RnncliError(f"{req.resume}: {err}", err.exit_code) from None
+    else:
+        run = new_run(model, req.train, tok_config, tokenizer, base.params if base is not None else None)
+    run.corpus = corpus_info
+    out = req.out or (req.resume if req.resume else default_out(req.corpus, model.cell))
+    return run, train_ids, val_ids, out
+
+
+def estimate_memory(model: ModelConfig, train: TrainConfig) -> int:
+    """Bytes a training step needs, roughly: parameters with gradients and optimizer state (x4),
+    activations (B*T*H per gate and layer, see docs), and the output layer's logits (B*T*V)."""
+    m = Model(model)
+    n_params = sum(int(np.prod(s)) for s in m.param_shapes().values())
+    BT = train.batch_size * train.seq_len
+    activations = BT * model.layers * model.hidden * (m.cell.gates + 4) + BT * model.embed
+    return 4 * (4 * n_params + activations + 2 * BT * model.vocab_size)
+
+
+def check_memory(model: ModelConfig, train: TrainConfig) -> None:
+    need = estimate_memory(model, train)
+    if need > MEMORY_BUDGET:
+        raise UsageError(f"this model would need about {need / 2**30:.1f} GiB per training step (vocabulary "
+                         f"{model.vocab_size:,}, hidden {model.hidden}, batch {train.batch_size} x {train.seq_len}); "
+                         "lower --max-vocab, --hidden, --batch-size or --seq-len")
+
+
+def _refuse_changes(req: TrainRequest, base: Checkpoint) -> None:
+    """A resumed or fine-tuned run keeps the checkpoint's model and vocabulary: options that would
+    change them are refused with the reason, not silently ignored."""
+    what = "--resume" if req.resume else "--init-from"
+    model_opts = {"cell", "hidden", "layers", "embed", "tie_weights"} | (set() if req.init_from else {"dropout"})
+    tok_opts = {"level", "min_count", "max_vocab", "vocab_size", "lowercase", "spm_type"}
+    for name in sorted(req.explicit):
+        if name in model_opts and getattr(req.model, name) != getattr(base.model, name):
+            raise UsageError(f"{what}: --{name.replace('_', '-')} {getattr(req.model, name)} differs from the "
+                             f"checkpoint's {getattr(base.model, name)}; the model's shape is fixed")
+        if name in tok_opts and getattr(req.tokenizer, name) != getattr(base.tokenizer_config, name):
+            raise UsageError(f"{what}: --{name.replace('_', '-')} differs from the checkpoint's tokenizer; "
+                             "the vocabulary is fixed")
+    if req.resume:
+        for name in sorted(req.explicit):
+            if hasattr(base.train, name) and name not in RESUMABLE and \
+                    getattr(req.train, name) != getattr(base.train, name):
+                raise UsageError(f"--resume: --{name.replace('_', '-')} {getattr(req.train, name)} differs from the "
+                                 f"run's {getattr(base.train, name)}; it cannot change mid-run "
+                                 "(start a new run with --init-from instead)")
+        merged = TrainConfig(**base.train.__dict__)
+        for name in req.explicit & RESUMABLE:
+            setattr(merged, name, getattr(req.train, name))
+        merged.check()
+        req.train = merged
