@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	@echo "compiling the generation kernels once (about half a minute), so that the first rnncli sample starts at once"
-	$(PYTHON) -m rnncli.kernels.warm
+	$(PYTHON) -m rnncli.precompile
 	@touch $(STAMP)
 
 # PyTorch is a test/bench reference only (parity tests, --vs-torch). Pin the CPU wheel.

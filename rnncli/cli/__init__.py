@@ -29,6 +29,12 @@ def root(
 
 
 def main() -> None:
+    import sys
+
+    # Numba imports cffi and pycparser when they are installed (~50 ms of every command's start),
+    # for calling cffi functions from kernels, which rnncli never does: the command-line process
+    # declines them. (Code importing rnncli as a library is not affected.)
+    sys.modules.setdefault("cffi", None)  # type: ignore[arg-type]
     app()
 
 

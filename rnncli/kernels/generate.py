@@ -11,34 +11,10 @@ one cell at a time, the one whose weights they are given. The other arguments:
 import numpy as np
 
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import layer_step
+from rnncli.kernels.recurrent import run_stack_step
 
 UNK = 0
 EOS = 1
-
-
-# Compile time, measured cold for a 2-layer lstm: a kernel that calls another kernel links and
-# optimises the callee's code again, so the stack's step is inlined into `model_step` (and into
-# `stack_step`, which sampling never calls) rather than a kernel of its own (model_step 5.3 + 2.6 s
-# -> 5.3 s). Inlining everything into `generate` instead took longer still (13 s): Numba's inlining
-# re-types the inlined code at every call site.
-
-
-@inline
-def _stack_step(weights, x, h, c):
-    """x (B, D) through every layer for one time step -> the top layer's h (B, H)."""
-    for layer in range(h.shape[0]):
-        Wx = weights.Wx0 if layer == 0 else weights.WxR[layer - 1]
-        xw = np.dot(x, Wx) + weights.b[layer]  # (B, G*H)
-        layer_step(weights, layer, xw, h[layer], c[layer])
-        x = h[layer]
-    return x.copy()
-
-
-@kernel
-def stack_step(weights, x, h, c):
-    """One time step of a stack (Cell.step)."""
-    return _stack_step(weights, x, h, c)
 
 
 @kernel
@@ -47,7 +23,7 @@ def model_step(weights, E, Wy, by, tokens, h, c):
     x = np.empty((tokens.shape[0], E.shape[1]), dtype=E.dtype)
     for b in range(tokens.shape[0]):
         x[b] = E[tokens[b]]
-    return np.dot(_stack_step(weights, x, h, c), Wy) + by
+    return np.dot(run_stack_step(weights, x, h, c), Wy) + by
 
 
 @inline

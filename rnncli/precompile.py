@@ -1,6 +1,6 @@
 """Compile the generation kernels of every cell once, ahead of the first `rnncli sample`.
 
-`make install` runs this (`python -m rnncli.kernels.warm`): Numba compiles a kernel on its first
+`make install` runs this (`python -m rnncli.precompile`): Numba compiles a kernel on its first
 call and caches it beside its source. A cold generation kernel takes 7-11 s to compile for one
 cell, all seven 24 s together (measured on 2 cores), where a cached one loads in ~0.3 s.
 A tiny model of each cell, float32, is enough: the compiled code depends on the cell and the
