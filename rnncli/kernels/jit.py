@@ -27,7 +27,7 @@ inline = njit(inline="always", **OPTIONS)
 
 def overload_by_type(python_fn):
     """Register a compile-time overload of `python_fn` (see activations.py)."""
-    return overload(python_fn, jit_options=OPTIONS, inline="always")
+    return overload(python_fn, jit_options=OPTIONS)
 
 
 def _set_up_numba_lightly() -> None:
