@@ -85,7 +85,9 @@ class NpzReader:
                                       "refusing it (not a file rnncli wrote)")
                 self.sizes[info.filename.removesuffix(".npy")] = info.file_size
             self._npz = np.load(path, allow_pickle=False)
-        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, RuntimeError) as err:
+            # zipfile raises NotImplementedError for a damaged version or compression field and
+            # RuntimeError for a damaged encryption flag
             raise RnncliError(f"{path}: damaged .npz file ({err})") from None
 
     def __contains__(self, key: str) -> bool:
@@ -107,7 +109,7 @@ class NpzReader:
                 raise RnncliError(f"{self.path}: {key} is an object array, which rnncli refuses to "
                                   "unpickle") from None
             raise RnncliError(f"{self.path}: damaged array {key} ({err})") from None
-        except (OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
+        except (OSError, zipfile.BadZipFile, EOFError, KeyError, NotImplementedError, RuntimeError) as err:
             raise RnncliError(f"{self.path}: damaged array {key} ({err})") from None
 
     def close(self) -> None:
