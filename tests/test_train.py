@@ -4,6 +4,7 @@ refuses bad input without writing anything."""
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -276,3 +277,18 @@ def test_the_three_lines_work_in_an_empty_folder(tmp_path):
     score = run("score", "the apple and pear salad")
     assert score.returncode == 0, score.stderr
     assert "the apple and pear salad" in score.stdout
+
+
+def test_a_round_one_checkpoint_loads_scores_samples_and_resumes_as_before(tmp_path):
+    """tests/reference/round1-lstm.npz was written by rnncli before the model's redesign (3 steps
+    of a 2 x 16 lstm on the demo corpus); the figures below are what that code printed for it."""
+    ckpt = tmp_path / "round1.npz"
+    shutil.copy(ROOT / "tests" / "reference" / "round1-lstm.npz", ckpt)
+    scored = json.loads(run_cli("score", "--model", ckpt, "The apple and pear salad was sweet.", "--json").stdout)
+    assert scored[0]["logprob"] == pytest.approx(-133.31880927085876, rel=1e-6)
+    sampled = json.loads(run_cli("sample", "--model", ckpt, "--length", "40", "--seed", "3", "--json").stdout)
+    assert sampled["text"] == ".Iog.acBm?TdagmwMjlM\nwMOtgcn lT.juDiMmlE"
+    resumed = summary_of(run_cli("train", DEMO, "--resume", ckpt, "--max-steps", "5", "--json"))
+    assert resumed["steps"] == 5
+    assert resumed["train_loss"] == pytest.approx(3.7014753818511963, rel=1e-5)
+    assert resumed["val_loss"] == pytest.approx(3.6740202032777525, rel=1e-5)
