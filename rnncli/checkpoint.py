@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -20,43 +19,15 @@ from typing import Any
 import numpy as np
 
 from rnncli.errors import RnncliError, UsageError
+from rnncli.files import atomic_write
 
 FORMAT_VERSION = 1
 TOKENIZER_PREFIX = "tokenizer."
 
 
-def atomic_save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write `arrays` to `path` as an .npz, atomically (temp file, fsync, rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise RnncliError(f"{path}: could not write ({err.strerror or err}); nothing was replaced, "
-                              "the previous file is intact") from None
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+def atomic_save_npz(path: str, arrays: dict[str, np.ndarray], what: str = "checkpoint") -> None:
+    """Write `arrays` to `path` as an .npz, atomically (see files.py)."""
+    atomic_write(path, lambda f: np.savez(f, **arrays), what)
 
 
 META_LIMIT = 256 << 20  # bytes: configs, histories, tokenizers
@@ -147,7 +118,7 @@ def save_tokenizer(path: str, tokenizer) -> None:
     atomic_save_npz(path, {
         "kind": np.array("tokenizer"), "format_version": np.array(FORMAT_VERSION),
         **tokenizer_arrays(tokenizer),
-    })
+    }, what="tokenizer")
 
 
 def load_tokenizer(path: str):
@@ -224,15 +195,37 @@ Layout = Callable[[Any], tuple[dict[str, tuple[int, ...]], int]]
 configuration it cannot lay out."""
 
 
-def load_checkpoint(path: str, layout: Layout, training_state: bool = True) -> Checkpoint:
-    """Load and check a checkpoint: kind, version, configuration, every array's presence, declared
-    size and shape against `layout`. With training_state=False (sampling, scoring) the optimizer
-    and hidden state are not read."""
+def load_checkpoint(path: str, layout: Layout, training_state: bool = True,
+                    allow_nonfinite: bool = False) -> Checkpoint:
+    """Load and check a checkpoint: kind, version, every configuration field, every array's
+    presence, declared size and shape against `layout`, and that the weights are finite (unless
+    `allow_nonfinite`: `info` shows a broken model rather than refusing it). With
+    training_state=False (sampling, scoring) the optimizer and hidden state are not read."""
     with NpzReader(path) as reader:
-        return _read_checkpoint(reader, path, layout, training_state)
+        return _read_checkpoint(reader, path, layout, training_state, allow_nonfinite)
 
 
-def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_state: bool) -> Checkpoint:
+def _check_state(state: dict, path: str) -> None:
+    """The run's counters, numbers and records have the types `info`, `plot` and resume expect."""
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    checks = {
+        **dict.fromkeys(("step", "epoch", "chunk", "tokens_seen", "bad_evals"),
+                        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+        **dict.fromkeys(("lr", "elapsed"), number),
+        **dict.fromkeys(("best_val", "plateau_best", "train_loss", "val_loss"), lambda v: v is None or number(v)),
+        "corpus": lambda v: isinstance(v, dict),
+        "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+    }
+    for key, ok in checks.items():
+        if key in state and not ok(state[key]):
+            raise RnncliError(f"{path}: damaged training state ({key} = {state[key]!r:.60})")
+
+
+def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_state: bool,
+                     allow_nonfinite: bool) -> Checkpoint:
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict
     from rnncli.tokenizers import tokenizer_from_arrays
 
@@ -256,6 +249,12 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
             raise TypeError("state is not a mapping")
     except (ValueError, KeyError, TypeError) as err:
         raise RnncliError(f"{path}: damaged configuration ({err})") from None
+    for what, part in (("training", train), ("tokenizer", tok_config)):
+        try:
+            part.check()
+        except RnncliError as err:
+            raise RnncliError(f"{path}: the stored {what} configuration is unusable: {err}") from None
+    _check_state(state, path)
     sub = {k[len(TOKENIZER_PREFIX):]: reader.get(k) for k in reader.keys() if k.startswith(TOKENIZER_PREFIX)}
     try:
         tokenizer = tokenizer_from_arrays(sub)
@@ -275,7 +274,17 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
             raise RnncliError(f"{path}: {key} has shape {value.shape} ({value.dtype}), expected {shape} (float32)")
         return np.ascontiguousarray(value)
 
+    unexpected = sorted(k[len("param."):] for k in reader.keys()
+                        if k.startswith("param.") and k[len("param."):] not in shapes)
+    if unexpected:
+        raise RnncliError(f"{path}: holds weights its configuration does not describe ({', '.join(unexpected[:3])}"
+                          f"{', ...' if len(unexpected) > 3 else ''}): the configuration and the arrays disagree")
     params = {name: array(f"param.{name}", shape) for name, shape in shapes.items()}
+    for name, value in params.items():
+        if not allow_nonfinite and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise RnncliError(f"{path}: weight {name} holds {bad:,} NaN or infinite values; the model is unusable "
+                              "(`rnncli info` shows which weights)")
     optim = {}
     for key in reader.keys() if training_state else []:
         if key.startswith("optim.") and key != "optim.step":
@@ -312,6 +321,13 @@ def describe(ck: Checkpoint, path: str) -> dict:
     """What is inside a checkpoint, as plain data (`rnncli info`)."""
     s = ck.state
     corpus = s.get("corpus", {})
+
+    def count(value):
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def is_record(r: dict) -> bool:  # a metrics record a curve can use
+        return all(isinstance(r.get(k), int | float | None) for k in ("tokens_seen", "step", "train_loss", "val_loss"))
+
     return {
         "checkpoint": path,
         "cell": ck.model.cell,
@@ -324,9 +340,9 @@ def describe(ck: Checkpoint, path: str) -> dict:
         "dtype": str(next(iter(ck.params.values())).dtype),
         "level": ck.tokenizer.level,
         "vocab_size": ck.tokenizer.vocab_size,
-        "corpus": corpus.get("name"),
-        "corpus_bytes": corpus.get("bytes"),
-        "corpus_tokens": corpus.get("tokens"),
+        "corpus": str(corpus.get("name")) if corpus.get("name") is not None else None,
+        "corpus_bytes": count(corpus.get("bytes")),
+        "corpus_tokens": count(corpus.get("tokens")),
         "steps": s.get("step", 0),
         "epoch": s.get("epoch", 0),
         "tokens_seen": s.get("tokens_seen", 0),
@@ -340,5 +356,6 @@ def describe(ck: Checkpoint, path: str) -> dict:
         "seq_len": ck.train.seq_len,
         "rnncli_version": ck.version,
         "format_version": FORMAT_VERSION,
-        "history": s.get("history", []),
+        "history": [r for r in s.get("history", []) if is_record(r) and r.get("tokens_seen") is not None],
+        "nonfinite_weights": [name for name, p in ck.params.items() if not np.isfinite(p).all()],
     }

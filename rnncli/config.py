@@ -23,6 +23,11 @@ def _finite(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _whole(name: str, value, low: int, what: str = "") -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(name, f"must be {what or f'a whole number of at least {low}'}, not {value!r}")
+
+
 def _at_least(name: str, value, low, what: str = "") -> None:
     if not _finite(value) or value < low:
         raise ConfigError(name, f"must be {what or f'at least {low}'}, not {value!r}")
@@ -36,6 +41,19 @@ class TokenizerConfig:
     vocab_size: int = 2000  # subword: sentencepiece vocabulary size
     lowercase: bool = False  # word: fold case at fit and encode time
     spm_type: str = "unigram"  # subword: unigram | bpe
+
+    def check(self) -> None:
+        if self.level not in LEVELS:
+            raise ConfigError("level", f"must be one of {', '.join(LEVELS)}, not {self.level!r}")
+        _whole("min_count", self.min_count, 1)
+        _whole("max_vocab", self.max_vocab, 0)
+        if 0 < self.max_vocab < 3:
+            raise ConfigError("max_vocab", "must be 0 (no limit) or at least 3")
+        _whole("vocab_size", self.vocab_size, 3, "at least 3 (<UNK>, <EOS> and one piece)")
+        if self.spm_type not in ("unigram", "bpe"):
+            raise ConfigError("spm_type", f"must be unigram or bpe, not {self.spm_type!r}")
+        if not isinstance(self.lowercase, bool):
+            raise ConfigError("lowercase", f"must be true or false, not {self.lowercase!r}")
 
 
 @dataclass
@@ -53,21 +71,19 @@ class ModelConfig:
 
         get_cell(self.cell)  # an unknown name says which exist
         for name in ("hidden", "embed", "layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(name, f"must be a whole number of at least 1, not {value!r}")
+            _whole(name, getattr(self, name), 1)
         if self.layers > MAX_LAYERS:
             raise ConfigError("layers", f"must be at most {MAX_LAYERS} (more than about three rarely helps)")
-        if max(self.hidden, self.embed) > MAX_WIDTH:
-            raise ConfigError("hidden", f"and embed must be at most {MAX_WIDTH:,}")
+        for name in ("hidden", "embed"):
+            if getattr(self, name) > MAX_WIDTH:
+                raise ConfigError(name, f"must be at most {MAX_WIDTH:,}")
         if not _finite(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise ConfigError("dropout", f"must be in [0, 1), not {self.dropout!r}")
         if not isinstance(self.tie_weights, bool):
             raise ConfigError("tie_weights", f"must be true or false, not {self.tie_weights!r}")
         if self.tie_weights and self.embed != self.hidden:
             raise ConfigError("tie_weights", "needs embed equal to hidden")
-        if not isinstance(self.vocab_size, int) or self.vocab_size < 2:
-            raise ConfigError("vocab_size", "must be at least 2 (<UNK> and <EOS>)")
+        _whole("vocab_size", self.vocab_size, 2, "at least 2 (<UNK> and <EOS>)")
 
 
 @dataclass
@@ -90,17 +106,19 @@ class TrainConfig:
     def check(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
-        for name in ("seq_len", "batch_size", "lr", "epochs"):
-            value = getattr(self, name)
-            if not _finite(value) or value <= 0:
-                raise ConfigError(name, f"must be a positive number, not {value}")
-        for name in ("weight_decay", "clip", "max_steps", "max_time", "eval_every", "patience"):
+        for name in ("seq_len", "batch_size", "epochs"):
+            _whole(name, getattr(self, name), 1, "a positive whole number")
+        if not _finite(self.lr) or self.lr <= 0:
+            raise ConfigError("lr", f"must be a positive number, not {self.lr}")
+        for name in ("max_steps", "eval_every", "patience"):
+            _whole(name, getattr(self, name), 0, "0 or more")
+        for name in ("weight_decay", "clip", "max_time"):
             _at_least(name, getattr(self, name), 0, "0 or more")
         if not _finite(self.lr_decay) or not 0 < self.lr_decay <= 1:
             raise ConfigError("lr_decay", f"must be in (0, 1], not {self.lr_decay}")
         if not _finite(self.val_fraction) or not 0 <= self.val_fraction < 1:
             raise ConfigError("val_fraction", f"must be in [0, 1), not {self.val_fraction}")
-        _at_least("seed", self.seed, 0, "0 or more")
+        _whole("seed", self.seed, 0, "0 or more")
         if self.lr > 10:
             raise ConfigError("lr", f"{self.lr} is far too large (try 2e-3)")
 

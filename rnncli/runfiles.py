@@ -67,8 +67,12 @@ def run_lock(out: str):
 
 
 def append_metrics(out: str, record: dict) -> None:
-    """One evaluation's record, appended as a JSON line (a full disk loses the line, not the run)."""
-    with contextlib.suppress(OSError), open(metrics_path(out), "a", encoding="utf-8") as f:
+    """One evaluation's record, appended as a JSON line (a full disk loses the line, not the run;
+    something other than a regular file at the path, which could block or be a device, is left alone)."""
+    path = metrics_path(out)
+    if os.path.exists(path) and not os.path.isfile(path):
+        return
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
 

@@ -76,7 +76,7 @@ def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> tuple
         logits, state = model.step(params, np.array([t]), state, weights)
     beams = [([], 0.0, state, logits[0])]  # (tokens, logprob, state, next logits)
     finished: list[tuple[list[int], float]] = []
-    width = c.beam
+    width = min(c.beam, len(logits[0]) - 1)  # wider than the vocabulary less <UNK> changes nothing
     for _ in range(c.length):
         candidates = []
         for tokens, score, st, lg in beams:

@@ -16,6 +16,7 @@ import numpy as np
 from rnncli.checkpoint import Checkpoint, load_checkpoint
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnncli.errors import RnncliError, UsageError
+from rnncli.files import check_writable
 from rnncli.model import Model
 from rnncli.optim import Optimizer
 from rnncli.runfiles import default_out
@@ -41,8 +42,8 @@ def model_layout(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], int]:
     return model.param_shapes(), model.state_arrays()
 
 
-def load_model_checkpoint(path: str, training_state: bool = True) -> Checkpoint:
-    return load_checkpoint(path, model_layout, training_state)
+def load_model_checkpoint(path: str, training_state: bool = True, allow_nonfinite: bool = False) -> Checkpoint:
+    return load_checkpoint(path, model_layout, training_state, allow_nonfinite)
 
 
 def ids_checksum(ids: np.ndarray, block: int = 1 << 22) -> int:
@@ -122,6 +123,9 @@ def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]
         raise UsageError("--resume and --init-from cannot be combined: resume continues a run, "
                          "init-from starts a new one from its weights")
     req.train.check()
+    out = req.out or (req.resume if req.resume else default_out(req.corpus, req.model.cell))
+    if req.out or req.resume:
+        check_writable(out, "checkpoint")  # before reading or training, not at the first save
     corpus = Corpus(req.corpus, req.encoding, req.errors)
     corpus.check_codec()
     base = load_model_checkpoint(req.resume or req.init_from) if (req.resume or req.init_from) else None
@@ -134,6 +138,7 @@ def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]
     else:
         model = req.model
         tok_config = req.tokenizer
+        tok_config.check()
         if "embed" not in req.explicit:
             model.embed = model.hidden if model.tie_weights else (64 if tok_config.level == "char" else 256)
         model.vocab_size = max(model.vocab_size, 2)
@@ -171,7 +176,8 @@ def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]
     else:
         run = new_run(model, req.train, tok_config, tokenizer, base.params if base is not None else None)
     run.corpus = corpus_info
-    out = req.out or (req.resume if req.resume else default_out(req.corpus, model.cell))
+    if base is not None and not (req.out or req.resume):
+        out = default_out(req.corpus, model.cell)  # --init-from: the checkpoint's cell names the run
     return run, train_ids, val_ids, out
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from rnncli.config import LEVELS, TokenizerConfig
+from rnncli.config import TokenizerConfig
 from rnncli.errors import RnncliError, UsageError
 
 UNK = 0
@@ -217,10 +217,6 @@ class SubwordTokenizer(Tokenizer):
     def fit(cls, blocks: Iterable[str], vocab_size: int = 2000, spm_type: str = "unigram") -> SubwordTokenizer:
         import sentencepiece as spm
 
-        if spm_type not in ("unigram", "bpe"):
-            raise UsageError(f"--spm-type must be unigram or bpe, not {spm_type!r}")
-        if vocab_size < 3:
-            raise UsageError("--vocab-size must be at least 3 (<UNK>, <EOS> and one piece)")
         lines = [line for block in blocks for line in block.split("\n") if line.strip()]
         buf = io.BytesIO()
         try:
@@ -279,12 +275,7 @@ class SubwordTokenizer(Tokenizer):
 
 
 def fit_tokenizer(config: TokenizerConfig, blocks: Iterable[str]) -> Tokenizer:
-    if config.level not in LEVELS:
-        raise UsageError(f"--level must be one of {', '.join(LEVELS)}, not {config.level!r}")
-    if config.min_count < 1:
-        raise UsageError("--min-count must be at least 1")
-    if config.max_vocab < 0 or (0 < config.max_vocab < 3):
-        raise UsageError("--max-vocab must be 0 (no limit) or at least 3")
+    """A tokenizer fitted to the text (`config` is checked already)."""
     if config.level == "char":
         return CharTokenizer.fit(blocks, config.min_count)
     if config.level == "word":
@@ -307,6 +298,14 @@ def tokenizer_from_arrays(arrays: dict[str, np.ndarray]) -> Tokenizer:
             raise RnncliError(f"unknown tokenizer level {level!r}")
     except KeyError as err:
         raise RnncliError(f"tokenizer data is incomplete (missing {err})") from None
-    if vocab[: len(RESERVED)] != list(RESERVED) or len(set(vocab)) != len(vocab) and level != "subword":
-        raise RnncliError("tokenizer data is inconsistent (reserved tokens or duplicates)")
+    except (RuntimeError, OSError, TypeError, ValueError) as err:  # sentencepiece's parse errors among them
+        raise RnncliError(f"tokenizer data is damaged ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+                          ) from None
+    if tok.vocab[: len(RESERVED)] != list(RESERVED):
+        raise RnncliError("tokenizer data is inconsistent: the vocabulary does not start with <UNK>, <EOS>")
+    if len(set(tok.vocab)) != len(tok.vocab):
+        duplicate = next(v for i, v in enumerate(tok.vocab) if v in tok.vocab[:i])
+        raise RnncliError(f"tokenizer data is inconsistent: {duplicate!r} appears twice in the vocabulary")
+    if level != "subword" and tok.vocab != vocab:
+        raise RnncliError("tokenizer data is inconsistent")
     return tok

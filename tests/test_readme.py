@@ -27,6 +27,7 @@ def test_the_readme_has_a_walkthrough():
         assert any(c.split()[1] == word for c in commands), word
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs(tmp_path, monkeypatch):
     shutil.copytree(CORPORA, tmp_path / "corpora", ignore=shutil.ignore_patterns("downloads"))
     monkeypatch.chdir(tmp_path)
@@ -50,5 +51,5 @@ def test_help_has_summary_example_defaults_and_groups(command):
     lines = [line.strip(" │") for line in text.splitlines() if line.strip(" │")]
     assert any(len(line) > 15 and not line.startswith(("Usage", "╭", "─", "-")) for line in lines[:4])
     if command in ("tokenize", "train", "sample", "score"):
-        assert "[default:" in text.replace("\n", " ") or "default" in text
+        assert "[default:" in text.replace("\n", " ")
         assert "Output" in text

@@ -220,9 +220,16 @@ def test_randomly_damaged_checkpoints(tmp_path, good_checkpoint, flips):
     path = tmp_path / "damaged.npz"
     path.write_bytes(bytes(data))
     try:
-        load_checkpoint(str(path))
-    except RnncliError:
-        pass
+        damaged = load_checkpoint(str(path))
+    except RnncliError as err:
+        assert str(err).startswith(str(path)), err  # the one clear line names the file
+        return
+    # Loaded: then the flips hit bytes no array depends on (zip timestamps, comments, attributes),
+    # and it is the very same model, never a silently different one.
+    original = load_checkpoint(str(good_checkpoint))
+    assert damaged.params.keys() == original.params.keys()
+    for name, value in original.params.items():
+        np.testing.assert_array_equal(damaged.params[name], value, err_msg=name)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -261,10 +268,13 @@ def test_train_numeric_options_fail_cleanly_or_work(tmp_path, monkeypatch, optio
     else:
         args += [option, value]
     result = run_cli(*args)
-    assert result.exit_code in (0, 1, 2), result.exception
+    assert result.exit_code in (0, 2), (result.exception, result.stderr)
     assert "Traceback" not in result.stderr
-    if result.exit_code != 0:
+    if result.exit_code == 0:  # a value that works trains a model that loads
+        assert load_checkpoint(str(tmp_path / "m.npz")).state["step"] >= 1
+    else:  # a value that does not is named, with the option, on one line
         assert result.stderr.startswith(("error:", "Usage:")), result.stderr
+        assert option in result.stderr or option.replace("--", "'--") in result.stderr, result.stderr
         assert not (tmp_path / "m.npz").exists()
 
 
@@ -273,9 +283,14 @@ def test_train_numeric_options_fail_cleanly_or_work(tmp_path, monkeypatch, optio
     ("--top-p", "nan"), ("--length", "0"), ("-n", "0"), ("--beam", "-2"), ("--seed", "-5"),
 ])
 def test_sample_options_fail_cleanly_or_work(char_model, args):
-    result = run_cli("sample", "--model", char_model, "--length", "5", *args)
+    result = run_cli("sample", "--model", char_model, "--length", "5", *args, "--json")
     assert result.exit_code in (0, 2), result.exception
     assert "Traceback" not in result.stderr
+    if result.exit_code == 0:  # a value that works generates what was asked
+        samples = [json.loads(line) for line in result.stdout.splitlines()]
+        assert len(samples) >= 1 and all(s["tokens"] <= 5 for s in samples)
+    else:  # a value that does not is named on one line
+        assert args[0] in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
 def test_contradictory_options(tmp_path, good_checkpoint):
@@ -328,6 +343,7 @@ def _spawn(tmp_path, out, *extra):
         env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.slow
 def test_kill_and_resume_many_times_is_exact(tmp_path):
     """SIGKILL at random moments (checkpoints are written every step, so many kills land mid-write);
     every time the checkpoint is complete, and the run resumed to N steps equals a run straight to N."""

@@ -122,8 +122,8 @@ def test_from_arrays_refuses_inconsistent_data():
         tokenizer_from_arrays({"level": np.array("nope"), "vocab": np.array(["<UNK>", "<EOS>"])})
 
 
-def test_fit_rejects_bad_options():
-    with pytest.raises(UsageError):
-        fit_tokenizer(TokenizerConfig(level="byte"), ["x"])
-    with pytest.raises(UsageError):
-        fit_tokenizer(TokenizerConfig(min_count=0), ["x"])
+def test_tokenizer_config_rejects_bad_options():
+    for bad in (TokenizerConfig(level="byte"), TokenizerConfig(min_count=0), TokenizerConfig(max_vocab=2),
+                TokenizerConfig(vocab_size=2), TokenizerConfig(spm_type="wordpiece"), TokenizerConfig(min_count="3")):
+        with pytest.raises(UsageError):
+            bad.check()

@@ -25,6 +25,7 @@ def summary_of(result) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_gru_learns_the_markov_source_to_its_entropy_rate(tmp_path):
     entropy = json.loads((CORPORA / "markov.json").read_text())["entropy_rate_nats_per_char"]
     result = run_cli("train", CORPORA / "markov.txt", "--cell", "gru", "--layers", "1", "--hidden", "64",
@@ -51,6 +52,7 @@ def verb_accuracy(path, lines) -> float:
     return correct / len(lines)
 
 
+@pytest.mark.slow
 def test_gated_cells_carry_long_range_agreement_and_the_rnn_does_not(tmp_path):
     lines = (CORPORA / "agreement.txt").read_text().splitlines()[-300:]  # from the validation split
     accuracy = {}
@@ -134,6 +136,7 @@ def test_json_summary_and_metrics_log(tmp_path):
         assert "format_version" in f.files
 
 
+@pytest.mark.slow
 def test_max_time_stops_the_run(tmp_path):
     summary = summary_of(run_cli("train", DEMO, *SMALL, "--epochs", "1000", "--max-time", "2s",
                                  "--out", tmp_path / "t.npz", "--json"))
@@ -202,6 +205,7 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     assert load_checkpoint(str(out)).state["step"] > 0
 
 
+@pytest.mark.slow
 def test_sigkill_never_leaves_a_corrupt_checkpoint(tmp_path):
     out = tmp_path / "kill.npz"
     rng = random.Random(7)
@@ -259,6 +263,7 @@ def test_bad_input_is_one_clean_line_and_writes_nothing(tmp_path, monkeypatch, s
     assert set(os.listdir(tmp_path)) == before
 
 
+@pytest.mark.slow
 def test_the_three_lines_work_in_an_empty_folder(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(DEMO.read_text())

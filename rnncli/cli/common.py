@@ -45,13 +45,23 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that what is still buffered cannot fail again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def user_errors(fn):
-    """Turn our own errors into one line on stderr and the right exit code, never a traceback."""
+    """Turn our own errors into one line on stderr and the right exit code, never a traceback.
+    Standard output is flushed before returning, so that a write error (a full disk, /dev/full)
+    is reported like any other, as coreutils do; a reader that left (`| head`) is not an error."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()
+            return result
         except ConfigError as err:  # the core names the field; the user typed its flag
             fail(f"--{err.field.replace('_', '-')} {err.problem}", err.exit_code)
         except RnncliError as err:
@@ -62,11 +72,61 @@ def user_errors(fn):
         except MemoryError:
             fail("out of memory; try a smaller corpus, vocabulary or model", 1)
         except BrokenPipeError:  # `rnncli sample | head`: the reader left; not an error
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            _silence_stdout()
             raise typer.Exit(0) from None
+        except OSError as err:  # files are checked where they are opened: what is left is the output
+            _silence_stdout()
+            where = err.filename if err.filename is not None else "standard output"
+            fail(f"cannot write to {where}: {err.strerror or err}", 1)
 
     return wrapper
+
+
+def announce_compilation(delay: float = 2.0) -> None:
+    """Say once on stderr that kernels are being compiled, when compilation is still going `delay`
+    seconds after it began: the first run of a cell after an install (or after `make clean`) compiles its
+    kernels for this machine, which takes seconds; later runs load them from Numba's cache. Call
+    it after the core's import (Numba is loaded by then)."""
+    import threading
+
+    from numba.core import event
+
+    def say() -> None:
+        sys.stderr.write("compiling rnncli's kernels for this machine (first use only; later runs start at once)\n")
+        sys.stderr.flush()
+
+    class Notice(event.Listener):
+        """Starts a timer at the first compilation; when it fires, speaks if one is still going
+        (a cold start compiles many kernels in a row, a warm one loads them in a fraction of it)."""
+
+        depth, timer = 0, None
+
+        def on_start(self, ev) -> None:
+            self.depth += 1
+            if self.timer is None:
+                self.timer = threading.Timer(delay, self.fire)
+                self.timer.daemon = True
+                self.timer.start()
+
+        def on_end(self, ev) -> None:
+            self.depth -= 1
+
+        def fire(self) -> None:
+            if self.depth > 0:
+                say()
+
+    event.register("numba:compile", Notice())
+
+
+def command_line_text(texts: list[str], what: str) -> list[str]:
+    """Text typed on the command line as valid Unicode. A shell passes bytes; Python keeps bytes
+    that are not UTF-8 as lone surrogates, which can be neither encoded nor written. Each such byte
+    becomes U+FFFD (the replacement character), with one warning, as a UTF-8 decoder with
+    errors="replace" would read it; tokenizers then see an ordinary, unknown character."""
+    cleaned = [t.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for t in texts]
+    if cleaned != texts:
+        sys.stderr.write(f"warning: {what} is not valid UTF-8; its undecodable bytes are read as U+FFFD\n")
+    return cleaned
 
 
 def print_json(obj) -> None:
@@ -89,7 +149,7 @@ def utf8_stdout() -> None:
         pass
 
 
-def load_model(path: str | None):
+def load_model(path: str | None, allow_nonfinite: bool = False):
     """The checkpoint at `path`, else $RNNCLI_MODEL, else the model trained last here (weights,
     tokenizer and history; not the optimizer state, which only `train --resume` needs)."""
     from rnncli.errors import UsageError
@@ -100,4 +160,4 @@ def load_model(path: str | None):
     if not path:
         raise UsageError("no model given and none trained here yet: run `rnncli train CORPUS` first, "
                          "or pass --model PATH (or set RNNCLI_MODEL)")
-    return load_model_checkpoint(path, training_state=False)
+    return load_model_checkpoint(path, training_state=False, allow_nonfinite=allow_nonfinite)

@@ -1,4 +1,5 @@
-"""How the command line shows a training run: a live rich bar on a terminal, JSON lines otherwise.
+"""How the command line shows a training run: a live rich bar on a terminal, the same lines as plain
+text in a pipe or a log, JSON lines with --json.
 Part of the CLI layer (rnncli/cli/, the only package that imports rich); train.py only emits events.
 """
 
@@ -70,8 +71,10 @@ class TrainDisplay:
             if self.live:
                 self.console.print(header, highlight=False)
                 self.progress.update(self.task, total=e["total_steps"], completed=e["step"])
-            elif not self.quiet:
+            elif self.as_json:
                 self.err.print(header, highlight=False)
+            elif not self.quiet:
+                self._plain(header)
             return
         if self.live:
             self.progress.update(self.task, completed=e["step"], status=self._line(e))
@@ -79,12 +82,20 @@ class TrainDisplay:
                 mark = "  [green]best[/]" if e.get("improved") else ""
                 self.progress.console.print(f"step {e['step']:>6}  {self._line(e)}{mark}", highlight=False)
         elif kind == "eval" or (self.verbose and kind == "progress"):
-            if self.quiet and not self.as_json:
-                return
-            record = {k: e[k] for k in ("step", "epoch_fraction", "train_loss", "val_loss", "lr", "tokens_seen",
-                                        "tokens_per_s", "seconds")}
-            sys.stdout.write(json.dumps({"event": kind, **record}) + "\n")
-            sys.stdout.flush()
+            if self.as_json:
+                record = {k: e[k] for k in ("step", "epoch_fraction", "train_loss", "val_loss", "lr", "tokens_seen",
+                                            "tokens_per_s", "seconds")}
+                sys.stdout.write(json.dumps({"event": kind, **record}) + "\n")
+                sys.stdout.flush()
+            elif not self.quiet:
+                mark = "  best" if e.get("improved") else ""
+                self._plain(f"step {e['step']:>6}  {self._line(e)}{mark}")
+
+    @staticmethod
+    def _plain(line: str) -> None:
+        """A line as a terminal shows it, for a pipe or a log (no markup, flushed at once)."""
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
     def finish(self, summary: dict, corpus: str) -> None:
         out = summary["checkpoint"]

@@ -53,7 +53,7 @@ def info(
     from rnncli.runfiles import latest_model
 
     path = checkpoint or latest_model() or ""
-    d = describe(load_model(path or None), path)
+    d = describe(load_model(path or None, allow_nonfinite=True), path)
     if as_json:
         print_json(d)
         return
@@ -75,6 +75,9 @@ def info(
                  "nats/token"),
         ("version", f"rnncli {d['rnncli_version']}, checkpoint format {d['format_version']}"),
     ]
+    if d["nonfinite_weights"]:
+        rows.append(("unusable", "NaN or infinite values in " + ", ".join(d["nonfinite_weights"])
+                     + ": sample and score refuse this model"))
     out.print(f"[bold]{path}[/]", highlight=False)
     for key, value in rows:
         out.print(f"  {key:<11} {value}", highlight=False)

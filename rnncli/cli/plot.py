@@ -72,10 +72,10 @@ def plot(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    try:
-        fig.savefig(output)
-    except OSError as err:
-        raise RnncliError(f"{output}: could not write ({err.strerror or err})") from None
+    from rnncli.files import atomic_write
+
+    try:  # a PNG may go to a stream (-o /dev/stdout, a FIFO) as well as to a file
+        atomic_write(output, lambda f: fig.savefig(f, format="png"), "plot", streams=True)
     finally:
         plt.close(fig)
-    console().print(f"wrote {output}", highlight=False)
+    console(stderr=True).print(f"wrote {output}", highlight=False)

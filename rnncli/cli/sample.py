@@ -12,7 +12,9 @@ from rnncli.cli.common import (
     OUTPUT_OPTIONS,
     QUIET_HELP,
     VERBOSE_HELP,
+    announce_compilation,
     app,
+    command_line_text,
     load_model,
     print_json,
     user_errors,
@@ -60,6 +62,8 @@ def sample(
     from rnncli.config import SampleConfig
     from rnncli.sample import encode_prime, generate_samples, stdout_writer
 
+    prime = command_line_text([prime], "--prime")[0]
+    stop = command_line_text([stop], "--stop")[0] if stop is not None else None
     config = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
                           until_eos=until_eos, stop=stop, num_samples=num_samples, seed=seed)
     config.check()
@@ -68,6 +72,7 @@ def sample(
 
         prime = Corpus(prime_file).read_text()
     ck = load_model(model)
+    announce_compilation()
     _, unknown = encode_prime(ck.tokenizer, prime)
     if verbose:
         m = ck.model

@@ -10,7 +10,9 @@ import typer
 from rnncli.cli.common import (
     OUTPUT_OPTIONS,
     SCORING_OPTIONS,
+    announce_compilation,
     app,
+    command_line_text,
     load_model,
     print_json,
     user_errors,
@@ -54,7 +56,7 @@ def score(
     if log10 and bits:
         raise UsageError("choose one of --log10 and --bits")
     unit = "log10" if log10 else "bits" if bits else "ln"
-    texts = texts or []
+    texts = command_line_text(texts or [], "the sentence text")
     if file and texts:
         raise UsageError("give sentences or --file, not both")
     if not file and not texts:
@@ -64,6 +66,7 @@ def score(
     if texts == ["-"]:
         file = "-"
     ck = load_model(model)
+    announce_compilation()
     utf8_stdout()
     if file:
         from rnncli.data import Corpus, encode_corpus

@@ -10,6 +10,7 @@ from rnncli.cli.common import (
     OUTPUT_OPTIONS,
     TOKENIZER_OPTIONS,
     app,
+    command_line_text,
     console,
     load_model,
     print_json,
@@ -59,7 +60,7 @@ def tokenize(
         if not inputs:
             raise UsageError("give the text to tokenize, e.g. rnncli tokenize --vocab vocab.npz \"some text\"")
         tok = load_tokenizer(vocab) if vocab else load_model(model).tokenizer
-        _show_pieces(tok, inputs, as_json)
+        _show_pieces(tok, command_line_text(inputs, "the text to tokenize"), as_json)
         return
     if len(inputs) != 1:
         raise UsageError("give exactly one corpus file (or - for stdin)")
@@ -73,6 +74,11 @@ def tokenize(
     corpus = Corpus(inputs[0], encoding, errors)
     config = TokenizerConfig(level=level, min_count=min_count, max_vocab=max_vocab, vocab_size=vocab_size,
                              lowercase=lowercase, spm_type=spm_type)
+    config.check()
+    if save:
+        from rnncli.files import check_writable
+
+        check_writable(save, "tokenizer")  # before the work, not after it
     tok = fit_tokenizer(config, corpus.blocks())
     ids = encode_corpus(tok, corpus)
     stats = token_stats(ids, tok.vocab_size, count_lines(corpus))

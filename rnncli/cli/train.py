@@ -16,6 +16,7 @@ from rnncli.cli.common import (
     TOKENIZER_OPTIONS,
     TRAINING_OPTIONS,
     VERBOSE_HELP,
+    announce_compilation,
     app,
     user_errors,
 )
@@ -114,6 +115,7 @@ def train(
         encoding=encoding, errors=errors,
     )
     run, train_ids, val_ids, out_path = prepare(request)
+    announce_compilation()
     stop = StopFlag()
     from rnncli.cli.display import TrainDisplay
 
