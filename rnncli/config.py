@@ -95,6 +95,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 (adam, sgd, rmsprop) or decoupled (adamw)
     clip: float = 5.0  # global gradient-norm clipping; 0 = off
     lr_decay: float = 1.0  # multiply lr by this when validation loss stops improving; 1 = never
+    schedule: str = "constant"  # constant | cosine | linear: the decay over the budget (schedule.py)
+    warmup: int = 0  # steps of linear warm-up at the start
+    momentum: float = 0.9  # sgd only
     epochs: int = 5  # passes over the training tokens
     max_steps: int = 0  # total optimizer steps (counting resumed ones); 0 = no limit
     max_time: float = 0.0  # seconds of training in this run; 0 = no limit
@@ -104,6 +107,13 @@ class TrainConfig:
     seed: int = 1234  # initialisation, batching and dropout
 
     def check(self) -> None:
+        from rnncli.schedule import SCHEDULES
+
+        if self.schedule not in SCHEDULES:
+            raise ConfigError("schedule", f"must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        _whole("warmup", self.warmup, 0, "0 or more")
+        if not _finite(self.momentum) or not 0 <= self.momentum < 1:
+            raise ConfigError("momentum", f"must be in [0, 1), not {self.momentum!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         for name in ("seq_len", "batch_size", "epochs"):

@@ -180,11 +180,15 @@ def continuous_loss(ck: Checkpoint, ids: np.ndarray, batch_size: int, seq_len: i
     return stream_loss(Model(ck.model), ck.params, ids, batch_size, seq_len)
 
 
-def stream_loss(model: Model, params: Params, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
+def stream_loss(model: Model, params: Params, ids: np.ndarray, batch_size: int, seq_len: int,
+                max_positions: int | None = None) -> float:
     """Mean nats per token of a token stream (N,), cut into up to `batch_size` contiguous streams
     read in chunks of `seq_len` with the state carried, as training batches (training's
-    validation): every token is predicted except the first of each stream."""
+    validation): every token is predicted except the first of each stream. `max_positions` reads
+    only that many positions of each stream (a sample spread over the whole stream)."""
     streams = contiguous_streams(ids, max(1, min(batch_size, (len(ids) - 1) // 2)))
+    if max_positions is not None:
+        streams = streams[:, : max_positions + 1]
     state = model.initial_state(streams.shape[0], params["embed.weight"].dtype)
     total, count = 0.0, 0
     for inputs, targets in chunks(streams, seq_len):

@@ -63,7 +63,7 @@ def new_run(model: ModelConfig, train: TrainConfig, tokenizer_config: TokenizerC
     rng = np.random.default_rng(train.seed)
     if params is None:
         params = Model(model).init_params(rng, DTYPE)
-    optimizer = Optimizer(train.optimizer, params, train.lr, train.weight_decay, train.clip)
+    optimizer = Optimizer(train.optimizer, params, train.lr, train.weight_decay, train.clip, train.momentum)
     return Run(model, train, tokenizer_config, tokenizer, params, optimizer, rng, lr=train.lr)
 
 
@@ -72,7 +72,7 @@ def run_from_checkpoint(ck: Checkpoint, train: TrainConfig) -> Run:
     s = ck.state
     if "rng" not in s or not ck.optim:
         raise RnncliError("the checkpoint holds no training state to resume (was it exported for inference?)")
-    optimizer = Optimizer(train.optimizer, ck.params, train.lr, train.weight_decay, train.clip)
+    optimizer = Optimizer(train.optimizer, ck.params, train.lr, train.weight_decay, train.clip, train.momentum)
     if set(optimizer.state) != set(ck.optim):
         raise UsageError(f"cannot resume: the checkpoint's optimizer state is for {ck.train.optimizer}, "
                          f"not {train.optimizer}")

@@ -30,10 +30,12 @@ from rnncli.errors import RnncliError, UsageError
 from rnncli.model import Model, ModelState, Params
 from rnncli.optim import Optimizer
 from rnncli.runfiles import append_metrics, best_path, metrics_path, run_lock
+from rnncli.schedule import lr_factor
 from rnncli.score import stream_loss
 
 DTYPE = np.float32
 Event = dict
+EVAL_SHARE = 0.03  # of a --max-time budget, at most, for validating on a sample during the run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,6 +152,30 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
     def elapsed_here() -> float:
         return time.monotonic() - run_start
 
+    def scheduled_lr() -> float:
+        """run.lr (the base rate, lowered by --lr-decay on plateaus) through the schedule."""
+        spent = run.step / total_steps
+        if c.max_time:
+            spent = max(spent, elapsed_here() / c.max_time)
+        return run.lr * lr_factor(c.schedule, c.warmup, run.step, spent)
+
+    # Validation during a --max-time run looks at a fixed sample of the validation streams sized to
+    # EVAL_SHARE of the budget (the first `eval_positions` positions of each of the B streams, so
+    # spread over the whole split); the whole split is scored once at the end. The best checkpoint
+    # is chosen on the sample, the same every time.
+    eval_positions: int | None = None
+    sampling = bool(c.max_time and not c.eval_every and val_ids is not None)
+    eval_seconds = 0.0
+
+    def choose_eval_positions() -> int | None:
+        probe_start = time.monotonic()
+        stream_loss(model, run.params, val_ids, B, T, max_positions=T)
+        per_position = (time.monotonic() - probe_start) / T
+        step_seconds = elapsed_here() / max(run.step - start_step, 1)
+        budget = EVAL_SHARE * eval_every * step_seconds  # seconds per evaluation
+        positions = max(T, int(budget / per_position) // T * T)
+        return None if positions * B >= len(val_ids) else positions
+
     def progress(kind: str, **extra) -> Event:
         here = elapsed_here()
         steps_here = max(run.step - start_step, 0)
@@ -159,17 +185,22 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
             remaining.append(max(c.max_time - here, 0.0))
         return {"event": kind, "step": run.step, "total_steps": total_steps, "epoch": run.epoch,
                 "epoch_fraction": run.epoch + run.chunk / n_chunks, "train_loss": run.train_loss,
-                "val_loss": run.val_loss, "best_val_loss": run.best_val, "lr": run.lr,
+                "val_loss": run.val_loss, "best_val_loss": run.best_val, "lr": run.optimizer.lr,
                 "tokens_seen": run.tokens_seen, "tokens_per_s": rate, "seconds": elapsed0 + here,
                 "eta": min(remaining) if remaining else None, **extra}
 
     def do_eval(scheduled: bool) -> None:
-        nonlocal last_eval_step
+        nonlocal last_eval_step, eval_positions, eval_seconds
         last_eval_step = run.step
         if val_ids is None:
             return
-        run.val_loss = stream_loss(model, run.params, val_ids, B, T)
-        improved = run.best_val is None or run.val_loss < run.best_val
+        eval_start = time.monotonic()
+        if sampling and scheduled and eval_positions is None:
+            eval_positions = choose_eval_positions() or 0
+        sample = (eval_positions or None) if scheduled else None  # None: the whole split
+        run.val_loss = stream_loss(model, run.params, val_ids, B, T, max_positions=sample)
+        eval_seconds += time.monotonic() - eval_start
+        improved = (run.best_val is None or run.val_loss < run.best_val) and (scheduled or not eval_positions)
         if improved:
             run.best_val = run.val_loss
         if scheduled:
@@ -180,10 +211,12 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
                 run.bad_evals += 1
                 if c.lr_decay < 1:
                     run.lr *= c.lr_decay
-                    run.optimizer.lr = run.lr
         run.elapsed = elapsed0 + elapsed_here()
         record = {"step": run.step, "epoch": run.epoch + run.chunk / n_chunks, "tokens_seen": run.tokens_seen,
-                  "train_loss": run.train_loss, "val_loss": run.val_loss, "lr": run.lr, "seconds": run.elapsed}
+                  "train_loss": run.train_loss, "val_loss": run.val_loss, "lr": run.optimizer.lr,
+                  "seconds": run.elapsed}
+        if sample:
+            record["val_sample_tokens"] = sample * B
         run.history.append(record)
         append_metrics(out, record)
         if improved:
@@ -214,6 +247,7 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
                 run.hidden = model.initial_state(B, DTYPE)
             if run.epoch >= c.epochs:
                 break
+            run.optimizer.lr = scheduled_lr()
             inputs, targets = chunk(streams, run.chunk * T, run.chunk * T + T)
             masks = model.dropout_masks(run.rng, T, B, DTYPE)
             loss, states, cache = model.forward(run.params, inputs, targets, run.hidden, masks)
@@ -244,4 +278,6 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
             do_eval(scheduled=False)
         save_last()
     return progress("end", checkpoint=out, best_checkpoint=best_path(out) if run.best_val is not None else None,
-                    metrics=metrics_path(out), stop_reason=reason, steps=run.step)
+                    metrics=metrics_path(out), stop_reason=reason, steps=run.step,
+                    eval_share=eval_seconds / max(elapsed_here(), 1e-9),
+                    val_sample_tokens=eval_positions * B if eval_positions else None)

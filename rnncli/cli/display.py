@@ -101,7 +101,7 @@ class TrainDisplay:
         out = summary["checkpoint"]
         if self.as_json:
             keys = ("checkpoint", "best_checkpoint", "metrics", "train_loss", "val_loss", "best_val_loss", "steps",
-                    "tokens_seen", "seconds", "stop_reason", "tokens_per_s")
+                    "tokens_seen", "seconds", "stop_reason", "tokens_per_s", "eval_share", "val_sample_tokens")
             sys.stdout.write(json.dumps({k: summary.get(k) for k in keys}) + "\n")
             sys.stdout.flush()
             return
@@ -112,7 +112,10 @@ class TrainDisplay:
                   "interrupted": "interrupted"}.get(summary["stop_reason"], summary["stop_reason"])
         console.print(f"{reason} after {summary['steps']} steps, {summary['tokens_seen']:,} tokens, "
                       f"{_fmt_time(summary['seconds'])}: train loss {_fmt_loss(summary['train_loss'])}, "
-                      f"validation loss {_fmt_loss(summary['val_loss'])} nats/token", highlight=False)
+                      f"validation loss {_fmt_loss(summary['val_loss'])} nats/token"
+                      + (f" (validation took {summary['eval_share']:.0%} of the time, on a sample of "
+                         f"{summary['val_sample_tokens']:,} tokens until the end)" if summary.get("val_sample_tokens")
+                         else ""), highlight=False)
         console.print(f"saved {out}" + (f" (best: {summary['best_checkpoint']})" if summary.get("best_checkpoint")
                                          else ""), highlight=False)
         if summary["stop_reason"] == "interrupted":

@@ -1,0 +1,66 @@
+"""The learning-rate schedule and the budget-aware validation of `train`."""
+
+import json
+import math
+
+import pytest
+
+from rnncli.schedule import FLOOR, lr_factor
+from rnncli.setup import load_model_checkpoint
+from tests.conftest import CORPORA, run_cli
+
+SMALL = ("--cell", "gru", "--layers", "1", "--hidden", "16", "--embed", "8", "--seq-len", "16", "--batch-size", "4")
+
+
+@pytest.mark.parametrize("schedule, p, expected", [
+    ("constant", 0.0, 1.0), ("constant", 1.0, 1.0),
+    ("linear", 0.0, 1.0), ("linear", 0.5, 1 - (1 - FLOOR) / 2), ("linear", 1.0, FLOOR),
+    ("cosine", 0.0, 1.0), ("cosine", 0.5, FLOOR + (1 - FLOOR) / 2), ("cosine", 1.0, FLOOR),
+    ("cosine", 2.0, FLOOR), ("linear", -1.0, 1.0),
+])
+def test_decay_follows_its_formula(schedule, p, expected):
+    assert lr_factor(schedule, 0, 100, p) == pytest.approx(expected)
+
+
+def test_warmup_rises_linearly_then_hands_over_to_the_decay():
+    assert [lr_factor("constant", 4, s, 0.0) for s in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    assert lr_factor("cosine", 4, 1, 0.5) == pytest.approx(0.5 * (FLOOR + (1 - FLOOR) / 2))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_a_run_records_the_scheduled_rate(tmp_path, schedule):
+    out = tmp_path / "m.npz"
+    result = run_cli("train", CORPORA / "demo.txt", *SMALL, "--max-steps", "40", "--eval-every", "10",
+                     "--schedule", schedule, "--warmup", "5", "--lr", "0.01", "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
+    # the rate of the step just before each evaluation: steps 10, 20, 30 of 40 (0-based 9, 19, 29)
+    expected = [0.01 * lr_factor(schedule, 5, s - 1, (s - 1) / 40) for s in (10, 20, 30)]
+    assert lrs[:3] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_timed_run_validates_on_a_sample_and_scores_the_whole_split_at_the_end(tmp_path):
+    out = tmp_path / "t.npz"
+    result = run_cli("train", CORPORA / "markov.txt", *SMALL, "--max-time", "1h", "--max-steps", "600", "--out", out,
+                     "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert 0 <= summary["eval_share"] < 1
+    records = [json.loads(line) for line in (tmp_path / "t.metrics.jsonl").read_text().splitlines()]
+    samples = {r.get("val_sample_tokens") for r in records[:-1]}
+    assert len(samples) == 1  # every evaluation during the run on the same sample (or all on the whole split)
+    assert "val_sample_tokens" not in records[-1]  # the last one: the whole split
+    scored = run_cli("score", "--model", out, "--file", CORPORA / "markov.txt", "--continuous", "--json")
+    assert scored.exit_code == 0, scored.stderr
+    # the final figure is the whole validation split's, as `train` validates (not the sample's)
+    assert math.isfinite(summary["val_loss"]) and summary["val_loss"] == pytest.approx(records[-1]["val_loss"])
+
+
+def test_sgd_momentum_is_an_option(tmp_path):
+    out = tmp_path / "s.npz"
+    result = run_cli("train", CORPORA / "demo.txt", *SMALL, "--optimizer", "sgd", "--lr", "1", "--momentum", "0",
+                     "--max-steps", "3", "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert load_model_checkpoint(str(out)).train.momentum == 0.0
+    bad = run_cli("train", CORPORA / "demo.txt", *SMALL, "--momentum", "1.5", "--out", tmp_path / "x.npz")
+    assert bad.exit_code == 2 and "--momentum" in bad.stderr
