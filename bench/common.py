@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rnncli.config import ModelConfig  # noqa: E402
+from rnncli.kernels.cells import get_cell  # noqa: E402
 from rnncli.model import Model  # noqa: E402
 from rnncli.optim import Optimizer  # noqa: E402
 
@@ -25,7 +26,6 @@ CONFIGS = {
     "small": {"layers": 1, "hidden": 128, "embed": 64, "batch": 32, "seq": 64},
     "char-rnn": {"layers": 2, "hidden": 512, "embed": 64, "batch": 32, "seq": 100},
 }
-GATES = {"rnn": 1, "rnn-relu": 1, "gru": 3, "gru-simple": 2, "gru-cudnn": 3, "lstm": 4, "lstm-peephole": 4}
 VOCAB = 65
 CEILING_GFLOPS = 190.0  # measured float32 matrix-product ceiling here (numpy/OpenBLAS, 2 threads)
 
@@ -55,7 +55,7 @@ def time_per_call(fn, min_seconds: float = 0.25) -> float:
 def train_flops_per_token(cell: str, cfg: dict, V: int = VOCAB) -> float:
     """Matrix-product FLOPs of one training step per token: forward, and backward's two products
     per forward product (weight and input gradients)."""
-    GH = GATES[cell] * cfg["hidden"]
+    GH = get_cell(cell).gates * cfg["hidden"]
     total = 0.0
     for layer in range(cfg["layers"]):
         D = cfg["embed"] if layer == 0 else cfg["hidden"]

@@ -46,6 +46,25 @@ def load_model_checkpoint(path: str, training_state: bool = True, allow_nonfinit
     return load_checkpoint(path, model_layout, training_state, allow_nonfinite)
 
 
+def check_loaded(ck: Checkpoint, source: str) -> None:
+    """What the checkpoint loader checks, for a model built in memory (an import): every parameter
+    present with its shape, finite, and the vocabulary the size of the embedding."""
+    shapes, _ = model_layout(ck.model)
+    if set(shapes) != set(ck.params):
+        extra, missing = sorted(set(ck.params) - set(shapes)), sorted(set(shapes) - set(ck.params))
+        raise RnncliError(f"{source}: weights do not fit the model (missing {missing[:3]}, unexpected {extra[:3]})")
+    for name, shape in shapes.items():
+        value = ck.params[name]
+        if value.shape != shape:
+            raise RnncliError(f"{source}: {name} has shape {value.shape}, expected {shape}")
+        if not np.isfinite(value).all():
+            raise RnncliError(f"{source}: weight {name} holds NaN or infinite values")
+        ck.params[name] = np.ascontiguousarray(value, dtype=np.float32)
+    if ck.tokenizer.vocab_size != ck.model.vocab_size:
+        raise RnncliError(f"{source}: the vocabulary has {ck.tokenizer.vocab_size} entries, the model "
+                          f"{ck.model.vocab_size}")
+
+
 def ids_checksum(ids: np.ndarray, block: int = 1 << 22) -> int:
     """CRC-32 of the token ids, read block by block (ids may be memory-mapped)."""
     crc = 0

@@ -1,0 +1,85 @@
+"""`rnncli export` and `rnncli import`: models to and from PyTorch's layout (safetensors files);
+the mapping is in rnncli/interop.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rnncli.cli.common import OUTPUT_OPTIONS, app, console, load_model, print_json, user_errors
+
+FORMATS = ("torch", "safetensors")
+
+
+@app.command()
+@user_errors
+def export(
+    model: Annotated[str | None, typer.Argument(help="Checkpoint (default: $RNNCLI_MODEL, else the last trained).",
+                                                show_default=False)] = None,
+    to: Annotated[str, typer.Option("--to", help="torch: nn.Embedding/nn.LSTM|GRU|RNN/nn.Linear names; "
+                                                 "safetensors: rnncli's own names.")] = "torch",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="File to write (default: the checkpoint's "
+                                               "name with .safetensors).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.",
+                                          rich_help_panel=OUTPUT_OPTIONS)] = False,
+) -> None:
+    """Export a model's weights, configuration and tokenizer to a safetensors file.
+
+    Example: rnncli export runs/demo-gru.npz --to torch -o demo.safetensors
+    """
+    import os
+
+    from rnncli import interop, safetensors
+    from rnncli.errors import UsageError
+    from rnncli.runfiles import latest_model
+
+    if to not in FORMATS:
+        raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
+    path = model or latest_model()
+    ck = load_model(path)
+    tensors, metadata = interop.to_torch(ck) if to == "torch" else interop.to_rnncli(ck)
+    output = output or os.path.splitext(path or "model")[0] + (".torch" if to == "torch" else "") + ".safetensors"
+    safetensors.write(output, tensors, metadata)
+    if as_json:
+        print_json({"output": output, "format": to, "tensors": {k: list(v.shape) for k, v in tensors.items()}})
+    else:
+        console(stderr=True).print(f"wrote {output} ({len(tensors)} tensors, {metadata.get('torch_module', 'rnncli')} "
+                                   "layout)", highlight=False)
+
+
+@app.command("import")
+@user_errors
+def import_(
+    file: Annotated[str, typer.Argument(help="A safetensors file: PyTorch names (Embedding -> LSTM/GRU/RNN -> "
+                                             "Linear) or an `rnncli export`.", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", help="Checkpoint to write.")] = "imported.npz",
+    vocab: Annotated[str | None, typer.Option(help="The model's vocabulary: a file from `rnncli tokenize --save`, "
+                                              "a JSON list of tokens in id order, or one token per line. Not needed "
+                                              "for a file `rnncli export` wrote.")] = None,
+    level: Annotated[str, typer.Option(help="With a vocabulary list: char or word.")] = "word",
+    cell: Annotated[str | None, typer.Option(help="Override the cell read from the shapes (rnn-relu, which the "
+                                             "shapes cannot tell from rnn).", show_default=False)] = None,
+) -> None:
+    """Turn a PyTorch language model's weights into an rnncli checkpoint, to sample and score here.
+
+    Example: rnncli import model.safetensors --vocab vocab.json -o imported.npz
+    """
+    from rnncli import interop, safetensors
+    from rnncli.checkpoint import save_checkpoint
+    from rnncli.errors import UsageError
+    from rnncli.files import check_writable
+    from rnncli.setup import check_loaded
+
+    check_writable(output, "checkpoint")
+    if file.endswith((".pt", ".pth", ".bin")):
+        raise UsageError(f"{file}: rnncli does not unpickle PyTorch files (a .pt file can run code when loaded); "
+                         "save the state dict as safetensors: safetensors.torch.save_file(model.state_dict(), "
+                         "'model.safetensors')")
+    tensors, metadata = safetensors.read(file)
+    ck = interop.import_model(tensors, metadata, file, vocab, level, cell)
+    check_loaded(ck, file)
+    save_checkpoint(output, ck)
+    m = ck.model
+    console(stderr=True).print(f"wrote {output}: {m.cell} {m.layers}x{m.hidden}, vocabulary {m.vocab_size}",
+                               highlight=False)

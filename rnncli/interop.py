@@ -1,0 +1,241 @@
+"""Models that travel: an rnncli language model as PyTorch's modules name and lay out their
+parameters, and back.
+
+    embedding.weight      (V, D)       nn.Embedding                  = rnncli embed.weight
+    rnn.weight_ih_l{l}    (G*H, D|H)   nn.LSTM / nn.GRU / nn.RNN     = layers.{l}.Wx transposed
+    rnn.weight_hh_l{l}    (G*H, H)                                   = layers.{l}.Wh transposed
+    rnn.bias_ih_l{l}      (G*H,)                                     = layers.{l}.b
+    rnn.bias_hh_l{l}      (G*H,)                                     = 0, but gru-cudnn's n block: layers.{l}.bhn
+    decoder.weight        (V, H)       nn.Linear                     = output.W transposed (E when tied)
+    decoder.bias          (V,)                                       = output.b
+
+rnncli's gate orders are PyTorch's ([i, f, g, o] for the lstm, [r, z, n] for gru-cudnn), so no
+block moves. The cells PyTorch's modules cannot express are refused: the notes' gru (its reset
+gate acts before the product), gru-simple and lstm-peephole. The file is safetensors (no torch
+needed to write or read it; `torch.load` is never used on what a user downloads, so no pickle);
+its metadata carries the model's configuration and the tokenizer, so that the export is usable on
+its own and `rnncli import` needs nothing else for it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+
+from rnncli.checkpoint import Checkpoint
+from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict, to_dict
+from rnncli.errors import RnncliError, UsageError
+
+TORCH_MODULES = {"lstm": "nn.LSTM", "gru-cudnn": "nn.GRU", "rnn": "nn.RNN", "rnn-relu": "nn.RNN(nonlinearity='relu')"}
+NOT_IN_TORCH = {
+    "gru": "the notes' GRU applies its reset gate before the recurrent product; nn.GRU after it "
+           "(train --cell gru-cudnn for a model PyTorch can run)",
+    "gru-simple": "nn.GRU has no update-gate-only form",
+    "lstm-peephole": "nn.LSTM has no peephole connections",
+}
+
+
+def tokenizer_metadata(tokenizer, config: TokenizerConfig) -> dict[str, str]:
+    """The tokenizer as text: its level and settings, the vocabulary (id order), the sentencepiece
+    model (hex) for subword tokenizers."""
+    meta = {"tokenizer_config": json.dumps(to_dict(config)), "vocabulary": json.dumps(tokenizer.vocab)}
+    if tokenizer.level == "subword":
+        meta["sentencepiece_model"] = tokenizer.model.hex()
+    return meta
+
+
+def tokenizer_from_metadata(meta: dict[str, str]):
+    from rnncli.tokenizers import tokenizer_from_arrays
+
+    config = from_dict(TokenizerConfig, json.loads(meta["tokenizer_config"]))
+    arrays = {"level": np.array(config.level), "vocab": np.array(json.loads(meta["vocabulary"]), dtype=np.str_),
+              "lowercase": np.array(config.lowercase)}
+    if "sentencepiece_model" in meta:
+        arrays["spm_model"] = np.frombuffer(bytes.fromhex(meta["sentencepiece_model"]), np.uint8)
+    return tokenizer_from_arrays(arrays), config
+
+
+def to_torch(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The checkpoint's weights under PyTorch's names, and its configuration and tokenizer as text."""
+    m = ck.model
+    if m.cell in NOT_IN_TORCH:
+        raise UsageError(f"a {m.cell} model cannot be exported for PyTorch: {NOT_IN_TORCH[m.cell]}")
+    p = ck.params
+    tensors = {"embedding.weight": p["embed.weight"]}
+    for layer in range(m.layers):
+        q = f"layers.{layer}."
+        GH = p[q + "b"].shape[0]
+        tensors[f"rnn.weight_ih_l{layer}"] = p[q + "Wx"].T
+        tensors[f"rnn.weight_hh_l{layer}"] = p[q + "Wh"].T
+        tensors[f"rnn.bias_ih_l{layer}"] = p[q + "b"]
+        bias_hh = np.zeros(GH, p[q + "b"].dtype)
+        if m.cell == "gru-cudnn":
+            bias_hh[2 * m.hidden :] = p[q + "bhn"]  # b_hn sits inside the reset gate's product
+        tensors[f"rnn.bias_hh_l{layer}"] = bias_hh
+    tensors["decoder.weight"] = p["embed.weight"] if m.tie_weights else p["output.W"].T
+    tensors["decoder.bias"] = p["output.b"]
+    metadata = {"format": "rnncli-torch-1", "model_config": json.dumps(to_dict(m)),
+                "torch_module": TORCH_MODULES[m.cell], **tokenizer_metadata(ck.tokenizer, ck.tokenizer_config)}
+    return {k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata
+
+
+def to_rnncli(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The raw parameters under rnncli's own names, the configuration in the metadata."""
+    return dict(ck.params), {"format": "rnncli-params-1", "model_config": json.dumps(to_dict(ck.model)),
+                             **tokenizer_metadata(ck.tokenizer, ck.tokenizer_config)}
+
+
+# ---- import --------------------------------------------------------------------------------------------
+
+_RNN_KEY = re.compile(r"^(?:.*\.)?(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$")
+EMBEDDING_NAMES = ("embedding.weight", "encoder.weight", "embed.weight", "embeddings.weight")
+DECODER_NAMES = ("decoder", "fc", "linear", "output", "proj", "head")
+
+
+def from_torch(tensors: dict[str, np.ndarray], tokenizer, tokenizer_config: TokenizerConfig,
+               cell: str | None = None, source: str = "") -> Checkpoint:
+    """A checkpoint from an Embedding -> nn.LSTM/GRU/RNN -> Linear state dict (names as above, any
+    prefix on the recurrent module's; pytorch/examples' `encoder`/`decoder` names work too)."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise RnncliError(f"{source}: {what}")
+
+    if any(k.endswith("_reverse") for k in tensors):
+        need(False, "holds a bidirectional layer (…_reverse), which a language model cannot use")
+    rnn: dict[int, dict[str, np.ndarray]] = {}
+    for name, value in tensors.items():
+        m = _RNN_KEY.match(name)
+        if m:
+            rnn.setdefault(int(m.group(2)), {})[m.group(1)] = np.asarray(value, np.float32)
+    need(bool(rnn), "no recurrent layer found (expected weight_ih_l0, weight_hh_l0, ... of nn.LSTM/GRU/RNN)")
+    layers = len(rnn)
+    need(sorted(rnn) == list(range(layers)), f"layers {sorted(rnn)} are not numbered 0..{layers - 1}")
+    for layer, parts in rnn.items():
+        missing = {"weight_ih", "weight_hh"} - set(parts)
+        need(not missing, f"layer {layer} has no {', '.join(sorted(missing))}")
+    embedding = next((np.asarray(tensors[k], np.float32) for k in EMBEDDING_NAMES if k in tensors), None)
+    need(embedding is not None and embedding.ndim == 2,
+         f"no embedding found (expected one of {', '.join(EMBEDDING_NAMES)}, shape (V, D))")
+    decoder = next((p for p in DECODER_NAMES if f"{p}.weight" in tensors), None)
+    need(decoder is not None, f"no output layer found (expected {DECODER_NAMES[0]}.weight and .bias)")
+    W_out = np.asarray(tensors[f"{decoder}.weight"], np.float32)
+    b_out = np.asarray(tensors.get(f"{decoder}.bias", np.zeros(W_out.shape[0])), np.float32)
+    V, D = embedding.shape
+    GH, D0 = rnn[0]["weight_ih"].shape
+    H = rnn[0]["weight_hh"].shape[1]
+    need(GH % H == 0 and GH // H in (1, 3, 4), f"weight_ih_l0 of shape {(GH, D0)} fits no LSTM, GRU or RNN "
+         f"of hidden size {H}")
+    G = GH // H
+    inferred = {4: "lstm", 3: "gru-cudnn", 1: "rnn"}[G]
+    cell = cell or inferred
+    need(cell in TORCH_MODULES and {4: "lstm", 3: "gru-cudnn", 1: "rnn"}[G] == cell.removesuffix("-relu"),
+         f"--cell {cell} does not match the weights ({GH} = {G} x {H} gate rows: {inferred})")
+    need(D0 == D, f"the embedding is {D} wide but weight_ih_l0 expects {D0}")
+    need(W_out.shape == (V, H) and b_out.shape == (V,),
+         f"the output layer is {W_out.shape} (+ bias {b_out.shape}), expected ({V}, {H}) for a vocabulary of {V}")
+    need(tokenizer.vocab_size == V, f"the vocabulary has {tokenizer.vocab_size} entries but the embedding has {V} rows")
+    params = {"embed.weight": embedding}
+    for layer in range(layers):
+        parts = rnn[layer]
+        D_in = D if layer == 0 else H
+        for key, shape in (("weight_ih", (GH, D_in)), ("weight_hh", (GH, H)), ("bias_ih", (GH,)), ("bias_hh", (GH,))):
+            if key in parts:
+                need(parts[key].shape == shape, f"{key}_l{layer} is {parts[key].shape}, expected {shape}")
+        bias_ih = parts.get("bias_ih", np.zeros(GH, np.float32))
+        bias_hh = parts.get("bias_hh", np.zeros(GH, np.float32))
+        q = f"layers.{layer}."
+        params[q + "Wx"] = np.ascontiguousarray(parts["weight_ih"].T)
+        params[q + "Wh"] = np.ascontiguousarray(parts["weight_hh"].T)
+        if cell == "gru-cudnn":  # b_hn stays inside the reset gate's product; the r and z biases add up
+            params[q + "b"] = np.concatenate([bias_ih[: 2 * H] + bias_hh[: 2 * H], bias_ih[2 * H :]])
+            params[q + "bhn"] = np.ascontiguousarray(bias_hh[2 * H :])
+        else:
+            params[q + "b"] = bias_ih + bias_hh
+    tied = np.array_equal(W_out, embedding) and D == H
+    if not tied:
+        params["output.W"] = np.ascontiguousarray(W_out.T)
+    params["output.b"] = b_out
+    model = ModelConfig(cell=cell, vocab_size=V, embed=D, hidden=H, layers=layers, tie_weights=tied)
+    model.check()
+    return Checkpoint(model, TrainConfig(), tokenizer_config, tokenizer, params,
+                      state={"corpus": {"name": f"imported from {source}"}})
+
+
+def from_rnncli(tensors: dict[str, np.ndarray], metadata: dict[str, str], source: str) -> Checkpoint:
+    """The inverse of `to_rnncli`: parameters under rnncli's names, configuration in the metadata."""
+    tokenizer, tok_config = tokenizer_from_metadata(metadata)
+    model = from_dict(ModelConfig, json.loads(metadata["model_config"]))
+    model.check()
+    return Checkpoint(model, TrainConfig(), tok_config, tokenizer, {k: np.asarray(v) for k, v in tensors.items()},
+                      state={"corpus": {"name": f"imported from {source}"}})
+
+
+def import_model(tensors: dict[str, np.ndarray], metadata: dict[str, str], source: str, vocab: str | None = None,
+                 level: str = "word", cell: str | None = None) -> Checkpoint:
+    """A checkpoint from a safetensors file's contents: rnncli's own export, or PyTorch's layout with
+    the vocabulary from the file's metadata or from `vocab`."""
+    try:
+        if metadata.get("format") == "rnncli-params-1":
+            return from_rnncli(tensors, metadata, source)
+        if vocab is not None:
+            tokenizer, tok_config, tensors = vocabulary_for_import(vocab, level, tensors, source)
+        elif "vocabulary" in metadata:
+            tokenizer, tok_config = tokenizer_from_metadata(metadata)
+        else:
+            raise UsageError(f"{source}: give the model's vocabulary with --vocab (its tokens in id order)")
+        if cell is None and "model_config" in metadata:
+            cell = json.loads(metadata["model_config"])["cell"]
+        return from_torch(tensors, tokenizer, tok_config, cell, source)
+    except (KeyError, ValueError, TypeError) as err:
+        raise RnncliError(f"{source}: damaged rnncli metadata ({err!r})") from None
+
+
+RESERVED_ALIASES = {0: ("<UNK>", "<unk>", "[UNK]", "<oov>"), 1: ("<EOS>", "<eos>", "</s>", "\n")}
+
+
+def vocabulary_for_import(path: str, level: str, tensors: dict[str, np.ndarray], source: str):
+    """The tokenizer of `path` (an rnncli tokenizer file, a JSON list of tokens in id order, or one
+    token per line) and the tensors with their vocabulary rows in rnncli's order. rnncli keeps
+    <UNK> at id 0 and <EOS> at 1: a vocabulary with them elsewhere (pytorch/examples puts `<eos>`
+    wherever the corpus first had a line end) has the embedding's and the output layer's rows moved
+    to match."""
+    from rnncli.checkpoint import load_tokenizer
+    from rnncli.tokenizers import tokenizer_from_arrays
+
+    if path.endswith(".npz"):
+        tokenizer = load_tokenizer(path)
+        return tokenizer, TokenizerConfig(level=tokenizer.level), tensors
+    if level not in ("char", "word"):
+        raise UsageError(f"--level must be char or word for a vocabulary list, not {level!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise RnncliError(f"{path}: cannot read the vocabulary ({err})") from None
+    try:
+        tokens = json.loads(text)
+    except json.JSONDecodeError:
+        tokens = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise RnncliError(f"{path}: a vocabulary is a JSON list of strings or one token per line")
+    order = []
+    for aliases in RESERVED_ALIASES.values():
+        at = next((i for i, t in enumerate(tokens) if t in aliases), None)
+        if at is None:
+            raise RnncliError(f"{path}: the vocabulary has no {aliases[0]} entry ({' or '.join(aliases[:3])}); "
+                              "rnncli needs one for unknown tokens and one for the end of a line")
+        order.append(at)
+    order += [i for i in range(len(tokens)) if i not in order]
+    vocab = ["<UNK>", "<EOS>"] + [tokens[i] for i in order[2:]]
+    tokenizer = tokenizer_from_arrays({"level": np.array(level), "vocab": np.array(vocab, dtype=np.str_),
+                                       "lowercase": np.array(False)})
+    moved = dict(tensors)
+    V = len(tokens)
+    for name, value in tensors.items():
+        is_vocab_rows = name in EMBEDDING_NAMES or any(name == f"{p}.weight" or name == f"{p}.bias"
+                                                       for p in DECODER_NAMES)
+        if is_vocab_rows and np.ndim(value) >= 1 and np.shape(value)[0] == V:
+            moved[name] = np.asarray(value)[order]
+    return tokenizer, TokenizerConfig(level=level), moved
