@@ -180,3 +180,35 @@ def test_safetensors_reads_what_it_writes_including_bfloat16(tmp_path):
     (tmp_path / "bf16.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + raw)
     w = safetensors.read(str(tmp_path / "bf16.safetensors"))[0]["w"]
     np.testing.assert_allclose(w, a, rtol=1e-2)
+
+
+def test_onnx_export_gives_the_log_probabilities_rnncli_scores(tmp_path, model_of):
+    """onnxruntime on the export: the same per-token log-probabilities as `rnncli score` (<= 1e-4),
+    and the final states it returns continue the text as feeding it whole does."""
+    ort = pytest.importorskip("onnxruntime")
+    cell, path = model_of
+    out = tmp_path / "m.onnx"
+    result = run_cli("export", path, "--to", "onnx", "-o", out)
+    if cell == "gru-simple":
+        assert result.exit_code == 2 and "gru-simple" in result.stderr and not out.exists()
+        return
+    assert result.exit_code == 0, result.stderr
+    tokenizer = json.loads((tmp_path / "m.tokenizer.json").read_text())
+    vocab = json.loads(tokenizer["vocabulary"])
+    ck = load_model_checkpoint(str(path))
+    L, H = ck.model.layers, ck.model.hidden
+    ids = [vocab.index(c) if c in vocab else 0 for c in SENTENCE] + [1]
+    tokens = np.array([1] + ids[:-1], np.int64)[:, None]  # (T, 1), starting after <EOS>
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    zeros = {n: np.zeros((L, 1, H), np.float32) for n in names if n != "tokens"}
+    logprobs = session.run(None, {"tokens": tokens, **zeros})[0][:, 0]
+    got = logprobs[np.arange(len(ids)), ids]
+    ours = [t["logprob"] for t in per_token(path)[0]["per_token"]]
+    np.testing.assert_allclose(got, ours, rtol=0, atol=1e-4)
+    half = len(tokens) // 2  # stepping: two halves with the state carried give the same numbers
+    first = session.run(None, {"tokens": tokens[:half], **zeros})
+    states = dict(zip([n for n in names if n != "tokens"], first[1:], strict=True))
+    second = session.run(None, {"tokens": tokens[half:], **states})[0]
+    np.testing.assert_allclose(np.concatenate([first[0], second]), session.run(None, {"tokens": tokens, **zeros})[0],
+                               rtol=0, atol=1e-5)

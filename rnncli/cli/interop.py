@@ -9,7 +9,7 @@ import typer
 
 from rnncli.cli.common import OUTPUT_OPTIONS, app, console, load_model, print_json, user_errors
 
-FORMATS = ("torch", "safetensors")
+FORMATS = ("torch", "safetensors", "onnx")
 
 
 @app.command()
@@ -18,13 +18,14 @@ def export(
     model: Annotated[str | None, typer.Argument(help="Checkpoint (default: $RNNCLI_MODEL, else the last trained).",
                                                 show_default=False)] = None,
     to: Annotated[str, typer.Option("--to", help="torch: nn.Embedding/nn.LSTM|GRU|RNN/nn.Linear names; "
-                                                 "safetensors: rnncli's own names.")] = "torch",
+                                                 "safetensors: rnncli's own names; onnx: an ONNX graph "
+                                                 "(the tokenizer beside it as .tokenizer.json).")] = "torch",
     output: Annotated[str | None, typer.Option("--output", "-o", help="File to write (default: the checkpoint's "
                                                "name with .safetensors).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
 ) -> None:
-    """Export a model's weights, configuration and tokenizer to a safetensors file.
+    """Export a model for other tools: PyTorch's layout or rnncli's (safetensors), or ONNX.
 
     Example: rnncli export runs/demo-gru.npz --to torch -o demo.safetensors
     """
@@ -32,20 +33,38 @@ def export(
 
     from rnncli import interop, safetensors
     from rnncli.errors import UsageError
+    from rnncli.files import check_writable
     from rnncli.runfiles import latest_model
 
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
     path = model or latest_model()
     ck = load_model(path)
-    tensors, metadata = interop.to_torch(ck) if to == "torch" else interop.to_rnncli(ck)
-    output = output or os.path.splitext(path or "model")[0] + (".torch" if to == "torch" else "") + ".safetensors"
-    safetensors.write(output, tensors, metadata)
-    if as_json:
-        print_json({"output": output, "format": to, "tensors": {k: list(v.shape) for k, v in tensors.items()}})
+    stem = os.path.splitext(path or "model")[0]
+    if to == "onnx":
+        import json
+
+        from rnncli.files import atomic_write
+        from rnncli.onnx_export import to_onnx
+
+        graph = to_onnx(ck)
+        output = output or stem + ".onnx"
+        beside = os.path.splitext(output)[0] + ".tokenizer.json"
+        check_writable(beside, "tokenizer")
+        atomic_write(output, lambda f: f.write(graph.SerializeToString()), "ONNX model")
+        text = json.dumps(interop.tokenizer_metadata(ck.tokenizer, ck.tokenizer_config), ensure_ascii=False)
+        atomic_write(beside, lambda f: f.write(text.encode("utf-8")), "tokenizer")
+        written = {"output": output, "format": to, "tokenizer": beside}
     else:
-        console(stderr=True).print(f"wrote {output} ({len(tensors)} tensors, {metadata.get('torch_module', 'rnncli')} "
-                                   "layout)", highlight=False)
+        tensors, metadata = interop.to_torch(ck) if to == "torch" else interop.to_rnncli(ck)
+        output = output or stem + (".torch" if to == "torch" else "") + ".safetensors"
+        safetensors.write(output, tensors, metadata)
+        written = {"output": output, "format": to, "tensors": {k: list(v.shape) for k, v in tensors.items()}}
+    if as_json:
+        print_json(written)
+    else:
+        console(stderr=True).print(f"wrote {output}" + (f" and {written['tokenizer']}" if "tokenizer" in written
+                                                         else ""), highlight=False)
 
 
 @app.command("import")
