@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 # Registration order is the order `rnncli --help` lists the commands in.
-from rnncli.cli import info, interop, plot, sample, score, tokenize, train  # noqa: F401, I001
+from rnncli.cli import info, interop, plot, rescore, sample, score, tokenize, train  # noqa: F401, I001
 from rnncli.cli.common import app
 
 
