@@ -15,6 +15,7 @@ import pytest
 from rnncli.errors import RnncliError
 from rnncli.setup import load_model_checkpoint
 from tests.conftest import CORPORA, ROOT, run_cli
+from tests.test_robustness import rewrite
 
 TINY = ("--cell", "lstm", "--layers", "2", "--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2",
         "--max-steps", "2", "--val-fraction", "0.05")
@@ -35,15 +36,6 @@ def good_subword(tmp_path_factory):
                      "--json")
     assert result.exit_code == 0, result.stderr
     return out
-
-
-def rewritten(src, dst, change):
-    """A copy of checkpoint `src` at `dst` with `change(arrays)` applied (as a user's tool might)."""
-    with np.load(src, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    change(arrays)
-    np.savez(dst, **arrays)
-    return dst
 
 
 def config_change(section, key, value):
@@ -104,7 +96,7 @@ CONFIG_CASES = {
 @pytest.mark.parametrize("case", CONFIG_CASES)
 def test_an_inconsistent_configuration_is_refused_before_anything_is_built(tmp_path, good, case):
     change, message = CONFIG_CASES[case]
-    bad = rewritten(good, tmp_path / "bad.npz", change)
+    bad = rewrite(good, tmp_path / "bad.npz", change)
     for command in (("score", "--model", bad, "some text"), ("sample", "--model", bad, "--length", "5"),
                     ("info", bad)):
         assert_refused(run_cli(*command), "bad.npz", message)
@@ -141,7 +133,7 @@ TOKENIZER_CASES = {
 @pytest.mark.parametrize("case", TOKENIZER_CASES)
 def test_damaged_tokenizer_data_is_refused(tmp_path, good, good_subword, case):
     level, change, message = TOKENIZER_CASES[case]
-    bad = rewritten(good_subword if level == "subword" else good, tmp_path / "bad.npz", change)
+    bad = rewrite(good_subword if level == "subword" else good, tmp_path / "bad.npz", change)
     assert_refused(run_cli("score", "--model", bad, "some text"), "bad.npz", message)
     assert_refused(run_cli("tokenize", "--model", bad, "some text"), "bad.npz", message)
 
@@ -155,7 +147,7 @@ def test_weights_that_are_not_finite_are_refused_by_name_and_shown_by_info(tmp_p
     def poison(arrays):
         arrays[name] = arrays[name].copy()
         arrays[name].flat[3] = value
-    bad = rewritten(good, tmp_path / "bad.npz", poison)
+    bad = rewrite(good, tmp_path / "bad.npz", poison)
     weight = name.removeprefix("param.")
     assert_refused(run_cli("score", "--model", bad, "some text"), weight, "NaN or infinite")
     assert_refused(run_cli("sample", "--model", bad, "--length", "5"), weight)

@@ -122,10 +122,12 @@ def good_checkpoint(tmp_path_factory):
 
 
 def rewrite(src, dst, change):
+    """A copy of checkpoint `src` at `dst` with `change(arrays)` applied (as a user's tool might)."""
     with np.load(src, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     change(arrays)
     np.savez(dst, **arrays)
+    return dst
 
 
 class Payload:
