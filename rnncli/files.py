@@ -30,14 +30,15 @@ def _kind(path: str) -> str | None:
     return None if stat.S_ISREG(mode) else KINDS.get(stat.S_IFMT(mode), "special file")
 
 
-def check_writable(path: str, what: str) -> None:
-    """Refuse, before any work, a path that `atomic_write` would refuse."""
+def check_writable(path: str, what: str, folder_may_be_made: bool = False) -> None:
+    """Refuse, before any work, a path that `atomic_write` would refuse (a missing folder too,
+    unless the caller makes it, as `train` does for its run's files)."""
     kind = _kind(path)
     if kind is not None:
         raise UsageError(f"{path}: is a {kind}, not a regular file; rnncli writes a {what} only to a regular "
                          "file (replaced atomically, never half-written): give a file path")
     folder = os.path.dirname(os.path.realpath(path))
-    if not os.path.isdir(folder):
+    if not os.path.isdir(folder) and not folder_may_be_made:
         raise UsageError(f"{path}: folder {folder} does not exist")
 
 

@@ -292,3 +292,10 @@ def test_train_off_a_terminal_prints_the_terminals_lines_not_json(tmp_path):
     assert lines[0].startswith("lstm 2x8") and "parameters" in lines[0]
     assert sum(line.startswith("step ") for line in lines) == 2
     assert any(line.startswith("finished after 2 steps") for line in lines)
+
+
+def test_train_makes_the_folder_of_its_checkpoint(tmp_path):
+    out = tmp_path / "new" / "folder" / "m.npz"
+    result = run_cli("train", CORPORA / "demo.txt", *TINY, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert load_model_checkpoint(str(out)).state["step"] == 2
