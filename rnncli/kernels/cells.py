@@ -21,7 +21,7 @@ REGISTRY: dict[str, tuple[str, str, dict]] = {
     "rnn-relu": ("rnn", "RNNCell", {"relu": True}),
     "gru": ("gru", "GRUCell", {}),
     "gru-simple": ("gru", "SimpleGRUCell", {}),
-    "gru-cudnn": ("gru", "CudnnGRUCell", {}),
+    "gru-cudnn": ("gru_cudnn", "CudnnGRUCell", {}),
     "lstm": ("lstm", "LSTMCell", {"peephole": False}),
     "lstm-peephole": ("lstm", "LSTMCell", {"peephole": True}),
 }
