@@ -199,7 +199,8 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
             eval_positions = choose_eval_positions() or 0
         sample = (eval_positions or None) if scheduled else None  # None: the whole split
         run.val_loss = stream_loss(model, run.params, val_ids, B, T, max_positions=sample)
-        eval_seconds += time.monotonic() - eval_start
+        if scheduled:  # the share of the training time spent validating (the final scoring comes after)
+            eval_seconds += time.monotonic() - eval_start
         improved = (run.best_val is None or run.val_loss < run.best_val) and (scheduled or not eval_positions)
         if improved:
             run.best_val = run.val_loss
@@ -274,10 +275,11 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
             elif elapsed_here() - last_report >= 0.5:
                 last_report = elapsed_here()
                 on_event(progress("progress"))
+        train_seconds = elapsed_here()
         if reason != "interrupted" and last_eval_step != run.step:
             do_eval(scheduled=False)
         save_last()
     return progress("end", checkpoint=out, best_checkpoint=best_path(out) if run.best_val is not None else None,
                     metrics=metrics_path(out), stop_reason=reason, steps=run.step,
-                    eval_share=eval_seconds / max(elapsed_here(), 1e-9),
+                    eval_share=eval_seconds / max(train_seconds, 1e-9),
                     val_sample_tokens=eval_positions * B if eval_positions else None)

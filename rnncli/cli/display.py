@@ -113,7 +113,7 @@ class TrainDisplay:
         console.print(f"{reason} after {summary['steps']} steps, {summary['tokens_seen']:,} tokens, "
                       f"{_fmt_time(summary['seconds'])}: train loss {_fmt_loss(summary['train_loss'])}, "
                       f"validation loss {_fmt_loss(summary['val_loss'])} nats/token"
-                      + (f" (validation took {summary['eval_share']:.0%} of the time, on a sample of "
+                      + (f" (validation during the run took {summary['eval_share']:.1%} of it, on a sample of "
                          f"{summary['val_sample_tokens']:,} tokens until the end)" if summary.get("val_sample_tokens")
                          else ""), highlight=False)
         console.print(f"saved {out}" + (f" (best: {summary['best_checkpoint']})" if summary.get("best_checkpoint")
