@@ -64,3 +64,37 @@ def test_sgd_momentum_is_an_option(tmp_path):
     assert load_model_checkpoint(str(out)).train.momentum == 0.0
     bad = run_cli("train", CORPORA / "demo.txt", *SMALL, "--momentum", "1.5", "--out", tmp_path / "x.npz")
     assert bad.exit_code == 2 and "--momentum" in bad.stderr
+
+
+def test_an_interrupted_run_resumes_its_schedule_exactly(tmp_path):
+    """Ctrl-C part-way through a scheduled run, then --resume: the weights equal a run straight
+    through (the schedule is a function of the step within the same budget)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    from tests.conftest import ROOT
+
+    args = [*SMALL, "--max-steps", "400", "--schedule", "linear", "--warmup", "20", "--eval-every", "1"]
+    straight = tmp_path / "straight.npz"
+    assert run_cli("train", CORPORA / "demo.txt", *args, "--out", straight).exit_code == 0
+    split = tmp_path / "split.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "rnncli", "train", str(CORPORA / "demo.txt"), *args, "--out",
+                             str(split)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while not split.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    stopped_at = load_model_checkpoint(str(split)).state["step"]
+    resumed = run_cli("train", CORPORA / "demo.txt", "--resume", split)
+    assert resumed.exit_code == 0, resumed.stderr
+    a, b = load_model_checkpoint(str(straight)), load_model_checkpoint(str(split))
+    assert 0 < stopped_at < 400 and a.state["step"] == b.state["step"] == 400
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
