@@ -41,7 +41,15 @@ def test_every_readme_command_runs(tmp_path, monkeypatch):
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("command", ["tokenize", "train", "sample", "score", "info", "plot"])
+def all_commands() -> list[str]:
+    import typer.main
+
+    from rnncli.cli import app
+
+    return sorted(typer.main.get_command(app).commands)
+
+
+@pytest.mark.parametrize("command", all_commands())
 def test_help_has_summary_example_defaults_and_groups(command):
     result = run_cli(command, "--help")
     assert result.exit_code == 0
@@ -50,6 +58,6 @@ def test_help_has_summary_example_defaults_and_groups(command):
         re.search(r"Example:\s+rnncli\s+" + command, text)
     lines = [line.strip(" │") for line in text.splitlines() if line.strip(" │")]
     assert any(len(line) > 15 and not line.startswith(("Usage", "╭", "─", "-")) for line in lines[:4])
-    if command in ("tokenize", "train", "sample", "score"):
+    if command in ("tokenize", "train", "sample", "score", "rescore", "export"):
         assert "[default:" in text.replace("\n", " ")
         assert "Output" in text

@@ -1,4 +1,5 @@
 """The command-line app: one module per command, registered here in the order `--help` shows."""
+# ruff: noqa: I001  (the import order below is the order of the commands in --help)
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 import typer
 
 # Registration order is the order `rnncli --help` lists the commands in.
-from rnncli.cli import info, interop, plot, rescore, sample, score, tokenize, train  # noqa: F401, I001
+from rnncli.cli import tokenize, train, sample, score, rescore, info, plot, interop  # noqa: F401
 from rnncli.cli.common import app
 
 

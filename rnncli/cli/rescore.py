@@ -34,8 +34,9 @@ def rescore(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
 ) -> None:
-    """Rescore an n-best list: each hypothesis's cost -ln P under the model (natural log, <EOS> included),
-    as Kaldi's sentence-scoring scripts write it; with acoustic costs, the interpolated total.
+    """Rescore an n-best list: each hypothesis's cost -ln P under the model, as Kaldi writes it.
+
+    The cost is the natural log with <EOS> included; with acoustic costs, the interpolated total.
 
     Example: rnncli rescore nbest.txt --best > best.txt
     """
