@@ -281,11 +281,8 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
         raise RnncliError(f"{path}: holds weights its configuration does not describe ({', '.join(unexpected[:3])}"
                           f"{', ...' if len(unexpected) > 3 else ''}): the configuration and the arrays disagree")
     params = {name: array(f"param.{name}", shape) for name, shape in shapes.items()}
-    for name, value in params.items():
-        if not allow_nonfinite and not np.isfinite(value).all():
-            bad = int((~np.isfinite(value)).sum())
-            raise RnncliError(f"{path}: weight {name} holds {bad:,} NaN or infinite values; the model is unusable "
-                              "(`rnncli info` shows which weights)")
+    if not allow_nonfinite:
+        refuse_nonfinite(params, path)
     optim = {}
     for key in reader.keys() if training_state else []:
         if key.startswith("optim.") and key != "optim.step":
@@ -309,6 +306,18 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
     step = int(reader.get("optim.step", 4096)) if "optim.step" in reader else 0
     version_text = str(reader.get("rnncli_version", 4096)) if "rnncli_version" in reader else ""
     return Checkpoint(model, train, tok_config, tokenizer, params, optim, step, hidden, state, version_text)
+
+
+def nonfinite_weights(params: dict[str, np.ndarray]) -> list[str]:
+    """The names of the weights that hold a NaN or an infinity."""
+    return [name for name, value in params.items() if not np.isfinite(value).all()]
+
+
+def refuse_nonfinite(params: dict[str, np.ndarray], source: str) -> None:
+    bad = nonfinite_weights(params)
+    if bad:
+        raise RnncliError(f"{source}: weight {bad[0]} holds NaN or infinite values; the model is unusable "
+                          "(`rnncli info` shows which weights)")
 
 
 def _hidden(reader: NpzReader, key: str, H: int, path: str) -> np.ndarray:
@@ -358,5 +367,5 @@ def describe(ck: Checkpoint, path: str) -> dict:
         "rnncli_version": ck.version,
         "format_version": FORMAT_VERSION,
         "history": [r for r in s.get("history", []) if is_record(r) and r.get("tokens_seen") is not None],
-        "nonfinite_weights": [name for name, p in ck.params.items() if not np.isfinite(p).all()],
+        "nonfinite_weights": nonfinite_weights(ck.params),
     }

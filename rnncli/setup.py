@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint, load_checkpoint
+from rnncli.checkpoint import Checkpoint, load_checkpoint, refuse_nonfinite
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnncli.errors import RnncliError, UsageError
 from rnncli.files import check_writable
@@ -57,9 +57,8 @@ def check_loaded(ck: Checkpoint, source: str) -> None:
         value = ck.params[name]
         if value.shape != shape:
             raise RnncliError(f"{source}: {name} has shape {value.shape}, expected {shape}")
-        if not np.isfinite(value).all():
-            raise RnncliError(f"{source}: weight {name} holds NaN or infinite values")
         ck.params[name] = np.ascontiguousarray(value, dtype=np.float32)
+    refuse_nonfinite(ck.params, source)
     if ck.tokenizer.vocab_size != ck.model.vocab_size:
         raise RnncliError(f"{source}: the vocabulary has {ck.tokenizer.vocab_size} entries, the model "
                           f"{ck.model.vocab_size}")
