@@ -218,6 +218,7 @@ def _check_state(state: dict, path: str) -> None:
         **dict.fromkeys(("best_val", "plateau_best", "train_loss", "val_loss"), lambda v: v is None or number(v)),
         "corpus": lambda v: isinstance(v, dict),
         "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+        "val_sample": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0),
     }
     for key, ok in checks.items():
         if key in state and not ok(state[key]):

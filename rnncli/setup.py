@@ -104,7 +104,7 @@ def run_from_checkpoint(ck: Checkpoint, train: TrainConfig) -> Run:
                   tokens_seen=int(s["tokens_seen"]), lr=float(s["lr"]), best_val=s["best_val"],
                   plateau_best=s["plateau_best"], bad_evals=int(s["bad_evals"]), elapsed=float(s["elapsed"]),
                   train_loss=s["train_loss"], val_loss=s["val_loss"], corpus=dict(s.get("corpus", {})),
-                  history=list(s.get("history", [])))
+                  history=list(s.get("history", [])), val_sample=s.get("val_sample"))
     except (KeyError, TypeError, ValueError) as err:
         raise RnncliError(f"the checkpoint's training state is damaged ({err!r}); start again with "
                           "--init-from to keep the weights") from None

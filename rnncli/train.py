@@ -67,6 +67,7 @@ class Run:
     val_loss: float | None = None
     corpus: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    val_sample: int | None = None  # positions per stream validated during a timed run; 0 = all; None = not chosen
 
     def checkpoint(self) -> Checkpoint:
         state = {
@@ -74,7 +75,7 @@ class Run:
             "lr": self.lr, "best_val": self.best_val, "plateau_best": self.plateau_best,
             "bad_evals": self.bad_evals, "elapsed": self.elapsed, "train_loss": self.train_loss,
             "val_loss": self.val_loss, "rng": self.rng.bit_generator.state, "corpus": self.corpus,
-            "history": self.history,
+            "history": self.history, "val_sample": self.val_sample,
         }
         return Checkpoint(self.model, self.train, self.tokenizer_config, self.tokenizer, self.params,
                           self.optimizer.state, self.optimizer.step_count, self.hidden, state)
@@ -160,21 +161,21 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
         return run.lr * lr_factor(c.schedule, c.warmup, run.step, spent)
 
     # Validation during a --max-time run looks at a fixed sample of the validation streams sized to
-    # EVAL_SHARE of the budget (the first `eval_positions` positions of each of the B streams, so
+    # EVAL_SHARE of the budget (the first `run.val_sample` positions of each of the B streams, so
     # spread over the whole split); the whole split is scored once at the end. The best checkpoint
-    # is chosen on the sample, the same every time.
-    eval_positions: int | None = None
+    # is chosen on the sample, the same every time (kept in the checkpoint across a resume).
     sampling = bool(c.max_time and not c.eval_every and val_ids is not None)
     eval_seconds = 0.0
 
-    def choose_eval_positions() -> int | None:
+    def choose_eval_positions() -> int:
+        """Positions per stream that fit the share of the budget; 0 when the whole split does."""
         probe_start = time.monotonic()
         stream_loss(model, run.params, val_ids, B, T, max_positions=T)
         per_position = (time.monotonic() - probe_start) / T
         step_seconds = elapsed_here() / max(run.step - start_step, 1)
         budget = EVAL_SHARE * eval_every * step_seconds  # seconds per evaluation
         positions = max(T, int(budget / per_position) // T * T)
-        return None if positions * B >= len(val_ids) else positions
+        return 0 if positions * B >= len(val_ids) else positions
 
     def progress(kind: str, **extra) -> Event:
         here = elapsed_here()
@@ -190,18 +191,18 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
                 "eta": min(remaining) if remaining else None, **extra}
 
     def do_eval(scheduled: bool) -> None:
-        nonlocal last_eval_step, eval_positions, eval_seconds
+        nonlocal last_eval_step, eval_seconds
         last_eval_step = run.step
         if val_ids is None:
             return
         eval_start = time.monotonic()
-        if sampling and scheduled and eval_positions is None:
-            eval_positions = choose_eval_positions() or 0
-        sample = (eval_positions or None) if scheduled else None  # None: the whole split
+        if sampling and scheduled and run.val_sample is None:
+            run.val_sample = choose_eval_positions()
+        sample = (run.val_sample or None) if scheduled else None  # None: the whole split
         run.val_loss = stream_loss(model, run.params, val_ids, B, T, max_positions=sample)
         if scheduled:  # the share of the training time spent validating (the final scoring comes after)
             eval_seconds += time.monotonic() - eval_start
-        improved = (run.best_val is None or run.val_loss < run.best_val) and (scheduled or not eval_positions)
+        improved = (run.best_val is None or run.val_loss < run.best_val) and (scheduled or not run.val_sample)
         if improved:
             run.best_val = run.val_loss
         if scheduled:
@@ -282,4 +283,4 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
     return progress("end", checkpoint=out, best_checkpoint=best_path(out) if run.best_val is not None else None,
                     metrics=metrics_path(out), stop_reason=reason, steps=run.step,
                     eval_share=eval_seconds / max(train_seconds, 1e-9),
-                    val_sample_tokens=eval_positions * B if eval_positions else None)
+                    val_sample_tokens=run.val_sample * B if run.val_sample else None)

@@ -54,6 +54,11 @@ def test_a_timed_run_validates_on_a_sample_and_scores_the_whole_split_at_the_end
     assert scored.exit_code == 0, scored.stderr
     # the final figure is the whole validation split's, as `train` validates (not the sample's)
     assert math.isfinite(summary["val_loss"]) and summary["val_loss"] == pytest.approx(records[-1]["val_loss"])
+    # a resumed run validates on the same sample, so its best checkpoint compares like with like
+    resumed = run_cli("train", CORPORA / "markov.txt", "--resume", out, "--max-steps", "1200", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    again = [json.loads(line) for line in (tmp_path / "t.metrics.jsonl").read_text().splitlines()]
+    assert {r.get("val_sample_tokens") for r in again[len(records):-1]} == samples
 
 
 def test_sgd_momentum_is_an_option(tmp_path):
