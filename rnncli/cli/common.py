@@ -74,10 +74,11 @@ def user_errors(fn):
         except BrokenPipeError:  # `rnncli sample | head`: the reader left; not an error
             _silence_stdout()
             raise typer.Exit(0) from None
-        except OSError as err:  # files are checked where they are opened: what is left is the output
+        except OSError as err:  # files are checked where they are opened: what is left is mostly the output
+            if err.filename is not None:
+                fail(f"{err.filename}: {err.strerror or err}", 1)
             _silence_stdout()
-            where = err.filename if err.filename is not None else "standard output"
-            fail(f"cannot write to {where}: {err.strerror or err}", 1)
+            fail(f"cannot write to standard output: {err.strerror or err}", 1)
 
     return wrapper
 
