@@ -4,7 +4,7 @@ and the stack are in layers.py, the head in heads.py.
 
     x<t> = E[y<t-1>]                       embedding (V, D)
     h[l]<t> = cell(h[l]<t-1>, in[l]<t>)     the stack
-    ŷ<t> = softmax(W_y h[L-1]<t> + b_y)    the language-model head
+    ŷ<t> = softmax(W_y dropout(h[L-1]<t>) + b_y)    the language-model head (dropout: training only)
 
 Parameters live in one flat mapping with stable dotted names, which checkpoints store as they are:
     embed.weight (V, D); layers.{l}.Wx, layers.{l}.Wh, layers.{l}.b, ... (the cell's); output.W, output.b.
