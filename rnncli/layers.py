@@ -4,11 +4,12 @@
 
 A layer reads its chunk forward in time, or reversed (`reverse=True`): then it runs the same cell
 over x<T>, ..., x<1> and returns its outputs in the chunk's own order, so h<t> summarises x<t..T>.
-A bidirectional level (#11) is a forward and a reversed layer over the same input, their outputs
-side by side, (T, B, 2H); it has no place in a language model, which must not see the future.
+A bidirectional level is a forward and a reversed layer over the same input, their outputs side by
+side, (T, B, 2H): position t then sees the whole sequence. It has no place in a language model,
+which must not see the future; the task models (tasks.py) use it.
 
-A layer's parameters are named `<prefix>.<cell parameter>` (`layers.0.Wx`); the stack owns the
-prefixes. Dropout is inverted (masks scaled by 1 / (1 - p)), applied to every layer's output during
+A layer's parameters are named `<prefix>.<cell parameter>` (`layers.0.Wx`, reversed
+`layers.0.reverse.Wx`); the stack owns the prefixes. Dropout is inverted (masks scaled by 1 / (1 - p)), applied to every layer's output during
 training only; the masks are made by the caller from its own RNG (`dropout_masks`).
 """
 
@@ -51,74 +52,101 @@ class Layer:
 
 
 class Stack:
-    """L layers of one cell, each reading the dropped-out output of the one below."""
+    """L levels of one cell, each reading the dropped-out output of the level below. A level is one
+    forward layer, or (bidirectional) a forward and a reversed layer over the same input with their
+    outputs side by side: [h_fwd<t>; h_rev<t>] (T, B, 2H), the notes' bidirectional RNN.
 
-    def __init__(self, cell: Cell, layers: int, input_size: int, hidden: int, dropout: float = 0.0):
+    States and caches are flat lists, one entry per layer, level by level (forward first)."""
+
+    def __init__(self, cell: Cell, layers: int, input_size: int, hidden: int, dropout: float = 0.0,
+                 bidirectional: bool = False):
         self.cell, self.hidden, self.dropout = cell, hidden, dropout
-        self.layers = [Layer(cell) for _ in range(layers)]
-        self.input_sizes = [input_size] + [hidden] * (layers - 1)
+        self.directions = 2 if bidirectional else 1
+        self.width = hidden * self.directions  # each level's output size
+        self.levels = layers
+        self.layers = [Layer(cell, reverse=d == 1) for _ in range(layers) for d in range(self.directions)]
+        self.input_sizes = [input_size] + [self.width] * (layers - 1)
 
-    @staticmethod
-    def prefix(layer: int) -> str:
-        return f"layers.{layer}."
+    def prefix(self, index: int) -> str:
+        """Parameter-name prefix of layer `index` (flat): `layers.{level}.`, or `layers.{level}.reverse.`
+        for a reversed layer."""
+        level, direction = divmod(index, self.directions)
+        return f"layers.{level}." + ("reverse." if direction else "")
 
-    def layer_params(self, params: dict, layer: int) -> dict[str, np.ndarray]:
-        prefix = self.prefix(layer)
-        return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    def layer_params(self, params: dict, index: int) -> dict[str, np.ndarray]:
+        prefix = self.prefix(index)
+        return {k[len(prefix):]: v for k, v in params.items()
+                if k.startswith(prefix) and "." not in k[len(prefix):]}
+
+    def _input_size(self, index: int) -> int:
+        return self.input_sizes[index // self.directions]
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {self.prefix(i) + k: s for i, D in enumerate(self.input_sizes)
-                for k, s in self.cell.param_shapes(D, self.hidden).items()}
+        return {self.prefix(i) + k: s for i in range(len(self.layers))
+                for k, s in self.cell.param_shapes(self._input_size(i), self.hidden).items()}
 
     def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
-        return {self.prefix(i) + k: v for i, D in enumerate(self.input_sizes)
-                for k, v in self.cell.init_params(rng, D, self.hidden, dtype).items()}
+        return {self.prefix(i) + k: v for i in range(len(self.layers))
+                for k, v in self.cell.init_params(rng, self._input_size(i), self.hidden, dtype).items()}
 
     def initial_state(self, B: int, dtype=np.float32) -> list[State]:
         return [self.cell.initial_state(B, self.hidden, dtype) for _ in self.layers]
 
     def dropout_masks(self, rng: np.random.Generator, T: int, B: int, dtype=np.float32):
-        """Inverted-dropout masks, one (T, B, H) per layer, or None when dropout is off."""
+        """Inverted-dropout masks, one (T, B, width) per level, or None when dropout is off."""
         if self.dropout <= 0.0:
             return None
         keep = 1.0 - self.dropout
-        return [(rng.random((T, B, self.hidden)) < keep).astype(dtype) / dtype(keep) for _ in self.layers]
+        return [(rng.random((T, B, self.width)) < keep).astype(dtype) / dtype(keep) for _ in range(self.levels)]
 
     def forward(self, params: dict, x: np.ndarray | None, state0: list[State], masks=None, keep: bool = True,
                 xw0: np.ndarray | None = None):
-        """x (T, B, D), or the first layer's input projection xw0 (T, B, G*H) instead ->
-        top (T, B, H), final states, per-layer caches."""
+        """x (T, B, D), or the first layer's input projection xw0 (T, B, G*H) instead (one direction
+        only) -> top (T, B, width), final states, per-layer caches."""
         states, caches = [], []
-        for i, layer in enumerate(self.layers):
-            p = self.layer_params(params, i)
-            if i == 0 and xw0 is not None:
-                hs, stateT, cache = layer.forward_projected(p, xw0, state0[0], keep)
-            else:
-                hs, stateT, cache = layer.forward(p, x, state0[i], keep)
-            states.append(stateT)
-            caches.append(cache)
-            x = hs * masks[i] if masks is not None else hs  # (T, B, H)
+        for level in range(self.levels):
+            outputs = []
+            for d in range(self.directions):
+                i = level * self.directions + d
+                p = self.layer_params(params, i)
+                if i == 0 and xw0 is not None:
+                    hs, stateT, cache = self.layers[i].forward_projected(p, xw0, state0[0], keep)
+                else:
+                    hs, stateT, cache = self.layers[i].forward(p, x, state0[i], keep)
+                outputs.append(hs)
+                states.append(stateT)
+                caches.append(cache)
+            hs = outputs[0] if self.directions == 1 else np.concatenate(outputs, axis=2)
+            x = hs * masks[level] if masks is not None else hs  # (T, B, width)
         return x, states, caches
 
-    def backward(self, params: dict, caches: list, dtop: np.ndarray, masks=None, projected: bool = False):
-        """Gradients of the stack's parameters from the top's gradient dtop (T, B, H); the final
-        states' gradients are zero (truncated BPTT stops at the chunk's end). Returns (grads, dx
-        (T, B, D), or the first layer's d(xw0) when it was given its projection, initial states'
-        gradients)."""
+    def backward(self, params: dict, caches: list, dtop: np.ndarray, masks=None, projected: bool = False,
+                 dstatesT: list | None = None):
+        """Gradients of the stack's parameters from the top's gradient dtop (T, B, width) and, when
+        given, the final states' gradients (an encoder's, flowing back from its decoder); else they
+        are zero (truncated BPTT stops at the chunk's end). Returns (grads, dx (T, B, D), or the
+        first layer's d(xw0) when it was given its projection, initial states' gradients)."""
         grads: dict[str, np.ndarray] = {}
         dstate0: list = [None] * len(self.layers)
+        H = self.hidden
         dx = dtop
-        for i in reversed(range(len(self.layers))):
-            dhs = np.ascontiguousarray(dx * masks[i] if masks is not None else dx)
-            p = self.layer_params(params, i)
-            zero = tuple(np.zeros_like(s) for s in caches[i][1])
-            if i == 0 and projected:
-                g, dx, dstate0[i] = self.layers[i].backward_projected(p, caches[i], dhs, zero)
-            else:
-                g, dx, dstate0[i] = self.layers[i].backward(p, caches[i], dhs, zero)
-            grads.update({self.prefix(i) + k: v for k, v in g.items()})
+        for level in reversed(range(self.levels)):
+            dhs_level = dx * masks[level] if masks is not None else dx
+            dx = None
+            for d in range(self.directions):
+                i = level * self.directions + d
+                dhs = np.ascontiguousarray(dhs_level[:, :, d * H:(d + 1) * H] if self.directions > 1 else dhs_level)
+                p = self.layer_params(params, i)
+                dstateT = dstatesT[i] if dstatesT is not None else tuple(np.zeros_like(s) for s in caches[i][1])
+                if i == 0 and projected:
+                    g, dx_d, dstate0[i] = self.layers[i].backward_projected(p, caches[i], dhs, dstateT)
+                else:
+                    g, dx_d, dstate0[i] = self.layers[i].backward(p, caches[i], dhs, dstateT)
+                dx = dx_d if dx is None else dx + dx_d  # both directions read the same input
+                grads.update({self.prefix(i) + k: v for k, v in g.items()})
         return grads, dx, dstate0
 
     def step_weights(self, params: dict):
-        """The stacked weights the cell's single step reads (generation, beam search)."""
+        """The stacked weights the cell's single step reads (generation, beam search): one direction."""
+        assert self.directions == 1, "a bidirectional stack has no single step"
         return self.cell.step_weights([self.layer_params(params, i) for i in range(len(self.layers))])
