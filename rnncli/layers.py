@@ -9,8 +9,9 @@ side, (T, B, 2H): position t then sees the whole sequence. It has no place in a 
 which must not see the future; the task models (tasks.py) use it.
 
 A layer's parameters are named `<prefix>.<cell parameter>` (`layers.0.Wx`, reversed
-`layers.0.reverse.Wx`); the stack owns the prefixes. Dropout is inverted (masks scaled by 1 / (1 - p)), applied to every layer's output during
-training only; the masks are made by the caller from its own RNG (`dropout_masks`).
+`layers.0.reverse.Wx`); the stack owns the prefixes. Dropout is inverted (masks scaled by
+1 / (1 - p)), applied to every level's output during training only; the masks are made by the
+caller from its own RNG (`dropout_masks`).
 """
 
 from __future__ import annotations
