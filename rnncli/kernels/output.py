@@ -47,7 +47,16 @@ def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean cross-entropy over N rows and its gradient w.r.t. the logits, (ŷ - onehot(y)) / N,
-    written over `logits` (N, V)."""
+    written over `logits` (N, V). A row whose target is negative (padding, a piece that carries no
+    tag) counts for nothing: the mean is over the others, and its gradient is zero."""
+    ignored = targets < 0
+    if ignored.any():
+        keep = ~ignored
+        loss, dkept = softmax_cross_entropy(np.ascontiguousarray(logits[keep]), targets[keep]) \
+            if keep.any() else (0.0, logits[:0])
+        logits[ignored] = 0.0
+        logits[keep] = dkept
+        return loss, logits
     N = len(targets)
     rows = np.arange(N)
     logits -= logits.max(axis=1, keepdims=True)

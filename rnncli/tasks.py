@@ -1,0 +1,287 @@
+"""The notes' other shapes of recurrent network, each a model over batches of whole examples:
+
+  classify (many-to-one)      ŷ = softmax(W_c [h_fwd<T>; h_rev<1>] + b_c)   from the final states
+  tag (many-to-many, Tx = Ty)  ŷ<t> = softmax(W_t [h_fwd<t>; h_rev<t>] + b_t)  at every position
+  translate (Tx != Ty)         an encoder reads the source; its final states (both directions'
+                               summed when bidirectional) are the initial states of a decoder, a
+                               language model over the target: ŷ<t> = P(y<t> | y<1..t-1>, x)
+
+The language model (the notes' one-to-many) is `model.Model`; `build_model` gives the model of any
+configuration. A batch holds examples of one input length (examples.py groups them), so no input
+is padded: h<T> is every example's last state, the reversed layer starts at every example's last
+token, and an encoder's final state is exact. Only the decoder's targets are padded at the end,
+with target -1, which the loss ignores.
+
+Parameters: embed.weight, layers.{l}[.reverse].* (the encoder stack), output.W (width, C), output.b;
+a translator's decoder under decoder.* (decoder.embed.weight, decoder.layers.{l}.*, decoder.output.*).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from rnncli.config import ModelConfig
+from rnncli.kernels.blas import matmul
+from rnncli.kernels.cells import get_cell
+from rnncli.kernels.output import embedding_backward, log_softmax_rows, softmax_cross_entropy
+from rnncli.layers import Stack
+from rnncli.model import Model
+
+Params = dict[str, np.ndarray]
+
+
+@dataclass
+class Batch:
+    """Examples of one input length, time-major. targets: classify (B,) class ids; tag (T, B) tag
+    ids, -1 where no tag is scored; translate (T', B) target ids, -1 after each target's end, with
+    decoder_inputs (T', B) the targets shifted right behind <EOS>."""
+
+    inputs: np.ndarray  # (T, B) token ids
+    targets: np.ndarray
+    decoder_inputs: np.ndarray | None = None
+
+    @property
+    def tokens(self) -> int:
+        return int(self.inputs.size)
+
+
+def build_model(config: ModelConfig):
+    """The model of a configuration's task."""
+    return {"lm": Model, "classify": Classifier, "tag": Tagger, "translate": Translator}[config.task](config)
+
+
+def sub_params(params: Params, prefix: str) -> Params:
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+class Encoder:
+    """Embedding -> stack (bidirectional or not), over a batch of whole examples."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.cell = get_cell(config.cell)
+        self.stack = Stack(self.cell, config.layers, config.embed, config.hidden, config.dropout,
+                           config.bidirectional)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"embed.weight": (self.config.vocab_size, self.config.embed), **self.stack.param_shapes()}
+
+    def init_params(self, rng: np.random.Generator, dtype) -> Params:
+        embed = rng.normal(0.0, 1.0, (self.config.vocab_size, self.config.embed)).astype(dtype)
+        return {"embed.weight": embed, **self.stack.init_params(rng, dtype)}
+
+    def forward(self, params: Params, inputs: np.ndarray, masks=None, keep: bool = True):
+        """inputs (T, B) -> top (T, B, width), final states (one per layer), stack caches."""
+        B = inputs.shape[1]
+        dtype = params["embed.weight"].dtype
+        x = params["embed.weight"][inputs]
+        return self.stack.forward(params, x, self.stack.initial_state(B, dtype), masks, keep)
+
+    def backward(self, params: Params, inputs: np.ndarray, caches, dtop: np.ndarray, masks=None,
+                 dstatesT: list | None = None) -> Params:
+        grads, dx, _ = self.stack.backward(params, caches, dtop, masks, dstatesT=dstatesT)
+        grads["embed.weight"] = embedding_backward(inputs, np.ascontiguousarray(dx), self.config.vocab_size)
+        return grads
+
+
+class _OutputLayer:
+    """output.W (width, C), output.b (C,) over rows of features."""
+
+    def __init__(self, width: int, classes: int):
+        self.width, self.classes = width, classes
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"output.W": (self.width, self.classes), "output.b": (self.classes,)}
+
+    def init_params(self, rng: np.random.Generator, dtype) -> Params:
+        bound = 1.0 / np.sqrt(self.width)
+        return {"output.W": rng.uniform(-bound, bound, (self.width, self.classes)).astype(dtype),
+                "output.b": np.zeros(self.classes, dtype)}
+
+    def logits(self, params: Params, features: np.ndarray) -> np.ndarray:
+        out = matmul(np.ascontiguousarray(features), params["output.W"])
+        out += params["output.b"]
+        return out
+
+    def backward(self, params: Params, features: np.ndarray, dlogits: np.ndarray):
+        """-> gradients of output.W and output.b, d(features)."""
+        return ({"output.W": matmul(np.ascontiguousarray(features).T, dlogits), "output.b": dlogits.sum(axis=0)},
+                matmul(dlogits, params["output.W"].T))
+
+
+@dataclass
+class TaskCache:
+    batch: Batch
+    masks: list | None
+    caches: list
+    features: np.ndarray
+    dlogits: np.ndarray
+    T: int
+
+
+class _EncoderTask:
+    """What the classifier and the tagger share: an encoder and an output layer over its features."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.cell = get_cell(config.cell)
+        self.encoder = Encoder(config)
+        self.output = _OutputLayer(self.encoder.stack.width, len(config.labels))
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {**self.encoder.param_shapes(), **self.output.param_shapes()}
+
+    def state_arrays(self) -> int:
+        return self.cell.state_size
+
+    def init_params(self, rng: np.random.Generator, dtype=np.float32) -> Params:
+        return {**self.encoder.init_params(rng, dtype), **self.output.init_params(rng, dtype)}
+
+    def dropout_masks(self, rng: np.random.Generator, batch: Batch, dtype=np.float32):
+        T, B = batch.inputs.shape
+        return self.encoder.stack.dropout_masks(rng, T, B, dtype)
+
+    def features(self, top: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def dtop(self, dfeatures: np.ndarray, T: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def flat_targets(self, batch: Batch) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache]:
+        """Mean cross-entropy of the batch's targets, and the cache for `backward`."""
+        top, _, caches = self.encoder.forward(params, batch.inputs, masks)
+        features = self.features(top)
+        loss, dlogits = softmax_cross_entropy(self.output.logits(params, features), self.flat_targets(batch))
+        return loss, TaskCache(batch, masks, caches, features, dlogits, top.shape[0])
+
+    def backward(self, params: Params, cache: TaskCache) -> Params:
+        grads, dfeatures = self.output.backward(params, cache.features, cache.dlogits)
+        dtop = self.dtop(dfeatures, cache.T)
+        grads.update(self.encoder.backward(params, cache.batch.inputs, cache.caches, dtop, cache.masks))
+        return grads
+
+    def loss_sum(self, params: Params, batch: Batch) -> tuple[float, int]:
+        """Forward only: the summed loss and the number of scored targets (validation)."""
+        targets = self.flat_targets(batch)
+        scored = targets >= 0
+        logprobs = self.logprobs(params, batch).reshape(-1, len(self.config.labels))
+        return float(-logprobs[np.flatnonzero(scored), targets[scored]].sum()), int(scored.sum())
+
+    def logprobs(self, params: Params, batch: Batch) -> np.ndarray:
+        """log ŷ over the labels: classify (B, C); tag (T, B, C)."""
+        top, _, _ = self.encoder.forward(params, batch.inputs, keep=False)
+        logits = self.output.logits(params, self.features(top))
+        out = log_softmax_rows(logits)
+        return out if self.config.task == "classify" else out.reshape(top.shape[0], top.shape[1], -1)
+
+
+class Classifier(_EncoderTask):
+    """Many-to-one: the label of a whole sequence from the final states (h_fwd<T>; h_rev<1>)."""
+
+    def features(self, top: np.ndarray) -> np.ndarray:
+        H = self.config.hidden
+        if not self.config.bidirectional:
+            return top[-1]
+        return np.concatenate([top[-1, :, :H], top[0, :, H:]], axis=1)  # (B, 2H)
+
+    def dtop(self, dfeatures: np.ndarray, T: int) -> np.ndarray:
+        B, W = dfeatures.shape
+        H = self.config.hidden
+        dtop = np.zeros((T, B, W), dfeatures.dtype)
+        dtop[-1, :, :H] = dfeatures[:, :H]
+        if self.config.bidirectional:
+            dtop[0, :, H:] += dfeatures[:, H:]
+        return dtop
+
+    def flat_targets(self, batch: Batch) -> np.ndarray:
+        return batch.targets
+
+
+class Tagger(_EncoderTask):
+    """Many-to-many with T_x = T_y: a tag at every position from [h_fwd<t>; h_rev<t>]."""
+
+    def features(self, top: np.ndarray) -> np.ndarray:
+        return top.reshape(-1, top.shape[2])
+
+    def dtop(self, dfeatures: np.ndarray, T: int) -> np.ndarray:
+        return dfeatures.reshape(T, -1, dfeatures.shape[1])
+
+    def flat_targets(self, batch: Batch) -> np.ndarray:
+        return batch.targets.reshape(-1)
+
+
+@dataclass
+class TranslatorCache:
+    batch: Batch
+    masks: list | None
+    caches: list
+    decoder: object
+
+
+class Translator:
+    """Encoder–decoder: the encoder's final states start the decoder, a language model of the
+    target; the decoder's initial-state gradients flow back into the encoder's final states."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.cell = get_cell(config.cell)
+        self.encoder = Encoder(config)
+        self.decoder = Model(replace(config, task="lm", bidirectional=False, labels=[], tie_weights=False))
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {**self.encoder.param_shapes(),
+                **{"decoder." + k: s for k, s in self.decoder.param_shapes().items()}}
+
+    def state_arrays(self) -> int:
+        return self.cell.state_size
+
+    def init_params(self, rng: np.random.Generator, dtype=np.float32) -> Params:
+        return {**self.encoder.init_params(rng, dtype),
+                **{"decoder." + k: v for k, v in self.decoder.init_params(rng, dtype).items()}}
+
+    def dropout_masks(self, rng: np.random.Generator, batch: Batch, dtype=np.float32):
+        T, B = batch.inputs.shape
+        if self.config.dropout <= 0:
+            return None
+        return (self.encoder.stack.dropout_masks(rng, T, B, dtype),
+                self.decoder.dropout_masks(rng, batch.decoder_inputs.shape[0], B, dtype))
+
+    def decoder_state(self, states: list) -> list:
+        """The encoder's final states as the decoder's initial ones: level by level, the forward
+        and reversed layers' states summed when bidirectional."""
+        d = self.encoder.stack.directions
+        return [tuple(sum(states[level * d + k][j] for k in range(d)) for j in range(len(states[0])))
+                for level in range(self.config.layers)]
+
+    def forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TranslatorCache]:
+        enc_masks, dec_masks = masks if masks is not None else (None, None)
+        _, states, caches = self.encoder.forward(params, batch.inputs, enc_masks)
+        loss, _, dec_cache = self.decoder.forward(sub_params(params, "decoder."), batch.decoder_inputs,
+                                                  batch.targets, self.decoder_state(states), dec_masks)
+        return loss, TranslatorCache(batch, enc_masks, caches, dec_cache)
+
+    def backward(self, params: Params, cache: TranslatorCache) -> Params:
+        dec = self.decoder.backward(sub_params(params, "decoder."), cache.decoder)
+        grads = {"decoder." + k: v for k, v in dec.items()}
+        d = self.encoder.stack.directions
+        dstatesT = [cache.decoder.dstate0[i // d] for i in range(len(self.encoder.stack.layers))]
+        T, B = cache.batch.inputs.shape
+        dtop = np.zeros((T, B, self.encoder.stack.width), dec["embed.weight"].dtype)
+        grads.update(self.encoder.backward(params, cache.batch.inputs, cache.caches, dtop, cache.masks, dstatesT))
+        return grads
+
+    def encode(self, params: Params, inputs: np.ndarray) -> list:
+        """The decoder's initial states for source inputs (T, B)."""
+        _, states, _ = self.encoder.forward(params, inputs, keep=False)
+        return self.decoder_state(states)
+
+    def loss_sum(self, params: Params, batch: Batch) -> tuple[float, int]:
+        lp, _ = self.decoder.logprobs(sub_params(params, "decoder."), batch.decoder_inputs,
+                                      np.maximum(batch.targets, 0), self.encode(params, batch.inputs))
+        scored = batch.targets >= 0
+        return float(-lp[scored].sum()), int(scored.sum())
