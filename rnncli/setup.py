@@ -37,8 +37,10 @@ def parse_duration(text: str) -> float:
 
 def model_layout(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], int]:
     """What a stored configuration implies: parameter shapes and arrays per layer state."""
+    from rnncli.tasks import build_model
+
     config.check()
-    model = Model(config)
+    model = build_model(config)
     return model.param_shapes(), model.state_arrays()
 
 
@@ -78,9 +80,11 @@ def ids_checksum(ids: np.ndarray, block: int = 1 << 22) -> int:
 def new_run(model: ModelConfig, train: TrainConfig, tokenizer_config: TokenizerConfig, tokenizer,
             params: dict | None = None) -> Run:
     """A fresh run (from `params` when given: --init-from). The configurations are checked already."""
+    from rnncli.tasks import build_model
+
     rng = np.random.default_rng(train.seed)
     if params is None:
-        params = Model(model).init_params(rng, DTYPE)
+        params = build_model(model).init_params(rng, DTYPE)
     optimizer = Optimizer(train.optimizer, params, train.lr, train.weight_decay, train.clip, train.momentum)
     return Run(model, train, tokenizer_config, tokenizer, params, optimizer, rng, lr=train.lr)
 
@@ -132,10 +136,11 @@ class TrainRequest:
     errors: str = "strict"
 
 
-def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]:
-    """Check everything, read and encode the data, build or restore the run. Writes nothing."""
-    from rnncli.data import Corpus, encode_corpus, split_validation
-    from rnncli.tokenizers import fit_tokenizer
+def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
+    """Check everything, read and encode the data, build or restore the run. Writes nothing.
+    Returns the run, the training and validation data (token ids for a language model, encoded
+    examples for a task) and the checkpoint path."""
+    from rnncli.data import Corpus
 
     if req.resume and req.init_from:
         raise UsageError("--resume and --init-from cannot be combined: resume continues a run, "
@@ -154,32 +159,20 @@ def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]
             model.dropout = req.model.dropout
             model.check()
     else:
-        model = req.model
-        tok_config = req.tokenizer
+        model, tok_config, tokenizer = req.model, req.tokenizer, None
+        if model.task != "lm" and "level" not in req.explicit:
+            tok_config.level = "word"
         tok_config.check()
         if "embed" not in req.explicit:
             model.embed = model.hidden if model.tie_weights else (64 if tok_config.level == "char" else 256)
         model.vocab_size = max(model.vocab_size, 2)
+        if model.task in ("classify", "tag"):
+            model.labels = ["?", "?"]  # checked with the real labels once they are read
         model.check()  # before fitting a tokenizer, which may take long; the vocabulary comes next
-        tokenizer = fit_tokenizer(tok_config, corpus.blocks())
-        model.vocab_size = tokenizer.vocab_size
-    ids = encode_corpus(tokenizer, corpus)
-    if req.valid:
-        train_ids, val_ids = ids, encode_corpus(tokenizer, Corpus(req.valid, req.encoding, req.errors))
-        if len(val_ids) < 2:
-            raise RnncliError(f"{req.valid}: too short to validate on (needs at least 2 tokens)")
-    else:
-        train_ids, val_ids = split_validation(ids, req.train.val_fraction)
-        if val_ids is not None and len(val_ids) < 2:
-            val_ids = None
-    B, T = req.train.batch_size, req.train.seq_len
-    if len(train_ids) // B - 1 < T:
-        raise UsageError(f"{corpus.name}: {len(train_ids):,} training tokens are too few for one batch of "
-                         f"--batch-size {B} x --seq-len {T} (needs {B * (T + 1):,}); "
-                         "lower --batch-size or --seq-len")
-    check_memory(model, req.train)
-    corpus_info = {"name": corpus.name, "bytes": corpus.size_bytes(), "tokens": len(ids),
-                   "train_checksum": ids_checksum(train_ids)}
+    read = _read_corpus if model.task == "lm" else _read_examples
+    train_data, val_data, corpus_info, tokenizer = read(req, corpus, model, tok_config, tokenizer)
+    if model.task == "lm":
+        check_memory(model, req.train)
     if req.resume:
         old = base.state.get("corpus", {})
         if old.get("train_checksum") not in (None, corpus_info["train_checksum"]):
@@ -196,7 +189,61 @@ def prepare(req: TrainRequest) -> tuple[Run, np.ndarray, np.ndarray | None, str]
     run.corpus = corpus_info
     if base is not None and not (req.out or req.resume):
         out = default_out(req.corpus, model.cell)  # --init-from: the checkpoint's cell names the run
-    return run, train_ids, val_ids, out
+    return run, train_data, val_data, out
+
+
+def _read_corpus(req: TrainRequest, corpus, model: ModelConfig, tok_config: TokenizerConfig, tokenizer):
+    """A language model's data: the corpus as token ids, the validation ids apart."""
+    from rnncli.data import Corpus, encode_corpus, split_validation
+    from rnncli.tokenizers import fit_tokenizer
+
+    if tokenizer is None:
+        tokenizer = fit_tokenizer(tok_config, corpus.blocks())
+        model.vocab_size = tokenizer.vocab_size
+    ids = encode_corpus(tokenizer, corpus)
+    if req.valid:
+        train_ids, val_ids = ids, encode_corpus(tokenizer, Corpus(req.valid, req.encoding, req.errors))
+        if len(val_ids) < 2:
+            raise RnncliError(f"{req.valid}: too short to validate on (needs at least 2 tokens)")
+    else:
+        train_ids, val_ids = split_validation(ids, req.train.val_fraction)
+        if val_ids is not None and len(val_ids) < 2:
+            val_ids = None
+    B, T = req.train.batch_size, req.train.seq_len
+    if len(train_ids) // B - 1 < T:
+        raise UsageError(f"{corpus.name}: {len(train_ids):,} training tokens are too few for one batch of "
+                         f"--batch-size {B} x --seq-len {T} (needs {B * (T + 1):,}); "
+                         "lower --batch-size or --seq-len")
+    info = {"name": corpus.name, "bytes": corpus.size_bytes(), "tokens": len(ids),
+            "train_checksum": ids_checksum(train_ids)}
+    return train_ids, val_ids, info, tokenizer
+
+
+def _read_examples(req: TrainRequest, corpus, model: ModelConfig, tok_config: TokenizerConfig, tokenizer):
+    """A task's data: its examples read, the tokenizer and the labels fitted on the training ones,
+    everything encoded."""
+    from rnncli.data import Corpus
+    from rnncli.examples import checksum, encode_examples, label_set, read_examples, split_examples
+    from rnncli.tokenizers import fit_tokenizer
+
+    examples = read_examples(model.task, corpus)
+    if req.valid:
+        train_ex, val_ex = examples, read_examples(model.task, Corpus(req.valid, req.encoding, req.errors))
+    else:
+        train_ex, val_ex = split_examples(examples, req.train.val_fraction, req.train.seed)
+    if tokenizer is None:
+        tokenizer = fit_tokenizer(tok_config, ["\n".join(train_ex.texts()) + "\n"])
+        model.vocab_size = tokenizer.vocab_size
+        if model.task in ("classify", "tag"):
+            model.labels = label_set(train_ex)
+            if len(model.labels) < 2:
+                raise UsageError(f"{corpus.name}: every example has the label {model.labels[0]!r}; "
+                                 "a model needs at least two to learn anything")
+    train_data = encode_examples(train_ex, tokenizer, model.labels)
+    val_data = None if val_ex is None else encode_examples(val_ex, tokenizer, model.labels)
+    info = {"name": corpus.name, "bytes": corpus.size_bytes(), "tokens": train_data.tokens(),
+            "examples": len(train_ex), "train_checksum": checksum(train_data)}
+    return train_data, val_data, info, tokenizer
 
 
 def estimate_memory(model: ModelConfig, train: TrainConfig) -> int:
@@ -221,7 +268,8 @@ def _refuse_changes(req: TrainRequest, base: Checkpoint) -> None:
     """A resumed or fine-tuned run keeps the checkpoint's model and vocabulary: options that would
     change them are refused with the reason, not silently ignored."""
     what = "--resume" if req.resume else "--init-from"
-    model_opts = {"cell", "hidden", "layers", "embed", "tie_weights"} | (set() if req.init_from else {"dropout"})
+    model_opts = {"cell", "hidden", "layers", "embed", "tie_weights", "task", "bidirectional"}
+    model_opts |= set() if req.init_from else {"dropout"}
     tok_opts = {"level", "min_count", "max_vocab", "vocab_size", "lowercase", "spm_type"}
     for name in sorted(req.explicit):
         if name in model_opts and getattr(req.model, name) != getattr(base.model, name):

@@ -27,6 +27,7 @@ from rnncli.checkpoint import Checkpoint, save_checkpoint
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnncli.data import chunk, contiguous_streams
 from rnncli.errors import RnncliError, UsageError
+from rnncli.examples import Encoded
 from rnncli.model import Model, ModelState, Params
 from rnncli.optim import Optimizer
 from rnncli.runfiles import append_metrics, best_path, metrics_path, run_lock
@@ -118,25 +119,107 @@ class Diverged(RnncliError):
 
 
 # ---------------------------------------------------------------------------------------------
+# What a step reads
+
+
+class StreamFeed:
+    """The language model's data: B contiguous streams of the token ids, T tokens per step, the
+    hidden state carried from chunk to chunk and reset at each epoch."""
+
+    samples_validation = True  # a timed run may validate on a sample of the streams
+
+    def __init__(self, model: Model, run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None):
+        c = run.train
+        self.model, self.B, self.T = model, c.batch_size, c.seq_len
+        self.val_ids = val_ids
+        self.train_tokens, self.val_tokens = len(train_ids), 0 if val_ids is None else len(val_ids)
+        self.streams = contiguous_streams(train_ids, self.B)
+        self.steps_per_epoch = (self.streams.shape[1] - 1) // self.T
+        if self.steps_per_epoch < 1:
+            need = self.B * (self.T + 1)
+            raise UsageError(f"{len(train_ids):,} training tokens are too few for one batch of --batch-size "
+                             f"{self.B} x --seq-len {self.T} (needs {need:,}); lower --batch-size or --seq-len")
+        if run.hidden is None or run.hidden[0][0].shape[0] != self.B:
+            run.hidden = model.initial_state(self.B, DTYPE)
+
+    def start_epoch(self, run: Run) -> None:
+        run.hidden = self.model.initial_state(self.B, DTYPE)
+
+    def step(self, run: Run, index: int):
+        """-> loss, cache, tokens read, and what to keep once the update is applied."""
+        inputs, targets = chunk(self.streams, index * self.T, index * self.T + self.T)
+        masks = self.model.dropout_masks(run.rng, self.T, self.B, DTYPE)
+        loss, states, cache = self.model.forward(run.params, inputs, targets, run.hidden, masks)
+
+        def keep() -> None:
+            run.hidden = states
+
+        return loss, cache, self.B * self.T, keep
+
+    def validate(self, params: Params, positions: int | None = None) -> float:
+        return stream_loss(self.model, params, self.val_ids, self.B, self.T, max_positions=positions)
+
+
+class ExampleFeed:
+    """A task's data (examples.py): batches of whole examples of one length, in an order fixed by
+    (seed, epoch); nothing is carried between steps."""
+
+    samples_validation = False
+
+    def __init__(self, model, run: Run, train: Encoded, val: Encoded | None):
+        from rnncli.examples import length_batches
+
+        self.model, self.task, self.seed, self.B = model, run.model.task, run.train.seed, run.train.batch_size
+        self.train, self.val = train, val
+        self.train_tokens, self.val_tokens = train.tokens(), 0 if val is None else val.tokens()
+        self.steps_per_epoch = len(length_batches(train.lengths(), self.B))
+        self.val_batches = [] if val is None else length_batches(val.lengths(), self.B)
+        self._epoch, self._order = -1, []
+        run.hidden = None
+
+    def start_epoch(self, run: Run) -> None:
+        pass
+
+    def step(self, run: Run, index: int):
+        from rnncli.examples import epoch_batches, make_batch
+
+        if self._epoch != run.epoch:
+            self._epoch, self._order = run.epoch, epoch_batches(self.train, self.B, self.seed, run.epoch)
+        batch = make_batch(self.task, self.train, self._order[index])
+        masks = self.model.dropout_masks(run.rng, batch, DTYPE)
+        loss, cache = self.model.forward(run.params, batch, masks)
+        return loss, cache, batch.tokens, lambda: None
+
+    def validate(self, params: Params, positions: int | None = None) -> float:
+        """Mean loss per scored target over the whole validation set."""
+        from rnncli.examples import make_batch
+
+        total, count = 0.0, 0
+        for indices in self.val_batches:
+            loss, n = self.model.loss_sum(params, make_batch(self.task, self.val, indices))
+            total, count = total + loss, count + n
+        return total / max(count, 1)
+
+
+# ---------------------------------------------------------------------------------------------
 # The loop
 
 
-def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
-          on_event: Callable[[Event], None] = lambda e: None, stop: StopFlag | None = None) -> Event:
+def train(run: Run, train_data, val_data, out: str, on_event: Callable[[Event], None] = lambda e: None,
+          stop: StopFlag | None = None) -> Event:
     """Train until the first of: epochs, max_steps, max_time, early stopping, or a stop request.
-    Saves `out` (last) and `best_path(out)`; returns the final summary event."""
+    `train_data`/`val_data`: token ids for the language model, encoded examples (examples.py) for
+    a task. Saves `out` (last) and `best_path(out)`; returns the final summary event."""
     from rnncli.allocator import keep_freed_memory
+    from rnncli.tasks import build_model
 
     keep_freed_memory()
     c = run.train
-    model = Model(run.model)
-    B, T = c.batch_size, c.seq_len
-    streams = contiguous_streams(train_ids, B)
-    n_chunks = (streams.shape[1] - 1) // T
-    if n_chunks < 1:
-        need = B * (T + 1)
-        raise UsageError(f"{len(train_ids):,} training tokens are too few for one batch of --batch-size {B} "
-                         f"x --seq-len {T} (needs {need:,}); lower --batch-size or --seq-len")
+    model = build_model(run.model)
+    feed_class = StreamFeed if run.model.task == "lm" else ExampleFeed
+    feed = feed_class(model, run, train_data, val_data)
+    has_val = val_data is not None
+    n_chunks = feed.steps_per_epoch
     eval_every = c.eval_every or max(1, min(250, n_chunks // 4))
     total_steps = c.epochs * n_chunks
     if c.max_steps:
@@ -144,11 +227,10 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
     stop = stop or StopFlag()
     run_start = time.monotonic()
     elapsed0 = run.elapsed
+    tokens0 = run.tokens_seen
     recent: list[float] = []
     last_report = 0.0
     last_eval_step = -1
-    if run.hidden is None or run.hidden[0][0].shape[0] != B:
-        run.hidden = model.initial_state(B, DTYPE)
 
     def elapsed_here() -> float:
         return time.monotonic() - run_start
@@ -164,23 +246,24 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
     # EVAL_SHARE of the budget (the first `run.val_sample` positions of each of the B streams, so
     # spread over the whole split); the whole split is scored once at the end. The best checkpoint
     # is chosen on the sample, the same every time (kept in the checkpoint across a resume).
-    sampling = bool(c.max_time and not c.eval_every and val_ids is not None)
+    sampling = bool(c.max_time and not c.eval_every and has_val and feed.samples_validation)
     eval_seconds = 0.0
 
     def choose_eval_positions() -> int:
         """Positions per stream that fit the share of the budget; 0 when the whole split does."""
+        B, T = feed.B, feed.T
         probe_start = time.monotonic()
-        stream_loss(model, run.params, val_ids, B, T, max_positions=T)
+        feed.validate(run.params, T)
         per_position = (time.monotonic() - probe_start) / T
         step_seconds = elapsed_here() / max(run.step - start_step, 1)
         budget = EVAL_SHARE * eval_every * step_seconds  # seconds per evaluation
         positions = max(T, int(budget / per_position) // T * T)
-        return 0 if positions * B >= len(val_ids) else positions
+        return 0 if positions * B >= feed.val_tokens else positions
 
     def progress(kind: str, **extra) -> Event:
         here = elapsed_here()
         steps_here = max(run.step - start_step, 0)
-        rate = steps_here * B * T / here if here > 0 else 0.0
+        rate = (run.tokens_seen - tokens0) / here if here > 0 else 0.0
         remaining = [(total_steps - run.step) * here / steps_here] if steps_here else []
         if c.max_time:
             remaining.append(max(c.max_time - here, 0.0))
@@ -193,13 +276,13 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
     def do_eval(scheduled: bool) -> None:
         nonlocal last_eval_step, eval_seconds
         last_eval_step = run.step
-        if val_ids is None:
+        if not has_val:
             return
         eval_start = time.monotonic()
         if sampling and scheduled and run.val_sample is None:
             run.val_sample = choose_eval_positions()
         sample = (run.val_sample or None) if scheduled else None  # None: the whole split
-        run.val_loss = stream_loss(model, run.params, val_ids, B, T, max_positions=sample)
+        run.val_loss = feed.validate(run.params, sample)
         if scheduled:  # the share of the training time spent validating (the final scoring comes after)
             eval_seconds += time.monotonic() - eval_start
         improved = (run.best_val is None or run.val_loss < run.best_val) and (scheduled or not run.val_sample)
@@ -218,7 +301,7 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
                   "train_loss": run.train_loss, "val_loss": run.val_loss, "lr": run.optimizer.lr,
                   "seconds": run.elapsed}
         if sample:
-            record["val_sample_tokens"] = sample * B
+            record["val_sample_tokens"] = sample * feed.B
         run.history.append(record)
         append_metrics(out, record)
         if improved:
@@ -233,7 +316,7 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
     reason = "done"
     with run_lock(out), graceful_interrupts(stop):
         on_event(progress("start", steps_per_epoch=n_chunks, eval_every=eval_every,
-                          train_tokens=len(train_ids), val_tokens=0 if val_ids is None else len(val_ids)))
+                          train_tokens=feed.train_tokens, val_tokens=feed.val_tokens))
         while True:
             if stop.reason:
                 reason = stop.reason
@@ -246,13 +329,11 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
             if run.chunk >= n_chunks:  # epoch boundary: reset the carried state
                 run.epoch += 1
                 run.chunk = 0
-                run.hidden = model.initial_state(B, DTYPE)
+                feed.start_epoch(run)
             if run.epoch >= c.epochs:
                 break
             run.optimizer.lr = scheduled_lr()
-            inputs, targets = chunk(streams, run.chunk * T, run.chunk * T + T)
-            masks = model.dropout_masks(run.rng, T, B, DTYPE)
-            loss, states, cache = model.forward(run.params, inputs, targets, run.hidden, masks)
+            loss, cache, tokens, keep = feed.step(run, run.chunk)
             grads = model.backward(run.params, cache) if math.isfinite(loss) else None
             norm = run.optimizer.step(run.params, grads) if grads is not None else float("nan")
             if not math.isfinite(loss) or not math.isfinite(norm):
@@ -260,10 +341,10 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
                 save_last()
                 raise Diverged(f"training diverged at step {run.step + 1} (loss {loss}, gradient norm {norm}); "
                                f"the last good state is saved in {out}; try a lower --lr or --clip")
-            run.hidden = states
+            keep()
             run.step += 1
             run.chunk += 1
-            run.tokens_seen += B * T
+            run.tokens_seen += tokens
             recent.append(loss)  # training losses since the last evaluation
             run.train_loss = float(np.mean(recent))
             if run.step % eval_every == 0:
@@ -283,4 +364,4 @@ def train(run: Run, train_ids: np.ndarray, val_ids: np.ndarray | None, out: str,
     return progress("end", checkpoint=out, best_checkpoint=best_path(out) if run.best_val is not None else None,
                     metrics=metrics_path(out), stop_reason=reason, steps=run.step,
                     eval_share=eval_seconds / max(train_seconds, 1e-9),
-                    val_sample_tokens=run.val_sample * B if run.val_sample else None)
+                    val_sample_tokens=run.val_sample * feed.B if run.val_sample else None)

@@ -28,7 +28,8 @@ from rnncli.kernels.cells import CELL_NAMES
 def train(
     ctx: typer.Context,
     corpus: Annotated[str, typer.Argument(help="Training text (`-` for stdin).", show_default=False)],
-    level: Annotated[str, typer.Option(help="char, word or subword.", rich_help_panel=TOKENIZER_OPTIONS)] = "char",
+    level: Annotated[str, typer.Option(help="char, word or subword (default: char for lm, word for the other tasks).",
+                                       rich_help_panel=TOKENIZER_OPTIONS, show_default=False)] = "char",
     min_count: Annotated[int, typer.Option(help="Rarer tokens become <UNK>.", rich_help_panel=TOKENIZER_OPTIONS)] = 1,
     max_vocab: Annotated[int, typer.Option(help="Word level: vocabulary limit, 0 = all.",
                                            rich_help_panel=TOKENIZER_OPTIONS)] = 0,
@@ -37,6 +38,11 @@ def train(
     lowercase: Annotated[bool, typer.Option(help="Word level: fold case.", rich_help_panel=TOKENIZER_OPTIONS)] = False,
     spm_type: Annotated[str, typer.Option(help="Subword level: unigram or bpe.",
                                           rich_help_panel=TOKENIZER_OPTIONS)] = "unigram",
+    task: Annotated[str, typer.Option(help="lm (a language model), classify (label<TAB>text lines), tag (CoNLL "
+                                           "columns) or translate (source<TAB>target lines).",
+                                      rich_help_panel=MODEL_OPTIONS)] = "lm",
+    bidirectional: Annotated[bool, typer.Option(help="Each layer reads forward and backward (not for lm).",
+                                                rich_help_panel=MODEL_OPTIONS)] = False,
     cell: Annotated[str, typer.Option(help=f"{', '.join(CELL_NAMES[:-1])} or {CELL_NAMES[-1]}.",
                                       rich_help_panel=MODEL_OPTIONS)] = "lstm",
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel=MODEL_OPTIONS)] = 2,
@@ -92,9 +98,11 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines: one per evaluation, then a summary.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
 ) -> None:
-    """Train a recurrent language model on a text corpus.
+    """Train a recurrent model: a language model on a text corpus, or (--task) a classifier, a
+    tagger or a translator on labelled examples.
 
-    Example: rnncli train corpora/demo.txt --cell gru --hidden 128 --epochs 5
+    Examples: rnncli train corpora/demo.txt --cell gru --hidden 128 --epochs 5;
+    rnncli train corpora/sentiment.tsv --task classify --bidirectional
     """
     from typer._click.core import ParameterSource
 
@@ -109,7 +117,7 @@ def train(
     request = TrainRequest(
         corpus=corpus,
         model=ModelConfig(cell=cell, embed=embed, hidden=hidden, layers=layers, dropout=dropout,
-                          tie_weights=tie_weights),
+                          tie_weights=tie_weights, task=task, bidirectional=bidirectional),
         train=TrainConfig(seq_len=seq_len, batch_size=batch_size, optimizer=optimizer, lr=lr,
                           weight_decay=weight_decay, clip=clip, lr_decay=lr_decay, schedule=schedule, warmup=warmup,
                           momentum=momentum, epochs=epochs,
