@@ -141,3 +141,114 @@ def demo_corpus(n_lines: int = 600, seed: int = 7) -> str:
         lines.append(line[0].upper() + line[1:])
     return "\n".join(lines) + "\n"
 
+
+
+# ---- the task corpora: each built so that the network's shape matters --------------------------------
+
+_GOOD = ["likeable", "charming", "moving", "funny", "clever", "beautiful", "gripping", "warm"]
+_BAD = ["dull", "clumsy", "boring", "tedious", "lifeless", "silly", "messy", "flat"]
+_THINGS = ["movie", "film", "story", "script", "cast", "ending", "plot", "soundtrack"]
+_SENTIMENT = {  # the same words on both sides: only their order and the negation decide
+    "pos": ["there is nothing but {good} work in this {thing}", "there is nothing to dislike in this {thing}",
+            "the {thing} is not {bad} at all", "i could not stop smiling at this {thing}",
+            "not a single {bad} moment in the {thing}", "the {thing} is {good} , never {bad}",
+            "i expected a {bad} {thing} but it is {good}", "nothing about the {thing} felt {bad}"],
+    "neg": ["there is nothing to like in this {thing}", "there is nothing but {bad} work in this {thing}",
+            "the {thing} is not {good} at all", "i could not stop yawning at this {thing}",
+            "not a single {good} moment in the {thing}", "the {thing} is {bad} , never {good}",
+            "i expected a {good} {thing} but it is {bad}", "nothing about the {thing} felt {good}"],
+}
+
+
+def sentiment_corpus(n_lines: int = 3000, seed: int = 11) -> str:
+    """`label<TAB>text` lines (with a header) where the label turns on negation and order: "there is
+    nothing to like" (neg) against "nothing to dislike" (pos), "not good" against "not bad"."""
+    rng = np.random.default_rng(seed)
+    lines = ["label\ttext"]
+    for _ in range(n_lines):
+        label = "pos" if rng.random() < 0.5 else "neg"
+        templates = _SENTIMENT[label]
+        text = templates[rng.integers(len(templates))].format(
+            good=_GOOD[rng.integers(len(_GOOD))], bad=_BAD[rng.integers(len(_BAD))],
+            thing=_THINGS[rng.integers(len(_THINGS))])
+        lines.append(f"{label}\t{text}")
+    return "\n".join(lines) + "\n"
+
+
+# First names that are also ordinary words: the tag of the first word depends on the word after it.
+_AMBIGUOUS = {"Teddy": ["bears are on sale", "bears sleep on the shelf"], "Rose": ["bushes grow in the garden",
+              "petals fell on the table"], "Bill": ["payments are due on Monday", "collectors called again"],
+              "Grace": ["periods end on Friday", "notes are played softly"], "Mark": ["sheets are on the desk",
+              "downs start next week"], "Jack": ["fruit is sweet and heavy", "rabbits run across the field"],
+              "Victoria": ["sponge is served with tea", "plums are ripe in August"],
+              "Paris": ["hats are in fashion", "green was a paint colour"]}
+_SURNAMES = ["Roosevelt", "Potter", "Granger", "Kelly", "Smith", "Brown", "Taylor", "Lopez"]
+_PLACES = ["London", "Berlin", "Lisbon", "Oslo", "Madrid", "Vienna"]
+_ORGS = [["the", "United", "Nations"], ["Acme", "Corporation"], ["the", "Red", "Cross"], ["Reuters"]]
+_PERSON_TAILS = [["was", "a", "great", "President"], ["met", "{per2}", "in", "{loc}"],
+                 ["works", "for", "{org}", "in", "{loc}"], ["visited", "{loc}", "last", "year"]]
+
+
+def _person(rng, first: str | None = None) -> list[tuple[str, str]]:
+    first = first or list(_AMBIGUOUS)[rng.integers(len(_AMBIGUOUS))]
+    return [(first, "B-PER"), (_SURNAMES[rng.integers(len(_SURNAMES))], "I-PER")]
+
+
+def ner_corpus(n_sentences: int = 2000, seed: int = 13) -> str:
+    """CoNLL lines `token TAG` (IOB2: B-PER, I-PER, B-LOC, B-ORG, I-ORG, O), a blank line between
+    sentences. Half the sentences open with a first name used as a person ("Teddy Roosevelt was a
+    great President": B-PER) and half with the same word as an ordinary one ("Teddy bears are on
+    sale": O): only the next word tells, so looking ahead (--bidirectional) matters."""
+    rng = np.random.default_rng(seed)
+    out = ["-DOCSTART- O", ""]
+    for _ in range(n_sentences):
+        first = list(_AMBIGUOUS)[rng.integers(len(_AMBIGUOUS))]
+        if rng.random() < 0.5:
+            tails = _AMBIGUOUS[first]
+            words = [(first, "O")] + [(w, "O") for w in tails[rng.integers(len(tails))].split()]
+        else:
+            words = _person(rng, first)
+            for w in _PERSON_TAILS[rng.integers(len(_PERSON_TAILS))]:
+                if w == "{per2}":
+                    words += _person(rng)
+                elif w == "{loc}":
+                    words.append((_PLACES[rng.integers(len(_PLACES))], "B-LOC"))
+                elif w == "{org}":
+                    org = _ORGS[rng.integers(len(_ORGS))]
+                    words += [(t, "O" if t == "the" else ("B-ORG" if i == 0 or org[0] == "the" and i == 1
+                                                          else "I-ORG")) for i, t in enumerate(org)]
+                else:
+                    words.append((w, "O"))
+        words.append((".", "O"))
+        out += [f"{w} {t}" for w, t in words] + [""]
+    return "\n".join(out)
+
+
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+
+
+def _ordinal(day: int) -> str:
+    suffix = "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{day}{suffix}"
+
+
+def dates_corpus(n_pairs: int = 6000, seed: int = 17) -> str:
+    """`human date<TAB>ISO date` lines: "the 3rd of March 2021" -> "2021-03-03", in eight spellings.
+    Source and target differ in length and order (the day moves to the end): an encoder–decoder task."""
+    import datetime
+
+    rng = np.random.default_rng(seed)
+    start = datetime.date(1950, 1, 1).toordinal()
+    spellings = ["the {o} of {M} {Y}", "{M} {d}, {Y}", "{d} {M} {Y}", "{W}, {M} {o} {Y}", "{o} {M} {Y}",
+                 "{m}/{d}/{Y}", "{W} the {o} of {M}, {Y}", "{M} {o}, {Y}"]
+    lines = []
+    for _ in range(n_pairs):
+        day = datetime.date.fromordinal(start + int(rng.integers(0, 365 * 80)))
+        spelling = spellings[rng.integers(len(spellings))]
+        human = spelling.format(o=_ordinal(day.day), M=_MONTHS[day.month - 1], Y=day.year, d=day.day,
+                                m=day.month, W=day.strftime("%A"))
+        if rng.random() < 0.3:
+            human = human.lower()
+        lines.append(f"{human}\t{day.isoformat()}")
+    return "\n".join(lines) + "\n"

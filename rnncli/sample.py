@@ -65,12 +65,17 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rng: n
 
 
 def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> tuple[list[int], float]:
-    """The most likely continuation of `c.length` tokens (or ending in <EOS>), beams ranked by
-    log-probability per token (length-normalised). <UNK> is never extended."""
-    model, params = Model(ck.model), ck.params
+    """The most likely continuation of `c.length` tokens (or ending in <EOS>) of the prime."""
+    model = Model(ck.model)
+    state = model.initial_state(1, ck.params["embed.weight"].dtype)
+    return beam_search_from(model, ck.params, state, np.concatenate([[EOS], prime_ids]).astype(np.int64), c)
+
+
+def beam_search_from(model: Model, params, state, context: np.ndarray, c: SampleConfig) -> tuple[list[int], float]:
+    """Beam search from a language model's `state` after feeding `context`: beams ranked by
+    log-probability per token (length-normalised). <UNK> is never extended. (A translator's decoder
+    starts from the encoder's state.)"""
     weights = model.step_weights(params)
-    state = model.initial_state(1, params["embed.weight"].dtype)
-    context = np.concatenate([[EOS], prime_ids]).astype(np.int64)
     logits = None
     for t in context:
         logits, state = model.step(params, np.array([t]), state, weights)
@@ -102,6 +107,20 @@ def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> tuple
         return [], 0.0
     tokens, score = max(finished, key=lambda x: x[1] / max(len(x[0]), 1))
     return tokens, score
+
+
+def sample_from(model: Model, params, state, context: np.ndarray, c: SampleConfig,
+                rng: np.random.Generator) -> tuple[list[int], float]:
+    """Up to `c.length` tokens sampled (greedy at temperature 0) from a language model's `state`
+    after feeding `context`, stopping at <EOS> when `c.until_eos`; and their log-probability."""
+    from rnncli.kernels.generate import generate
+
+    h, cstate = model.step_state(state)
+    out = np.empty(c.length, np.int64)
+    lps = np.empty(c.length, np.float64)
+    got = generate(*model.step_weights(params), h, cstate, context.astype(np.int64), rng.random(c.length),
+                   c.temperature, c.top_k, c.top_p, c.until_eos, out, lps)
+    return out[:got].tolist(), float(lps[:got].sum())
 
 
 DECODE_CONTEXT = 8  # tokens of context that decide how new tokens join the text (spacing)

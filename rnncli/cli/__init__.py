@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 # Registration order is the order `rnncli --help` lists the commands in.
-from rnncli.cli import tokenize, train, sample, score, rescore, info, plot, interop  # noqa: F401
+from rnncli.cli import tokenize, train, sample, score, rescore, tasks, info, plot, interop  # noqa: F401
 from rnncli.cli.common import app
 
 
@@ -26,7 +26,8 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Train, sample and score recurrent language models (RNN, GRU, LSTM) on a CPU."""
+    """Train, sample and score recurrent networks (RNN, GRU, LSTM) on a CPU: language models, classifiers,
+    taggers and translators."""
 
 
 def main() -> None:

@@ -150,9 +150,10 @@ def utf8_stdout() -> None:
         pass
 
 
-def load_model(path: str | None, allow_nonfinite: bool = False):
+def load_model(path: str | None, allow_nonfinite: bool = False, task: str | tuple | None = None):
     """The checkpoint at `path`, else $RNNCLI_MODEL, else the model trained last here (weights,
-    tokenizer and history; not the optimizer state, which only `train --resume` needs)."""
+    tokenizer and history; not the optimizer state, which only `train --resume` needs). With
+    `task`, a model of another task is refused with the command that uses it."""
     from rnncli.errors import UsageError
     from rnncli.runfiles import latest_model
     from rnncli.setup import load_model_checkpoint
@@ -161,4 +162,9 @@ def load_model(path: str | None, allow_nonfinite: bool = False):
     if not path:
         raise UsageError("no model given and none trained here yet: run `rnncli train CORPUS` first, "
                          "or pass --model PATH (or set RNNCLI_MODEL)")
-    return load_model_checkpoint(path, training_state=False, allow_nonfinite=allow_nonfinite)
+    ck = load_model_checkpoint(path, training_state=False, allow_nonfinite=allow_nonfinite)
+    if task is not None:
+        from rnncli.predict import require_task
+
+        require_task(ck, task, path)
+    return ck

@@ -39,7 +39,7 @@ def export(
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
     path = model or latest_model()
-    ck = load_model(path)
+    ck = load_model(path, task="lm")
     stem = os.path.splitext(path or "model")[0]
     if to == "onnx":
         import json

@@ -47,7 +47,7 @@ def rescore(
     check_weight(weight)
     corpus = Corpus(nbest)
     corpus.check_codec()
-    ck = load_model(model)
+    ck = load_model(model, task="lm")
     announce_compilation()
     utf8_stdout()
     hyps = run(ck, corpus.lines(), corpus.name, eos=not no_eos)

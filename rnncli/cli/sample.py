@@ -71,7 +71,7 @@ def sample(
         from rnncli.data import Corpus
 
         prime = Corpus(prime_file).read_text()
-    ck = load_model(model)
+    ck = load_model(model, task="lm")
     announce_compilation()
     _, unknown = encode_prime(ck.tokenizer, prime)
     if verbose:

@@ -65,7 +65,7 @@ def score(
         raise UsageError("--continuous applies to --file")
     if texts == ["-"]:
         file = "-"
-    ck = load_model(model)
+    ck = load_model(model, task="lm")
     announce_compilation()
     utf8_stdout()
     if file:

@@ -1,0 +1,209 @@
+"""`rnncli classify`, `tag`, `translate` and `evaluate`: the task models' commands; the work is in
+rnncli/predict.py."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from rnncli.cli.common import (
+    GENERATION_OPTIONS,
+    OUTPUT_OPTIONS,
+    app,
+    command_line_text,
+    load_model,
+    print_json,
+    user_errors,
+    utf8_stdout,
+)
+
+MODEL_HELP = "Checkpoint (default: $RNNCLI_MODEL, else the last trained)."
+FILE_HELP = "Read one text per line from this file (`-` for stdin)."
+
+ModelOption = Annotated[str | None, typer.Option(help=MODEL_HELP, show_default=False)]
+FileOption = Annotated[str | None, typer.Option("--file", "-f", help=FILE_HELP)]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line of input.",
+                                          rich_help_panel=OUTPUT_OPTIONS)]
+TextsArgument = Annotated[list[str] | None, typer.Argument(help="Texts (or use --file).", show_default=False)]
+
+
+def _inputs(texts: list[str] | None, file: str | None) -> list[str]:
+    """The texts given as arguments or, one per non-blank line, in --file."""
+    from rnncli.errors import UsageError
+
+    if texts and file:
+        raise UsageError("give texts or --file, not both")
+    if file:
+        from rnncli.data import Corpus
+
+        lines = [line for line in Corpus(file).lines() if line.strip()]
+        if not lines:
+            raise UsageError(f"{Corpus(file).name}: no lines to read")
+        return lines
+    if not texts:
+        raise UsageError("give a text to read, or --file FILE (`-` for stdin)")
+    return command_line_text(list(texts), "the text")
+
+
+@app.command()
+@user_errors
+def classify(texts: TextsArgument = None, model: ModelOption = None, file: FileOption = None,
+             as_json: JsonOption = False) -> None:
+    """Label texts with a classifier (train one with --task classify). Prints, per text: the label,
+    every label's probability (most likely first) and the text, separated by tabs.
+
+    Example: rnncli classify "There is nothing to like in this movie."
+    """
+    from rnncli.predict import classify as run
+
+    inputs = _inputs(texts, file)
+    ck = load_model(model, task="classify")
+    utf8_stdout()
+    for c in run(ck, inputs):
+        if as_json:
+            print_json({"text": c.text, "label": c.label, "probabilities": dict(c.probabilities)})
+        else:
+            ranked = " ".join(f"{label}={p:.3f}" for label, p in c.probabilities)
+            sys.stdout.write(f"{c.label}\t{ranked}\t{c.text}\n")
+
+
+@app.command()
+@user_errors
+def tag(texts: TextsArgument = None, model: ModelOption = None, file: FileOption = None,
+        output_format: Annotated[str, typer.Option("--format", help="text (token/TAG), conll (token<TAB>tag "
+                                                                    "lines, a blank line between sentences) or json.",
+                                                   rich_help_panel=OUTPUT_OPTIONS)] = "text",
+        as_json: JsonOption = False) -> None:
+    """Tag every token of each sentence with a tagger (train one with --task tag). The text is split
+    into words and punctuation marks first.
+
+    Example: rnncli tag "Yesterday, Harry Potter met Hermione Granger."
+    """
+    from rnncli.errors import UsageError
+    from rnncli.predict import tag_text
+
+    output_format = "json" if as_json else output_format
+    if output_format not in ("text", "conll", "json"):
+        raise UsageError(f"--format must be text, conll or json, not {output_format!r}")
+    inputs = _inputs(texts, file)
+    ck = load_model(model, task="tag")
+    utf8_stdout()
+    for text in inputs:
+        tokens, tags = tag_text(ck, text)
+        if output_format == "json":
+            print_json({"text": text, "tokens": tokens, "tags": tags})
+        elif output_format == "conll":
+            sys.stdout.write("".join(f"{w}\t{t}\n" for w, t in zip(tokens, tags, strict=True)) + "\n")
+        else:
+            sys.stdout.write(" ".join(f"{w}/{t}" for w, t in zip(tokens, tags, strict=True)) + "\n")
+
+
+@app.command()
+@user_errors
+def translate(
+    texts: TextsArgument = None,
+    model: ModelOption = None,
+    file: FileOption = None,
+    temperature: Annotated[float, typer.Option(help="0 = greedy (the most likely token each step); above 0, "
+                                                    "sample.", rich_help_panel=GENERATION_OPTIONS)] = 0.0,
+    top_k: Annotated[int, typer.Option(help="Sample from the k most likely tokens; 0 = all.",
+                                       rich_help_panel=GENERATION_OPTIONS)] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling: smallest set with this probability.",
+                                         rich_help_panel=GENERATION_OPTIONS)] = 1.0,
+    beam: Annotated[int, typer.Option(help="Beam search with this width.", rich_help_panel=GENERATION_OPTIONS)] = 0,
+    max_length: Annotated[int, typer.Option(help="At most this many target tokens.",
+                                            rich_help_panel=GENERATION_OPTIONS)] = 200,
+    seed: Annotated[int | None, typer.Option(help="Seed for sampling.", rich_help_panel=GENERATION_OPTIONS,
+                                             show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Translate each text with an encoder–decoder (train one with --task translate).
+
+    Example: rnncli translate "the 3rd of March 2021"
+    """
+    from rnncli.config import SampleConfig
+    from rnncli.predict import translate as run
+
+    config = SampleConfig(length=max_length, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
+                          seed=seed)
+    config.check()
+    inputs = _inputs(texts, file)
+    ck = load_model(model, task="translate")
+    utf8_stdout()
+    for source in inputs:  # one at a time: each line appears as soon as it is translated
+        target = run(ck, [source], config)[0]
+        if as_json:
+            print_json({"source": source, "translation": target})
+        else:
+            sys.stdout.write(target + "\n")
+            sys.stdout.flush()
+
+
+@app.command()
+@user_errors
+def evaluate(
+    file: Annotated[str, typer.Argument(help="Labelled data in the training format of the model's task "
+                                             "(`-` for stdin).", show_default=False)],
+    model: ModelOption = None,
+    beam: Annotated[int, typer.Option(help="Translation: beam width (0 = greedy).",
+                                      rich_help_panel=GENERATION_OPTIONS)] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Every figure as one JSON object.",
+                                          rich_help_panel=OUTPUT_OPTIONS)] = False,
+) -> None:
+    """How good a model is on labelled data: accuracy, per-class precision/recall/F1 and the
+    confusion matrix (classify); token accuracy and conlleval's phrase F1 (tag); corpus BLEU as
+    sacrebleu computes it and exact matches (translate); loss and perplexity (lm).
+
+    Example: rnncli evaluate --model runs/ner.npz corpora/ner-test.txt
+    """
+    from rnncli.config import SampleConfig
+    from rnncli.data import Corpus
+    from rnncli.predict import evaluate as run
+
+    config = SampleConfig(length=200, temperature=0.0, beam=beam)
+    config.check()
+    corpus = Corpus(file)
+    corpus.check_codec()
+    ck = load_model(model)
+    report = run(ck, corpus, config)
+    utf8_stdout()
+    if as_json:
+        print_json(report)
+        return
+    sys.stdout.write(_report_text(report))
+
+
+def _report_text(r: dict) -> str:
+    task = r["task"]
+    if task == "lm":
+        return f"{r['tokens']:,} tokens: loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}\n"
+    if task == "classify":
+        width = max(len(name) for name in r["labels"])
+        lines = [f"{r['examples']:,} examples: accuracy {100 * r['accuracy']:.2f}%, macro F1 {100 * r['macro_f1']:.2f}",
+                 f"{'':{width}}  precision  recall     F1  support"]
+        for name, c in r["per_class"].items():
+            lines.append(f"{name:{width}}  {100 * c['precision']:9.2f}  {100 * c['recall']:6.2f}  "
+                         f"{100 * c['f1']:5.2f}  {c['support']:7,}")
+        lines.append("confusion (rows: true label, columns: predicted)")
+        lines.append(f"{'':{width}}  " + "  ".join(f"{n:>{max(len(n), 5)}}" for n in r["labels"]))
+        for name, row in zip(r["labels"], r["confusion"], strict=True):
+            lines.append(f"{name:{width}}  " + "  ".join(f"{v:>{max(len(n), 5)},}" for n, v in
+                                                         zip(r["labels"], row, strict=True)))
+        return "\n".join(lines) + "\n"
+    if task == "tag":
+        lines = [f"processed {r['tokens']:,} tokens with {r['phrases']:,} phrases; found: {r['found']:,} phrases; "
+                 f"correct: {r['correct']:,}.",
+                 f"accuracy: {100 * r['accuracy']:6.2f}%; precision: {100 * r['precision']:6.2f}%; "
+                 f"recall: {100 * r['recall']:6.2f}%; FB1: {100 * r['f1']:6.2f}"]
+        for name, t in r["per_type"].items():
+            lines.append(f"{name:>17}: precision: {100 * t['precision']:6.2f}%; recall: {100 * t['recall']:6.2f}%; "
+                         f"FB1: {100 * t['f1']:6.2f}  {t['predicted']}")
+        return "\n".join(lines) + "\n"
+    lines = [f"{r['sentences']:,} sentences: BLEU {r['bleu']:.2f} "
+             f"({'/'.join(f'{p:.1f}' for p in r['precisions'])}, brevity penalty {r['brevity_penalty']:.3f}, "
+             f"length {r['hypothesis_length']:,}/{r['reference_length']:,}), exact match {100 * r['exact_match']:.1f}%"]
+    for e in r["examples"]:
+        lines.append(f"  {e['source']}  ->  {e['translation']}   (reference: {e['reference']})")
+    return "\n".join(lines) + "\n"

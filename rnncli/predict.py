@@ -1,0 +1,130 @@
+"""What a task model says about new text: labels, tags, translations, and how good they are on a
+labelled file (`evaluate`). The language model's own commands are `sample` and `score`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli.checkpoint import Checkpoint
+from rnncli.config import SampleConfig
+from rnncli.errors import UsageError
+from rnncli.examples import length_batches, split_words, text_ids, token_pieces
+from rnncli.tasks import Batch, build_model, sub_params
+from rnncli.tokenizers import EOS
+
+COMMAND = {"lm": "rnncli sample (or score)", "classify": "rnncli classify", "tag": "rnncli tag",
+           "translate": "rnncli translate"}
+WHAT = {"lm": "a language model", "classify": "a classifier", "tag": "a tagger", "translate": "a translator"}
+
+
+def require_task(ck: Checkpoint, task: str | tuple, path: str) -> None:
+    """Refuse a model of another task, naming the command that uses it."""
+    tasks = (task,) if isinstance(task, str) else task
+    if ck.model.task not in tasks:
+        raise UsageError(f"{path} is {WHAT[ck.model.task]} (--task {ck.model.task}), not "
+                         f"{' or '.join(WHAT[t] for t in tasks)}; use {COMMAND[ck.model.task]}")
+
+
+def _by_length(inputs: list[np.ndarray], batch_size: int = 256):
+    """Batches of inputs of one length: (indices, (T, B) array)."""
+    for indices in length_batches(np.array([len(x) for x in inputs]), batch_size):
+        yield indices, np.stack([inputs[i] for i in indices], axis=1)
+
+
+# ---- classify ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Classification:
+    text: str
+    label: str
+    probabilities: list[tuple[str, float]]  # every label, most likely first
+
+
+def classify(ck: Checkpoint, texts: list[str]) -> list[Classification]:
+    model, labels = build_model(ck.model), ck.model.labels
+    inputs = [text_ids(ck.tokenizer, t) for t in texts]
+    out: list[Classification | None] = [None] * len(texts)
+    for indices, batch in _by_length(inputs):
+        probs = np.exp(model.logprobs(ck.params, Batch(batch, None)).astype(np.float64))
+        for row, i in zip(probs, indices, strict=True):
+            ranked = sorted(zip(labels, row.tolist(), strict=True), key=lambda x: -x[1])
+            out[i] = Classification(texts[i], ranked[0][0], ranked)
+    return out
+
+
+# ---- tag -----------------------------------------------------------------------------------------
+
+
+def tag(ck: Checkpoint, sentences: list[list[str]]) -> list[list[str]]:
+    """One tag per token of each sentence (a token's tag is its last piece's: examples.py)."""
+    model, labels = build_model(ck.model), ck.model.labels
+    pieces = [token_pieces(ck.tokenizer, tokens) for tokens in sentences]
+    out: list[list[str]] = [[] for _ in sentences]
+    for indices, batch in _by_length([ids for ids, _ in pieces]):
+        best = model.logprobs(ck.params, Batch(batch, None)).argmax(axis=2)  # (T, B)
+        for b, i in enumerate(indices):
+            out[i] = [labels[t] for t in best[pieces[i][1], b]]
+    return out
+
+
+def tag_text(ck: Checkpoint, text: str) -> tuple[list[str], list[str]]:
+    tokens = split_words(text)
+    return tokens, (tag(ck, [tokens])[0] if tokens else [])
+
+
+# ---- translate -----------------------------------------------------------------------------------
+
+
+def translate(ck: Checkpoint, sources: list[str], c: SampleConfig) -> list[str]:
+    """Each source's translation: greedy (temperature 0), sampled, or the beam's best (`c.beam`),
+    at most `c.length` tokens."""
+    from rnncli.sample import beam_search_from, sample_from
+
+    model = build_model(ck.model)
+    decoder, dec_params = model.decoder, sub_params(ck.params, "decoder.")
+    rng = np.random.default_rng(c.seed)
+    c = SampleConfig(**{**c.__dict__, "until_eos": True})
+    out = []
+    for source in sources:
+        state = model.encode(ck.params, text_ids(ck.tokenizer, source)[:, None])
+        context = np.array([EOS], np.int64)
+        if c.beam:
+            tokens, _ = beam_search_from(decoder, dec_params, state, context, c)
+        else:
+            tokens, _ = sample_from(decoder, dec_params, state, context, c, rng)
+        out.append(ck.tokenizer.decode([t for t in tokens if t != EOS]).strip())
+    return out
+
+
+# ---- evaluate ------------------------------------------------------------------------------------
+
+
+def evaluate(ck: Checkpoint, corpus, c: SampleConfig | None = None) -> dict:
+    """The task's figures on a labelled file (a Corpus): classification report, conlleval's,
+    BLEU; for a language model, `score --file --continuous`'s."""
+    from rnncli import metrics
+
+    task = ck.model.task
+    if task == "lm":
+        from rnncli.data import encode_corpus
+        from rnncli.score import continuous_loss
+
+        ids = encode_corpus(ck.tokenizer, corpus)
+        loss = continuous_loss(ck, ids, ck.train.batch_size, ck.train.seq_len)
+        return {"task": task, "tokens": int(len(ids)), "loss": loss, "perplexity": float(np.exp(loss))}
+    from rnncli.examples import read_examples
+
+    examples = read_examples(task, corpus)
+    if task == "classify":
+        predicted = [p.label for p in classify(ck, examples.sources)]
+        return {"task": task, **metrics.classification_report(examples.targets, predicted, ck.model.labels)}
+    if task == "tag":
+        return {"task": task, **metrics.conll_report(examples.targets, tag(ck, examples.sources))}
+    hypotheses = translate(ck, examples.sources, c or SampleConfig(temperature=0.0, length=200))
+    return {"task": task, **metrics.corpus_bleu(hypotheses, examples.targets),
+            "examples": [{"source": s, "reference": r, "translation": h}
+                         for s, r, h in list(zip(examples.sources, examples.targets, hypotheses, strict=True))[:5]]}
