@@ -341,6 +341,9 @@ def describe(ck: Checkpoint, path: str) -> dict:
 
     return {
         "checkpoint": path,
+        "task": ck.model.task,
+        "bidirectional": ck.model.bidirectional,
+        "labels": list(ck.model.labels),
         "cell": ck.model.cell,
         "layers": ck.model.layers,
         "hidden": ck.model.hidden,

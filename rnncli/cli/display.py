@@ -25,6 +25,11 @@ def _fmt_time(seconds: float | None) -> str:
 def _fmt_loss(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
+UNIT = {"lm": "token", "classify": "example", "tag": "tag", "translate": "target token"}
+NEXT = {"lm": "rnncli sample --model {out}", "classify": 'rnncli classify --model {out} "a text to label"',
+        "tag": 'rnncli tag --model {out} "A sentence to tag."',
+        "translate": 'rnncli translate --model {out} "a text to translate"'}
+
 
 class TrainDisplay:
     def __init__(self, run, as_json: bool = False, quiet: bool = False, verbose: bool = False):
@@ -112,7 +117,7 @@ class TrainDisplay:
                   "interrupted": "interrupted"}.get(summary["stop_reason"], summary["stop_reason"])
         console.print(f"{reason} after {summary['steps']} steps, {summary['tokens_seen']:,} tokens, "
                       f"{_fmt_time(summary['seconds'])}: train loss {_fmt_loss(summary['train_loss'])}, "
-                      f"validation loss {_fmt_loss(summary['val_loss'])} nats/token"
+                      f"validation loss {_fmt_loss(summary['val_loss'])} nats/{UNIT[self.run.model.task]}"
                       + (f" (validation during the run took {summary['eval_share']:.1%} of it, on a sample of "
                          f"{summary['val_sample_tokens']:,} tokens until the end)" if summary.get("val_sample_tokens")
                          else ""), highlight=False)
@@ -121,4 +126,4 @@ class TrainDisplay:
         if summary["stop_reason"] == "interrupted":
             self.err.print(f"interrupted: resume with  rnncli train {corpus} --resume {out}", highlight=False)
         else:
-            console.print(f"next: rnncli sample --model {out}", highlight=False)
+            console.print(f"next: {NEXT[self.run.model.task].format(out=out)}", highlight=False)

@@ -63,16 +63,21 @@ def info(
         return "-" if v is None else f"{v:.4f}"
 
     size = f"{d['corpus_bytes']:,} bytes, {d['corpus_tokens']:,} tokens" if d["corpus_bytes"] is not None else "?"
+    task = {"lm": "language model", "classify": "classifier", "tag": "tagger",
+            "translate": "translator (encoder-decoder)"}[d["task"]]
+    labels = f" ({len(d['labels'])} labels: {', '.join(d['labels'][:12])}{', ...' if len(d['labels']) > 12 else ''})"
     rows = [
-        ("model", f"{d['cell']}, {d['layers']} layer(s) of {d['hidden']}, embedding {d['embed']}"
+        ("task", task + (labels if d["labels"] else "")),
+        ("model", f"{d['cell']}, {d['layers']} {'bidirectional ' if d['bidirectional'] else ''}layer(s) of "
+                  f"{d['hidden']}, embedding {d['embed']}"
                   f"{', tied weights' if d['tie_weights'] else ''}, dropout {d['dropout']}"),
         ("parameters", f"{d['parameters']:,} ({d['dtype']})"),
         ("tokenizer", f"{d['level']}, vocabulary {d['vocab_size']:,}"),
         ("corpus", f"{d['corpus']} ({size})"),
         ("training", f"{d['steps']:,} steps, {d['tokens_seen']:,} tokens, {d['seconds']:.0f} s, {d['optimizer']} "
-                     f"lr {d['lr']:g}, batch {d['batch_size']} x {d['seq_len']}"),
+                     f"lr {d['lr']:g}, batch {d['batch_size']}" + (f" x {d['seq_len']}" if d["task"] == "lm" else "")),
         ("loss", f"train {loss(d['train_loss'])}, validation {loss(d['val_loss'])} (best {loss(d['best_val_loss'])}) "
-                 "nats/token"),
+                 f"nats/{'token' if d['task'] in ('lm', 'translate') else 'label'}"),
         ("version", f"rnncli {d['rnncli_version']}, checkpoint format {d['format_version']}"),
     ]
     if d["nonfinite_weights"]:

@@ -101,8 +101,9 @@ def train(
     """Train a recurrent model: a language model on a text corpus, or (--task) a classifier, a
     tagger or a translator on labelled examples.
 
-    Examples: rnncli train corpora/demo.txt --cell gru --hidden 128 --epochs 5;
-    rnncli train corpora/sentiment.tsv --task classify --bidirectional
+    Example: rnncli train corpora/demo.txt --cell gru --hidden 128 --epochs 5
+
+    Example: rnncli train corpora/sentiment.tsv --task classify --bidirectional
     """
     from typer._click.core import ParameterSource
 
