@@ -76,3 +76,31 @@ def test_parity_with_live_pytorch(cell):
         for i, s in enumerate(st):
             ref[f"state0.{layer}.{i}"] = s
     compare(cell, ref, *run_rnncli(cell, ref, np.float64), tol=1e-6)
+
+
+TASK_CELLS = ("lstm", "gru-cudnn", "rnn", "rnn-relu")  # those with a PyTorch module
+
+
+@pytest.mark.parametrize("task", ["tag", "classify", "translate"])
+@pytest.mark.parametrize("cell", TASK_CELLS)
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-6), (np.float32, 1e-4)])
+def test_task_parity_with_committed_pytorch_reference(task, cell, dtype, tol):
+    """Bidirectional nn.LSTM/GRU/RNN(num_layers=2) + nn.Linear (tag, classify from h_n; an encoder
+    starting a decoder for translate), written by make_torch_task_reference.py."""
+    from rnncli.tasks import Batch, build_model
+
+    with np.load(REFERENCE / f"task-{task}-{cell}.npz", allow_pickle=False) as f:
+        ref = {k: f[k] for k in f.files}
+    params = {k[len("param."):]: v.astype(dtype) for k, v in ref.items() if k.startswith("param.")}
+    labels = [f"L{i}" for i in range(params["output.W"].shape[1])] if task != "translate" else []
+    V, D = params["embed.weight"].shape
+    H = params["layers.0.Wh"].shape[0]
+    model = build_model(ModelConfig(cell=cell, vocab_size=V, embed=D, hidden=H, layers=2, task=task,
+                                    bidirectional=True, labels=labels))
+    batch = Batch(ref["inputs"], ref["targets"], ref.get("decoder_inputs"))
+    loss, cache = model.forward(params, batch)
+    grads = model.backward(params, cache)
+    assert loss == pytest.approx(float(ref["loss"]), abs=tol)
+    assert set(grads) == set(params)
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, ref[f"grad.{name}"], atol=tol, rtol=tol, err_msg=f"{task} {cell}: d {name}")
