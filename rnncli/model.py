@@ -25,7 +25,7 @@ from rnncli.config import ModelConfig
 from rnncli.heads import HeadCache, LanguageModelHead
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
-from rnncli.kernels.output import embedding_backward, embedding_forward
+from rnncli.kernels.output import embedding_backward, embedding_forward, embedding_row_gradient
 from rnncli.kernels.recurrent import State
 from rnncli.layers import Stack
 
@@ -120,8 +120,10 @@ class Model:
             grads["layers.0.Wx"] = matmul(params["embed.weight"].T, dtable)
             grads["layers.0.b"] = dtable.sum(axis=0)
             dE = matmul(dtable, first["Wx"].T)
-        else:
+        elif self.config.tie_weights:
             dE = embedding_backward(cache.inputs, np.ascontiguousarray(dx), V)
+        else:  # a large vocabulary: only the rows read (the optimizer updates the rest without reading zeros)
+            dE = embedding_row_gradient(cache.inputs, dx, V)
         if self.config.tie_weights:
             dE += dW.T
         else:

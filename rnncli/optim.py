@@ -14,10 +14,12 @@ import numpy as np
 SLOTS = {"adam": ("m", "v"), "adamw": ("m", "v"), "sgd": ("momentum",), "rmsprop": ("v",)}
 
 
-def global_norm(grads: dict[str, np.ndarray]) -> float:
+def global_norm(grads: dict) -> float:
     from rnncli.kernels.blas import sum_squares
+    from rnncli.kernels.output import RowGradient
 
-    return math.sqrt(sum(sum_squares(np.ascontiguousarray(g).reshape(-1)) for g in grads.values()))
+    return math.sqrt(sum(sum_squares(np.ascontiguousarray(g.values if isinstance(g, RowGradient) else g)
+                                     .reshape(-1)) for g in grads.values()))
 
 
 class Optimizer:
@@ -31,7 +33,8 @@ class Optimizer:
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> float:
         """Clip the gradients' global norm to `clip` (0 = off), update params in place; returns the
         norm before clipping. A non-finite norm changes nothing."""
-        from rnncli.kernels.update import adam_update, rmsprop_update, sgd_update
+        from rnncli.kernels.output import RowGradient
+        from rnncli.kernels.update import adam_update, adam_update_rows, rmsprop_update, sgd_update
 
         norm = global_norm(grads)
         if not math.isfinite(norm):
@@ -39,7 +42,15 @@ class Optimizer:
         scale = min(1.0, self.clip / (norm + 1e-12)) if self.clip > 0 else 1.0
         self.step_count += 1
         for name, p in params.items():
-            flat_p, flat_g = p.reshape(-1), np.ascontiguousarray(grads[name]).reshape(-1)
+            g = grads[name]
+            if isinstance(g, RowGradient):
+                if self.kind in ("adam", "adamw"):  # the embedding of a word-level model: its few rows read
+                    adam_update_rows(p, g.rows, g.values, self.state[f"m.{name}"], self.state[f"v.{name}"],
+                                     self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay,
+                                     self.kind == "adamw", self.step_count, scale)
+                    continue
+                g = g.dense()
+            flat_p, flat_g = p.reshape(-1), np.ascontiguousarray(g).reshape(-1)
             if self.kind in ("adam", "adamw"):
                 adam_update(flat_p, flat_g, self.state[f"m.{name}"].reshape(-1), self.state[f"v.{name}"].reshape(-1),
                             self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay,

@@ -25,7 +25,7 @@ import numpy as np
 from rnncli.config import ModelConfig
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
-from rnncli.kernels.output import embedding_backward, log_softmax_rows, softmax_cross_entropy
+from rnncli.kernels.output import embedding_row_gradient, log_softmax_rows, softmax_cross_entropy
 from rnncli.layers import Stack
 from rnncli.model import Model
 
@@ -82,7 +82,7 @@ class Encoder:
     def backward(self, params: Params, inputs: np.ndarray, caches, dtop: np.ndarray, masks=None,
                  dstatesT: list | None = None) -> Params:
         grads, dx, _ = self.stack.backward(params, caches, dtop, masks, dstatesT=dstatesT)
-        grads["embed.weight"] = embedding_backward(inputs, np.ascontiguousarray(dx), self.config.vocab_size)
+        grads["embed.weight"] = embedding_row_gradient(inputs, dx, self.config.vocab_size)
         return grads
 
 
@@ -271,7 +271,7 @@ class Translator:
         d = self.encoder.stack.directions
         dstatesT = [cache.decoder.dstate0[i // d] for i in range(len(self.encoder.stack.layers))]
         T, B = cache.batch.inputs.shape
-        dtop = np.zeros((T, B, self.encoder.stack.width), dec["embed.weight"].dtype)
+        dtop = np.zeros((T, B, self.encoder.stack.width), params["embed.weight"].dtype)
         grads.update(self.encoder.backward(params, cache.batch.inputs, cache.caches, dtop, cache.masks, dstatesT))
         return grads
 

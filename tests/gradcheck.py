@@ -22,6 +22,7 @@ def numerical_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 def assert_close_grads(name: str, analytic: np.ndarray, numeric: np.ndarray, tol: float = 1e-6) -> None:
     """Max relative error <= tol, with the denominator floored so near-zero entries compare absolutely."""
+    analytic = np.asarray(analytic)  # an embedding's RowGradient as its full array
     assert analytic.shape == numeric.shape, f"{name}: shape {analytic.shape} != {numeric.shape}"
     denom = np.maximum(np.abs(analytic) + np.abs(numeric), 1.0)
     rel = np.abs(analytic - numeric) / denom

@@ -102,6 +102,7 @@ def test_initial_loss_near_log_vocab_and_tiny_model_overfits(cell):
     for i in range(1, 301):
         loss, _, cache = Model(cfg).forward(params, inputs, targets, state0)
         for k, g in Model(cfg).backward(params, cache).items():
+            g = np.asarray(g)
             m[k] = 0.9 * m[k] + 0.1 * g
             s[k] = 0.999 * s[k] + 0.001 * g * g
             params[k] -= 0.01 * (m[k] / (1 - 0.9**i)) / (np.sqrt(s[k] / (1 - 0.999**i)) + 1e-8)

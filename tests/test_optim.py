@@ -80,3 +80,26 @@ def test_a_non_finite_gradient_changes_nothing():
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
     assert opt.step_count == 0
+
+
+@pytest.mark.parametrize("kind, weight_decay", [("adam", 0.0), ("adam", 0.01), ("adamw", 0.01), ("sgd", 0.01)])
+def test_an_embedding_gradient_kept_as_rows_updates_as_the_dense_one(kind, weight_decay):
+    """Bit for bit: the rows a batch did not read still move (their moments decay), as in dense Adam."""
+    from rnncli.kernels.output import embedding_backward, embedding_row_gradient
+
+    rng = np.random.default_rng(0)
+    V, D, T, B = 50, 6, 4, 3
+    ids = rng.integers(0, V, (T, B))
+    ids[0, 0] = ids[1, 1]  # a row read twice
+    dx = rng.normal(size=(T, B, D)).astype(np.float32)
+    sparse = embedding_row_gradient(ids, dx, V)
+    dense = embedding_backward(ids, dx, V)
+    np.testing.assert_array_equal(sparse.dense(), dense)
+    assert list(sparse.rows) == sorted(set(ids.reshape(-1).tolist()))
+    params_a = {"E": rng.normal(size=(V, D)).astype(np.float32)}
+    params_b = {"E": params_a["E"].copy()}
+    opt_a = Optimizer(kind, params_a, 1e-2, weight_decay, clip=0.5)
+    opt_b = Optimizer(kind, params_b, 1e-2, weight_decay, clip=0.5)
+    for _ in range(3):
+        assert opt_a.step(params_a, {"E": dense}) == pytest.approx(opt_b.step(params_b, {"E": sparse}), rel=1e-12)
+    np.testing.assert_array_equal(params_a["E"], params_b["E"])

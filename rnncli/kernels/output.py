@@ -32,6 +32,55 @@ def embedding_backward(ids, dx, V):
     return dE
 
 
+class RowGradient:
+    """The gradient of an embedding E (V, D): zero but in the rows of the tokens a batch read.
+    Kept as those rows (sorted, distinct) and their values, a word-level model's optimizer step
+    skips writing, summing and reading a (V, D) array that is nearly all zeros; `dense()` (or
+    np.asarray) gives the full array."""
+
+    def __init__(self, rows: np.ndarray, values: np.ndarray, shape: tuple[int, int]):
+        self.rows, self.values, self.shape = rows, values, shape
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros(self.shape, self.values.dtype)
+        out[self.rows] = self.values
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        return self.dense() if dtype is None else self.dense().astype(dtype)
+
+
+@kernel
+def _row_sums(ids, dx, V):
+    """The distinct rows of ids (T, B), sorted, and dx (T, B, D) summed per row."""
+    T, B, D = dx.shape
+    slot = np.full(V, -1, np.int64)
+    for t in range(T):
+        for b in range(B):
+            slot[ids[t, b]] = 0
+    rows = np.flatnonzero(slot >= 0)
+    for k in range(rows.size):
+        slot[rows[k]] = k
+    values = np.zeros((rows.size, D), dtype=dx.dtype)
+    for t in range(T):
+        for b in range(B):
+            k = slot[ids[t, b]]
+            for d in range(D):
+                values[k, d] += dx[t, b, d]
+    return rows, values
+
+
+def embedding_row_gradient(ids: np.ndarray, dx: np.ndarray, V: int) -> RowGradient:
+    """The embedding's gradient from dx (T, B, D) at rows ids (T, B), as a RowGradient: the same
+    sums as `embedding_backward`, in the same order."""
+    rows, values = _row_sums(ids, np.ascontiguousarray(dx), V)
+    return RowGradient(rows, values, (V, dx.shape[2]))
+
+
 def log_softmax_rows(logits: np.ndarray) -> np.ndarray:
     """log ŷ for each row of logits (N, V), computed in place."""
     logits -= logits.max(axis=1, keepdims=True)
