@@ -1,5 +1,5 @@
-"""Models that travel: an rnncli language model as PyTorch's modules name and lay out their
-parameters, and back.
+"""Models that travel: an rnncli model as PyTorch's modules name and lay out their parameters,
+and back. A language model:
 
     embedding.weight      (V, D)       nn.Embedding                  = rnncli embed.weight
     rnn.weight_ih_l{l}    (G*H, D|H)   nn.LSTM / nn.GRU / nn.RNN     = layers.{l}.Wx transposed
@@ -8,6 +8,12 @@ parameters, and back.
     rnn.bias_hh_l{l}      (G*H,)                                     = 0, but gru-cudnn's n block: layers.{l}.bhn
     decoder.weight        (V, H)       nn.Linear                     = output.W transposed (E when tied)
     decoder.bias          (V,)                                       = output.b
+
+A bidirectional layer's reversed twin (layers.{l}.reverse.*) is the module's `_reverse` weights
+(`rnn.weight_ih_l{l}_reverse`, ...). Task models: a classifier or tagger's output layer is
+`output.weight`/`output.bias` (labels x 2H when bidirectional); a translator's encoder is `rnn.*`
+with `embedding.weight`, its decoder `decoder_rnn.*` with `decoder_embedding.weight`, and its output
+layer `output.weight`/`output.bias`.
 
 rnncli's gate orders are PyTorch's ([i, f, g, o] for the lstm, [r, z, n] for gru-cudnn), so no
 block moves. The cells PyTorch's modules cannot express are refused: the notes' gru (its reset
@@ -57,28 +63,91 @@ def tokenizer_from_metadata(meta: dict[str, str]):
     return tokenizer_from_arrays(arrays), config
 
 
+def _stacks(m: ModelConfig) -> list[tuple[str, str, int]]:
+    """(rnncli prefix, PyTorch module name, directions) of each recurrent stack of a model."""
+    directions = 2 if m.bidirectional else 1
+    return [("", "rnn", directions)] + ([("decoder.", "decoder_rnn", 1)] if m.task == "translate" else [])
+
+
+def _heads(m: ModelConfig) -> list[tuple[str, str]]:
+    """(rnncli name, PyTorch name) of the embeddings and the output layer; W matrices transpose."""
+    if m.task == "lm":
+        return [("embed.weight", "embedding.weight"), ("output.W", "decoder.weight"), ("output.b", "decoder.bias")]
+    if m.task == "translate":
+        return [("embed.weight", "embedding.weight"), ("decoder.embed.weight", "decoder_embedding.weight"),
+                ("decoder.output.W", "output.weight"), ("decoder.output.b", "output.bias")]
+    return [("embed.weight", "embedding.weight"), ("output.W", "output.weight"), ("output.b", "output.bias")]
+
+
+def _layers(m: ModelConfig):
+    """(rnncli prefix, PyTorch suffix, module) of every recurrent layer: layers.{l}.[reverse.] and
+    _l{l}[_reverse]."""
+    for prefix, module, directions in _stacks(m):
+        for level in range(m.layers):
+            for d in range(directions):
+                yield (f"{prefix}layers.{level}." + ("reverse." if d else ""),
+                       f"_l{level}" + ("_reverse" if d else ""), module)
+
+
 def to_torch(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The checkpoint's weights under PyTorch's names, and its configuration and tokenizer as text."""
     m = ck.model
     if m.cell in NOT_IN_TORCH:
         raise UsageError(f"a {m.cell} model cannot be exported for PyTorch: {NOT_IN_TORCH[m.cell]}")
     p = ck.params
-    tensors = {"embedding.weight": p["embed.weight"]}
-    for layer in range(m.layers):
-        q = f"layers.{layer}."
+    tensors = {}
+    for ours, theirs in _heads(m):
+        if ours == "output.W" and m.tie_weights:
+            tensors[theirs] = p["embed.weight"]
+        else:
+            tensors[theirs] = p[ours].T if ours.endswith(".W") else p[ours]
+    for q, suffix, module in _layers(m):
         GH = p[q + "b"].shape[0]
-        tensors[f"rnn.weight_ih_l{layer}"] = p[q + "Wx"].T
-        tensors[f"rnn.weight_hh_l{layer}"] = p[q + "Wh"].T
-        tensors[f"rnn.bias_ih_l{layer}"] = p[q + "b"]
+        tensors[f"{module}.weight_ih{suffix}"] = p[q + "Wx"].T
+        tensors[f"{module}.weight_hh{suffix}"] = p[q + "Wh"].T
+        tensors[f"{module}.bias_ih{suffix}"] = p[q + "b"]
         bias_hh = np.zeros(GH, p[q + "b"].dtype)
         if m.cell == "gru-cudnn":
             bias_hh[2 * m.hidden :] = p[q + "bhn"]  # b_hn sits inside the reset gate's product
-        tensors[f"rnn.bias_hh_l{layer}"] = bias_hh
-    tensors["decoder.weight"] = p["embed.weight"] if m.tie_weights else p["output.W"].T
-    tensors["decoder.bias"] = p["output.b"]
-    metadata = {"format": "rnncli-torch-1", "model_config": json.dumps(to_dict(m)),
-                "torch_module": TORCH_MODULES[m.cell], **tokenizer_metadata(ck.tokenizer, ck.tokenizer_config)}
+        tensors[f"{module}.bias_hh{suffix}"] = bias_hh
+    module = TORCH_MODULES[m.cell] + (" (bidirectional=True)" if m.bidirectional else "")
+    metadata = {"format": "rnncli-torch-1", "model_config": json.dumps(to_dict(m)), "torch_module": module,
+                **tokenizer_metadata(ck.tokenizer, ck.tokenizer_config)}
     return {k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata
+
+
+def _layer_from_torch(cell: str, parts: dict[str, np.ndarray], H: int) -> dict[str, np.ndarray]:
+    """One layer's weight_ih, weight_hh[, bias_ih, bias_hh] as rnncli's Wx, Wh, b[, bhn]."""
+    GH = parts["weight_ih"].shape[0]
+    bias_ih = parts.get("bias_ih", np.zeros(GH, np.float32))
+    bias_hh = parts.get("bias_hh", np.zeros(GH, np.float32))
+    out = {"Wx": np.ascontiguousarray(parts["weight_ih"].T), "Wh": np.ascontiguousarray(parts["weight_hh"].T)}
+    if cell == "gru-cudnn":  # b_hn stays inside the reset gate's product; the r and z biases add up
+        out["b"] = np.concatenate([bias_ih[: 2 * H] + bias_hh[: 2 * H], bias_ih[2 * H :]])
+        out["bhn"] = np.ascontiguousarray(bias_hh[2 * H :])
+    else:
+        out["b"] = bias_ih + bias_hh
+    return out
+
+
+def from_torch_export(tensors: dict[str, np.ndarray], metadata: dict[str, str], source: str) -> Checkpoint:
+    """The inverse of `to_torch` for any task, its configuration read from the metadata."""
+    tokenizer, tok_config = tokenizer_from_metadata(metadata)
+    m = from_dict(ModelConfig, json.loads(metadata["model_config"]))
+    m.check()
+
+    def tensor(name: str) -> np.ndarray:
+        if name not in tensors:
+            raise RnncliError(f"{source}: no {name}, which a {m.task} model exported for PyTorch has")
+        return np.asarray(tensors[name], np.float32)
+
+    params = {ours: (np.ascontiguousarray(tensor(theirs).T) if ours.endswith(".W") else tensor(theirs))
+              for ours, theirs in _heads(m) if not (ours == "output.W" and m.tie_weights)}
+    for q, suffix, module in _layers(m):
+        parts = {k: tensor(f"{module}.{k}{suffix}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        params.update({q + k: v for k, v in _layer_from_torch(m.cell, parts, m.hidden).items()})
+    return Checkpoint(m, TrainConfig(), tok_config, tokenizer, params,
+                      state={"corpus": {"name": f"imported from {source}"}})
 
 
 def to_rnncli(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -143,16 +212,7 @@ def from_torch(tensors: dict[str, np.ndarray], tokenizer, tokenizer_config: Toke
         for key, shape in (("weight_ih", (GH, D_in)), ("weight_hh", (GH, H)), ("bias_ih", (GH,)), ("bias_hh", (GH,))):
             if key in parts:
                 need(parts[key].shape == shape, f"{key}_l{layer} is {parts[key].shape}, expected {shape}")
-        bias_ih = parts.get("bias_ih", np.zeros(GH, np.float32))
-        bias_hh = parts.get("bias_hh", np.zeros(GH, np.float32))
-        q = f"layers.{layer}."
-        params[q + "Wx"] = np.ascontiguousarray(parts["weight_ih"].T)
-        params[q + "Wh"] = np.ascontiguousarray(parts["weight_hh"].T)
-        if cell == "gru-cudnn":  # b_hn stays inside the reset gate's product; the r and z biases add up
-            params[q + "b"] = np.concatenate([bias_ih[: 2 * H] + bias_hh[: 2 * H], bias_ih[2 * H :]])
-            params[q + "bhn"] = np.ascontiguousarray(bias_hh[2 * H :])
-        else:
-            params[q + "b"] = bias_ih + bias_hh
+        params.update({f"layers.{layer}.{k}": v for k, v in _layer_from_torch(cell, parts, H).items()})
     tied = np.array_equal(W_out, embedding) and D == H
     if not tied:
         params["output.W"] = np.ascontiguousarray(W_out.T)
@@ -179,6 +239,9 @@ def import_model(tensors: dict[str, np.ndarray], metadata: dict[str, str], sourc
     try:
         if metadata.get("format") == "rnncli-params-1":
             return from_rnncli(tensors, metadata, source)
+        own_export = metadata.get("format") == "rnncli-torch-1"
+        if own_export and json.loads(metadata["model_config"]).get("task", "lm") != "lm":
+            return from_torch_export(tensors, metadata, source)
         if vocab is not None:
             tokenizer, tok_config, tensors = vocabulary_for_import(vocab, level, tensors, source)
         elif "vocabulary" in metadata:

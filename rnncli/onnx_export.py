@@ -1,10 +1,11 @@
-"""An rnncli language model as an ONNX graph, in the operators ONNX defines for recurrent layers.
+"""An rnncli model as an ONNX graph, in the operators ONNX defines for recurrent layers.
 
     tokens (T, B) int64 -> Gather(E) -> [LSTM | GRU | RNN] x L -> MatMul(W_y) + b_y -> LogSoftmax
     inputs:  tokens, h0 (L, B, H) [, c0 (L, B, H) for the lstm]
     outputs: logprobs (T, B, V) [log ŷ<t> after each token], hT (L, B, H) [, cT (L, B, H)]
 
-so a user can step it: feed a chunk with the states the previous chunk returned. Gates are
+so a user can step it: feed a chunk with the states the previous chunk returned. Bidirectional
+layers are the operators' `direction="bidirectional"`; the task models' graphs are in `to_onnx`. Gates are
 reordered to ONNX's orders: the LSTM's [i, f, g, o] become `iofc` (peepholes `P` in `iof`); the
 GRU's become `zrh`, with `linear_before_reset=1` for gru-cudnn (PyTorch's form) and 0 for the notes'
 gru, whose update gate Γ_u is ONNX's 1 - z (so its rows are negated: σ(-a) = 1 - σ(a)). gru-simple
@@ -53,8 +54,65 @@ def _layer_weights(cell: str, p: dict, H: int) -> tuple[str, dict, dict]:
         {"activations": ["Relu" if cell == "rnn-relu" else "Tanh"]}
 
 
+class _Graph:
+    """Nodes and initializers being built; `add` names a constant."""
+
+    def __init__(self, helper, numpy_helper):
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes, self.inits = [], []
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(self.numpy_helper.from_array(value, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], outputs: list[str], **attrs) -> str:
+        self.nodes.append(self.helper.make_node(op, inputs, outputs, **attrs))
+        return outputs[0]
+
+
+def _stack(g: _Graph, m, p: dict, prefix: str, x: str, directions: int, h0: list[str] | None,
+           c0: list[str] | None) -> tuple[str, list[str], list[str]]:
+    """The recurrent layers of a stack (rnncli parameters under `prefix`) over x (T, B, D): returns
+    the top's output (T, B, directions*H) and each level's final h and c (directions, B, H).
+    h0/c0: each level's initial states (directions, B, H), or None for zeros."""
+    H, lstm = m.hidden, m.cell.startswith("lstm")
+    finals_h, finals_c = [], []
+    for level in range(m.layers):
+        per_direction = []
+        for d in range(directions):
+            q = f"{prefix}layers.{level}." + ("reverse." if d else "")
+            lp = {k[len(q):]: v for k, v in p.items() if k.startswith(q) and "." not in k[len(q):]}
+            per_direction.append(_layer_weights(m.cell, lp, H))
+        op, _, attrs = per_direction[0]
+        if "activations" in attrs:  # one per direction
+            attrs = {**attrs, "activations": attrs["activations"] * directions}
+        tag = f"{prefix.rstrip('.') or 'enc'}{level}"
+        names = {key: g.const(f"{key}_{tag}", np.stack([np.asarray(a[key], np.float32) for _, a, _ in per_direction]))
+                 for key in per_direction[0][1]}
+        inputs = [x, names["W"], names["R"], names["B"], "", h0[level] if h0 else ""]
+        outputs = [f"y_{tag}", f"hT_{tag}"]
+        if lstm:
+            inputs += [c0[level] if c0 else "", names.get("P", "")]
+            outputs.append(f"cT_{tag}")
+            finals_c.append(f"cT_{tag}")
+        while inputs[-1] == "":  # optional inputs left out at the end
+            inputs.pop()
+        direction = "bidirectional" if directions == 2 else "forward"
+        g.node(op, inputs, outputs, hidden_size=H, direction=direction, **attrs)
+        finals_h.append(f"hT_{tag}")
+        # Y is (T, directions, B, H): the next level reads (T, B, directions*H), forward then reversed
+        y = g.node("Transpose", [f"y_{tag}"], [f"yt_{tag}"], perm=[0, 2, 1, 3])
+        x = g.node("Reshape", [y, "keep2"], [f"x_{tag}"])
+    return x, finals_h, finals_c
+
+
 def to_onnx(ck: Checkpoint):
-    """The model as an onnx.ModelProto."""
+    """The model as an onnx.ModelProto. A language model:
+        tokens (T, B), h0 [, c0] (L, B, H) -> logprobs (T, B, V), hT [, cT] (L, B, H)
+    A classifier: tokens (T, B) -> logprobs (B, C), from the top level's final states (forward and
+    reversed side by side). A tagger: tokens (T, B) -> logprobs (T, B, C). A translator: source
+    (T, B) and target_in (T', B) (<EOS> then the target so far) -> logprobs (T', B, V) of each next
+    target token; each encoder level's final states (both directions summed) start the decoder's."""
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -66,51 +124,60 @@ def to_onnx(ck: Checkpoint):
     H, L, V = m.hidden, m.layers, m.vocab_size
     lstm = m.cell.startswith("lstm")
     p = ck.params
-    inits = [numpy_helper.from_array(np.asarray(p["embed.weight"], np.float32), "E"),
-             numpy_helper.from_array(np.ascontiguousarray((p["embed.weight"].T if m.tie_weights else p["output.W"]),
-                                                          np.float32), "Wy"),
-             numpy_helper.from_array(np.asarray(p["output.b"], np.float32), "by"),
-             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
-    nodes = [helper.make_node("Gather", ["E", "tokens"], ["x0"], axis=0)]
-    finals_h, finals_c = [], []
-    x = "x0"
-    for layer in range(L):
-        lp = {k[len(f"layers.{layer}."):]: v for k, v in p.items() if k.startswith(f"layers.{layer}.")}
-        op, arrays, attrs = _layer_weights(m.cell, lp, H)
-        names = {}
-        for key, value in arrays.items():
-            names[key] = f"{key}{layer}"
-            inits.append(numpy_helper.from_array(np.asarray(value, np.float32)[None], names[key]))  # direction axis
-        nodes.append(helper.make_node("Gather", ["h0", f"layer{layer}"], [f"h0_{layer}"], axis=0))
-        inits.append(numpy_helper.from_array(np.array([layer], np.int64), f"layer{layer}"))
-        inputs = [x, names["W"], names["R"], names["B"], "", f"h0_{layer}"]
-        outputs = [f"y{layer}", f"hT{layer}"]
+    g = _Graph(helper, numpy_helper)
+    g.const("keep2", np.array([0, 0, -1], np.int64))
+    g.const("E", np.asarray(p["embed.weight"], np.float32))
+    directions = 2 if m.bidirectional else 1
+    inputs, outputs = [], []
+
+    def tensor(name, dtype, shape):
+        return helper.make_tensor_value_info(name, dtype, shape)
+
+    def log_softmax_of(x: str, W: np.ndarray, b: np.ndarray) -> str:
+        g.const("Wy", np.ascontiguousarray(W, np.float32))
+        g.const("by", np.asarray(b, np.float32))
+        logits = g.node("Add", [g.node("MatMul", [x, "Wy"], ["logits0"]), "by"], ["logits"])
+        return g.node("LogSoftmax", [logits], ["logprobs"], axis=-1)
+
+    if m.task == "lm":
+        g.node("Gather", ["E", "tokens"], ["x0"], axis=0)
+        h0 = [g.node("Slice", ["h0", g.const(f"from{i}", np.array([i], np.int64)),
+                               g.const(f"to{i}", np.array([i + 1], np.int64))], [f"h0_{i}"]) for i in range(L)]
+        c0 = [g.node("Slice", ["c0", f"from{i}", f"to{i}"], [f"c0_{i}"]) for i in range(L)] if lstm else None
+        top, finals_h, finals_c = _stack(g, m, p, "", "x0", 1, h0, c0)
+        log_softmax_of(top, p["embed.weight"].T if m.tie_weights else p["output.W"], p["output.b"])
+        g.node("Concat", finals_h, ["hT"], axis=0)
+        inputs = [tensor("tokens", TensorProto.INT64, ["T", "B"]), tensor("h0", TensorProto.FLOAT, [L, "B", H])]
+        outputs = [tensor("logprobs", TensorProto.FLOAT, ["T", "B", V]), tensor("hT", TensorProto.FLOAT, [L, "B", H])]
         if lstm:
-            nodes.append(helper.make_node("Gather", ["c0", f"layer{layer}"], [f"c0_{layer}"], axis=0))
-            inputs += [f"c0_{layer}", names.get("P", "")]
-            outputs.append(f"cT{layer}")
-            finals_c.append(f"cT{layer}")
-        while inputs[-1] == "":  # optional inputs left out at the end
-            inputs.pop()
-        nodes.append(helper.make_node(op, inputs, outputs, hidden_size=H, **attrs))
-        # Y is (T, directions, B, H): the next layer reads (T, B, H)
-        nodes.append(helper.make_node("Squeeze", [f"y{layer}", "axis1"], [f"x{layer + 1}"]))
-        finals_h.append(f"hT{layer}")
-        x = f"x{layer + 1}"
-    nodes += [helper.make_node("MatMul", [x, "Wy"], ["logits0"]),
-              helper.make_node("Add", ["logits0", "by"], ["logits"]),
-              helper.make_node("LogSoftmax", ["logits"], ["logprobs"], axis=-1),
-              helper.make_node("Concat", finals_h, ["hT"], axis=0)]
-    state_inputs = [helper.make_tensor_value_info("h0", TensorProto.FLOAT, [L, "B", H])]
-    state_outputs = [helper.make_tensor_value_info("hT", TensorProto.FLOAT, [L, "B", H])]
-    if lstm:
-        nodes.append(helper.make_node("Concat", finals_c, ["cT"], axis=0))
-        state_inputs.append(helper.make_tensor_value_info("c0", TensorProto.FLOAT, [L, "B", H]))
-        state_outputs.append(helper.make_tensor_value_info("cT", TensorProto.FLOAT, [L, "B", H]))
-    graph = helper.make_graph(
-        nodes, f"rnncli-{m.cell}-{L}x{H}",
-        [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["T", "B"]), *state_inputs],
-        [helper.make_tensor_value_info("logprobs", TensorProto.FLOAT, ["T", "B", V]), *state_outputs], inits)
+            g.node("Concat", finals_c, ["cT"], axis=0)
+            inputs.append(tensor("c0", TensorProto.FLOAT, [L, "B", H]))
+            outputs.append(tensor("cT", TensorProto.FLOAT, [L, "B", H]))
+    elif m.task in ("classify", "tag"):
+        g.node("Gather", ["E", "tokens"], ["x0"], axis=0)
+        top, finals_h, _ = _stack(g, m, p, "", "x0", directions, None, None)
+        C = len(m.labels)
+        if m.task == "classify":  # the top level's final states (directions, B, H) -> (B, directions*H)
+            t = g.node("Transpose", [finals_h[-1]], ["final_t"], perm=[1, 0, 2])
+            top = g.node("Reshape", [t, g.const("rows", np.array([0, -1], np.int64))], ["features"])
+        log_softmax_of(top, p["output.W"], p["output.b"])
+        inputs = [tensor("tokens", TensorProto.INT64, ["T", "B"])]
+        shape = ["B", C] if m.task == "classify" else ["T", "B", C]
+        outputs = [tensor("logprobs", TensorProto.FLOAT, shape)]
+    else:  # translate
+        g.node("Gather", ["E", "source"], ["x0"], axis=0)
+        _, finals_h, finals_c = _stack(g, m, p, "", "x0", directions, None, None)
+        axis0 = g.const("axis0", np.array([0], np.int64))
+        h0 = [g.node("ReduceSum", [h, axis0], [f"dec_h0_{i}"], keepdims=1) for i, h in enumerate(finals_h)]
+        c0 = [g.node("ReduceSum", [c, axis0], [f"dec_c0_{i}"], keepdims=1) for i, c in enumerate(finals_c)] \
+            if lstm else None
+        g.const("E_dec", np.asarray(p["decoder.embed.weight"], np.float32))
+        g.node("Gather", ["E_dec", "target_in"], ["y0"], axis=0)
+        top, _, _ = _stack(g, m, p, "decoder.", "y0", 1, h0, c0)
+        log_softmax_of(top, p["decoder.output.W"], p["decoder.output.b"])
+        inputs = [tensor("source", TensorProto.INT64, ["T", "B"]), tensor("target_in", TensorProto.INT64, ["U", "B"])]
+        outputs = [tensor("logprobs", TensorProto.FLOAT, ["U", "B", V])]
+    graph = helper.make_graph(g.nodes, f"rnncli-{m.task}-{m.cell}-{L}x{H}", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="rnncli")
     onnx.checker.check_model(model)
     return model

@@ -110,12 +110,9 @@ def evaluate(ck: Checkpoint, corpus, c: SampleConfig | None = None) -> dict:
 
     task = ck.model.task
     if task == "lm":
-        from rnncli.data import encode_corpus
-        from rnncli.score import continuous_loss
+        from rnncli.score import continuous_report
 
-        ids = encode_corpus(ck.tokenizer, corpus)
-        loss = continuous_loss(ck, ids, ck.train.batch_size, ck.train.seq_len)
-        return {"task": task, "tokens": int(len(ids)), "loss": loss, "perplexity": float(np.exp(loss))}
+        return {"task": task, **continuous_report(ck, corpus)}
     from rnncli.examples import read_examples
 
     examples = read_examples(task, corpus)

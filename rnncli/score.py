@@ -180,6 +180,15 @@ def continuous_loss(ck: Checkpoint, ids: np.ndarray, batch_size: int, seq_len: i
     return stream_loss(Model(ck.model), ck.params, ids, batch_size, seq_len)
 
 
+def continuous_report(ck: Checkpoint, corpus) -> dict:
+    """`score --file --continuous` (and `evaluate` of a language model): a whole file as one stream."""
+    from rnncli.data import encode_corpus
+
+    ids = encode_corpus(ck.tokenizer, corpus)
+    loss = continuous_loss(ck, ids, ck.train.batch_size, ck.train.seq_len)
+    return {"file": corpus.name, "tokens": int(len(ids)), "loss": loss, "perplexity": math.exp(loss)}
+
+
 def stream_loss(model: Model, params: Params, ids: np.ndarray, batch_size: int, seq_len: int,
                 max_positions: int | None = None) -> float:
     """Mean nats per token of a token stream (N,), cut into up to `batch_size` contiguous streams

@@ -171,3 +171,19 @@ def test_bad_task_files_fail_with_one_line(tmp_path, task, text, needle):
 def test_task_commands_need_text(classifier):
     result = run_cli("classify", "--model", classifier)
     assert result.exit_code == 2 and "give a text" in result.stderr
+
+
+def test_evaluate_a_language_model_gives_the_continuous_score(char_model):
+    report = json.loads(ok(run_cli("evaluate", "--model", char_model, CORPORA / "demo.txt", "--json")).stdout)
+    score = json.loads(ok(run_cli("score", "--model", char_model, "--file", CORPORA / "demo.txt", "--continuous",
+                                  "--json")).stdout)
+    assert report["task"] == "lm"
+    assert {k: report[k] for k in score} == score
+
+
+def test_a_task_validates_on_its_own_file(tmp_path):
+    result = train(tmp_path / "v.npz", SENTIMENT, "--task", "classify", "--hidden", "8", "--embed", "8",
+                   "--layers", "1", "--epochs", "1", "--valid", SENTIMENT_TEST)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["val_loss"] is not None and summary["best_checkpoint"]
+    assert load_model_checkpoint(str(tmp_path / "v.npz")).state["corpus"]["examples"] == 3000

@@ -212,3 +212,99 @@ def test_onnx_export_gives_the_log_probabilities_rnncli_scores(tmp_path, model_o
     second = session.run(None, {"tokens": tokens[half:], **states})[0]
     np.testing.assert_allclose(np.concatenate([first[0], second]), session.run(None, {"tokens": tokens, **zeros})[0],
                                rtol=0, atol=1e-5)
+
+
+# ---- task models ------------------------------------------------------------------------------------
+
+TASK_CORPORA = {"classify": "sentiment-test.tsv", "tag": "ner-test.txt", "translate": "dates-test.tsv"}
+
+
+@pytest.fixture(scope="module", params=[("classify", "lstm"), ("tag", "gru-cudnn"), ("tag", "gru"),
+                                        ("classify", "rnn-relu"), ("translate", "lstm"), ("translate", "gru-cudnn"),
+                                        ("tag", "lstm-peephole")])
+def task_model(request, tmp_path_factory):
+    """A small bidirectional task model of a few steps (the exports must carry any weights)."""
+    task, cell = request.param
+    out = tmp_path_factory.mktemp(f"{task}-{cell}") / "m.npz"
+    level = ["--level", "char"] if task == "translate" else []
+    result = run_cli("train", CORPORA / TASK_CORPORA[task], "--task", task, "--bidirectional", "--cell", cell,
+                     "--layers", "2", "--hidden", "8", "--embed", "6", "--max-steps", "3", *level, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    return task, cell, out
+
+
+def rnncli_logprobs(ck, source, target_in=None):
+    from rnncli.tasks import Batch, build_model, sub_params
+
+    model = build_model(ck.model)
+    if ck.model.task == "translate":
+        state = model.encode(ck.params, source)
+        return model.decoder.next_token_logprobs(sub_params(ck.params, "decoder."), target_in, state)[0]
+    return model.logprobs(ck.params, Batch(source, None))
+
+
+def test_task_models_export_to_onnx(tmp_path, task_model):
+    """onnxruntime on a bidirectional classifier, tagger or translator: rnncli's log-probabilities
+    (<= 1e-4 in float32)."""
+    ort = pytest.importorskip("onnxruntime")
+    task, cell, path = task_model
+    out = tmp_path / "m.onnx"
+    result = run_cli("export", path, "--to", "onnx", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    ck = load_model_checkpoint(str(path))
+    rng = np.random.default_rng(1)
+    source = rng.integers(0, ck.model.vocab_size, (6, 3))
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    if task == "translate":
+        target_in = rng.integers(0, ck.model.vocab_size, (4, 3))
+        got = session.run(None, {"source": source, "target_in": target_in})[0]
+        ours = rnncli_logprobs(ck, source, target_in)
+    else:
+        got, ours = session.run(None, {"tokens": source})[0], rnncli_logprobs(ck, source)
+    assert got.shape == ours.shape
+    np.testing.assert_allclose(got, ours, rtol=0, atol=1e-4)
+
+
+def test_task_models_round_trip_through_the_torch_layout(tmp_path, task_model):
+    task, cell, path = task_model
+    exported = tmp_path / "m.safetensors"
+    result = run_cli("export", path, "--to", "torch", "-o", exported)
+    if cell in NOT_IN_TORCH:
+        assert result.exit_code == 2 and cell in result.stderr
+        return
+    assert result.exit_code == 0, result.stderr
+    tensors, meta = safetensors.read(str(exported))
+    assert "rnn.weight_ih_l1_reverse" in tensors and meta["torch_module"].endswith("(bidirectional=True)")
+    for fmt in ("torch", "safetensors"):
+        if fmt == "safetensors":
+            assert run_cli("export", path, "--to", "safetensors", "-o", exported).exit_code == 0
+        back = tmp_path / f"back-{fmt}.npz"
+        result = run_cli("import", exported, "-o", back)
+        assert result.exit_code == 0, result.stderr
+        a, b = load_model_checkpoint(str(path)), load_model_checkpoint(str(back))
+        assert a.model == b.model and set(a.params) == set(b.params)
+        for name, value in a.params.items():
+            assert np.array_equal(b.params[name], value), (fmt, name)
+
+
+@pytest.mark.torch
+def test_a_bidirectional_tagger_runs_in_pytorch(tmp_path):
+    """The torch export loaded into nn.Embedding -> nn.LSTM(bidirectional=True) -> nn.Linear."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "m.npz"
+    assert run_cli("train", CORPORA / "ner-test.txt", "--task", "tag", "--bidirectional", "--layers", "2",
+                   "--hidden", "8", "--embed", "6", "--max-steps", "3", "--out", path).exit_code == 0
+    exported = tmp_path / "m.safetensors"
+    assert run_cli("export", path, "--to", "torch", "-o", exported).exit_code == 0
+    tensors, meta = safetensors.read(str(exported))
+    c = json.loads(meta["model_config"])
+    net = torch.nn.ModuleDict({"embedding": torch.nn.Embedding(c["vocab_size"], c["embed"]),
+                               "rnn": torch.nn.LSTM(c["embed"], c["hidden"], num_layers=c["layers"],
+                                                    bidirectional=True),
+                               "output": torch.nn.Linear(2 * c["hidden"], len(c["labels"]))})
+    net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
+    tokens = np.random.default_rng(2).integers(0, c["vocab_size"], (5, 2))
+    with torch.no_grad():
+        top, _ = net["rnn"](net["embedding"](torch.from_numpy(tokens)))
+        theirs = torch.log_softmax(net["output"](top), -1).numpy()
+    np.testing.assert_allclose(theirs, rnncli_logprobs(load_model_checkpoint(str(path)), tokens), rtol=0, atol=1e-5)

@@ -25,7 +25,7 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
 ) -> None:
-    """Export a model for other tools: PyTorch's layout or rnncli's (safetensors), or ONNX.
+    """Export a model (of any task) for other tools: PyTorch's layout or rnncli's (safetensors), or ONNX.
 
     Example: rnncli export runs/demo-gru.npz --to torch -o demo.safetensors
     """
@@ -39,7 +39,7 @@ def export(
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
     path = model or latest_model()
-    ck = load_model(path, task="lm")
+    ck = load_model(path)
     stem = os.path.splitext(path or "model")[0]
     if to == "onnx":
         import json

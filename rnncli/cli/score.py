@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 import typer
@@ -47,7 +46,7 @@ def score(
 
     Example: rnncli score "the apple and pear salad" "the apple and pair salad"
     """
-    from rnncli.cli.score_output import print_file_score, print_sentence_scores
+    from rnncli.cli.score_output import continuous_text, print_file_score, print_sentence_scores
     from rnncli.errors import UsageError
 
     fmt = "json" if as_json else output_format
@@ -69,19 +68,17 @@ def score(
     announce_compilation()
     utf8_stdout()
     if file:
-        from rnncli.data import Corpus, encode_corpus
+        from rnncli.data import Corpus
 
         corpus = Corpus(file)
         if continuous:
-            from rnncli.score import continuous_loss
+            from rnncli.score import continuous_report
 
-            ids = encode_corpus(ck.tokenizer, corpus)
-            loss = continuous_loss(ck, ids, ck.train.batch_size, ck.train.seq_len)
-            record = {"file": corpus.name, "tokens": int(len(ids)), "loss": loss, "perplexity": math.exp(loss)}
+            record = continuous_report(ck, corpus)
             if fmt in ("json", "jsonl"):
                 print_json(record)
             else:
-                print(f"{corpus.name}: {len(ids):,} tokens, {loss:.4f} nats/token, perplexity {math.exp(loss):.3f}")
+                print(continuous_text(record))
             return
         from rnncli.score import score_lines
 

@@ -95,3 +95,8 @@ def print_file_score(result, fmt: str, unit: str) -> None:
     console.print(f"{UNIT_NAME[unit]} = {result.logprob * f:.3f}   perplexity = {result.perplexity:.3f}   "
                   f"without <UNK>: {result.perplexity_known:.3f}   ppl1 = {result.ppl1:.3f}   "
                   f"bits/char = {result.bits_per_char:.4f}", highlight=False)
+
+
+def continuous_text(r: dict) -> str:
+    """One line for a file scored as one stream (`score --file --continuous`, `evaluate`)."""
+    return f"{r['file']}: {r['tokens']:,} tokens, {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.3f}"

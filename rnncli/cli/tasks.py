@@ -178,7 +178,9 @@ def evaluate(
 def _report_text(r: dict) -> str:
     task = r["task"]
     if task == "lm":
-        return f"{r['tokens']:,} tokens: loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}\n"
+        from rnncli.cli.score_output import continuous_text
+
+        return continuous_text(r) + "\n"
     if task == "classify":
         width = max(len(name) for name in r["labels"])
         lines = [f"{r['examples']:,} examples: accuracy {100 * r['accuracy']:.2f}%, macro F1 {100 * r['macro_f1']:.2f}",
