@@ -7,15 +7,13 @@ The language-model head predicts the next token at every position (the notes' ou
 Parameters output.W (H, V) and output.b (V,); with tied weights output.W is absent and E^T is used
 (the embedding's gradient then receives the output layer's too).
 
-The other tasks (#11) are heads of the same shape over the same stack:
-  - sequence label (many-to-one): softmax(W h<T> + b) over classes from the final state (both
-    directions' final states side by side when bidirectional); the loss reaches the stack only
-    through the last position's dtop (and the reversed layer's first).
-  - per-token tag (many-to-many, T_x = T_y): this head with a tag vocabulary instead of V and no
-    shift between inputs and targets.
-  - encoder–decoder: an encoder stack whose final states are the decoder stack's initial states,
-    and this head over the decoder; the decoder's initial-state gradients (Stack.backward returns
-    them) flow back into the encoder's final states.
+The task models (tasks.py) put a label head over their stack's output (T, B, width):
+  - `SequenceLabelHead` (many-to-one): ŷ = softmax(W_c [h_fwd<T>; h_rev<1>] + b_c), the final state
+    of each direction side by side; the loss reaches the stack only through those two positions.
+  - `TagHead` (many-to-many, T_x = T_y): ŷ<t> = softmax(W_t [h_fwd<t>; h_rev<t>] + b_t) at every
+    position, no shift between inputs and targets.
+Both have output.W (width, C) and output.b (C,). An encoder–decoder's head is the language-model
+head over its decoder.
 """
 
 from __future__ import annotations
@@ -85,3 +83,62 @@ class LanguageModelHead:
         T, B, _ = top.shape
         _, logits = self.logits(params, top)
         return log_softmax_rows(logits).reshape(T, B, -1)
+
+
+class _LabelHead:
+    """output.W (width, C), output.b (C,) over rows of features taken from the stack's output."""
+
+    def __init__(self, width: int, classes: int, hidden: int, bidirectional: bool):
+        self.width, self.classes, self.H, self.bidirectional = width, classes, hidden, bidirectional
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"output.W": (self.width, self.classes), "output.b": (self.classes,)}
+
+    def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
+        bound = 1.0 / np.sqrt(self.width)
+        return {"output.W": rng.uniform(-bound, bound, (self.width, self.classes)).astype(dtype),
+                "output.b": np.zeros(self.classes, dtype)}
+
+    def features(self, top: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def dtop(self, dfeatures: np.ndarray, T: int) -> np.ndarray:
+        """The gradient of the stack's output from the features' (the inverse of `features`)."""
+        raise NotImplementedError
+
+    def logits(self, params: dict, features: np.ndarray) -> np.ndarray:
+        out = matmul(np.ascontiguousarray(features), params["output.W"])
+        out += params["output.b"]
+        return out
+
+    def backward(self, params: dict, features: np.ndarray, dlogits: np.ndarray):
+        """-> gradients of output.W and output.b, d(features)."""
+        return ({"output.W": matmul(np.ascontiguousarray(features).T, dlogits), "output.b": dlogits.sum(axis=0)},
+                matmul(dlogits, params["output.W"].T))
+
+
+class SequenceLabelHead(_LabelHead):
+    """One label per sequence, from the final states: (h_fwd<T>; h_rev<1>) -> (B, C)."""
+
+    def features(self, top: np.ndarray) -> np.ndarray:
+        if not self.bidirectional:
+            return top[-1]
+        return np.concatenate([top[-1, :, :self.H], top[0, :, self.H:]], axis=1)  # (B, 2H)
+
+    def dtop(self, dfeatures: np.ndarray, T: int) -> np.ndarray:
+        B, W = dfeatures.shape
+        dtop = np.zeros((T, B, W), dfeatures.dtype)
+        dtop[-1, :, :self.H] = dfeatures[:, :self.H]
+        if self.bidirectional:
+            dtop[0, :, self.H:] += dfeatures[:, self.H:]
+        return dtop
+
+
+class TagHead(_LabelHead):
+    """A tag at every position: (T, B, width) -> (T*B, C)."""
+
+    def features(self, top: np.ndarray) -> np.ndarray:
+        return top.reshape(-1, top.shape[2])
+
+    def dtop(self, dfeatures: np.ndarray, T: int) -> np.ndarray:
+        return dfeatures.reshape(T, -1, dfeatures.shape[1])

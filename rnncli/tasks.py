@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rnncli.config import ModelConfig
-from rnncli.kernels.blas import matmul
+from rnncli.heads import SequenceLabelHead, TagHead
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_row_gradient, log_softmax_rows, softmax_cross_entropy
 from rnncli.layers import Stack
@@ -49,7 +49,7 @@ class Batch:
 
 def build_model(config: ModelConfig):
     """The model of a configuration's task."""
-    return {"lm": Model, "classify": Classifier, "tag": Tagger, "translate": Translator}[config.task](config)
+    return {"lm": Model, "classify": LabelModel, "tag": LabelModel, "translate": Translator}[config.task](config)
 
 
 def sub_params(params: Params, prefix: str) -> Params:
@@ -86,31 +86,6 @@ class Encoder:
         return grads
 
 
-class _OutputLayer:
-    """output.W (width, C), output.b (C,) over rows of features."""
-
-    def __init__(self, width: int, classes: int):
-        self.width, self.classes = width, classes
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {"output.W": (self.width, self.classes), "output.b": (self.classes,)}
-
-    def init_params(self, rng: np.random.Generator, dtype) -> Params:
-        bound = 1.0 / np.sqrt(self.width)
-        return {"output.W": rng.uniform(-bound, bound, (self.width, self.classes)).astype(dtype),
-                "output.b": np.zeros(self.classes, dtype)}
-
-    def logits(self, params: Params, features: np.ndarray) -> np.ndarray:
-        out = matmul(np.ascontiguousarray(features), params["output.W"])
-        out += params["output.b"]
-        return out
-
-    def backward(self, params: Params, features: np.ndarray, dlogits: np.ndarray):
-        """-> gradients of output.W and output.b, d(features)."""
-        return ({"output.W": matmul(np.ascontiguousarray(features).T, dlogits), "output.b": dlogits.sum(axis=0)},
-                matmul(dlogits, params["output.W"].T))
-
-
 @dataclass
 class TaskCache:
     batch: Batch
@@ -121,53 +96,46 @@ class TaskCache:
     T: int
 
 
-class _EncoderTask:
-    """What the classifier and the tagger share: an encoder and an output layer over its features."""
+class LabelModel:
+    """Classifier and tagger: an encoder and a label head over its output (heads.py): one label per
+    sequence (classify, the notes' many-to-one) or one per position (tag, many-to-many T_x = T_y)."""
 
     def __init__(self, config: ModelConfig):
         self.config = config
         self.cell = get_cell(config.cell)
         self.encoder = Encoder(config)
-        self.output = _OutputLayer(self.encoder.stack.width, len(config.labels))
+        head = SequenceLabelHead if config.task == "classify" else TagHead
+        self.head = head(self.encoder.stack.width, len(config.labels), config.hidden, config.bidirectional)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {**self.encoder.param_shapes(), **self.output.param_shapes()}
+        return {**self.encoder.param_shapes(), **self.head.param_shapes()}
 
     def state_arrays(self) -> int:
         return self.cell.state_size
 
     def init_params(self, rng: np.random.Generator, dtype=np.float32) -> Params:
-        return {**self.encoder.init_params(rng, dtype), **self.output.init_params(rng, dtype)}
+        return {**self.encoder.init_params(rng, dtype), **self.head.init_params(rng, dtype)}
 
     def dropout_masks(self, rng: np.random.Generator, batch: Batch, dtype=np.float32):
         T, B = batch.inputs.shape
         return self.encoder.stack.dropout_masks(rng, T, B, dtype)
 
-    def features(self, top: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def dtop(self, dfeatures: np.ndarray, T: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def flat_targets(self, batch: Batch) -> np.ndarray:
-        raise NotImplementedError
-
     def forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache]:
-        """Mean cross-entropy of the batch's targets, and the cache for `backward`."""
+        """Mean cross-entropy of the batch's targets (classify (B,), tag (T, B)), and the cache."""
         top, _, caches = self.encoder.forward(params, batch.inputs, masks)
-        features = self.features(top)
-        loss, dlogits = softmax_cross_entropy(self.output.logits(params, features), self.flat_targets(batch))
+        features = self.head.features(top)
+        loss, dlogits = softmax_cross_entropy(self.head.logits(params, features), batch.targets.reshape(-1))
         return loss, TaskCache(batch, masks, caches, features, dlogits, top.shape[0])
 
     def backward(self, params: Params, cache: TaskCache) -> Params:
-        grads, dfeatures = self.output.backward(params, cache.features, cache.dlogits)
-        dtop = self.dtop(dfeatures, cache.T)
+        grads, dfeatures = self.head.backward(params, cache.features, cache.dlogits)
+        dtop = self.head.dtop(dfeatures, cache.T)
         grads.update(self.encoder.backward(params, cache.batch.inputs, cache.caches, dtop, cache.masks))
         return grads
 
     def loss_sum(self, params: Params, batch: Batch) -> tuple[float, int]:
         """Forward only: the summed loss and the number of scored targets (validation)."""
-        targets = self.flat_targets(batch)
+        targets = batch.targets.reshape(-1)
         scored = targets >= 0
         logprobs = self.logprobs(params, batch).reshape(-1, len(self.config.labels))
         return float(-logprobs[np.flatnonzero(scored), targets[scored]].sum()), int(scored.sum())
@@ -175,44 +143,8 @@ class _EncoderTask:
     def logprobs(self, params: Params, batch: Batch) -> np.ndarray:
         """log ŷ over the labels: classify (B, C); tag (T, B, C)."""
         top, _, _ = self.encoder.forward(params, batch.inputs, keep=False)
-        logits = self.output.logits(params, self.features(top))
-        out = log_softmax_rows(logits)
+        out = log_softmax_rows(self.head.logits(params, self.head.features(top)))
         return out if self.config.task == "classify" else out.reshape(top.shape[0], top.shape[1], -1)
-
-
-class Classifier(_EncoderTask):
-    """Many-to-one: the label of a whole sequence from the final states (h_fwd<T>; h_rev<1>)."""
-
-    def features(self, top: np.ndarray) -> np.ndarray:
-        H = self.config.hidden
-        if not self.config.bidirectional:
-            return top[-1]
-        return np.concatenate([top[-1, :, :H], top[0, :, H:]], axis=1)  # (B, 2H)
-
-    def dtop(self, dfeatures: np.ndarray, T: int) -> np.ndarray:
-        B, W = dfeatures.shape
-        H = self.config.hidden
-        dtop = np.zeros((T, B, W), dfeatures.dtype)
-        dtop[-1, :, :H] = dfeatures[:, :H]
-        if self.config.bidirectional:
-            dtop[0, :, H:] += dfeatures[:, H:]
-        return dtop
-
-    def flat_targets(self, batch: Batch) -> np.ndarray:
-        return batch.targets
-
-
-class Tagger(_EncoderTask):
-    """Many-to-many with T_x = T_y: a tag at every position from [h_fwd<t>; h_rev<t>]."""
-
-    def features(self, top: np.ndarray) -> np.ndarray:
-        return top.reshape(-1, top.shape[2])
-
-    def dtop(self, dfeatures: np.ndarray, T: int) -> np.ndarray:
-        return dfeatures.reshape(T, -1, dfeatures.shape[1])
-
-    def flat_targets(self, batch: Batch) -> np.ndarray:
-        return batch.targets.reshape(-1)
 
 
 @dataclass

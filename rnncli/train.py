@@ -1,9 +1,11 @@
-"""The training loop: truncated BPTT over contiguous batches, evaluation, checkpoints.
+"""The training loop: steps, evaluation, checkpoints, for every task.
 
-The token stream is cut into B parallel streams (B = --batch-size); each optimizer step takes the
-next T tokens (T = --seq-len) of every stream, and the hidden state is carried from chunk to chunk
-and reset at each epoch (char-rnn's scheme). Progress reaches the caller through `on_event` dicts;
-this module prints nothing.
+What a step reads is a feed's business. A language model's (`StreamFeed`): the token stream cut
+into B parallel streams (B = --batch-size); each optimizer step takes the next T tokens
+(T = --seq-len) of every stream, and the hidden state is carried from chunk to chunk and reset at
+each epoch (char-rnn's scheme). A task's (`ExampleFeed`): batches of whole examples of one length,
+in an order fixed by the seed and the epoch, nothing carried. Progress reaches the caller through
+`on_event` dicts; this module prints nothing.
 
 Exactness: everything that decides the next update (weights, optimizer state, RNG, hidden state,
 data position, learning rate and plateau counters) is in the checkpoint, so N steps in one run and

@@ -61,7 +61,7 @@ def test_the_classifier_reads_each_direction_final_state():
     params = model.init_params(rng, np.float64)
     b = batch("classify", rng)
     top, _, _ = model.encoder.forward(params, b.inputs, keep=False)
-    f = model.features(top)
+    f = model.head.features(top)
     np.testing.assert_array_equal(f[:, :4], top[-1, :, :4])
     np.testing.assert_array_equal(f[:, 4:], top[0, :, 4:])
 
