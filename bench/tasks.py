@@ -9,7 +9,7 @@ embedding 128 (100 for tagging), one LSTM layer of 128 (bidirectional or not), A
 batch 32. The budget covers the training loop only (no validation during it on either side);
 then dev is scored with rnncli's metrics for both. PyTorch runs with 2 threads.
 
-    python bench/tasks.py [--budget 300] [--tasks classify,tag,translate] [--vs-torch] [--no-uni]
+    python bench/tasks.py [--budget 300] [--tasks classify,tag,translate] [--vs-torch] [--no-uni] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -182,6 +182,8 @@ def main() -> None:
     p.add_argument("--tasks", default="classify,tag,translate")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seeds", type=int, default=1, help="runs per row, seeds --seed, --seed + 1, ... "
+                                                       "(the metrics' spread between seeds is several points)")
     p.add_argument("--vs-torch", action="store_true")
     p.add_argument("--no-uni", action="store_true", help="skip the forward-only runs")
     args = p.parse_args()
@@ -192,12 +194,14 @@ def main() -> None:
         for bidirectional in directions:
             vs_torch = args.vs_torch and torch_available() and task != "translate"  # translation: BLEU only
             systems = ["rnncli"] + (["torch"] if vs_torch else [])
-            for system in systems:
-                runner = run_rnncli if system == "rnncli" else run_torch
-                row = {"task": task, "system": system, "bidirectional": bidirectional,
-                       **runner(task, bidirectional, data, args)}
-                sys.stderr.write(json.dumps(row) + "\n")
-                result["runs"].append(row)
+            for k in range(args.seeds):
+                for system in systems:  # rnncli and PyTorch back to back, seed by seed
+                    runner = run_rnncli if system == "rnncli" else run_torch
+                    seeded = argparse.Namespace(**{**vars(args), "seed": args.seed + k})
+                    row = {"task": task, "system": system, "bidirectional": bidirectional, "seed": seeded.seed,
+                           **runner(task, bidirectional, data, seeded)}
+                    sys.stderr.write(json.dumps(row) + "\n")
+                    result["runs"].append(row)
     write_results(f"tasks-{int(args.budget)}s", result)
     print(json.dumps(result, indent=2))
 
