@@ -65,6 +65,8 @@ def test_classify_json_and_file_from_stdin(classifier, cli):
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["label"] for r in rows] == ["pos", "neg"]
+    dash = cli("classify", "--model", classifier, "--json", "-", input="the plot is not dull at all\n")
+    assert dash.exit_code == 0 and json.loads(dash.stdout)["label"] == "pos"
     for r in rows:
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert list(r["probabilities"].values()) == sorted(r["probabilities"].values(), reverse=True)

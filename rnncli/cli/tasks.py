@@ -26,13 +26,16 @@ ModelOption = Annotated[str | None, typer.Option(help=MODEL_HELP, show_default=F
 FileOption = Annotated[str | None, typer.Option("--file", "-f", help=FILE_HELP)]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line of input.",
                                           rich_help_panel=OUTPUT_OPTIONS)]
-TextsArgument = Annotated[list[str] | None, typer.Argument(help="Texts (or use --file).", show_default=False)]
+TextsArgument = Annotated[list[str] | None, typer.Argument(help="Texts (`-` or --file: one per line).",
+                                                           show_default=False)]
 
 
 def _inputs(texts: list[str] | None, file: str | None) -> list[str]:
     """The texts given as arguments or, one per non-blank line, in --file."""
     from rnncli.errors import UsageError
 
+    if texts == ["-"] and not file:
+        texts, file = None, "-"  # `rnncli classify -`: the texts come on stdin
     if texts and file:
         raise UsageError("give texts or --file, not both")
     if file:
