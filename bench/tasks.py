@@ -63,7 +63,7 @@ def score(task: str, ck: Checkpoint, dev_ex) -> dict:
     if task == "tag":
         r = metrics.conll_report(dev_ex.targets, tag(ck, dev_ex.sources))
         return {"f1": r["f1"], "accuracy": r["accuracy"]}
-    hyps = translate(ck, dev_ex.sources, SampleConfig(temperature=0.0, length=60))
+    hyps = list(translate(ck, dev_ex.sources, SampleConfig(temperature=0.0, length=60)))
     r = metrics.corpus_bleu(hyps, dev_ex.targets)
     return {"bleu": r["bleu"], "exact_match": r["exact_match"],
             "examples": [f"{s} -> {h}" for s, h in zip(dev_ex.sources[:8], hyps[:8], strict=True)]}

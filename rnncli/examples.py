@@ -41,13 +41,12 @@ class Examples:
     task: str
     sources: list
     targets: list
-    name: str = ""
 
     def __len__(self) -> int:
         return len(self.sources)
 
     def subset(self, indices) -> Examples:
-        return Examples(self.task, [self.sources[i] for i in indices], [self.targets[i] for i in indices], self.name)
+        return Examples(self.task, [self.sources[i] for i in indices], [self.targets[i] for i in indices])
 
     def texts(self):
         """Every text a tokenizer should know, one per line."""
@@ -63,7 +62,7 @@ def read_examples(task: str, corpus: Corpus) -> Examples:
     sources, targets = reader(corpus)
     if not sources:
         raise RnncliError(f"{corpus.name}: holds no {task} examples ({FORMAT_HINT[task]})")
-    return Examples(task, sources, targets, corpus.name)
+    return Examples(task, sources, targets)
 
 
 FORMAT_HINT = {

@@ -4,6 +4,7 @@ labelled file (`evaluate`). The language model's own commands are `sample` and `
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,25 +80,24 @@ def tag_text(ck: Checkpoint, text: str) -> tuple[list[str], list[str]]:
 # ---- translate -----------------------------------------------------------------------------------
 
 
-def translate(ck: Checkpoint, sources: list[str], c: SampleConfig) -> list[str]:
-    """Each source's translation: greedy (temperature 0), sampled, or the beam's best (`c.beam`),
-    at most `c.length` tokens."""
+def translate(ck: Checkpoint, sources, c: SampleConfig) -> Iterator[str]:
+    """Each source's translation, as soon as it is made: greedy (temperature 0), sampled, or the
+    beam's best (`c.beam`), at most `c.length` tokens. The decoder's weights are stacked once."""
     from rnncli.sample import beam_search_from, sample_from
 
     model = build_model(ck.model)
     decoder, dec_params = model.decoder, sub_params(ck.params, "decoder.")
     rng = np.random.default_rng(c.seed)
     c = SampleConfig(**{**c.__dict__, "until_eos": True})
-    out = []
+    weights = decoder.step_weights(dec_params)
     for source in sources:
         state = model.encode(ck.params, text_ids(ck.tokenizer, source)[:, None])
         context = np.array([EOS], np.int64)
         if c.beam:
-            tokens, _ = beam_search_from(decoder, dec_params, state, context, c)
+            tokens, _ = beam_search_from(decoder, dec_params, state, context, c, weights)
         else:
-            tokens, _ = sample_from(decoder, dec_params, state, context, c, rng)
-        out.append(ck.tokenizer.decode([t for t in tokens if t != EOS]).strip())
-    return out
+            tokens, _ = sample_from(decoder, dec_params, state, context, c, rng, weights)
+        yield ck.tokenizer.decode([t for t in tokens if t != EOS]).strip()
 
 
 # ---- evaluate ------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def evaluate(ck: Checkpoint, corpus, c: SampleConfig | None = None) -> dict:
         return {"task": task, **metrics.classification_report(examples.targets, predicted, ck.model.labels)}
     if task == "tag":
         return {"task": task, **metrics.conll_report(examples.targets, tag(ck, examples.sources))}
-    hypotheses = translate(ck, examples.sources, c or SampleConfig(temperature=0.0, length=200))
+    hypotheses = list(translate(ck, examples.sources, c or SampleConfig(temperature=0.0, length=200)))
     return {"task": task, **metrics.corpus_bleu(hypotheses, examples.targets),
             "examples": [{"source": s, "reference": r, "translation": h}
                          for s, r, h in list(zip(examples.sources, examples.targets, hypotheses, strict=True))[:5]]}

@@ -71,11 +71,12 @@ def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> tuple
     return beam_search_from(model, ck.params, state, np.concatenate([[EOS], prime_ids]).astype(np.int64), c)
 
 
-def beam_search_from(model: Model, params, state, context: np.ndarray, c: SampleConfig) -> tuple[list[int], float]:
+def beam_search_from(model: Model, params, state, context: np.ndarray, c: SampleConfig,
+                     weights=None) -> tuple[list[int], float]:
     """Beam search from a language model's `state` after feeding `context`: beams ranked by
     log-probability per token (length-normalised). <UNK> is never extended. (A translator's decoder
-    starts from the encoder's state.)"""
-    weights = model.step_weights(params)
+    starts from the encoder's state.) `weights`: `model.step_weights(params)`, if already stacked."""
+    weights = weights or model.step_weights(params)
     logits = None
     for t in context:
         logits, state = model.step(params, np.array([t]), state, weights)
@@ -110,7 +111,7 @@ def beam_search_from(model: Model, params, state, context: np.ndarray, c: Sample
 
 
 def sample_from(model: Model, params, state, context: np.ndarray, c: SampleConfig,
-                rng: np.random.Generator) -> tuple[list[int], float]:
+                rng: np.random.Generator, weights=None) -> tuple[list[int], float]:
     """Up to `c.length` tokens sampled (greedy at temperature 0) from a language model's `state`
     after feeding `context`, stopping at <EOS> when `c.until_eos`; and their log-probability."""
     from rnncli.kernels.generate import generate
@@ -118,7 +119,7 @@ def sample_from(model: Model, params, state, context: np.ndarray, c: SampleConfi
     h, cstate = model.step_state(state)
     out = np.empty(c.length, np.int64)
     lps = np.empty(c.length, np.float64)
-    got = generate(*model.step_weights(params), h, cstate, context.astype(np.int64), rng.random(c.length),
+    got = generate(*(weights or model.step_weights(params)), h, cstate, context.astype(np.int64), rng.random(c.length),
                    c.temperature, c.top_k, c.top_p, c.until_eos, out, lps)
     return out[:got].tolist(), float(lps[:got].sum())
 

@@ -93,7 +93,6 @@ class TaskCache:
     caches: list
     features: np.ndarray
     dlogits: np.ndarray
-    T: int
 
 
 class LabelModel:
@@ -125,11 +124,11 @@ class LabelModel:
         top, _, caches = self.encoder.forward(params, batch.inputs, masks)
         features = self.head.features(top)
         loss, dlogits = softmax_cross_entropy(self.head.logits(params, features), batch.targets.reshape(-1))
-        return loss, TaskCache(batch, masks, caches, features, dlogits, top.shape[0])
+        return loss, TaskCache(batch, masks, caches, features, dlogits)
 
     def backward(self, params: Params, cache: TaskCache) -> Params:
         grads, dfeatures = self.head.backward(params, cache.features, cache.dlogits)
-        dtop = self.head.dtop(dfeatures, cache.T)
+        dtop = self.head.dtop(dfeatures, cache.batch.inputs.shape[0])
         grads.update(self.encoder.backward(params, cache.batch.inputs, cache.caches, dtop, cache.masks))
         return grads
 

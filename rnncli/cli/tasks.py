@@ -135,8 +135,7 @@ def translate(
     inputs = _inputs(texts, file)
     ck = load_model(model, task="translate")
     utf8_stdout()
-    for source in inputs:  # one at a time: each line appears as soon as it is translated
-        target = run(ck, [source], config)[0]
+    for source, target in zip(inputs, run(ck, inputs, config), strict=True):  # each line as soon as it is made
         if as_json:
             print_json({"source": source, "translation": target})
         else:
