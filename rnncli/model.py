@@ -145,6 +145,13 @@ class Model:
         top, states, _, _ = self._stack_forward(params, inputs, state0, None, keep=False)
         return self.head.next_token_logprobs(params, top), states
 
+    def activations(self, params: Params, inputs: np.ndarray,
+                    state0: ModelState) -> tuple[list[tuple[np.ndarray, object]], ModelState]:
+        """Forward only, keeping what each layer computed (to look inside a model, explain.py): per
+        layer (hs (T, B, H), what its cell saved for backward: its gates), and the final states."""
+        _, states, caches, _ = self._stack_forward(params, inputs, state0, None, keep=True)
+        return [(cache[2], cache[3]) for cache in caches], states
+
     # ---- the single step (generation, beam search) -------------------------------------------
 
     def step_weights(self, params: Params):

@@ -256,6 +256,9 @@ class SimpleGRUCell(Cell):
         hs, gates = gru_simple_forward(xw, contiguous_T(p["Wh"]), state0[0], keep)
         return hs, (hs[-1].copy(),), gates
 
+    def gate_values(self, saved, H):
+        return {"update": saved[..., :H]}  # saved: [Γ_u, c~] (T, B, 2H)
+
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, gates = cache
         dgates, dh0 = gru_simple_backward(dhs, dstateT[0], p["Wh"], state0[0], hs, gates)
@@ -282,6 +285,10 @@ class GRUCell(Cell):
         WhT = contiguous_T(p["Wh"])  # its row blocks are the contiguous transposes of Wh's column blocks
         hs, ur, cand, rhs = gru_forward(xw, WhT[: 2 * H], WhT[2 * H :], state0[0], keep)
         return hs, (hs[-1].copy(),), (ur, cand, rhs)
+
+    def gate_values(self, saved, H):
+        ur = saved[0]  # (T, B, 2H): [Γ_u, Γ_r]
+        return {"update": ur[..., :H], "relevance": ur[..., H:]}
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, (ur, cand, rhs) = cache

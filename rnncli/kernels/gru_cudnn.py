@@ -136,6 +136,10 @@ class CudnnGRUCell(Cell):
         hs, gates, ns, hns = gru_cudnn_forward(xw, contiguous_T(p["Wh"]), p["bhn"], state0[0], keep)
         return hs, (hs[-1].copy(),), (gates, ns, hns)
 
+    def gate_values(self, saved, H):
+        gates = saved[0]  # (T, B, 2H): [r, z], z = 1 - Γ_u
+        return {"update": 1 - gates[..., H:], "reset": gates[..., :H]}
+
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, (gates, ns, hns) = cache
         dgx, dgh, dh0 = gru_cudnn_backward(dhs, dstateT[0], p["Wh"], state0[0], hs, gates, ns, hns)

@@ -187,6 +187,10 @@ class LSTMCell(Cell):
                                          self.peephole, keep)
         return hs, (hs[-1].copy(), cT), (cs, gates)
 
+    def gate_values(self, saved, H):
+        gates = saved[1]  # (T, B, 4H): [Γ_u, Γ_f, c~, Γ_o]
+        return {"update": gates[..., :H], "forget": gates[..., H:2 * H], "output": gates[..., 3 * H:]}
+
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, (h0, c0), hs, (cs, gates) = cache
         H = h0.shape[1]

@@ -158,6 +158,11 @@ class Cell:
     def recurrence_backward(self, p: dict, cache, dhs: np.ndarray, dstateT: State):
         raise NotImplementedError
 
+    def gate_values(self, saved, H: int) -> dict[str, np.ndarray]:
+        """The gates' values (after their activation) over a chunk run with `keep`, by their names in
+        the notes, each (T, B, H); `saved` is the fourth part of the chunk's cache. None for the plain RNN."""
+        return {}
+
     def step_weights(self, layers: list[dict]):
         """The stacked weights of a stack of this cell (`layers`: each layer's parameters), as the
         named tuple its registered single step reads."""
