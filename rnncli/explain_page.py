@@ -15,7 +15,7 @@ from html import escape
 
 SHOWN_TOKENS = 50_000
 STRIP_TOKENS = 2_000
-TABLE_ROWS = 20
+TABLE_ROWS = 12
 LINE_COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 WHITE = (255, 255, 255)
