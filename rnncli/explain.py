@@ -73,7 +73,8 @@ def shown_tokens(tokenizer, ids: np.ndarray) -> list[str]:
             at_line_end = i + 1 == len(ids) or ids[i + 1] == EOS
             out.append(name if at_line_end else name + " ")
         elif tokenizer.level == "subword":
-            out.append(name.replace("▁", " "))
+            piece = name.replace("▁", " ")
+            out.append(piece.lstrip(" ") if i == 0 or ids[i - 1] == EOS else piece)  # a line starts unspaced
         else:
             out.append(name)
     return out

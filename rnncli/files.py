@@ -19,6 +19,7 @@ from rnncli.errors import RnncliError, UsageError
 
 KINDS = {stat.S_IFDIR: "directory", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
          stat.S_IFIFO: "FIFO (named pipe)", stat.S_IFSOCK: "socket"}
+STREAMS = ("character device", "FIFO (named pipe)")  # what an output that may be a stream is written into
 
 
 def _kind(path: str) -> str | None:
@@ -30,10 +31,12 @@ def _kind(path: str) -> str | None:
     return None if stat.S_ISREG(mode) else KINDS.get(stat.S_IFMT(mode), "special file")
 
 
-def check_writable(path: str, what: str, folder_may_be_made: bool = False) -> None:
+def check_writable(path: str, what: str, folder_may_be_made: bool = False, streams: bool = False) -> None:
     """Refuse, before any work, a path that `atomic_write` would refuse (a missing folder too,
     unless the caller makes it, as `train` does for its run's files)."""
     kind = _kind(path)
+    if streams and kind in STREAMS:
+        return
     if kind is not None:
         raise UsageError(f"{path}: is a {kind}, not a regular file; rnncli writes a {what} only to a regular "
                          "file (replaced atomically, never half-written): give a file path")
@@ -46,7 +49,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None], what: str, stream
     """Write a file through `write(f)`: atomically when `path` is (or will be) a regular file;
     straight into a character device or FIFO when `streams` (else refused); never otherwise."""
     kind = _kind(path)
-    if kind is not None and streams and kind in ("character device", "FIFO (named pipe)"):
+    if streams and kind in STREAMS:
         try:
             with open(path, "wb") as f:
                 write(f)

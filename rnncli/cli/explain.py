@@ -72,6 +72,7 @@ def explain(
 
     Example: rnncli explain "The apple and pear salad." "The apple and pair salad." -o salad.html
     """
+    import os
     import sys
 
     from rnncli.errors import UsageError
@@ -88,7 +89,7 @@ def explain(
     if output and output != "-":
         from rnncli.files import check_writable
 
-        check_writable(output, "page")
+        check_writable(output, "page", streams=True)
     from rnncli.runfiles import latest_model
 
     path = model or latest_model() or ""
@@ -118,11 +119,6 @@ def explain(
     from rnncli.files import atomic_write
 
     atomic_write(output, lambda f: f.write(page.encode("utf-8")), "page", streams=True)
-    console(stderr=True).print(f"wrote {output}: open it in a browser (file://{_absolute(output)})",
-                               highlight=False, soft_wrap=True)
-
-
-def _absolute(path: str) -> str:
-    import os
-
-    return os.path.abspath(path)
+    if os.path.isfile(output):
+        console(stderr=True).print(f"wrote {output}: open it in a browser (file://{os.path.abspath(output)})",
+                                   highlight=False, soft_wrap=True)
