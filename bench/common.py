@@ -92,14 +92,16 @@ class RnncliModel:
     def score(self) -> None:
         self.model.logprobs(self.params, self.inputs, self.targets, self.state)
 
-    def generate(self, n: int, temperature: float = 0.8) -> None:
+    def generate(self, n: int, temperature: float = 0.8, batch: int = 1) -> None:
+        """n tokens for each of `batch` samples, generated side by side."""
         from rnncli.kernels.generate import generate
 
         weights = self.model.step_weights(self.params)
-        h, c = self.model.step_state(self.model.initial_state(1))
-        out = np.empty(n, np.int64)
-        lps = np.empty(n)
-        generate(*weights, h, c, np.array([1]), self.rng.random(n), temperature, 0, 1.0, False, out, lps)
+        h, c = self.model.step_state(self.model.initial_state(batch))
+        out = np.empty((batch, n), np.int64)
+        lps = np.empty((batch, n))
+        generate(*weights, h, c, np.ones((1, batch), np.int64), self.rng.random((batch, n)), temperature, 0, 1.0,
+                 False, np.zeros(batch, np.bool_), out, lps)
 
 
 class TorchModel:

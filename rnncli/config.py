@@ -170,6 +170,8 @@ class SampleConfig:
             raise ConfigError("top_p", f"must be in (0, 1], not {self.top_p}")
         _at_least("beam", self.beam, 0, "at least 1")
         _at_least("num_samples", self.num_samples, 1)
+        if self.beam and self.num_samples > self.beam:
+            raise ConfigError("num_samples", f"with a beam of {self.beam}, at most {self.beam} (its best hypotheses)")
         if self.seed is not None:
             _at_least("seed", self.seed, 0, "0 or more")
         if self.stop == "":

@@ -26,9 +26,10 @@ def main() -> None:
         model = Model(ModelConfig(cell=name, vocab_size=4, embed=2, hidden=2, layers=1))
         params = model.init_params(np.random.default_rng(0), np.float32)
         h, c = model.step_state(model.initial_state(1))
-        out, logprobs = np.empty(1, np.int64), np.empty(1)
-        generate(*model.step_weights(params), h, c, np.array([1]), np.zeros(1), 1.0, 0, 1.0, False, out, logprobs)
-        generate(*model.step_weights(params), h, c, np.array([1]), np.zeros(1), 1.0, 2, 0.9, False, out, logprobs)
+        out, logprobs, finished = np.empty((1, 1), np.int64), np.empty((1, 1)), np.zeros(1, np.bool_)
+        for top_k, top_p in ((0, 1.0), (2, 0.9)):
+            generate(*model.step_weights(params), h, c, np.array([[1]]), np.zeros((1, 1)), 1.0, top_k, top_p, False,
+                     finished, out, logprobs)
     seconds = time.monotonic() - start
     sys.stderr.write(f"compiled the generation kernels of {len(CELL_NAMES)} cells in {seconds:.0f} s\n")
 

@@ -37,91 +37,110 @@ class Sample:
     logprob: float  # model log-probability (temperature 1) of the generated tokens
 
 
-def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rng: np.random.Generator,
-                  burst: int = 32) -> Iterator[tuple[list[int], list[float]]]:
-    """Yield generated tokens (and their log-probs) in bursts, until length, <EOS> or the caller
-    stops iterating."""
+def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rngs: list[np.random.Generator],
+                  burst: int = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Generate len(rngs) samples side by side, row b drawing from rngs[b]; yield their tokens and
+    log-probabilities, (N, n) each, in bursts, until length, every row's <EOS> (with until_eos) or
+    the caller stops iterating. A row's tokens after its <EOS> are not meaningful."""
     from rnncli.kernels.generate import generate
 
+    N = len(rngs)
     model = Model(ck.model)
     weights = model.step_weights(ck.params)
-    h, cstate = model.step_state(model.initial_state(1, ck.params["embed.weight"].dtype))
-    context = np.concatenate([[EOS], prime_ids]).astype(np.int64)
+    h, cstate = model.step_state(model.initial_state(N, ck.params["embed.weight"].dtype))
+    context = np.repeat(np.concatenate([[EOS], prime_ids]).astype(np.int64)[:, None], N, axis=1)  # (T, N)
+    finished = np.zeros(N, np.bool_)
     done = 0
     size = 8  # a small first burst: text appears at once
     while done < c.length:
         n = min(size, c.length - done)
-        out = np.empty(n, np.int64)
-        lps = np.empty(n, np.float64)
-        uniforms = rng.random(n)
-        got = generate(*weights, h, cstate, context, uniforms, c.temperature, c.top_k, c.top_p, c.until_eos, out,
-                       lps)
-        yield out[:got].tolist(), lps[:got].tolist()
+        out = np.empty((N, n), np.int64)
+        lps = np.empty((N, n), np.float64)
+        uniforms = np.stack([rng.random(n) for rng in rngs])
+        got = generate(*weights, h, cstate, context, uniforms, c.temperature, c.top_k, c.top_p, c.until_eos,
+                       finished, out, lps)
+        yield out[:, :got], lps[:, :got]
         done += got
-        if got < n:  # stopped at <EOS>
+        if got < n:  # every row stopped at <EOS>
             return
-        context = out[got - 1 : got]
+        context = np.ascontiguousarray(out[:, got - 1:got].T)  # (1, N)
         size = burst
 
 
-def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> tuple[list[int], float]:
-    """The most likely continuation of `c.length` tokens (or ending in <EOS>) of the prime."""
+def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> list[tuple[list[int], float]]:
+    """The most likely continuations of `c.length` tokens (or ending in <EOS>) of the prime, best first."""
     model = Model(ck.model)
     state = model.initial_state(1, ck.params["embed.weight"].dtype)
-    return beam_search_from(model, ck.params, state, np.concatenate([[EOS], prime_ids]).astype(np.int64), c)
+    return beam_search_nbest(model, ck.params, state, np.concatenate([[EOS], prime_ids]).astype(np.int64), c)
 
 
 def beam_search_from(model: Model, params, state, context: np.ndarray, c: SampleConfig,
                      weights=None) -> tuple[list[int], float]:
-    """Beam search from a language model's `state` after feeding `context`: beams ranked by
-    log-probability per token (length-normalised). <UNK> is never extended. (A translator's decoder
-    starts from the encoder's state.) `weights`: `model.step_weights(params)`, if already stacked."""
+    """The best continuation of a beam search from a language model's `state` after feeding
+    `context` (a translator's decoder starts from the encoder's state)."""
+    return beam_search_nbest(model, params, state, context, c, weights)[0]
+
+
+def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: SampleConfig,
+                      weights=None) -> list[tuple[list[int], float]]:
+    """Beam search of width c.beam: the hypotheses (tokens, log-probability) it ends with, ranked by
+    log-probability per token (length-normalised), best first. <UNK> is never extended. All beams
+    advance together, one batched model step per token. `weights`: `model.step_weights(params)`."""
     weights = weights or model.step_weights(params)
     logits = None
     for t in context:
         logits, state = model.step(params, np.array([t]), state, weights)
-    beams = [([], 0.0, state, logits[0])]  # (tokens, logprob, state, next logits)
+    V = logits.shape[1]
+    width = min(c.beam, V - 1)  # wider than the vocabulary less <UNK> changes nothing
+    beams: list[list[int]] = [[]]
+    scores = np.zeros(1)
     finished: list[tuple[list[int], float]] = []
-    width = min(c.beam, len(logits[0]) - 1)  # wider than the vocabulary less <UNK> changes nothing
     for _ in range(c.length):
-        candidates = []
-        for tokens, score, st, lg in beams:
-            lp = lg - lg.max()
-            lp = lp - np.log(np.exp(lp).sum())
-            lp[UNK] = -np.inf
-            for tok in np.argsort(-lp)[:width]:
-                candidates.append((tokens + [int(tok)], score + float(lp[tok]), st))
-        candidates.sort(key=lambda x: -x[1] / len(x[0]))
-        beams = []
-        for tokens, score, st in candidates:
-            if c.until_eos and tokens[-1] == EOS:
-                finished.append((tokens, score))
-            elif len(beams) < width:
-                logits_next, st_next = model.step(params, np.array([tokens[-1]]), st, weights)
-                beams.append((tokens, score, st_next, logits_next[0]))
-            if len(beams) >= width and len(finished) >= width:
+        lp = logits.astype(np.float64)
+        lp -= lp.max(axis=1, keepdims=True)
+        lp -= np.log(np.exp(lp).sum(axis=1, keepdims=True))
+        lp[:, UNK] = -np.inf
+        best = np.argsort(-lp, axis=1, kind="stable")[:, :width]  # each beam's best extensions (W, width)
+        totals = scores[:, None] + np.take_along_axis(lp, best, axis=1)
+        order = np.argsort(-totals.reshape(-1), kind="stable")  # all candidates, one length: best first
+        keep_beam, keep_column, keep_token = [], [], []
+        for flat in order:
+            b, k = divmod(int(flat), width)
+            token = int(best[b, k])
+            if c.until_eos and token == EOS:
+                finished.append((beams[b] + [token], float(totals[b, k])))
+            elif len(keep_beam) < width:
+                keep_beam.append(b)
+                keep_column.append(k)
+                keep_token.append(token)
+            if len(keep_beam) >= width and len(finished) >= width:
                 break
-        if not beams:
+        if not keep_beam:
             break
-    finished.extend((t, s) for t, s, _, _ in beams)
+        idx = np.array(keep_beam)
+        beams = [beams[b] + [t] for b, t in zip(keep_beam, keep_token, strict=True)]
+        scores = totals[idx, keep_column]
+        state = [tuple(a[idx] for a in layer) for layer in state]
+        logits, state = model.step(params, np.array(keep_token), state, weights)
+    finished.extend(zip(beams, scores.tolist(), strict=True))
     if not finished:
-        return [], 0.0
-    tokens, score = max(finished, key=lambda x: x[1] / max(len(x[0]), 1))
-    return tokens, score
+        return [([], 0.0)]
+    return sorted(finished, key=lambda x: -x[1] / max(len(x[0]), 1))
 
 
 def sample_from(model: Model, params, state, context: np.ndarray, c: SampleConfig,
                 rng: np.random.Generator, weights=None) -> tuple[list[int], float]:
     """Up to `c.length` tokens sampled (greedy at temperature 0) from a language model's `state`
-    after feeding `context`, stopping at <EOS> when `c.until_eos`; and their log-probability."""
+    (batch 1) after feeding `context`, stopping at <EOS> when `c.until_eos`; and their log-probability."""
     from rnncli.kernels.generate import generate
 
     h, cstate = model.step_state(state)
-    out = np.empty(c.length, np.int64)
-    lps = np.empty(c.length, np.float64)
-    got = generate(*(weights or model.step_weights(params)), h, cstate, context.astype(np.int64), rng.random(c.length),
-                   c.temperature, c.top_k, c.top_p, c.until_eos, out, lps)
-    return out[:got].tolist(), float(lps[:got].sum())
+    out = np.empty((1, c.length), np.int64)
+    lps = np.empty((1, c.length), np.float64)
+    got = generate(*(weights or model.step_weights(params)), h, cstate, context.astype(np.int64)[:, None],
+                   rng.random((1, c.length)), c.temperature, c.top_k, c.top_p, c.until_eos, np.zeros(1, np.bool_),
+                   out, lps)
+    return out[0, :got].tolist(), float(lps[0, :got].sum())
 
 
 DECODE_CONTEXT = 8  # tokens of context that decide how new tokens join the text (spacing)
@@ -134,46 +153,73 @@ def continuation_text(tokenizer, context: list[int], tokens: list[int]) -> str:
     return tokenizer.decode(context + tokens)[len(tokenizer.decode(context)):]
 
 
+class _Growing:
+    """One sample as its bursts arrive: its tokens, log-probabilities and text so far, and whether it
+    has ended (its <EOS> with until_eos, or its stop string)."""
+
+    def __init__(self, tokenizer, prime_ids: np.ndarray, c: SampleConfig):
+        self.tokenizer, self.prime_ids, self.c = tokenizer, prime_ids, c
+        self.tokens: list[int] = []
+        self.logprobs: list[float] = []
+        self.text = ""
+        self.ended = False
+
+    def extend(self, burst: list[int], lps: list[float]) -> str:
+        """Take a burst; return the text it adds."""
+        if self.c.until_eos and EOS in burst:
+            end = burst.index(EOS) + 1
+            burst, lps, self.ended = burst[:end], lps[:end], True
+        context = self.tokens[-DECODE_CONTEXT:]
+        if len(context) < DECODE_CONTEXT:
+            context = list(self.prime_ids[len(self.prime_ids) - (DECODE_CONTEXT - len(context)):]) + context
+        new = continuation_text(self.tokenizer, context, burst)
+        start = len(self.tokens)
+        self.tokens += burst
+        self.logprobs += lps
+        cut = _cut_at_stop(self.text + new, self.c.stop, len(self.text))
+        if cut is not None:  # keep the text up to the stop string, and the tokens that made it
+            new = cut[len(self.text):]
+            self.tokens = _tokens_up_to_stop(self.tokenizer, self.prime_ids, self.tokens, start, self.c.stop)
+            self.logprobs = self.logprobs[: len(self.tokens)]
+            self.ended = True
+        self.text += new
+        return new
+
+
 def generate_samples(ck: Checkpoint, prime: str, c: SampleConfig, write=None) -> Iterator[Sample]:
-    """Yield `c.num_samples` samples; if `write` is given, stream each sample's text through it."""
+    """Yield `c.num_samples` samples; if `write` is given, write each sample's text through it (the
+    first as it is generated). The samples are generated together, one batched step for all, each
+    with its own random stream (for one sample, the seed's own stream); with a beam, they are the
+    beam's best `num_samples` hypotheses."""
     tokenizer = ck.tokenizer
     prime_ids, _ = encode_prime(tokenizer, prime)
-    rng = np.random.default_rng(c.seed)
-    for _ in range(c.num_samples):
-        if write:
-            write(prime)
-        if c.beam > 0:
-            tokens, logprob = beam_search(ck, prime_ids, c)
+    if c.beam > 0:
+        for tokens, logprob in beam_search(ck, prime_ids, c)[: c.num_samples]:
             text = continuation_text(tokenizer, list(prime_ids), tokens)
             cut = _cut_at_stop(text, c.stop, 0)
             if cut is not None:
                 text, tokens = cut, _tokens_up_to_stop(tokenizer, prime_ids, tokens, 0, c.stop)
             if write:
-                write(text)
+                write(prime + text)
             yield Sample(prime + text, text, tokens, logprob)
-            continue
-        tokens: list[int] = []
-        logprobs: list[float] = []
-        text = ""
-        for burst, lps in sample_stream(ck, prime_ids, c, rng):
-            context = tokens[-DECODE_CONTEXT:]
-            if len(context) < DECODE_CONTEXT:
-                context = list(prime_ids[len(prime_ids) - (DECODE_CONTEXT - len(context)):]) + context
-            new = continuation_text(tokenizer, context, burst)
-            start = len(tokens)
-            tokens += burst
-            logprobs += lps
-            cut = _cut_at_stop(text + new, c.stop, len(text))
-            if cut is not None:  # keep the text up to the stop string, and the tokens that made it
-                new = cut[len(text):]
-                tokens = _tokens_up_to_stop(tokenizer, prime_ids, tokens, start, c.stop)
-                logprobs = logprobs[: len(tokens)]
-            text += new
-            if write and new:
-                write(new)
-            if cut is not None:
-                break
-        yield Sample(prime + text, text, tokens, float(sum(logprobs)))
+        return
+    rng = np.random.default_rng(c.seed)
+    rngs = [rng] if c.num_samples == 1 else rng.spawn(c.num_samples)
+    samples = [_Growing(tokenizer, prime_ids, c) for _ in rngs]
+    if write:
+        write(prime)
+    for tokens, lps in sample_stream(ck, prime_ids, c, rngs):
+        for b, sample in enumerate(samples):
+            if not sample.ended:
+                new = sample.extend(tokens[b].tolist(), lps[b].tolist())
+                if write and b == 0 and new:
+                    write(new)
+        if all(s.ended for s in samples):
+            break
+    for b, sample in enumerate(samples):
+        if write and b > 0:
+            write(prime + sample.text)
+        yield Sample(prime + sample.text, sample.text, sample.tokens, float(sum(sample.logprobs)))
 
 
 def _cut_at_stop(text: str, stop: str | None, searched: int) -> str | None:

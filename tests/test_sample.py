@@ -137,6 +137,33 @@ def test_num_samples_and_json_shape(char_model):
     assert len({s["text"] for s in samples}) > 1
 
 
+def test_many_samples_are_reproducible_and_each_ends_on_its_own(char_model):
+    args = ("-n", "6", "--length", "60", "--seed", "9", "--temperature", "1.2")
+    first, again = sample_json(char_model, *args), sample_json(char_model, *args)
+    assert first == again and len({s["text"] for s in first}) == 6
+    lines = sample_json(char_model, *args, "--until-eos")
+    for s in lines:  # each sample stops at its own first newline, or runs to the length
+        assert "\n" not in s["text"][:-1]
+        assert s["text"].endswith("\n") or s["tokens"] == 60
+        assert s["token_ids"].count(EOS) == (1 if s["text"].endswith("\n") else 0)
+    stopped = sample_json(char_model, *args, "--stop", "e")
+    for s in stopped:
+        assert s["text"].count("e") <= 1 and (s["text"].endswith("e") or s["tokens"] == 60)
+    plain = run_cli("sample", "--model", char_model, *args)  # text: the samples in order, a blank line between
+    assert plain.exit_code == 0
+    assert plain.stdout == "\n\n".join(s["text"].rstrip("\n") for s in first) + "\n"
+
+
+def test_beam_gives_its_best_hypotheses(char_model):
+    best = sample_json(char_model, "--beam", "5", "--length", "12", "-n", "3")
+    assert len(best) == 3 and len({tuple(s["token_ids"]) for s in best}) == 3
+    scores = [s["logprob"] / len(s["token_ids"]) for s in best]
+    assert scores == sorted(scores, reverse=True)
+    assert best[0] == sample_json(char_model, "--beam", "5", "--length", "12")[0]
+    result = run_cli("sample", "--model", char_model, "--beam", "2", "-n", "3")
+    assert result.exit_code == 2 and "at most 2" in result.stderr
+
+
 def test_word_model_samples_words(word_model):
     out = sample_json(word_model, "--prime", "The apple", "--length", "12", "--seed", "1")[0]
     assert out["text"].startswith("The apple") and len(out["text"].split()) >= 5
@@ -186,8 +213,9 @@ def test_generation_kernel_matches_the_model_for_every_cell(cell):
     prime = np.array([EOS, 4, 7, 2], dtype=np.int64)
     weights = model.step_weights(params)
     h, c = model.step_state(model.initial_state(1))
-    out, lps = np.empty(12, np.int64), np.empty(12)
-    generate(*weights, h, c, prime, np.zeros(12), 0.0, 0, 1.0, False, out, lps)
+    out, lps = np.empty((1, 12), np.int64), np.empty((1, 12))
+    generate(*weights, h, c, prime[:, None], np.zeros((1, 12)), 0.0, 0, 1.0, False, np.zeros(1, np.bool_), out, lps)
+    out = out[0]
     fed = np.concatenate([prime, out[:-1]])[:, None]  # (T, 1)
     logprobs, _ = model.next_token_logprobs(params, fed, model.initial_state(1))
     expected = []
@@ -196,6 +224,40 @@ def test_generation_kernel_matches_the_model_for_every_cell(cell):
         lg[UNK] = -np.inf
         expected.append(int(np.argmax(lg)))
     assert out.tolist() == expected
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_samples_side_by_side_are_the_samples_one_by_one(cell):
+    """Row b of a batched generation is what batch 1 generates from row b's context and uniforms
+    (the batched step is the same maths); a row that reached <EOS> stops counting, and the call
+    returns once every row has."""
+    from rnncli.config import ModelConfig
+    from rnncli.kernels.generate import generate
+
+    cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=8, layers=2)
+    model = Model(cfg)
+    rng = np.random.default_rng(1)
+    params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(rng).items()}
+    weights = model.step_weights(params)
+    contexts = np.array([[EOS, EOS, EOS, EOS], [4, 7, 2, 9], [3, 3, 5, 10]])  # (T, N): a column per row
+    uniforms = rng.random((4, 20))
+    h, c = model.step_state(model.initial_state(4))
+    together, lps = np.empty((4, 20), np.int64), np.empty((4, 20))
+    got = generate(*weights, h, c, contexts, uniforms, 0.9, 0, 1.0, False, np.zeros(4, np.bool_), together, lps)
+    assert got == 20
+    for b in range(4):
+        h1, c1 = model.step_state(model.initial_state(1))
+        alone, lps1 = np.empty((1, 20), np.int64), np.empty((1, 20))
+        generate(*weights, h1, c1, contexts[:, b:b + 1], uniforms[b:b + 1], 0.9, 0, 1.0, False,
+                 np.zeros(1, np.bool_), alone, lps1)
+        assert together[b].tolist() == alone[0].tolist()
+        np.testing.assert_allclose(lps[b], lps1[0], rtol=1e-4, atol=1e-5)
+    finished = np.zeros(4, np.bool_)
+    h, c = model.step_state(model.initial_state(4))
+    got = generate(*weights, h, c, contexts, uniforms, 0.9, 0, 1.0, True, finished, together, lps)
+    ends = [list(row[:got]).index(EOS) if EOS in row[:got] else None for row in together]
+    assert finished.tolist() == [e is not None for e in ends]
+    assert got == 20 or (all(finished) and got == max(ends) + 1)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 65, 1000])

@@ -110,24 +110,35 @@ def choose_token(logits, temperature, top_k, top_p, u):
 
 
 @kernel
-def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, top_p, stop_at_eos, out_tokens,
-             out_logprobs):
-    """Feed the tokens of `context` (a prime, or the last token generated) and generate up to
-    len(out_tokens) tokens after them, at batch 1. The state h, c (L, 1, H) holds what came before
-    the context and is updated. Returns how many tokens were written (fewer when <EOS> came and
-    stop_at_eos). (One kernel for both rather than a separate one to feed the prime: the first
-    sample after an install compiles one kernel fewer.)"""
-    token = np.empty(1, dtype=context.dtype)
+def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, top_p, stop_at_eos, finished,
+             out_tokens, out_logprobs):
+    """N sequences side by side (N = 1 for a single sample): feed each row its column of `context`
+    (T, N) (a prime, or the last token generated), then choose up to n = out_tokens.shape[1] tokens
+    per row, row b's step s with uniforms[b, s]. The state h, c (L, N, H) holds what came before the
+    context and is updated. Each step is one batched model step: N rows share one pass over the weights.
+
+    finished (N,) marks rows that produced <EOS> (when stop_at_eos): they are stepped with the others
+    but their tokens are not used. Returns how many steps were taken: fewer than n when every row has
+    finished. (One kernel for feeding and generating, and for every N, so that the first sample after
+    an install compiles one kernel.)"""
+    N = context.shape[1]
+    token = np.empty(N, dtype=context.dtype)
     for t in range(context.shape[0] - 1):  # the last one is fed with the first choice below
-        token[0] = context[t]
+        token[:] = context[t]
         model_step(weights, E, Wy, by, token, h, c)
-    token[0] = context[context.shape[0] - 1]
-    for n in range(out_tokens.shape[0]):
-        logits = model_step(weights, E, Wy, by, token, h, c)[0]
-        chosen, lp = choose_token(logits, temperature, top_k, top_p, uniforms[n])
-        token[0] = chosen
-        out_tokens[n] = chosen
-        out_logprobs[n] = lp
-        if stop_at_eos and chosen == EOS:
+    token[:] = context[context.shape[0] - 1]
+    for n in range(out_tokens.shape[1]):
+        logits = model_step(weights, E, Wy, by, token, h, c)  # (N, V)
+        running = 0
+        for b in range(N):
+            chosen, lp = choose_token(logits[b], temperature, top_k, top_p, uniforms[b, n])
+            token[b] = chosen
+            out_tokens[b, n] = chosen
+            out_logprobs[b, n] = lp
+            if stop_at_eos and chosen == EOS:
+                finished[b] = True
+            if not finished[b]:
+                running += 1
+        if running == 0:
             return n + 1
-    return out_tokens.shape[0]
+    return out_tokens.shape[1]
