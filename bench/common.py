@@ -27,7 +27,6 @@ CONFIGS = {
     "char-rnn": {"layers": 2, "hidden": 512, "embed": 64, "batch": 32, "seq": 100},
 }
 VOCAB = 65
-CEILING_GFLOPS = 190.0  # measured float32 matrix-product ceiling here (numpy/OpenBLAS, 2 threads)
 
 
 def bench_parser(doc: str) -> argparse.ArgumentParser:
@@ -166,6 +165,39 @@ def torch_available() -> bool:
         return True
     except ImportError:
         return False
+
+
+def sgemm_ceiling(size: int = 2048, samples: int = 5) -> float:
+    """This machine's large float32 matrix-product rate, GFLOP/s: the best of `samples` quarter-second
+    samples of a (size x size) @ (size x size) product through numpy's BLAS with its threads (the
+    share every other figure is reported as)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((size, size), dtype=np.float32) for _ in range(2))
+    return max(2 * size**3 / time_per_call(lambda: a @ b) for _ in range(samples)) / 1e9
+
+
+def read_bandwidth(nbytes: int, samples: int = 5) -> float:
+    """Bytes per second at which both cores together read a float32 buffer of `nbytes` again and
+    again (each core its half): the rate batch-1 generation can stream its weights at, whichever
+    level of the memory hierarchy holds a buffer of that size here."""
+    import numba
+
+    @numba.njit(parallel=True, fastmath=True)
+    def read(halves):  # (parts, n): each thread sums its row (a vectorised read)
+        sums = np.zeros(halves.shape[0], np.float32)
+        for p in numba.prange(halves.shape[0]):
+            sums[p] = halves[p].sum()
+        return sums.sum()
+
+    parts = min(2, os.cpu_count() or 1)
+    halves = np.ones((parts, nbytes // 4 // parts), np.float32)
+    read(halves)
+    return max(halves.nbytes / time_per_call(lambda: read(halves)) for _ in range(samples))
+
+
+def weight_bytes(model) -> int:
+    """Bytes of the weights one generation step reads (every parameter but the embedding's unread rows)."""
+    return sum(v.nbytes for k, v in model.params.items() if k != "embed.weight")
 
 
 def machine() -> dict:

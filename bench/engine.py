@@ -13,23 +13,25 @@ import statistics
 import sys
 
 from common import (
-    CEILING_GFLOPS,
     CONFIGS,
     RnncliModel,
     TorchModel,
     bench_parser,
     forward_flops_per_token,
     machine,
+    read_bandwidth,
+    sgemm_ceiling,
     time_per_call,
     torch_available,
     train_flops_per_token,
+    weight_bytes,
     write_results,
 )
 
 GEN_TOKENS = {"rnncli": 2000, "torch": 200}
 
 
-def measure(cell: str, config: str, vs_torch: bool, repeats: int) -> list[dict]:
+def measure(cell: str, config: str, vs_torch: bool, repeats: int, ceiling: float) -> list[dict]:
     cfg = CONFIGS[config]
     ours = RnncliModel(cell, cfg)
     theirs = TorchModel(cell, cfg) if vs_torch else None
@@ -51,7 +53,11 @@ def measure(cell: str, config: str, vs_torch: bool, repeats: int) -> list[dict]:
         if work != "generate":
             flops = train_flops_per_token(cell, cfg) if work == "train" else forward_flops_per_token(cell, cfg)
             row["gflops"] = row["rnncli_tokens_per_s"] * flops / 1e9
-            row["fraction_of_ceiling"] = row["gflops"] / CEILING_GFLOPS
+            row["fraction_of_ceiling"] = row["gflops"] / ceiling
+        else:  # batch 1: every token streams all the weights; the bound is how fast both cores can read them
+            nbytes = weight_bytes(ours)
+            row["bound_tokens_per_s"] = read_bandwidth(nbytes) / nbytes
+            row["fraction_of_bound"] = row["rnncli_tokens_per_s"] / row["bound_tokens_per_s"]
         if samples["torch"]:
             row["torch_tokens_per_s"] = statistics.median(samples["torch"])
             row["ratio"] = row["rnncli_tokens_per_s"] / row["torch_tokens_per_s"]
@@ -67,7 +73,8 @@ def print_table(rows: list[dict]) -> None:
         torch_rate = f"{r['torch_tokens_per_s']:,.0f}" if "torch_tokens_per_s" in r else "-"
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
         gflops = f"{r['gflops']:.0f}" if "gflops" in r else "-"
-        frac = f"{r['fraction_of_ceiling']:.0%}" if "fraction_of_ceiling" in r else "-"
+        share = r.get("fraction_of_ceiling", r.get("fraction_of_bound"))
+        frac = f"{share:.0%}" if share is not None else "-"
         out.write(f"{r['cell']:<14}{r['config']:<10}{r['work']:<10}{r['rnncli_tokens_per_s']:>14,.0f}"
                   f"{torch_rate:>13}{ratio:>8}{gflops:>9}{frac:>9}\n")
 
@@ -80,11 +87,15 @@ def main() -> None:
     vs_torch = args.vs_torch and torch_available()
     if args.vs_torch and not vs_torch:
         sys.stderr.write("PyTorch is not installed (make torch); measuring rnncli only\n")
+    ceiling = sgemm_ceiling()
+    sys.stderr.write(f"this machine's large sgemm: {ceiling:.0f} GFLOP/s (2048^3, numpy's BLAS); the last column is "
+                     "each row's share of it, for generation its share of the weight-streaming bound\n")
     rows = []
     for config in args.configs.split(","):
         for cell in args.cells.split(","):
-            rows.extend(measure(cell, config, vs_torch, args.repeats))
-    payload = {"benchmark": "engine", "machine": machine(), "vs_torch": vs_torch, "rows": rows}
+            rows.extend(measure(cell, config, vs_torch, args.repeats, ceiling))
+    payload = {"benchmark": "engine", "machine": {**machine(), "sgemm_gflops": ceiling}, "vs_torch": vs_torch,
+               "rows": rows}
     write_results("engine-vs-torch" if vs_torch else "engine", payload)
     print(json.dumps(payload, indent=2))
     print_table(rows)

@@ -1,6 +1,10 @@
 """Generation and scoring throughput for a 2-layer 512 lstm and gru (the char-rnn size):
-batch-1 generation at temperature 0.8, and forward-only scoring at batch 32 x 100 steps; with
+batch-1 generation at temperature 0.8, forward-only scoring at batch 32 x 100 steps; with
 --vs-torch the usual PyTorch equivalents (a Python sampling loop; forward under torch.no_grad).
+Then rnncli alone: 64 samples generated side by side (`sample -n 64`) and a beam of 64, in tokens
+per second over all rows, with their ratio to batch-1 generation and their share of the machine's
+compute bound (its large-sgemm rate over the products' FLOPs per token: at 64 rows a step is
+products of 64 rows, no longer a stream of the weights).
 
     python bench/sample_score.py [--vs-torch] [--repeats 5]
 """
@@ -16,11 +20,38 @@ from common import (
     RnncliModel,
     TorchModel,
     bench_parser,
+    forward_flops_per_token,
     machine,
+    sgemm_ceiling,
     time_per_call,
     torch_available,
     write_results,
 )
+
+
+def side_by_side(cell: str, cfg: dict, repeats: int, ceiling: float, rows: list[dict]) -> list[dict]:
+    """64 samples side by side and a beam of 64, against this cell's batch-1 generation row."""
+    import numpy as np
+
+    from rnncli.config import SampleConfig
+    from rnncli.sample import beam_search_nbest
+    from rnncli.tokenizers import EOS
+
+    m = RnncliModel(cell, cfg)
+    batch1 = next(r["rnncli_tokens_per_s"] for r in rows if r["cell"] == cell and r["work"] == "generate")
+    bound = ceiling * 1e9 / forward_flops_per_token(cell, cfg)
+    steps = 100
+    beam = SampleConfig(length=steps, beam=64)
+
+    def run_beam() -> None:
+        beam_search_nbest(m.model, m.params, m.model.initial_state(1), np.array([EOS]), beam)
+
+    out = []
+    for work, fn in (("generate x64", lambda: m.generate(steps, batch=64)), ("beam 64", run_beam)):
+        rate = statistics.median(64 * steps / time_per_call(fn) for _ in range(repeats))
+        out.append({"cell": cell, "work": work, "rnncli_tokens_per_s": rate, "times_batch_1": rate / batch1,
+                    "compute_bound_tokens_per_s": bound, "fraction_of_bound": rate / bound})
+    return out
 
 
 def main() -> None:
@@ -47,12 +78,19 @@ def main() -> None:
                 row["torch_tokens_per_s"] = statistics.median(rates["torch"])
                 row["ratio"] = row["rnncli_tokens_per_s"] / row["torch_tokens_per_s"]
             rows.append(row)
-    payload = {"benchmark": "sample_score", "machine": machine(), "vs_torch": vs_torch, "rows": rows}
+    ceiling = sgemm_ceiling()
+    for cell in ("lstm", "gru"):
+        rows.extend(side_by_side(cell, cfg, args.repeats, ceiling, rows))
+    payload = {"benchmark": "sample_score", "machine": {**machine(), "sgemm_gflops": ceiling}, "vs_torch": vs_torch,
+               "rows": rows}
     write_results("sample_score-vs-torch" if vs_torch else "sample_score", payload)
     print(json.dumps(payload, indent=2))
+    sys.stderr.write(f"this machine's large sgemm: {ceiling:.0f} GFLOP/s\n")
     for r in rows:
         extra = f"  torch {r['torch_tokens_per_s']:>10,.0f}  ratio {r['ratio']:.2f}" if "ratio" in r else ""
-        sys.stderr.write(f"{r['cell']:<6}{r['work']:<10}rnncli {r['rnncli_tokens_per_s']:>10,.0f}{extra}\n")
+        if "times_batch_1" in r:
+            extra = f"  {r['times_batch_1']:.1f}x batch 1, {r['fraction_of_bound']:.0%} of the compute bound"
+        sys.stderr.write(f"{r['cell']:<6}{r['work']:<14}rnncli {r['rnncli_tokens_per_s']:>10,.0f}{extra}\n")
 
 
 if __name__ == "__main__":
