@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rnncli.errors import DATA, RnncliError, UsageError
+from rnncli.shards import Part, Task
 
 if TYPE_CHECKING:
     from rnncli.tokenizers import Tokenizer
@@ -188,6 +190,30 @@ def _encode_to_memmap(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int) ->
         if n == 0:
             return np.zeros(0, dtype=np.int32)
         return np.memmap(f, dtype=np.int32, mode="r", shape=(n,))  # the mapping outlives the file object
+
+
+@dataclass
+class EncodeLines(Task):
+    """`tokenize --encode`: each input line's token ids, one output line per input line (a blank
+    line stays blank): ids separated by spaces, or JSON lines {"line": n, "ids": [...]}. A line's
+    end (<EOS>) is implied by the line, not written."""
+
+    needs = "tokenizer"
+    as_json: bool = False
+
+    def run(self, tokenizer: Tokenizer, shard) -> Part:
+        from rnncli.tokenizers import EOS
+
+        out = []
+        tokens = 0
+        for number, line in enumerate(shard.items, shard.first):
+            ids = tokenizer.encode(line)
+            ids = ids[ids != EOS].tolist()
+            tokens += len(ids)
+            out.append(json.dumps({"line": number, "ids": ids}) if self.as_json else " ".join(map(str, ids)))
+        part = Part(shard.index, shard.first, len(shard.items), "".join(o + "\n" for o in out))
+        part.counts = {"tokens": tokens}
+        return part
 
 
 @dataclass

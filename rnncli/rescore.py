@@ -15,15 +15,15 @@ on consecutive lines (as n-best lists are written), which keeps memory constant 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from rnncli.checkpoint import Checkpoint
-from rnncli.errors import RnncliError, UsageError
+from rnncli.errors import UsageError
 from rnncli.score import score_ids, sentence_ids
-
-BATCH_LINES = 4096
+from rnncli.shards import Part, Shard, Task
 
 
 @dataclass
@@ -45,46 +45,73 @@ class Hypothesis:
         return self.am + weight * self.rnn + (1.0 - weight) * (self.old or 0.0)
 
 
-def parse_line(line: str, number: int, name: str) -> Hypothesis | None:
-    """One n-best line; None for a blank one."""
+def parse_line(line: str) -> Hypothesis | None:
+    """One n-best line; None for a blank one. A malformed line raises ValueError saying why."""
     line = line.rstrip("\n")
     if not line.strip():
         return None
     if "\t" in line:
         fields = line.split("\t")
         if len(fields) not in (3, 4):
-            raise RnncliError(f"{name}: line {number} has {len(fields)} tab-separated fields; expected "
-                              "id, text, am_cost and optionally old_lm_cost")
+            raise ValueError(f"{len(fields)} tab-separated fields; expected id, text, am_cost and optionally "
+                             "old_lm_cost")
         try:
             costs = [float(f) for f in fields[2:]]
         except ValueError:
-            raise RnncliError(f"{name}: line {number}: the costs {fields[2:]} are not numbers") from None
+            raise ValueError(f"the costs {fields[2:]} are not numbers") from None
         if not all(math.isfinite(c) for c in costs):
-            raise RnncliError(f"{name}: line {number}: a cost is not finite")
+            raise ValueError("a cost is not finite")
         return Hypothesis(fields[0], fields[1], costs[0], costs[1] if len(costs) > 1 else None)
     parts = line.split(maxsplit=1)
     return Hypothesis(parts[0], parts[1] if len(parts) > 1 else "")
 
 
-def rescore(ck: Checkpoint, lines: Iterable[str], name: str, eos: bool = True) -> Iterator[Hypothesis]:
-    """Every hypothesis with its cost under the model, in input order, scored in batches."""
-    batch: list[Hypothesis] = []
-    for number, line in enumerate(lines, 1):
-        hyp = parse_line(line, number, name)
-        if hyp is not None:
-            batch.append(hyp)
-        if len(batch) >= BATCH_LINES:
-            yield from _score(ck, batch, eos)
-            batch = []
-    if batch:
-        yield from _score(ck, batch, eos)
+def utterance_of(line: str) -> str:
+    """The utterance of a line's hypothesis ("" for a blank line): a shard is never cut inside one."""
+    fields = line.split("\t", 1)[0].split(maxsplit=1)
+    return Hypothesis(fields[0], "").utterance if fields else ""
 
 
-def _score(ck: Checkpoint, batch: list[Hypothesis], eos: bool) -> list[Hypothesis]:
-    ids = [sentence_ids(ck.tokenizer, h.text, eos) for h in batch]
-    for h, lp in zip(batch, score_ids(ck, ids), strict=True):
-        h.rnn = -float(lp.sum())
-    return batch
+@dataclass
+class Rescore(Task):
+    """`rescore` over one shard (whole utterances): each hypothesis's cost, or with `best` each
+    utterance's best hypothesis, as the output lines (`text` or `json`). Malformed lines are bad lines."""
+
+    eos: bool = True
+    weight: float = 0.5
+    best: bool = False
+    as_json: bool = False
+
+    def run(self, ck: Checkpoint, shard: Shard) -> Part:
+        part = Part(shard.index, shard.first, len(shard.items), "")
+        hyps: list[Hypothesis] = []
+        for number, line in enumerate(shard.items, shard.first):
+            try:
+                hyp = parse_line(line)
+            except ValueError as err:
+                part.add_bad(number, str(err))
+                continue
+            if hyp is not None:
+                hyps.append(hyp)
+        ids = [sentence_ids(ck.tokenizer, h.text, self.eos) for h in hyps]
+        for h, lp in zip(hyps, score_ids(ck, ids) if ids else [], strict=True):
+            h.rnn = -float(lp.sum())
+        chosen = list(best_per_utterance(hyps, self.weight)) if self.best else hyps
+        part.counts = {"hypotheses": len(hyps)}
+        part.text = "".join(self.line(h) + "\n" for h in chosen)
+        return part
+
+    def line(self, h: Hypothesis) -> str:
+        if self.as_json:
+            record = {"id": h.id, "utterance": h.utterance, "text": h.text, "rnn_cost": h.rnn}
+            if h.am is not None:
+                record.update(am_cost=h.am, old_lm_cost=h.old, total=h.total(self.weight))
+            return json.dumps(record, ensure_ascii=False)
+        if self.best:
+            return f"{h.utterance} {h.text}"
+        if h.am is not None:
+            return f"{h.id}\t{h.rnn:.6f}\t{h.total(self.weight):.6f}"
+        return f"{h.id} {h.rnn:.6f}"
 
 
 def best_per_utterance(hyps: Iterable[Hypothesis], weight: float) -> Iterator[Hypothesis]:

@@ -8,8 +8,9 @@ line from: zero state, the previous token being <EOS>; a prime is fed first and 
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from rnncli.checkpoint import Checkpoint
 from rnncli.config import SampleConfig
 from rnncli.model import Model
+from rnncli.shards import Part, Task
 from rnncli.tokenizers import EOS, UNK
 
 
@@ -186,11 +188,13 @@ class _Growing:
         return new
 
 
+SAMPLE_GROUP = 64  # samples generated side by side, in one batched step
+
+
 def generate_samples(ck: Checkpoint, prime: str, c: SampleConfig, write=None) -> Iterator[Sample]:
-    """Yield `c.num_samples` samples; if `write` is given, write each sample's text through it (the
-    first as it is generated). The samples are generated together, one batched step for all, each
-    with its own random stream (for one sample, the seed's own stream); with a beam, they are the
-    beam's best `num_samples` hypotheses."""
+    """Yield `c.num_samples` samples; if `write` is given, write one sample's text through it as it
+    is generated. With a beam, the beam's best `num_samples` hypotheses; else one sample draws from
+    the seed's own stream, several are generated in groups of SAMPLE_GROUP (`sample_group`)."""
     tokenizer = ck.tokenizer
     prime_ids, _ = encode_prime(tokenizer, prime)
     if c.beam > 0:
@@ -203,23 +207,77 @@ def generate_samples(ck: Checkpoint, prime: str, c: SampleConfig, write=None) ->
                 write(prime + text)
             yield Sample(prime + text, text, tokens, logprob)
         return
-    rng = np.random.default_rng(c.seed)
-    rngs = [rng] if c.num_samples == 1 else rng.spawn(c.num_samples)
-    samples = [_Growing(tokenizer, prime_ids, c) for _ in rngs]
+    if c.num_samples > 1:
+        entropy = sample_entropy(c.seed)
+        for first in range(0, c.num_samples, SAMPLE_GROUP):
+            numbers = range(first, min(first + SAMPLE_GROUP, c.num_samples))
+            yield from sample_group(ck, prime, c, numbers, entropy)
+        return
+    one = _Growing(tokenizer, prime_ids, c)
     if write:
         write(prime)
+    for tokens, lps in sample_stream(ck, prime_ids, c, [np.random.default_rng(c.seed)]):
+        new = one.extend(tokens[0].tolist(), lps[0].tolist())
+        if write and new:
+            write(new)
+        if one.ended:
+            break
+    yield Sample(prime + one.text, one.text, one.tokens, float(sum(one.logprobs)))
+
+
+def sample_entropy(seed: int | None) -> int:
+    """The entropy every sample's random stream derives from: the seed, or fresh entropy."""
+    return seed if seed is not None else int(np.random.SeedSequence().entropy)
+
+
+def sample_group(ck: Checkpoint, prime: str, c: SampleConfig, numbers: Iterable[int], entropy: int) -> list[Sample]:
+    """Samples number `numbers`, generated side by side; sample i draws from its own stream, the
+    i-th child of `entropy`'s seed sequence, so a sample is the same whichever group made it."""
+    prime_ids, _ = encode_prime(ck.tokenizer, prime)
+    rngs = [np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(i,))) for i in numbers]
+    samples = [_Growing(ck.tokenizer, prime_ids, c) for _ in rngs]
     for tokens, lps in sample_stream(ck, prime_ids, c, rngs):
         for b, sample in enumerate(samples):
             if not sample.ended:
-                new = sample.extend(tokens[b].tolist(), lps[b].tolist())
-                if write and b == 0 and new:
-                    write(new)
+                sample.extend(tokens[b].tolist(), lps[b].tolist())
         if all(s.ended for s in samples):
             break
-    for b, sample in enumerate(samples):
-        if write and b > 0:
-            write(prime + sample.text)
-        yield Sample(prime + sample.text, sample.text, sample.tokens, float(sum(sample.logprobs)))
+    return [Sample(prime + s.text, s.text, s.tokens, float(sum(s.logprobs))) for s in samples]
+
+
+def sample_record(s: Sample) -> dict:
+    """A sample as `sample --json` prints it."""
+    return {"text": s.text, "continuation": s.continuation, "tokens": len(s.tokens), "token_ids": s.tokens,
+            "logprob": s.logprob}
+
+
+def sample_text(s: Sample, first: bool) -> str:
+    """A sample as `sample` prints it: its text ending in a newline, a blank line before all but the first."""
+    return ("" if first else "\n") + s.text + ("" if s.text.endswith("\n") else "\n")
+
+
+@dataclass
+class SampleGroups(Task):
+    """`sample -n N` over one shard of sample numbers, as printed (text or JSON lines)."""
+
+    prime: str
+    config: SampleConfig
+    entropy: int
+    as_json: bool = False
+
+    def run(self, ck: Checkpoint, shard) -> Part:
+        samples = sample_group(ck, self.prime, self.config, shard.items, self.entropy)
+        if self.as_json:
+            text = "".join(json.dumps(sample_record(s), ensure_ascii=False) + "\n" for s in samples)
+        else:
+            text = "".join(sample_text(s, i == 0) for i, s in zip(shard.items, samples, strict=True))
+        part = Part(shard.index, shard.first, len(shard.items), text)
+        part.counts = {"tokens": sum(len(s.tokens) for s in samples)}
+        return part
+
+    def describe(self) -> dict:
+        return {"task": "SampleGroups", "prime": self.prime, "config": vars(self.config), "entropy": self.entropy,
+                "as_json": self.as_json}
 
 
 def _cut_at_stop(text: str, stop: str | None, searched: int) -> str | None:

@@ -14,6 +14,7 @@ File summaries follow KenLM/SRILM: perplexity with and without <UNK> tokens (OOV
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -23,10 +24,12 @@ from rnncli.checkpoint import Checkpoint
 from rnncli.data import chunks, contiguous_streams
 from rnncli.errors import UsageError
 from rnncli.model import Model, Params
+from rnncli.shards import Part, Shard, Task
 from rnncli.tokenizers import EOS, UNK
 
 BATCH_SENTENCES = 64
 TIME_CHUNK = 256
+UNIT_FACTOR = {"ln": 1.0, "log10": 1 / math.log(10), "bits": 1 / math.log(2)}
 
 
 @dataclass
@@ -137,36 +140,60 @@ class FileScore:
         return -self.logprob / math.log(2) / self.chars if self.chars else float("nan")
 
 
-def score_lines(ck: Checkpoint, lines, name: str, eos: bool = True, batch_lines: int = 4096) -> FileScore:
-    """Score every non-blank line as a sentence, in batches of lines (memory stays bounded)."""
-    total = FileScore(name, 0, 0, 0, 0, 0.0, 0.0, 0)
-    pending: list[str] = []
+@dataclass
+class ScoreLines(Task):
+    """`score --file` over one shard: every non-blank line scored as a sentence. Its part holds the
+    file summary's sums and, unless `output` is "summary", one output line per scored line:
+        tsv     line number, log-probability (`unit`), tokens, perplexity, tab-separated
+        jsonl   the same as JSON lines
+        keep    the line itself, when its perplexity is below `keep_below` / above `keep_above`"""
 
-    def flush() -> None:
-        ids = [sentence_ids(ck.tokenizer, t, eos) for t in pending]
-        for text, s, lp in zip(pending, ids, score_ids(ck, ids), strict=True):
+    eos: bool = True
+    output: str = "summary"
+    unit: str = "ln"
+    keep_below: float | None = None
+    keep_above: float | None = None
+
+    def run(self, ck: Checkpoint, shard: Shard) -> Part:
+        part = Part(shard.index, shard.first, len(shard.items), "")
+        numbered = [(shard.first + i, line) for i, line in enumerate(shard.items) if line.strip()]
+        ids = [sentence_ids(ck.tokenizer, line, self.eos) for _, line in numbered]
+        sums = dict.fromkeys(("sentences", "tokens", "oov", "eos", "logprob", "logprob_known", "chars",
+                              "eos_logprob", "kept"), 0.0)
+        out = []
+        for (number, line), s, lp in zip(numbered, ids, score_ids(ck, ids) if ids else [], strict=True):
             unk = s == UNK
-            total.sentences += 1
-            total.tokens += len(s)
-            total.oov += int(unk.sum())
-            total.logprob += float(lp.sum())
-            total.logprob_known += float(lp[~unk].sum())
-            if eos and len(s):
-                total.eos += 1
-                total.eos_logprob += float(lp[-1])
-            total.chars += len(text) + (1 if eos else 0)
-        pending.clear()
+            logprob = float(lp.sum())
+            sums["sentences"] += 1
+            sums["tokens"] += len(s)
+            sums["oov"] += int(unk.sum())
+            sums["logprob"] += logprob
+            sums["logprob_known"] += float(lp[~unk].sum())
+            if self.eos and len(s):
+                sums["eos"] += 1
+                sums["eos_logprob"] += float(lp[-1])
+            sums["chars"] += len(line) + (1 if self.eos else 0)
+            ppl = math.exp(-logprob / len(s)) if len(s) else float("nan")
+            if self.output == "tsv":
+                out.append(f"{number}\t{logprob * UNIT_FACTOR[self.unit]:.6f}\t{len(s)}\t{ppl:.4f}\n")
+            elif self.output == "jsonl":
+                out.append(json.dumps({"id": number, "logprob": logprob * UNIT_FACTOR[self.unit], "tokens": len(s),
+                                       "perplexity": ppl}) + "\n")
+            elif self.output == "keep" and (self.keep_below is None or ppl < self.keep_below) \
+                    and (self.keep_above is None or ppl > self.keep_above):
+                sums["kept"] += 1
+                out.append(line + "\n")
+        part.counts, part.text = sums, "".join(out)
+        return part
 
-    for line in lines:
-        if line.strip():
-            pending.append(line)
-            if len(pending) >= batch_lines:
-                flush()
-    if pending:
-        flush()
-    if total.sentences == 0:
+
+def file_score(name: str, counts: dict[str, float]) -> FileScore:
+    """The file summary from the sums of ScoreLines's parts."""
+    if not counts.get("sentences"):
         raise UsageError(f"{name}: no sentences to score (only blank lines)")
-    return total
+    c = {k: counts.get(k, 0) for k in ("sentences", "tokens", "oov", "eos", "chars")}
+    return FileScore(name, int(c["sentences"]), int(c["tokens"]), int(c["oov"]), int(c["eos"]), counts["logprob"],
+                     counts["logprob_known"], int(c["chars"]), counts["eos_logprob"])
 
 
 def continuous_loss(ck: Checkpoint, ids: np.ndarray, batch_size: int, seq_len: int) -> float:

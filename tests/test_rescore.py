@@ -33,11 +33,17 @@ def test_costs_are_minus_the_log_probabilities_score_gives(tmp_path, char_model)
     assert all(no_eos[k] < got[k] for k in got)  # without -ln P(<EOS> | ...), each cost is lower
 
 
-def test_batches_give_the_same_costs_as_one_batch(tmp_path, char_model, monkeypatch):
+def test_shards_give_the_same_costs_and_keep_utterances_whole(tmp_path, char_model):
     (tmp_path / "nbest.txt").write_text(NBEST)
     whole = costs(run_cli("rescore", tmp_path / "nbest.txt", "--model", char_model))
-    monkeypatch.setattr(rescore_module, "BATCH_LINES", 2)
-    assert costs(run_cli("rescore", tmp_path / "nbest.txt", "--model", char_model)) == pytest.approx(whole)
+    assert costs(run_cli("rescore", tmp_path / "nbest.txt", "--model", char_model, "--shard-lines", "2")) == \
+        pytest.approx(whole)
+    best = run_cli("rescore", tmp_path / "nbest.txt", "--model", char_model, "--best")
+    # shards of one line: a cut never falls inside an utterance, so each still gets one best line
+    assert run_cli("rescore", tmp_path / "nbest.txt", "--model", char_model, "--best", "--shard-lines", "1",
+                   "--workers", "2").stdout == best.stdout
+    assert [line.split()[0] for line in best.stdout.splitlines()] == ["utt1", "utt2"]
+    assert [rescore_module.utterance_of(line) for line in NBEST.splitlines()] == ["utt1"] * 3 + ["utt2"] * 2
 
 
 def test_the_best_hypothesis_per_utterance_by_the_interpolated_total(tmp_path, char_model):

@@ -150,15 +150,21 @@ def utf8_stdout() -> None:
         pass
 
 
+def model_path(path: str | None) -> str | None:
+    """The checkpoint a command uses: `path`, else $RNNCLI_MODEL, else the model trained last here."""
+    from rnncli.runfiles import latest_model
+
+    return path or latest_model()
+
+
 def load_model(path: str | None, allow_nonfinite: bool = False, task: str | tuple | None = None):
     """The checkpoint at `path`, else $RNNCLI_MODEL, else the model trained last here (weights,
     tokenizer and history; not the optimizer state, which only `train --resume` needs). With
     `task`, a model of another task is refused with the command that uses it."""
     from rnncli.errors import UsageError
-    from rnncli.runfiles import latest_model
     from rnncli.setup import load_model_checkpoint
 
-    path = path or latest_model()
+    path = model_path(path)
     if not path:
         raise UsageError("no model given and none trained here yet: run `rnncli train CORPUS` first, "
                          "or pass --model PATH (or set RNNCLI_MODEL)")

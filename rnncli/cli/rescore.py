@@ -8,14 +8,17 @@ import typer
 
 from rnncli.cli.common import (
     OUTPUT_OPTIONS,
+    QUIET_HELP,
     SCORING_OPTIONS,
     announce_compilation,
     app,
     load_model,
-    print_json,
+    model_path,
     user_errors,
     utf8_stdout,
 )
+from rnncli.cli.jobs import Output, RayAddress, Resume, ShardLines, Workers, run_sharded
+from rnncli.shards import SHARD_LINES
 
 
 @app.command()
@@ -33,6 +36,12 @@ def rescore(
                                          rich_help_panel=SCORING_OPTIONS)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
+    workers: Workers = 1,
+    ray: RayAddress = None,
+    output: Output = None,
+    resume: Resume = False,
+    shard_lines: ShardLines = SHARD_LINES,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP, rich_help_panel=OUTPUT_OPTIONS)] = False,
 ) -> None:
     """Rescore an n-best list: each hypothesis's cost -ln P under the model, as Kaldi writes it.
 
@@ -41,27 +50,17 @@ def rescore(
     Example: rnncli rescore nbest.txt --best > best.txt
     """
     from rnncli.data import Corpus
-    from rnncli.rescore import best_per_utterance, check_weight
-    from rnncli.rescore import rescore as run
+    from rnncli.rescore import Rescore, check_weight, utterance_of
+    from rnncli.shards import LineSource, preload
 
     check_weight(weight)
     corpus = Corpus(nbest)
     corpus.check_codec()
-    ck = load_model(model, task="lm")
+    path = model_path(model)
+    ck = load_model(path, task="lm")
+    preload(path, "model", ck)
     announce_compilation()
     utf8_stdout()
-    hyps = run(ck, corpus.lines(), corpus.name, eos=not no_eos)
-    if best:
-        hyps = best_per_utterance(hyps, weight)
-    for h in hyps:
-        if as_json:
-            record = {"id": h.id, "utterance": h.utterance, "text": h.text, "rnn_cost": h.rnn}
-            if h.am is not None:
-                record.update(am_cost=h.am, old_lm_cost=h.old, total=h.total(weight))
-            print_json(record)
-        elif best:
-            print(f"{h.utterance} {h.text}")
-        elif h.am is not None:
-            print(f"{h.id}\t{h.rnn:.6f}\t{h.total(weight):.6f}")
-        else:
-            print(f"{h.id} {h.rnn:.6f}")
+    task = Rescore(eos=not no_eos, weight=weight, best=best, as_json=as_json)
+    source = LineSource(corpus, shard_lines, group=utterance_of)  # an utterance's hypotheses stay together
+    run_sharded(task, source, path, output, workers, ray, resume, corpus.name, quiet=quiet)

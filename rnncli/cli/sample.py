@@ -16,10 +16,12 @@ from rnncli.cli.common import (
     app,
     command_line_text,
     load_model,
+    model_path,
     print_json,
     user_errors,
     utf8_stdout,
 )
+from rnncli.cli.jobs import Output, RayAddress, Resume, Workers, run_sharded
 
 
 @app.command()
@@ -54,13 +56,18 @@ def sample(
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sample.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
+    workers: Workers = 1,
+    ray: RayAddress = None,
+    output: Output = None,
+    resume: Resume = False,
 ) -> None:
-    """Generate text from a trained model, streamed as it is produced.
+    """Generate text from a trained model, streamed as it is produced; many samples side by side.
 
     Example: rnncli sample --temperature 0.8 --prime "The " --length 200 --seed 1
     """
     from rnncli.config import SampleConfig
-    from rnncli.sample import encode_prime, generate_samples, stdout_writer
+    from rnncli.errors import UsageError
+    from rnncli.sample import encode_prime, generate_samples, sample_record, stdout_writer
 
     prime = command_line_text([prime], "--prime")[0]
     stop = command_line_text([stop], "--stop")[0] if stop is not None else None
@@ -71,7 +78,11 @@ def sample(
         from rnncli.data import Corpus
 
         prime = Corpus(prime_file).read_text()
-    ck = load_model(model, task="lm")
+    many = num_samples > 1 and beam == 0  # a job: groups of samples generated side by side
+    if not many and (workers != 1 or ray or output or resume):
+        raise UsageError("--workers, --ray, -o and --resume apply to several samples (-n N, without --beam)")
+    path = model_path(model)
+    ck = load_model(path, task="lm")
     announce_compilation()
     _, unknown = encode_prime(ck.tokenizer, prime)
     if verbose:
@@ -81,10 +92,18 @@ def sample(
     if unknown and not quiet:
         sys.stderr.write(f"warning: the prime has {unknown} token(s) outside the vocabulary; read as <UNK>\n")
     utf8_stdout()
+    if many:
+        from rnncli.sample import SAMPLE_GROUP, SampleGroups, sample_entropy
+        from rnncli.shards import CountSource, preload
+
+        preload(path, "model", ck)
+        task = SampleGroups(prime, config, sample_entropy(seed), as_json)
+        run_sharded(task, CountSource(num_samples, SAMPLE_GROUP), path, output, workers, ray, resume, "sample",
+                    unit="samples", quiet=quiet)
+        return
     for i, s in enumerate(generate_samples(ck, prime, config, None if as_json else stdout_writer)):
         if as_json:
-            print_json({"text": s.text, "continuation": s.continuation, "tokens": len(s.tokens),
-                         "token_ids": s.tokens, "logprob": s.logprob})
+            print_json(sample_record(s))
         else:
             if not s.text.endswith("\n"):
                 sys.stdout.write("\n")

@@ -8,15 +8,19 @@ import typer
 
 from rnncli.cli.common import (
     OUTPUT_OPTIONS,
+    QUIET_HELP,
     SCORING_OPTIONS,
     announce_compilation,
     app,
     command_line_text,
     load_model,
+    model_path,
     print_json,
     user_errors,
     utf8_stdout,
 )
+from rnncli.cli.jobs import Output, RayAddress, Resume, ShardLines, Workers, run_sharded
+from rnncli.shards import SHARD_LINES
 
 
 @app.command()
@@ -41,11 +45,29 @@ def score(
                                                rich_help_panel=OUTPUT_OPTIONS)] = "text",
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
+    per_line: Annotated[bool, typer.Option(help="With --file: a line per input line, `id<TAB>logprob<TAB>tokens"
+                                                "<TAB>perplexity` (id = line number; --format jsonl for JSON).",
+                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
+    keep_below: Annotated[float | None, typer.Option(help="With --file: print the lines themselves whose "
+                                                          "perplexity is below this (a filter).",
+                                                     rich_help_panel=OUTPUT_OPTIONS, show_default=False)] = None,
+    keep_above: Annotated[float | None, typer.Option(help="With --file: print the lines whose perplexity is "
+                                                          "above this.", rich_help_panel=OUTPUT_OPTIONS,
+                                                     show_default=False)] = None,
+    workers: Workers = 1,
+    ray: RayAddress = None,
+    output: Output = None,
+    resume: Resume = False,
+    shard_lines: ShardLines = SHARD_LINES,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP, rich_help_panel=OUTPUT_OPTIONS)] = False,
 ) -> None:
-    """Score sentences: log P(sentence), perplexity, ranked best first; or a whole file.
+    """Score sentences: log P(sentence), perplexity, ranked best first; or a whole file, summarised,
+    line by line, or filtered by perplexity, on several processes or a Ray cluster.
 
     Example: rnncli score "the apple and pear salad" "the apple and pair salad"
     """
+    import sys
+
     from rnncli.cli.score_output import continuous_text, print_file_score, print_sentence_scores
     from rnncli.errors import UsageError
 
@@ -64,13 +86,41 @@ def score(
         raise UsageError("--continuous applies to --file")
     if texts == ["-"]:
         file = "-"
-    ck = load_model(model, task="lm")
+    filtering = keep_below is not None or keep_above is not None
+    line_output = per_line or filtering
+    job_options = workers != 1 or ray or output or resume or shard_lines != SHARD_LINES
+    if (line_output or job_options) and (not file or continuous):
+        raise UsageError("--per-line, --keep-below/--keep-above and the job options (--workers, --ray, -o, --resume) "
+                         "apply to --file (without --continuous)")
+    if per_line and filtering:
+        raise UsageError("give --per-line or --keep-below/--keep-above, not both")
+    if output and not line_output:
+        raise UsageError("-o writes the lines of --per-line or --keep-below/--keep-above; a summary is printed")
+    if filtering and (keep_below is not None and keep_above is not None and keep_above >= keep_below):
+        raise UsageError("--keep-above must be below --keep-below (lines between the two are kept)")
+    path = model_path(model)
+    ck = load_model(path, task="lm")
     announce_compilation()
     utf8_stdout()
     if file:
         from rnncli.data import Corpus
 
         corpus = Corpus(file)
+        if not continuous:
+            from rnncli.score import ScoreLines, file_score
+            from rnncli.shards import LineSource, preload
+
+            preload(path, "model", ck)
+            mode = "keep" if filtering else ("jsonl" if fmt in ("json", "jsonl") else "tsv") if per_line else "summary"
+            task = ScoreLines(eos=not no_eos, output=mode, unit=unit, keep_below=keep_below, keep_above=keep_above)
+            outcome = run_sharded(task, LineSource(corpus, shard_lines), path, output, workers, ray, resume,
+                                  corpus.name, quiet=quiet)
+            if filtering and not quiet:
+                kept, lines = int(outcome.counts.get("kept", 0)), int(outcome.counts.get("sentences", 0))
+                sys.stderr.write(f"kept {kept:,} of {lines:,} lines\n")
+            if not line_output:
+                print_file_score(file_score(corpus.name, outcome.counts), fmt, unit)
+            return
         if continuous:
             from rnncli.score import continuous_report
 
@@ -80,11 +130,6 @@ def score(
             else:
                 print(continuous_text(record))
             return
-        from rnncli.score import score_lines
-
-        result = score_lines(ck, corpus.lines(), corpus.name, eos=not no_eos)
-        print_file_score(result, fmt, unit)
-        return
     from rnncli.score import score_sentences
 
     scores = score_sentences(ck, texts, eos=not no_eos)

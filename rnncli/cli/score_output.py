@@ -10,7 +10,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-UNIT_FACTOR = {"ln": 1.0, "log10": 1.0 / math.log(10), "bits": 1.0 / math.log(2)}
+from rnncli.score import UNIT_FACTOR
+
 UNIT_NAME = {"ln": "logprob", "log10": "log10prob", "bits": "log2prob"}
 
 

@@ -16,6 +16,8 @@ from rnncli.cli.common import (
     print_json,
     user_errors,
 )
+from rnncli.cli.jobs import Output, RayAddress, Resume, ShardLines, Workers, run_sharded
+from rnncli.shards import SHARD_LINES
 
 
 @app.command()
@@ -44,8 +46,15 @@ def tokenize(
                                              rich_help_panel=OUTPUT_OPTIONS)] = None,
     vocab: Annotated[str | None, typer.Option(help="Tokenize texts with a saved tokenizer (.npz).")] = None,
     model: Annotated[str | None, typer.Option(help="Tokenize texts with a model checkpoint's tokenizer.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (with --encode: JSON lines).",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
+    encode: Annotated[str | None, typer.Option(help="With --vocab/--model: encode this file (`-` for stdin), one "
+                                                    "line of token ids per input line.", show_default=False)] = None,
+    workers: Workers = 1,
+    ray: RayAddress = None,
+    output: Output = None,
+    resume: Resume = False,
+    shard_lines: ShardLines = SHARD_LINES,
 ) -> None:
     """Fit a character, word or subword vocabulary on a corpus and report it.
 
@@ -54,6 +63,21 @@ def tokenize(
     from rnncli.errors import UsageError
 
     inputs = inputs or []
+    job_options = workers != 1 or ray or output or resume or shard_lines != SHARD_LINES
+    if job_options and not encode:
+        raise UsageError("--workers, --ray, -o, --resume and --shard-lines apply to --encode")
+    if encode:
+        if not (vocab or model) or inputs:
+            raise UsageError("--encode FILE takes the tokenizer of --vocab V or --model M, and no other input")
+        from rnncli.data import Corpus, EncodeLines
+        from rnncli.shards import LineSource
+
+        corpus = Corpus(encode, encoding, errors)
+        corpus.check_codec()
+        source = vocab or model
+        run_sharded(EncodeLines(as_json), LineSource(corpus, shard_lines), source, output, workers, ray, resume,
+                    corpus.name)
+        return
     if vocab or model:
         from rnncli.checkpoint import load_tokenizer
 

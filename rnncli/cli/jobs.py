@@ -1,0 +1,137 @@
+"""The options and the display of a job in shards (rnncli/shards.py), shared by `score --file`,
+`rescore`, `tokenize --encode` and `sample -n`: --workers, --ray, --output, --resume, --shard-lines;
+one progress bar on a terminal (plain lines every few seconds elsewhere); bad lines and failed
+shards reported in one line each."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+JOB_OPTIONS = "Parallel and cluster runs"
+
+Workers = Annotated[int, typer.Option(help="Local processes sharing the work (each loads the model once; BLAS "
+                                           "threads per process = cores / N). Output as with 1.",
+                                      rich_help_panel=JOB_OPTIONS)]
+RayAddress = Annotated[str | None, typer.Option("--ray", help="Run on a Ray cluster: its address, `auto` (the "
+                                                               "running one, or $RAY_ADDRESS) or `local` (start one "
+                                                               "here). Needs pip install 'rnncli[ray]'.",
+                                                rich_help_panel=JOB_OPTIONS, show_default=False)]
+Output = Annotated[str | None, typer.Option("--output", "-o", help="Write the output to this file (atomically, "
+                                                                   "when every shard is done; parts are kept beside "
+                                                                   "it until then, for --resume).",
+                                           rich_help_panel=JOB_OPTIONS, show_default=False)]
+Resume = Annotated[bool, typer.Option("--resume", help="Finish an interrupted job with the same -o: shards "
+                                                       "already done are not run again.",
+                                      rich_help_panel=JOB_OPTIONS)]
+ShardLines = Annotated[int, typer.Option(help="Input lines per shard, the unit of work handed to a worker.",
+                                         rich_help_panel=JOB_OPTIONS)]
+
+
+def run_sharded(task, source, path: str | None, output: str | None, workers: int, ray: str | None,
+                resume: bool, name: str, unit: str = "lines", quiet: bool = False):
+    """Run a job and put its output where asked: stdout, a stream, or a file made from its parts.
+    Bad lines are reported (and make the exit status 1 once the output is written); shards that
+    failed for good are reported with their lines, and leave the parts for --resume."""
+    from rnncli.errors import RnncliError, UsageError
+    from rnncli.files import check_writable
+    from rnncli.shards import PartStore, file_digest, run_job
+
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if ray and workers != 1:
+        raise UsageError("give --workers or --ray, not both (on Ray, the cluster's CPUs set the parallelism)")
+    to_file = output not in (None, "-") and (not os.path.exists(output) or os.path.isfile(output))
+    if resume and not to_file:
+        raise UsageError("--resume finishes a job that writes a file: give the same -o FILE as before")
+    store = None
+    if to_file:
+        check_writable(output, "output")
+        if resume and getattr(getattr(source, "corpus", None), "path", None) == "-":
+            raise UsageError("a job that reads stdin cannot be resumed: give its input as a file")
+        job = {"task": task.describe(), "source": source.identity(), "model": file_digest(path) if path else None,
+               "shard_lines": getattr(source, "shard_lines", None)}
+        store = PartStore(output, job, resume)
+        emit = None
+    elif output not in (None, "-"):  # a stream: a FIFO, /dev/stdout
+        check_writable(output, "output", streams=True)
+        stream = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        emit = stream.write
+    else:
+        stream = None
+        emit = sys.stdout.write
+    display = JobDisplay(unit, quiet)
+    try:
+        outcome = run_job(task, source, path, emit, workers=workers, ray=ray, store=store,
+                          on_progress=display.update)
+    finally:
+        display.close()
+        if not to_file and output not in (None, "-"):
+            stream.close()
+    for shard, error in outcome.failed:
+        items = shard.items
+        what = f"lines {shard.first}-{shard.first + len(items) - 1}" if unit == "lines" else \
+            f"{unit} {shard.first}-{shard.first + len(items) - 1}"
+        sys.stderr.write(f"error: shard {shard.index} ({what}) failed {_times()}: {error}\n")
+    if outcome.failed:
+        keep = f"; its other parts are kept: rerun with --resume -o {output}" if store else ""
+        raise RnncliError(f"{len(outcome.failed)} shard{'s' * (len(outcome.failed) > 1)} failed, the output is "
+                          f"not complete{keep}")
+    if store is not None:
+        store.finish(output, sorted(store.done))
+    if outcome.bad_lines:
+        shown = "; ".join(f"line {n}: {why}" for n, why in outcome.bad)
+        raise RnncliError(f"{name}: {outcome.bad_lines:,} bad line{'s' * (outcome.bad_lines > 1)} left out of the "
+                          f"output ({shown})")
+    return outcome
+
+
+def _times() -> str:
+    from rnncli.shards import RETRIES
+
+    return f"{RETRIES} times"
+
+
+class JobDisplay:
+    """One rich bar on a terminal's stderr (read, shards done, rate, time left); elsewhere a plain
+    line every PLAIN_EVERY seconds; nothing with --quiet."""
+
+    PLAIN_EVERY = 10.0
+
+    def __init__(self, unit: str, quiet: bool):
+        self.unit, self.quiet = unit, quiet
+        self.started = time.monotonic()
+        self.last_plain = self.started
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.fields[status]}"), BarColumn(), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("job", total=None, status="starting")
+
+    def _status(self, p) -> str:
+        seconds = max(time.monotonic() - self.started, 1e-9)
+        return f"{p.shards_done:,} shards, {p.items_done:,} {self.unit}, {p.items_done / seconds:,.0f} {self.unit}/s"
+
+    def update(self, p) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.update(self.task, completed=p.read, total=p.total, status=self._status(p))
+        elif time.monotonic() - self.last_plain >= self.PLAIN_EVERY:
+            self.last_plain = time.monotonic()
+            share = f" ({p.read / p.total:.0%} read)" if p.total else ""
+            sys.stderr.write(f"{self._status(p)}{share}\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None

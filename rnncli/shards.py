@@ -1,0 +1,516 @@
+"""A job in shards: the same work on one process, on N local processes or on a Ray cluster, with
+the same output.
+
+A job's input is cut into shards: runs of SHARD_LINES input lines (a cut moves past lines that must
+stay together, such as one utterance's hypotheses), or for `sample -n` runs of samples. A worker
+that holds the loaded model turns a shard into its part: the shard's output text and the numbers a
+summary adds up. Parts are put out in input order, and every path cuts the same shards, so the
+output is the same byte for byte whoever runs it: one process, `--workers N` or `--ray`.
+
+    one process      the shards in turn, here
+    --workers N      N processes (spawned), each loading the model once, its BLAS limited to
+                     cores / N threads; at most 2N shards in flight, parts reordered on arrival
+    --ray ADDRESS    Ray tasks (retried by Ray when their worker dies, up to RETRIES times); the
+                     model file goes once into Ray's object store and each worker process loads
+                     it once; a task that raises is resubmitted, up to RETRIES times
+
+With an output file, each finished part is also written as a part file beside it
+(`OUT.parts/00012.part`) and recorded in `OUT.parts/manifest.json` with what identifies the job
+(input, model, options); `--resume` skips the shards already done. The output file is written,
+atomically, once every shard is done; a shard that failed RETRIES times is reported with its line
+range and leaves the parts for a later `--resume`.
+
+The input is read by the usual rules (UTF-8, a file that is not text refused at once); a line a
+task cannot use (a malformed n-best line) is a bad line: left out, counted and reported, and it
+never stops a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from rnncli.errors import RnncliError, UsageError
+
+SHARD_LINES = 8192
+RETRIES = 3
+BAD_SHOWN = 3  # bad lines named in the report
+
+
+@dataclass
+class Shard:
+    index: int
+    first: int  # number of its first item: an input line (1-based), or a sample (0-based)
+    items: list  # input lines (without their newline), or sample numbers
+
+
+@dataclass
+class Part:
+    index: int
+    first: int
+    items: int  # how many items the shard had
+    text: str  # the shard's output
+    counts: dict[str, float] = field(default_factory=dict)  # what a summary adds up, shard by shard
+    bad: list[tuple[int, str]] = field(default_factory=list)  # (line number, why), the first few
+    bad_lines: int = 0
+
+    def add_bad(self, number: int, why: str) -> None:
+        self.bad_lines += 1
+        if len(self.bad) < BAD_SHOWN:
+            self.bad.append((number, why))
+
+    def to_record(self) -> dict:
+        return {"index": self.index, "first": self.first, "items": self.items, "counts": self.counts,
+                "bad": self.bad, "bad_lines": self.bad_lines}
+
+    @classmethod
+    def from_record(cls, record: dict, text: str) -> Part:
+        return cls(record["index"], record["first"], record["items"], text, record["counts"],
+                   [tuple(b) for b in record["bad"]], record["bad_lines"])
+
+
+class Task:
+    """What a command does to one shard: `run(loaded, shard) -> Part`, `loaded` being what the job's
+    file holds, loaded once per worker: a model checkpoint (`needs = "model"`) or just its tokenizer
+    (`needs = "tokenizer"`: a checkpoint or a tokenizer file). A task is plain data (it travels to
+    worker processes); `describe()` identifies it in a manifest."""
+
+    needs = "model"
+
+    def run(self, ck, shard: Shard) -> Part:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"task": type(self).__name__, **{k: v for k, v in vars(self).items()}}
+
+
+# ---- cutting the input -------------------------------------------------------------------------
+
+
+class LineSource:
+    """The lines of an input (a Corpus: a file or stdin, read by its decoding rules) cut into shards.
+    `group` gives a line's group key: a cut never falls between two lines of one group."""
+
+    def __init__(self, corpus, shard_lines: int = SHARD_LINES, group: Callable[[str], str] | None = None):
+        if shard_lines < 1:
+            raise UsageError("--shard-lines must be at least 1")
+        self.corpus, self.shard_lines, self.group = corpus, shard_lines, group
+        self.size = os.path.getsize(corpus.path) if corpus.path != "-" and os.path.isfile(corpus.path) else None
+        self.bytes_read = 0  # about: characters and newlines read
+
+    def identity(self) -> dict:
+        if self.corpus.path == "-":
+            raise UsageError("a job that reads stdin cannot be resumed: give its input as a file")
+        st = os.stat(self.corpus.path)
+        return {"input": os.path.abspath(self.corpus.path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    def shards(self) -> Iterator[Shard]:
+        lines: list[str] = []
+        index, first = 0, 1
+        for number, line in enumerate(self.corpus.lines(), 1):
+            self.bytes_read += len(line) + 1
+            if len(lines) >= self.shard_lines and (self.group is None or self.group(line) != self.group(lines[-1])):
+                yield Shard(index, first, lines)
+                index, first, lines = index + 1, number, []
+            lines.append(line)
+        if lines:
+            yield Shard(index, first, lines)
+
+    def progress_total(self) -> int | None:
+        return self.size
+
+
+class CountSource:
+    """`count` items (samples) in shards of `per_shard`."""
+
+    def __init__(self, count: int, per_shard: int):
+        self.count, self.per_shard = count, per_shard
+        self.bytes_read = 0
+
+    def identity(self) -> dict:
+        return {"items": self.count}
+
+    def shards(self) -> Iterator[Shard]:
+        for index, first in enumerate(range(0, self.count, self.per_shard)):
+            self.bytes_read = min(first + self.per_shard, self.count)
+            yield Shard(index, first, list(range(first, min(first + self.per_shard, self.count))))
+
+    def progress_total(self) -> int:
+        return self.count
+
+
+# ---- part files and the manifest -------------------------------------------------------------
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class PartStore:
+    """`OUT.parts/`: one file per finished part and a manifest naming the job and its finished parts."""
+
+    def __init__(self, output: str, job: dict, resume: bool):
+        self.folder = output + ".parts"
+        self.manifest_path = os.path.join(self.folder, "manifest.json")
+        self.job = job
+        self.done: dict[int, dict] = {}
+        if os.path.exists(self.manifest_path):
+            if not resume:
+                raise UsageError(f"{self.folder} holds an unfinished job: add --resume to finish it, or delete "
+                                 "the folder to start again")
+            try:
+                with open(self.manifest_path, encoding="utf-8") as f:
+                    manifest = json.load(f)
+            except (OSError, ValueError) as err:
+                raise RnncliError(f"{self.manifest_path}: unreadable ({err}); delete {self.folder} to start again") \
+                    from None
+            if manifest.get("job") != job:
+                raise UsageError(f"{self.folder} belongs to another job (different input, model or options); "
+                                 "delete it to start this one")
+            self.done = {int(k): v for k, v in manifest.get("parts", {}).items()
+                         if os.path.exists(self._part_path(int(k)))}
+        else:
+            os.makedirs(self.folder, exist_ok=True)
+            self._write_manifest()
+
+    def _part_path(self, index: int) -> str:
+        return os.path.join(self.folder, f"{index:05d}.part")
+
+    def _write_manifest(self) -> None:
+        from rnncli.files import atomic_write
+
+        body = json.dumps({"job": self.job, "parts": {str(k): v for k, v in sorted(self.done.items())}}, indent=1)
+        atomic_write(self.manifest_path, lambda f: f.write(body.encode("utf-8")), "manifest")
+
+    def save(self, part: Part) -> None:
+        from rnncli.files import atomic_write
+
+        atomic_write(self._part_path(part.index), lambda f: f.write(part.text.encode("utf-8")), "part")
+        self.done[part.index] = part.to_record()
+        self._write_manifest()
+
+    def load(self, index: int, text: bool = True) -> Part:
+        """A finished part: its numbers from the manifest, its text from its file (if `text`)."""
+        if not text:
+            return Part.from_record(self.done[index], "")
+        with open(self._part_path(index), encoding="utf-8") as f:
+            return Part.from_record(self.done[index], f.read())
+
+    def finish(self, output: str, indices: list[int]) -> None:
+        """Concatenate the parts, in order, into `output` (atomically), then remove the folder."""
+        from rnncli.files import atomic_write
+
+        def write(f) -> None:
+            for i in indices:
+                with open(self._part_path(i), "rb") as part:
+                    shutil.copyfileobj(part, f)
+
+        atomic_write(output, write, "output", streams=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# ---- running the shards ------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """What a progress display reads: shards done, items done, input read (bytes or items) of total."""
+    shards_done: int = 0
+    items_done: int = 0
+    read: int = 0
+    total: int | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Outcome:
+    parts: int  # shards done, this run and before
+    counts: dict[str, float]
+    bad_lines: int
+    bad: list[tuple[int, str]]
+    failed: list[tuple[Shard, str]]  # shards that failed RETRIES times, and the last error
+
+
+def run_job(task: Task, source, model_path: str | None, emit: Callable[[str], None] | None = None,
+            workers: int = 1, ray: str | None = None, store: PartStore | None = None,
+            on_progress: Callable[[Progress], None] | None = None) -> Outcome:
+    """Run `task` over the shards of `source`; each part's text goes to `emit` in input order (with a
+    `store`, to its part file instead). Returns the folded counts, bad lines and failed shards."""
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    progress = Progress(total=source.progress_total())
+    outcome = Outcome(0, {}, 0, [], [])
+    waiting: dict[int, Part | None] = {}  # parts arrived or done before, not yet put out (None: failed)
+    if store is not None:
+        for index in store.done:
+            waiting[index] = store.load(index, text=emit is not None)
+            progress.shards_done += 1
+            progress.items_done += waiting[index].items  # type: ignore[union-attr]
+    expected = 0  # the next part to put out, in input order
+
+    def put_out() -> None:
+        nonlocal expected
+        while expected in waiting:
+            part = waiting.pop(expected)
+            expected += 1
+            if part is None:
+                continue
+            for k, v in part.counts.items():
+                outcome.counts[k] = outcome.counts.get(k, 0) + v
+            outcome.bad_lines += part.bad_lines
+            outcome.bad.extend(part.bad[: BAD_SHOWN - len(outcome.bad)])
+            outcome.parts += 1
+            if emit is not None:
+                emit(part.text)
+
+    def to_run() -> Iterator[Shard]:
+        for shard in source.shards():
+            progress.read = source.bytes_read
+            if store is None or shard.index not in store.done:
+                yield shard
+
+    runner = _ray_runner(ray, model_path) if ray else _local_runner(workers, model_path)
+    for shard, part, error in runner(task, to_run()):
+        if part is None:
+            outcome.failed.append((shard, error))
+        else:
+            if store is not None:
+                store.save(part)
+            progress.shards_done += 1
+            progress.items_done += part.items
+        waiting[shard.index] = part
+        put_out()
+        if on_progress is not None:
+            progress.read = source.bytes_read
+            on_progress(progress)
+    put_out()
+    return outcome
+
+
+# ---- local: this process, or a pool of processes ------------------------------------------------
+
+_worker_model: dict[tuple[str, str], object] = {}  # per worker process: the model, loaded once
+
+
+def preload(path: str, needs: str, loaded) -> None:
+    """What this process already loaded from `path` (the command's own model), for its shards."""
+    _worker_model.clear()
+    _worker_model[(path, needs)] = loaded
+
+
+def _load(path: str | None, needs: str):
+    """What `path` holds, loaded once per process."""
+    if path is None:
+        return None
+    if (path, needs) not in _worker_model:
+        _worker_model.clear()
+        if needs == "tokenizer":
+            from rnncli.checkpoint import load_tokenizer
+
+            _worker_model[(path, needs)] = load_tokenizer(path)
+        else:
+            from rnncli.setup import load_model_checkpoint
+
+            _worker_model[(path, needs)] = load_model_checkpoint(path, training_state=False)
+    return _worker_model[(path, needs)]
+
+
+def _run_local(task: Task, shard: Shard, path: str | None) -> Part:
+    from rnncli.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    _inject_fault(shard.index)
+    return task.run(_load(path, task.needs), shard)
+
+
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _local_runner(workers: int, path: str | None):
+    def in_process(task: Task, shards: Iterable[Shard]):
+        for shard in shards:
+            try:
+                yield shard, _run_local(task, shard, path), None
+            except RnncliError:
+                raise
+            except Exception as err:  # a failure of this shard alone: reported, the job goes on
+                yield shard, None, f"{type(err).__name__}: {err}"
+
+    if workers == 1:
+        return in_process
+
+    def pool_runner(task: Task, shards: Iterable[Shard]):
+        import multiprocessing
+
+        threads = max(1, cores() // workers)
+        saved = {k: os.environ.get(k) for k in BLAS_THREADS}
+        os.environ.update({k: str(threads) for k in BLAS_THREADS})  # the workers' BLAS: cores / N threads
+        try:
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        try:
+            in_flight: dict[int, object] = {}
+            attempts: dict[int, int] = {}
+            queue = iter(shards)
+            by_index: dict[int, Shard] = {}
+            exhausted = False
+            while True:
+                while not exhausted and len(in_flight) < 2 * workers:
+                    shard = next(queue, None)
+                    if shard is None:
+                        exhausted = True
+                        break
+                    by_index[shard.index] = shard
+                    in_flight[shard.index] = pool.apply_async(_run_local, (task, shard, path))
+                if not in_flight:
+                    return
+                index = min(in_flight)  # wait for the oldest: parts come out in order anyway
+                result = in_flight.pop(index)
+                try:
+                    part = result.get()  # type: ignore[attr-defined]
+                except RnncliError:
+                    raise
+                except Exception as err:
+                    attempts[index] = attempts.get(index, 0) + 1
+                    if attempts[index] < RETRIES:
+                        in_flight[index] = pool.apply_async(_run_local, (task, by_index[index], path))
+                        continue
+                    yield by_index.pop(index), None, f"{type(err).__name__}: {err}"
+                    continue
+                yield by_index.pop(index), part, None
+        finally:
+            pool.terminate()
+            pool.join()
+
+    return pool_runner
+
+
+# ---- Ray ------------------------------------------------------------------------------------------
+
+
+def _ray_runner(address: str, path: str | None):
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs Ray: pip install 'rnncli[ray]' (or pip install ray)") from None
+    import numpy as np
+
+    env = {k: os.environ[k] for k in ("RNNCLI_FAULTS",) if k in os.environ}
+    try:
+        local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address == "local" else {}
+        ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False,
+                 logging_level="ERROR", configure_logging=False, runtime_env={"env_vars": env} if env else None,
+                 **local)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        raise RnncliError(f"--ray {address}: cannot reach a Ray cluster ({str(err).splitlines()[0]}); start one "
+                          "with `ray start --head`, or give its address") from None
+    model = None
+    if path is not None:
+        with open(path, "rb") as f:
+            data = f.read()
+        model = (hashlib.sha256(data).hexdigest(), ray.put(np.frombuffer(data, np.uint8)))
+    remote = ray.remote(max_retries=RETRIES)(_ray_shard)
+    slots = max(2, int(2 * ray.cluster_resources().get("CPU", 2)))
+
+    def runner(task: Task, shards: Iterable[Shard]):
+        in_flight: dict = {}  # ref -> shard
+        attempts: dict[int, int] = {}
+        queue = iter(shards)
+        exhausted = False
+
+        def submit(shard: Shard) -> None:
+            args = (task, shard, model[0], [model[1]]) if model else (task, shard, None, None)
+            in_flight[remote.remote(*args)] = shard
+
+        while True:
+            while not exhausted and len(in_flight) < slots:
+                shard = next(queue, None)
+                if shard is None:
+                    exhausted = True
+                    break
+                submit(shard)
+            if not in_flight:
+                return
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            shard = in_flight.pop(ready[0])
+            try:
+                part = ray.get(ready[0])
+            except Exception as err:  # the task raised, or its worker died more often than Ray retries
+                attempts[shard.index] = attempts.get(shard.index, 0) + 1
+                if attempts[shard.index] < RETRIES:
+                    submit(shard)
+                    continue
+                yield shard, None, _ray_error(err)
+                continue
+            yield shard, part, None
+
+    return runner
+
+
+def _ray_error(err: Exception) -> str:
+    cause = getattr(err, "cause", None)
+    text = str(cause if cause is not None else err).strip().splitlines()
+    return f"{type(cause or err).__name__}: {text[-1] if text else ''}"
+
+
+def _ray_shard(task: Task, shard: Shard, digest: str | None, model_ref: list | None) -> Part:
+    """A Ray task: the model from the object store (written to a local file and loaded once per
+    worker process), then the shard."""
+    path = None
+    if digest is not None:
+        import tempfile
+
+        import ray
+
+        path = os.path.join(tempfile.gettempdir(), f"rnncli-model-{digest[:16]}.npz")
+        if not os.path.exists(path):
+            data = ray.get(model_ref[0])
+            from rnncli.files import atomic_write
+
+            atomic_write(path, lambda f: f.write(data.tobytes()), "model")
+    return _run_local(task, shard, path)
+
+
+# ---- fault injection, for the tests of the paths above -------------------------------------------
+
+
+def _inject_fault(index: int) -> None:
+    """RNNCLI_FAULTS="kill:3:MARKER,fail:5": the worker running shard 3 kills itself with SIGKILL
+    (once: it leaves MARKER); shard 5 raises, every time. Only the tests set it."""
+    spec = os.environ.get("RNNCLI_FAULTS")
+    if not spec:
+        return
+    for fault in spec.split(","):
+        kind, _, rest = fault.partition(":")
+        shard, _, marker = rest.partition(":")
+        if not shard.isdigit() or int(shard) != index:
+            continue
+        if kind == "fail":
+            raise RuntimeError(f"injected failure of shard {index}")
+        if kind == "kill" and marker and not os.path.exists(marker):
+            import signal
+
+            with open(marker, "w") as f:
+                f.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
