@@ -422,9 +422,10 @@ def _ray_runner(address: str, path: str | None):
         ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False,
                  logging_level="ERROR", configure_logging=False, runtime_env={"env_vars": env} if env else None,
                  **local)
-    except (ConnectionError, ValueError, RuntimeError) as err:
+    except Exception as err:  # noqa: BLE001 - whatever Ray raises: cannot connect, refused, unauthenticated
         raise RnncliError(f"--ray {address}: cannot reach a Ray cluster ({str(err).splitlines()[0]}); start one "
-                          "with `ray start --head`, or give its address") from None
+                          "with `ray start --head` or give its address (a cluster with token authentication, as "
+                          "`ray start` makes them, also wants RAY_AUTH_MODE=token)") from None
     model = None
     if path is not None:
         with open(path, "rb") as f:

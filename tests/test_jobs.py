@@ -1,0 +1,127 @@
+"""Jobs in shards on this machine: `score --file`, `rescore`, `tokenize --encode` and `sample -n` give the
+same output on one process and on several (--workers), a filter keeps exactly the lines it should, an
+interrupted job resumes from its parts, and a failed shard is reported with its lines."""
+
+import json
+import math
+import sys
+
+import pytest
+
+from tests.conftest import CORPORA, run_cli
+
+DEMO = CORPORA / "demo.txt"
+
+
+def ok(result):
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def long_text(tmp_path_factory):
+    """The demo corpus three times, with blank lines: ~1,800 lines."""
+    path = tmp_path_factory.mktemp("jobs") / "long.txt"
+    text = DEMO.read_text(encoding="utf-8")
+    path.write_text(text + "\n\n" + text + "\n" + text, encoding="utf-8")
+    return path
+
+
+def test_per_line_scores_are_the_sentences_scores(word_model, tmp_path):
+    path = tmp_path / "three.txt"
+    sentences = ["The apple and pear salad was sweet.", "", "We ate the zyzzyva.", "The cook made jam."]
+    path.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    rows = [line.split("\t") for line in ok(run_cli("score", "--model", word_model, "--file", path,
+                                                    "--per-line")).splitlines()]
+    assert [int(r[0]) for r in rows] == [1, 3, 4]  # ids are line numbers; the blank line is skipped
+    scored = {r["text"]: r for r in json.loads(ok(run_cli("score", "--model", word_model, "--json",
+                                                          *[s for s in sentences if s])))}
+    for row, text in zip(rows, [s for s in sentences if s], strict=True):
+        assert float(row[1]) == pytest.approx(scored[text]["logprob"], abs=1e-5)
+        assert int(row[2]) == scored[text]["tokens"]
+        assert float(row[3]) == pytest.approx(scored[text]["perplexity"], rel=1e-4)
+    records = [json.loads(x) for x in ok(run_cli("score", "--model", word_model, "--file", path, "--per-line",
+                                                 "--format", "jsonl", "--bits")).splitlines()]
+    assert records[0]["logprob"] == pytest.approx(float(rows[0][1]) / math.log(2), abs=1e-5)
+
+
+def test_workers_give_the_same_bytes(char_model, long_text, tmp_path):
+    for args in (("score", "--file", long_text, "--per-line"),
+                 ("score", "--file", long_text),
+                 ("tokenize", "--encode", long_text),
+                 ("sample", "-n", "70", "--length", "30", "--seed", "3")):
+        model = ("--model", char_model)
+        one = ok(run_cli(*args, *model, "--shard-lines", "200") if args[0] != "sample" else run_cli(*args, *model))
+        two = ok(run_cli(*args, *model, "--workers", "2", "--shard-lines", "200") if args[0] != "sample"
+                 else run_cli(*args, *model, "--workers", "2"))
+        assert one == two, args
+        if args[0] == "tokenize":
+            assert len(one.splitlines()) == len(long_text.read_text(encoding="utf-8").splitlines())
+    samples = ok(run_cli("sample", "--model", char_model, "-n", "70", "--length", "30", "--seed", "3", "--json"))
+    assert len({json.loads(x)["text"] for x in samples.splitlines()}) == 70
+
+
+def test_keep_below_and_above_filter_by_perplexity(char_model, long_text):
+    rows = [line.split("\t") for line in ok(run_cli("score", "--model", char_model, "--file", long_text,
+                                                    "--per-line")).splitlines()]
+    lines = long_text.read_text(encoding="utf-8").split("\n")
+    ppl = sorted(float(r[3]) for r in rows)
+    low, high = ppl[len(ppl) // 4], ppl[3 * len(ppl) // 4]
+    result = run_cli("score", "--model", char_model, "--file", long_text, "--keep-below", str(high),
+                     "--keep-above", str(low))
+    expected = [lines[int(r[0]) - 1] for r in rows if low < float(r[3]) < high]
+    assert ok(result).splitlines() == expected
+    assert f"kept {len(expected):,} of {len(rows):,} lines" in result.stderr
+
+
+def test_a_failed_shard_is_named_and_the_job_resumes(char_model, long_text, tmp_path, monkeypatch):
+    out = tmp_path / "scores.tsv"
+    args = ("score", "--model", char_model, "--file", long_text, "--per-line", "--shard-lines", "300", "-o", out)
+    monkeypatch.setenv("RNNCLI_FAULTS", "fail:2")
+    result = run_cli(*args)
+    assert result.exit_code == 1
+    assert "shard 2 (lines 601-900) failed 3 times" in result.stderr and "--resume" in result.stderr
+    assert not out.exists()  # nothing half-written: the parts wait beside it
+    manifest = json.loads((tmp_path / "scores.tsv.parts" / "manifest.json").read_text())
+    assert sorted(map(int, manifest["parts"])) == [0, 1, 3, 4, 5, 6]
+    again = run_cli(*args)
+    assert again.exit_code == 2 and "--resume" in again.stderr
+    monkeypatch.setenv("RNNCLI_FAULTS", "fail:0")  # shard 0 is done: a resumed job does not run it again
+    ok(run_cli(*args, "--resume"))
+    monkeypatch.delenv("RNNCLI_FAULTS")
+    assert out.read_text() == ok(run_cli(*args[:-2]))
+    assert not (tmp_path / "scores.tsv.parts").exists()
+    other = run_cli("score", "--model", char_model, "--file", long_text, "--per-line", "--shard-lines", "100",
+                    "-o", out, "--resume")
+    assert other.exit_code == 0  # no parts left: --resume simply runs the job
+
+
+def test_bad_lines_are_left_out_counted_and_named(char_model, tmp_path):
+    path = tmp_path / "nbest.txt"
+    path.write_text("a-1 the apple\na-2\tbad\tnot-a-cost\nb-1 the pear\nb-2\tx\t1\t2\t3\n", encoding="utf-8")
+    result = run_cli("rescore", path, "--model", char_model, "--workers", "2", "--shard-lines", "1")
+    assert result.exit_code == 1
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["a-1", "b-1"]
+    assert "2 bad lines left out" in result.stderr and "line 2:" in result.stderr and "line 4:" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["score", "--file", DEMO, "--resume"], "--resume finishes a job that writes a file"),
+    (["score", "--file", DEMO, "--per-line", "--workers", "0"], "--workers must be at least 1"),
+    (["score", "--file", DEMO, "-o", "x.txt"], "-o writes the lines"),
+    (["score", "the apple", "--workers", "2"], "apply to --file"),
+    (["score", "--file", DEMO, "--per-line", "--workers", "2", "--ray", "auto"], "not both"),
+    (["score", "--file", DEMO, "--keep-below", "2", "--keep-above", "3"], "--keep-above must be below"),
+    (["sample", "--workers", "2"], "apply to several samples"),
+    (["tokenize", DEMO, "--workers", "2"], "apply to --encode"),
+])
+def test_job_option_mistakes(char_model, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(*args, "--model", char_model)
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ray_missing_says_how_to_install(char_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    result = run_cli("score", "--model", char_model, "--file", DEMO, "--per-line", "--ray", "auto")
+    assert result.exit_code == 2 and "pip install 'rnncli[ray]'" in result.stderr
