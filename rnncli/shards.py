@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -105,7 +104,7 @@ class LineSource:
 
     def identity(self) -> dict:
         if self.corpus.path == "-":
-            raise UsageError("a job that reads stdin cannot be resumed: give its input as a file")
+            return {"input": "<stdin>"}  # never resumed (run_sharded refuses --resume on stdin)
         st = os.stat(self.corpus.path)
         return {"input": os.path.abspath(self.corpus.path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
@@ -228,13 +227,11 @@ class Progress:
     items_done: int = 0
     read: int = 0
     total: int | None = None
-    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class Outcome:
-    parts: int  # shards done, this run and before
-    counts: dict[str, float]
+    counts: dict[str, float]  # the parts' counts, added up in input order
     bad_lines: int
     bad: list[tuple[int, str]]
     failed: list[tuple[Shard, str]]  # shards that failed RETRIES times, and the last error
@@ -248,7 +245,7 @@ def run_job(task: Task, source, model_path: str | None, emit: Callable[[str], No
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     progress = Progress(total=source.progress_total())
-    outcome = Outcome(0, {}, 0, [], [])
+    outcome = Outcome({}, 0, [], [])
     waiting: dict[int, Part | None] = {}  # parts arrived or done before, not yet put out (None: failed)
     if store is not None:
         for index in store.done:
@@ -268,7 +265,6 @@ def run_job(task: Task, source, model_path: str | None, emit: Callable[[str], No
                 outcome.counts[k] = outcome.counts.get(k, 0) + v
             outcome.bad_lines += part.bad_lines
             outcome.bad.extend(part.bad[: BAD_SHOWN - len(outcome.bad)])
-            outcome.parts += 1
             if emit is not None:
                 emit(part.text)
 

@@ -125,3 +125,15 @@ def test_ray_missing_says_how_to_install(char_model, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     result = run_cli("score", "--model", char_model, "--file", DEMO, "--per-line", "--ray", "auto")
     assert result.exit_code == 2 and "pip install 'rnncli[ray]'" in result.stderr
+
+
+def test_progress_off_a_terminal_is_plain_lines(char_model, long_text, monkeypatch):
+    from rnncli.cli.jobs import JobDisplay
+
+    monkeypatch.setattr(JobDisplay, "PLAIN_EVERY", 0.0)  # a line at every part instead of every 10 s
+    result = run_cli("score", "--model", char_model, "--file", long_text, "--per-line", "--shard-lines", "500")
+    progress = [line for line in result.stderr.splitlines() if " shards, " in line]
+    assert len(progress) == 4 and progress[-1].startswith("4 shards, ") and "lines/s" in progress[-1]
+    assert "\x1b" not in result.stderr  # no terminal codes
+    quiet = run_cli("score", "--model", char_model, "--file", long_text, "--per-line", "--shard-lines", "500", "-q")
+    assert quiet.stderr == ""
