@@ -88,6 +88,28 @@ class Corpus:
                 parts.pop()
             yield from parts
 
+    def decoded_lines(self, check_bytes: int = 1 << 16) -> Iterator[str | None]:
+        """Each line decoded on its own (line ends dropped, a leading BOM too), None for a line that
+        is not valid text; after the first `check_bytes` pass the whole-file checks (not empty, not
+        binary, not UTF-16, this encoding). A job reads its input so: one bad line deep in a large
+        file is left out and counted rather than stopping it."""
+        head = self.blocks(check_bytes)
+        try:
+            next(head, None)  # raises for a file that is not text of this encoding
+        finally:
+            head.close()
+        with self._open() as f:
+            first = True
+            for raw in f:
+                if first and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]
+                first = False
+                raw = raw.rstrip(b"\n").rstrip(b"\r")
+                try:
+                    yield None if b"\x00" in raw else raw.decode(self.encoding, self.errors)
+                except UnicodeDecodeError:
+                    yield None
+
     def read_text(self) -> str:
         return "".join(self.blocks())
 
@@ -195,8 +217,8 @@ def _encode_to_memmap(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int) ->
 @dataclass
 class EncodeLines(Task):
     """`tokenize --encode`: each input line's token ids, one output line per input line (a blank
-    line stays blank): ids separated by spaces, or JSON lines {"line": n, "ids": [...]}. A line's
-    end (<EOS>) is implied by the line, not written."""
+    line stays blank, and so does a line that is not valid text, counted as bad): ids separated by
+    spaces, or JSON lines {"line": n, "ids": [...]}. A line's end (<EOS>) is implied, not written."""
 
     needs = "tokenizer"
     as_json: bool = False
@@ -206,12 +228,17 @@ class EncodeLines(Task):
 
         out = []
         tokens = 0
+        part = Part(shard.index, shard.first, len(shard.items), "")
         for number, line in enumerate(shard.items, shard.first):
+            if line is None:  # a bad line stays an (empty) line, so that lines keep their numbers
+                part.add_bad(number)
+                out.append(json.dumps({"line": number, "ids": []}) if self.as_json else "")
+                continue
             ids = tokenizer.encode(line)
             ids = ids[ids != EOS].tolist()
             tokens += len(ids)
             out.append(json.dumps({"line": number, "ids": ids}) if self.as_json else " ".join(map(str, ids)))
-        part = Part(shard.index, shard.first, len(shard.items), "".join(o + "\n" for o in out))
+        part.text = "".join(o + "\n" for o in out)
         part.counts = {"tokens": tokens}
         return part
 

@@ -86,6 +86,9 @@ class Rescore(Task):
         part = Part(shard.index, shard.first, len(shard.items), "")
         hyps: list[Hypothesis] = []
         for number, line in enumerate(shard.items, shard.first):
+            if line is None:
+                part.add_bad(number)
+                continue
             try:
                 hyp = parse_line(line)
             except ValueError as err:

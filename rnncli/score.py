@@ -156,7 +156,12 @@ class ScoreLines(Task):
 
     def run(self, ck: Checkpoint, shard: Shard) -> Part:
         part = Part(shard.index, shard.first, len(shard.items), "")
-        numbered = [(shard.first + i, line) for i, line in enumerate(shard.items) if line.strip()]
+        numbered = []
+        for number, line in enumerate(shard.items, shard.first):
+            if line is None:
+                part.add_bad(number)
+            elif line.strip():
+                numbered.append((number, line))
         ids = [sentence_ids(ck.tokenizer, line, self.eos) for _, line in numbered]
         sums = dict.fromkeys(("sentences", "tokens", "oov", "eos", "logprob", "logprob_known", "chars",
                               "eos_logprob", "kept"), 0.0)

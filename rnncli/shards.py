@@ -20,9 +20,9 @@ With an output file, each finished part is also written as a part file beside it
 atomically, once every shard is done; a shard that failed RETRIES times is reported with its line
 range and leaves the parts for a later `--resume`.
 
-The input is read by the usual rules (UTF-8, a file that is not text refused at once); a line a
-task cannot use (a malformed n-best line) is a bad line: left out, counted and reported, and it
-never stops a job.
+A file that is not text is refused at once (its start is checked as every command checks a corpus);
+after that, a line that is not valid text, or that a task cannot use (a malformed n-best line), is
+a bad line: left out, counted and reported; it never stops a job.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ BAD_SHOWN = 3  # bad lines named in the report
 class Shard:
     index: int
     first: int  # number of its first item: an input line (1-based), or a sample (0-based)
-    items: list  # input lines (without their newline), or sample numbers
+    items: list  # input lines (without their newline; None for a line that is not valid text), or sample numbers
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Part:
     bad: list[tuple[int, str]] = field(default_factory=list)  # (line number, why), the first few
     bad_lines: int = 0
 
-    def add_bad(self, number: int, why: str) -> None:
+    def add_bad(self, number: int, why: str = "not valid text (an undecodable byte or a NUL)") -> None:
         self.bad_lines += 1
         if len(self.bad) < BAD_SHOWN:
             self.bad.append((number, why))
@@ -111,14 +111,17 @@ class LineSource:
     def shards(self) -> Iterator[Shard]:
         lines: list[str] = []
         index, first = 0, 1
-        for number, line in enumerate(self.corpus.lines(), 1):
-            self.bytes_read += len(line) + 1
-            if len(lines) >= self.shard_lines and (self.group is None or self.group(line) != self.group(lines[-1])):
+        for number, line in enumerate(self.corpus.decoded_lines(), 1):
+            self.bytes_read += len(line or "") + 1
+            if len(lines) >= self.shard_lines and (self.group is None or self.key(line) != self.key(lines[-1])):
                 yield Shard(index, first, lines)
                 index, first, lines = index + 1, number, []
             lines.append(line)
         if lines:
             yield Shard(index, first, lines)
+
+    def key(self, line: str | None) -> str | None:
+        return None if line is None else self.group(line)  # type: ignore[misc]
 
     def progress_total(self) -> int | None:
         return self.size

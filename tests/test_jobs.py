@@ -105,6 +105,22 @@ def test_bad_lines_are_left_out_counted_and_named(char_model, tmp_path):
     assert "2 bad lines left out" in result.stderr and "line 2:" in result.stderr and "line 4:" in result.stderr
 
 
+def test_a_bad_byte_deep_in_a_large_file_costs_one_line(char_model, long_text, tmp_path):
+    good = long_text.read_bytes()
+    assert len(good) > 70_000  # past the start every command checks as a whole
+    path = tmp_path / "crawl.txt"
+    path.write_bytes(good + b"caf\xe9 latin-1\n" + b"a NUL \x00 here\n" + good[:2000])
+    result = run_cli("score", "--model", char_model, "--file", path, "--per-line")
+    assert result.exit_code == 1
+    bad = good.count(b"\n") + 1
+    assert "2 bad lines left out" in result.stderr and f"line {bad}:" in result.stderr
+    ids = [int(line.split("\t")[0]) for line in result.stdout.splitlines()]
+    lines = len(path.read_bytes().rstrip(b"\n").split(b"\n"))
+    assert bad not in ids and bad + 1 not in ids and ids[-1] == lines
+    encoded = run_cli("tokenize", "--model", char_model, "--encode", path)
+    assert encoded.exit_code == 1 and len(encoded.stdout.splitlines()) == ids[-1]  # lines keep their numbers
+
+
 @pytest.mark.parametrize("args, message", [
     (["score", "--file", DEMO, "--resume"], "--resume finishes a job that writes a file"),
     (["score", "--file", DEMO, "--per-line", "--workers", "0"], "--workers must be at least 1"),
