@@ -183,16 +183,20 @@ def read_bandwidth(nbytes: int, samples: int = 5) -> float:
     import numba
 
     @numba.njit(parallel=True, fastmath=True)
-    def read(halves):  # (parts, n): each thread sums its row (a vectorised read)
+    def read(halves, reps):  # (parts, n): each thread sums its row `reps` times (a vectorised read)
         sums = np.zeros(halves.shape[0], np.float32)
         for p in numba.prange(halves.shape[0]):
-            sums[p] = halves[p].sum()
+            s = np.float32(0.0)
+            for _ in range(reps):
+                s += halves[p].sum()
+            sums[p] = s
         return sums.sum()
 
     parts = min(2, os.cpu_count() or 1)
-    halves = np.ones((parts, nbytes // 4 // parts), np.float32)
-    read(halves)
-    return max(halves.nbytes / time_per_call(lambda: read(halves)) for _ in range(samples))
+    halves = np.ones((parts, max(nbytes // 4 // parts, 16)), np.float32)
+    reps = max(1, (64 << 20) // halves.nbytes)  # at least 64 MB per call: the threads' start-up is noise
+    read(halves, reps)
+    return max(reps * halves.nbytes / time_per_call(lambda: read(halves, reps)) for _ in range(samples))
 
 
 def weight_bytes(model) -> int:
