@@ -80,7 +80,7 @@ def shown_tokens(tokenizer, ids: np.ndarray) -> list[str]:
     return out
 
 
-# ---- what the model predicts ----------------------------------------------------------------------
+# ---- one pass over a passage: what the model predicts, what its cells hold ------------------------
 
 
 def inputs_of(ids: np.ndarray) -> np.ndarray:
@@ -88,50 +88,50 @@ def inputs_of(ids: np.ndarray) -> np.ndarray:
     return np.concatenate([[EOS], ids[:-1]]).astype(np.int64)
 
 
-def predictions(ck: Checkpoint, p: Passage, top: int = TOP) -> tuple[np.ndarray, np.ndarray]:
-    """The `top` most likely tokens at each position: ids and log-probabilities (n, top), best first.
-    (The tokens' own log-probabilities come from score.score_ids, as `score` computes them.)"""
+@dataclass
+class Trace:
+    """One forward pass over a passage, B = 1, and what it shows at every token."""
+    hidden: list[np.ndarray]  # per layer, (n, H): h[l]<t>
+    gates: list[dict[str, np.ndarray]]  # per layer, gate name -> (n, H)
+    logprobs: np.ndarray  # (n,) log ŷ<t>[y<t>]
+    best_ids: np.ndarray  # (n, top): the most likely tokens at each position, best first
+    best_lp: np.ndarray  # (n, top): their log-probabilities
+    state_at_cut: list | None  # the state after `cut` tokens, when asked for
+
+
+def trace(ck: Checkpoint, p: Passage, top: int = TOP, cut: int | None = None) -> Trace:
+    """Every layer's hidden state and gates, and the model's predictions, at every token of the
+    passage, in one forward pass (chunks of TIME_CHUNK, one of them ending after `cut` tokens)."""
     model, params = Model(ck.model), ck.params
     inputs = inputs_of(p.ids)[:, None]  # (n, 1)
     state = model.initial_state(1, params["embed.weight"].dtype)
+    L, H = ck.model.layers, ck.model.hidden
     top = min(top, ck.tokenizer.vocab_size)
-    best_ids, best_lp = [], []
-    for t0 in range(0, len(inputs), TIME_CHUNK):
-        lp, state = model.next_token_logprobs(params, np.ascontiguousarray(inputs[t0:t0 + TIME_CHUNK]), state)
-        lp = lp[:, 0, :]  # (T, V)
+    hidden: list[list[np.ndarray]] = [[] for _ in range(L)]
+    gates: list[dict[str, list[np.ndarray]]] = [{} for _ in range(L)]
+    logprobs, best_ids, best_lp = [], [], []
+    bounds = sorted({*range(0, len(inputs), TIME_CHUNK), len(inputs), *([cut] if cut is not None else [])})
+    state_at_cut = state if cut == 0 else None
+    for t0, t1 in zip(bounds[:-1], bounds[1:], strict=True):
+        layers, state = model.activations(params, np.ascontiguousarray(inputs[t0:t1]), state)
+        if t1 == cut:
+            state_at_cut = state
+        for level, (hs, saved) in enumerate(layers):
+            hidden[level].append(hs[:, 0, :].astype(np.float64))
+            for name, value in model.cell.gate_values(saved, H).items():
+                gates[level].setdefault(name, []).append(value[:, 0, :].astype(np.float64))
+        lp = model.head.next_token_logprobs(params, layers[-1][0])[:, 0, :]  # (T, V)
+        logprobs.append(lp[np.arange(t1 - t0), p.ids[t0:t1]].astype(np.float64))
         idx = np.argpartition(-lp, top - 1, axis=1)[:, :top]
         order = np.argsort(-np.take_along_axis(lp, idx, axis=1), axis=1, kind="stable")
         idx = np.take_along_axis(idx, order, axis=1)
         best_ids.append(idx)
         best_lp.append(np.take_along_axis(lp, idx, axis=1).astype(np.float64))
-    return np.concatenate(best_ids), np.concatenate(best_lp)
+    return Trace([np.concatenate(h) for h in hidden], [{k: np.concatenate(v) for k, v in g.items()} for g in gates],
+                 np.concatenate(logprobs), np.concatenate(best_ids), np.concatenate(best_lp), state_at_cut)
 
 
 # ---- what the cells track -------------------------------------------------------------------------
-
-
-@dataclass
-class Trace:
-    hidden: list[np.ndarray]  # per layer, (n, H): h[l]<t>
-    gates: list[dict[str, np.ndarray]]  # per layer, gate name -> (n, H)
-
-
-def trace(ck: Checkpoint, p: Passage) -> Trace:
-    """Every layer's hidden state and gates at every token of the passage."""
-    model, params = Model(ck.model), ck.params
-    inputs = inputs_of(p.ids)[:, None]
-    state = model.initial_state(1, params["embed.weight"].dtype)
-    L, H = ck.model.layers, ck.model.hidden
-    hidden: list[list[np.ndarray]] = [[] for _ in range(L)]
-    gates: list[dict[str, list[np.ndarray]]] = [{} for _ in range(L)]
-    for t0 in range(0, len(inputs), TIME_CHUNK):
-        layers, state = model.activations(params, np.ascontiguousarray(inputs[t0:t0 + TIME_CHUNK]), state)
-        for level, (hs, saved) in enumerate(layers):
-            hidden[level].append(hs[:, 0, :].astype(np.float64))
-            for name, value in model.cell.gate_values(saved, H).items():
-                gates[level].setdefault(name, []).append(value[:, 0, :].astype(np.float64))
-    return Trace([np.concatenate(h) for h in hidden],
-                 [{k: np.concatenate(v) for k, v in g.items()} for g in gates])
 
 
 def text_features(shown: list[str]) -> dict[str, np.ndarray]:
@@ -198,16 +198,19 @@ def gate_summary(gates: dict[str, np.ndarray]) -> dict[str, dict]:
 # ---- how gradients fade ---------------------------------------------------------------------------
 
 
-def gradient_norms(model: Model, params: dict, ids: np.ndarray, steps: int = GRADIENT_STEPS) -> np.ndarray:
+def gradient_norms(model: Model, params: dict, ids: np.ndarray, steps: int = GRADIENT_STEPS,
+                   state=None) -> np.ndarray:
     """g<k> = ‖∂ L<n> / ∂ h<n-k>‖ for k = 0 … K (K = min(steps, n)), every layer's h together;
-    h<0> is the start state. In the weights' dtype (float64 weights give float64 gradients)."""
+    h<0> is the start state. In the weights' dtype (float64 weights give float64 gradients).
+    `state`: the state after the first n - K tokens, when a trace already has it."""
     dtype = params["embed.weight"].dtype
     inputs, targets = inputs_of(ids)[:, None], ids[:, None].astype(np.int64)
     n = len(ids)
     K = min(steps, n)
-    state = model.initial_state(1, dtype)
-    for t0 in range(0, n - K, TIME_CHUNK):  # the steps before the window: forward only
-        t1 = min(t0 + TIME_CHUNK, n - K)
+    prefix = 0 if state is not None else n - K
+    state = state if state is not None else model.initial_state(1, dtype)
+    for t0 in range(0, prefix, TIME_CHUNK):  # the steps before the window: forward only
+        t1 = min(t0 + TIME_CHUNK, prefix)
         _, state = model.logprobs(params, np.ascontiguousarray(inputs[t0:t1]), np.ascontiguousarray(targets[t0:t1]),
                                   state)
     caches = []
@@ -255,12 +258,13 @@ def explain(ck: Checkpoint, path: str, texts: list[str], whole: bool = False, la
         raise UsageError("--steps must be at least 1")
     passages = [passage(ck, t, whole) for t in texts]
     vocab = ck.tokenizer.token_texts(range(ck.tokenizer.vocab_size))
-    records, traces = [], []
-    scored = score_ids(ck, [p.ids for p in passages])  # together, as `score` scores its sentences
-    for p, logprobs in zip(passages, scored, strict=True):
-        best_ids, best_lp = predictions(ck, p)
-        tr = trace(ck, p)
-        traces.append(tr)
+    cut = len(passages[0].ids) - min(steps, len(passages[0].ids))  # where the gradient chart's window starts
+    traces = [trace(ck, p, cut=cut if i == 0 else None) for i, p in enumerate(passages)]
+    # sentences: their log-probabilities as `score` computes them (together, in its batches)
+    scored = [tr.logprobs for tr in traces] if whole else score_ids(ck, [p.ids for p in passages])
+    records = []
+    for p, logprobs, tr in zip(passages, scored, traces, strict=True):
+        best_ids, best_lp = tr.best_ids, tr.best_lp
         records.append({
             "text": p.text,
             "logprob": float(logprobs.sum()),
@@ -287,7 +291,8 @@ def explain(ck: Checkpoint, path: str, texts: list[str], whole: bool = False, la
     gradients = []
     for other, other_path in models:
         ids = passage(other, first, whole).ids
-        norms = gradient_norms(Model(other.model), other.params, ids, steps)
+        state = traces[0].state_at_cut if other is ck else None
+        norms = gradient_norms(Model(other.model), other.params, ids, steps, state)
         gradients.append({**model_summary(other, other_path), "norms": norms.tolist()})
     total = sum(r["logprob"] for r in records)
     tokens = sum(r["tokens"] for r in records)

@@ -130,6 +130,24 @@ def test_gradient_norms_match_finite_differences(cell):
     assert len(gradient_norms(model, params, ids[:3], K)) == 4  # K is bounded by the text: h<0> is the start
 
 
+@pytest.mark.parametrize("fixture", ["char_model", "word_model"])
+def test_one_pass_gives_the_state_and_scores_the_others_compute(request, fixture):
+    """The trace's own log-probabilities are score's (to float32 rounding), and the gradient chart
+    started from the trace's state equals the one that reads its prefix itself."""
+    from rnncli.explain import passage, trace
+    from rnncli.score import score_ids
+    from rnncli.setup import load_model_checkpoint
+
+    ck = load_model_checkpoint(str(request.getfixturevalue(fixture)), training_state=False)
+    p = passage(ck, "The cook made a golden grape juice, and the apple and pear salad was sweet. " * 3, False)
+    K = 20
+    tr = trace(ck, p, cut=len(p.ids) - K)
+    np.testing.assert_allclose(tr.logprobs, score_ids(ck, [p.ids])[0], atol=2e-5)
+    model = Model(ck.model)
+    np.testing.assert_allclose(gradient_norms(model, ck.params, p.ids, K, tr.state_at_cut),
+                               gradient_norms(model, ck.params, p.ids, K), rtol=1e-4)
+
+
 @pytest.mark.parametrize("cell, expected", [
     ("lstm", {"update": (0, 1), "forget": (1, 0), "output": (3, 0)}),
     ("gru", {"update": (0, 1), "relevance": (1, 0)}),
