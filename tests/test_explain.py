@@ -224,6 +224,8 @@ def test_units_layer_compare_and_outputs(word_model, char_model, tmp_path, monke
     assert result.exit_code == 0, result.stderr
     assert "explain.html" in result.stderr
     assert Page((tmp_path / "explain.html").read_text(encoding="utf-8")).lines == ["model.npz", "model.npz"]
+    both = explain_json(word_model, PEAR, "--compare", f"{char_model},{word_model}", "--steps", "3")
+    assert [m["cell"] for m in both["gradient"]["models"]] == ["lstm", "gru", "lstm"]
     result = run_cli("explain", "--model", word_model, PEAR, "-o", "-")
     assert result.exit_code == 0 and result.stdout.startswith("<!DOCTYPE html>")
 

@@ -57,9 +57,9 @@ def explain(
     units: Annotated[str | None, typer.Option(help="Hidden units to show, e.g. 12,87 (default: the units most "
                                                    "correlated with features of the text).", rich_help_panel=PANEL,
                                               show_default=False)] = None,
-    compare: Annotated[list[str] | None, typer.Option(help="Another model to draw on the gradient chart "
-                                                           "(repeat for more).", rich_help_panel=PANEL,
-                                                      show_default=False)] = None,
+    compare: Annotated[list[str] | None, typer.Option(help="Other models to draw on the gradient chart: "
+                                                           "M2,M3 or --compare M2 --compare M3.",
+                                                      rich_help_panel=PANEL, show_default=False)] = None,
     steps: Annotated[int, typer.Option(help="How many steps back the gradient chart goes.",
                                        rich_help_panel=PANEL)] = 100,
     bits: Annotated[bool, typer.Option(help="Show surprise in bits instead of nats.",
@@ -94,7 +94,7 @@ def explain(
 
     path = model or latest_model() or ""
     ck = load_model(path, task="lm")
-    others = [(load_model(other, task="lm"), other) for other in compare or []]
+    others = [(load_model(other, task="lm"), other) for group in compare or [] for other in group.split(",") if other]
     if file:
         from rnncli.data import Corpus
 
