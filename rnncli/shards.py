@@ -10,9 +10,7 @@ output is the same byte for byte whoever runs it: one process, `--workers N` or 
     one process      the shards in turn, here
     --workers N      N processes (spawned), each loading the model once, its BLAS limited to
                      cores / N threads; at most 2N shards in flight, parts reordered on arrival
-    --ray ADDRESS    Ray tasks (retried by Ray when their worker dies, up to RETRIES times); the
-                     model file goes once into Ray's object store and each worker process loads
-                     it once; a task that raises is resubmitted, up to RETRIES times
+    --ray ADDRESS    Ray tasks (rnncli/ray_jobs.py)
 
 With an output file, each finished part is also written as a part file beside it
 (`OUT.parts/00012.part`) and recorded in `OUT.parts/manifest.json` with what identifies the job
@@ -240,13 +238,11 @@ class Outcome:
     failed: list[tuple[Shard, str]]  # shards that failed RETRIES times, and the last error
 
 
-def run_job(task: Task, source, model_path: str | None, emit: Callable[[str], None] | None = None,
-            workers: int = 1, ray: str | None = None, store: PartStore | None = None,
-            on_progress: Callable[[Progress], None] | None = None) -> Outcome:
-    """Run `task` over the shards of `source`; each part's text goes to `emit` in input order (with a
-    `store`, to its part file instead). Returns the folded counts, bad lines and failed shards."""
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
+def run_job(task: Task, source, runner, emit: Callable[[str], None] | None = None,
+            store: PartStore | None = None, on_progress: Callable[[Progress], None] | None = None) -> Outcome:
+    """Run `task` over the shards of `source` with `runner` (`local_runner`, or ray_jobs's
+    `ray_runner`); each part's text goes to `emit` in input order (with a `store`, to its part file
+    instead). Returns the folded counts, bad lines and failed shards."""
     progress = Progress(total=source.progress_total())
     outcome = Outcome({}, 0, [], [])
     waiting: dict[int, Part | None] = {}  # parts arrived or done before, not yet put out (None: failed)
@@ -277,7 +273,6 @@ def run_job(task: Task, source, model_path: str | None, emit: Callable[[str], No
             if store is None or shard.index not in store.done:
                 yield shard
 
-    runner = _ray_runner(ray, model_path) if ray else _local_runner(workers, model_path)
     for shard, part, error in runner(task, to_run()):
         if part is None:
             outcome.failed.append((shard, error))
@@ -323,7 +318,8 @@ def _load(path: str | None, needs: str):
     return _worker_model[(path, needs)]
 
 
-def _run_local(task: Task, shard: Shard, path: str | None) -> Part:
+def run_shard(task: Task, shard: Shard, path: str | None) -> Part:
+    """One shard in this process, with what `path` holds loaded (once per process)."""
     from rnncli.allocator import keep_freed_memory
 
     keep_freed_memory()
@@ -341,11 +337,15 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _local_runner(workers: int, path: str | None):
+def local_runner(workers: int, path: str | None):
+    """Runs shards here (`workers` = 1) or on a pool of processes: yields (shard, part or None, error)."""
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+
     def in_process(task: Task, shards: Iterable[Shard]):
         for shard in shards:
             try:
-                yield shard, _run_local(task, shard, path), None
+                yield shard, run_shard(task, shard, path), None
             except RnncliError:
                 raise
             except Exception as err:  # a failure of this shard alone: reported, the job goes on
@@ -381,7 +381,7 @@ def _local_runner(workers: int, path: str | None):
                         exhausted = True
                         break
                     by_index[shard.index] = shard
-                    in_flight[shard.index] = pool.apply_async(_run_local, (task, shard, path))
+                    in_flight[shard.index] = pool.apply_async(run_shard, (task, shard, path))
                 if not in_flight:
                     return
                 index = min(in_flight)  # wait for the oldest: parts come out in order anyway
@@ -393,7 +393,7 @@ def _local_runner(workers: int, path: str | None):
                 except Exception as err:
                     attempts[index] = attempts.get(index, 0) + 1
                     if attempts[index] < RETRIES:
-                        in_flight[index] = pool.apply_async(_run_local, (task, by_index[index], path))
+                        in_flight[index] = pool.apply_async(run_shard, (task, by_index[index], path))
                         continue
                     yield by_index.pop(index), None, f"{type(err).__name__}: {err}"
                     continue
@@ -405,94 +405,7 @@ def _local_runner(workers: int, path: str | None):
     return pool_runner
 
 
-# ---- Ray ------------------------------------------------------------------------------------------
-
-
-def _ray_runner(address: str, path: str | None):
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("--ray needs Ray: pip install 'rnncli[ray]' (or pip install ray)") from None
-    import numpy as np
-
-    env = {k: os.environ[k] for k in ("RNNCLI_FAULTS",) if k in os.environ}
-    try:
-        local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address == "local" else {}
-        ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=False, runtime_env={"env_vars": env} if env else None,
-                 **local)
-    except Exception as err:  # noqa: BLE001 - whatever Ray raises: cannot connect, refused, unauthenticated
-        raise RnncliError(f"--ray {address}: cannot reach a Ray cluster ({str(err).splitlines()[0]}); start one "
-                          "with `ray start --head` or give its address (a cluster with token authentication, as "
-                          "`ray start` makes them, also wants RAY_AUTH_MODE=token)") from None
-    model = None
-    if path is not None:
-        with open(path, "rb") as f:
-            data = f.read()
-        model = (hashlib.sha256(data).hexdigest(), ray.put(np.frombuffer(data, np.uint8)))
-    remote = ray.remote(max_retries=RETRIES)(_ray_shard)
-    slots = max(2, int(2 * ray.cluster_resources().get("CPU", 2)))
-
-    def runner(task: Task, shards: Iterable[Shard]):
-        in_flight: dict = {}  # ref -> shard
-        attempts: dict[int, int] = {}
-        queue = iter(shards)
-        exhausted = False
-
-        def submit(shard: Shard) -> None:
-            args = (task, shard, model[0], [model[1]]) if model else (task, shard, None, None)
-            in_flight[remote.remote(*args)] = shard
-
-        while True:
-            while not exhausted and len(in_flight) < slots:
-                shard = next(queue, None)
-                if shard is None:
-                    exhausted = True
-                    break
-                submit(shard)
-            if not in_flight:
-                return
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            shard = in_flight.pop(ready[0])
-            try:
-                part = ray.get(ready[0])
-            except Exception as err:  # the task raised, or its worker died more often than Ray retries
-                attempts[shard.index] = attempts.get(shard.index, 0) + 1
-                if attempts[shard.index] < RETRIES:
-                    submit(shard)
-                    continue
-                yield shard, None, _ray_error(err)
-                continue
-            yield shard, part, None
-
-    return runner
-
-
-def _ray_error(err: Exception) -> str:
-    cause = getattr(err, "cause", None)
-    text = str(cause if cause is not None else err).strip().splitlines()
-    return f"{type(cause or err).__name__}: {text[-1] if text else ''}"
-
-
-def _ray_shard(task: Task, shard: Shard, digest: str | None, model_ref: list | None) -> Part:
-    """A Ray task: the model from the object store (written to a local file and loaded once per
-    worker process), then the shard."""
-    path = None
-    if digest is not None:
-        import tempfile
-
-        import ray
-
-        path = os.path.join(tempfile.gettempdir(), f"rnncli-model-{digest[:16]}.npz")
-        if not os.path.exists(path):
-            data = ray.get(model_ref[0])
-            from rnncli.files import atomic_write
-
-            atomic_write(path, lambda f: f.write(data.tobytes()), "model")
-    return _run_local(task, shard, path)
-
-
-# ---- fault injection, for the tests of the paths above -------------------------------------------
+# ---- fault injection, for the tests of the paths above (and of ray_jobs.py's) ----------------------
 
 
 def _inject_fault(index: int) -> None:

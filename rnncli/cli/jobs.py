@@ -39,10 +39,8 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     failed for good are reported with their lines, and leave the parts for --resume."""
     from rnncli.errors import RnncliError, UsageError
     from rnncli.files import check_writable
-    from rnncli.shards import PartStore, file_digest, run_job
+    from rnncli.shards import PartStore, file_digest, local_runner, run_job
 
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
     if ray and workers != 1:
         raise UsageError("give --workers or --ray, not both (on Ray, the cluster's CPUs set the parallelism)")
     to_file = output not in (None, "-") and (not os.path.exists(output) or os.path.isfile(output))
@@ -64,10 +62,15 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     else:
         stream = None
         emit = sys.stdout.write
+    if ray:
+        from rnncli.ray_jobs import ray_runner
+
+        runner = ray_runner(ray, path)
+    else:
+        runner = local_runner(workers, path)
     display = JobDisplay(unit, quiet)
     try:
-        outcome = run_job(task, source, path, emit, workers=workers, ray=ray, store=store,
-                          on_progress=display.update)
+        outcome = run_job(task, source, runner, emit, store=store, on_progress=display.update)
     finally:
         display.close()
         if not to_file and output not in (None, "-"):

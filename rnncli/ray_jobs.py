@@ -1,0 +1,101 @@
+"""Running a job's shards (rnncli/shards.py) on a Ray cluster: each shard a Ray task.
+
+The model file goes once into Ray's object store; each worker process writes it to a local file
+named by its digest and loads it once (shards.run_shard's cache). Ray runs a task again when its
+worker dies (up to RETRIES times); a task that raises is resubmitted here, up to RETRIES times, and
+then reported. Ray is imported only when a job asks for it (`rnncli[ray]`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+
+from rnncli.errors import RnncliError, UsageError
+from rnncli.shards import RETRIES, Part, Shard, Task, run_shard
+
+
+def ray_runner(address: str, path: str | None):
+    """Runs shards as Ray tasks on the cluster at `address`: yields (shard, part or None, error)."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs Ray: pip install 'rnncli[ray]' (or pip install ray)") from None
+    import numpy as np
+
+    env = {k: os.environ[k] for k in ("RNNCLI_FAULTS",) if k in os.environ}
+    try:
+        local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address == "local" else {}
+        ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False,
+                 logging_level="ERROR", configure_logging=False, runtime_env={"env_vars": env} if env else None,
+                 **local)
+    except Exception as err:  # noqa: BLE001 - whatever Ray raises: cannot connect, refused, unauthenticated
+        raise RnncliError(f"--ray {address}: cannot reach a Ray cluster ({str(err).splitlines()[0]}); start one "
+                          "with `ray start --head` or give its address (a cluster with token authentication, as "
+                          "`ray start` makes them, also wants RAY_AUTH_MODE=token)") from None
+    model = None
+    if path is not None:
+        with open(path, "rb") as f:
+            data = f.read()
+        model = (hashlib.sha256(data).hexdigest(), ray.put(np.frombuffer(data, np.uint8)))
+    remote = ray.remote(max_retries=RETRIES)(_ray_shard)
+    slots = max(2, int(2 * ray.cluster_resources().get("CPU", 2)))
+
+    def runner(task: Task, shards: Iterable[Shard]):
+        in_flight: dict = {}  # ref -> shard
+        attempts: dict[int, int] = {}
+        queue = iter(shards)
+        exhausted = False
+
+        def submit(shard: Shard) -> None:
+            args = (task, shard, model[0], [model[1]]) if model else (task, shard, None, None)
+            in_flight[remote.remote(*args)] = shard
+
+        while True:
+            while not exhausted and len(in_flight) < slots:
+                shard = next(queue, None)
+                if shard is None:
+                    exhausted = True
+                    break
+                submit(shard)
+            if not in_flight:
+                return
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            shard = in_flight.pop(ready[0])
+            try:
+                part = ray.get(ready[0])
+            except Exception as err:  # the task raised, or its worker died more often than Ray retries
+                attempts[shard.index] = attempts.get(shard.index, 0) + 1
+                if attempts[shard.index] < RETRIES:
+                    submit(shard)
+                    continue
+                yield shard, None, _ray_error(err)
+                continue
+            yield shard, part, None
+
+    return runner
+
+
+def _ray_error(err: Exception) -> str:
+    cause = getattr(err, "cause", None)
+    text = str(cause if cause is not None else err).strip().splitlines()
+    return f"{type(cause or err).__name__}: {text[-1] if text else ''}"
+
+
+def _ray_shard(task: Task, shard: Shard, digest: str | None, model_ref: list | None) -> Part:
+    """A Ray task: the model from the object store (written to a local file and loaded once per
+    worker process), then the shard."""
+    path = None
+    if digest is not None:
+        import tempfile
+
+        import ray
+
+        path = os.path.join(tempfile.gettempdir(), f"rnncli-model-{digest[:16]}.npz")
+        if not os.path.exists(path):
+            data = ray.get(model_ref[0])
+            from rnncli.files import atomic_write
+
+            atomic_write(path, lambda f: f.write(data.tobytes()), "model")
+    return run_shard(task, shard, path)
