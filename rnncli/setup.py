@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint, load_checkpoint, refuse_nonfinite
+from rnncli.checkpoint import Checkpoint, refuse_nonfinite
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnncli.errors import RnncliError, UsageError
 from rnncli.files import check_writable
 from rnncli.model import Model
 from rnncli.optim import Optimizer
 from rnncli.runfiles import default_out
+from rnncli.tasks import load_model_checkpoint, model_layout  # noqa: F401 - where commands find them
 from rnncli.train import DTYPE, Run
 
 RESUMABLE = {"epochs", "max_steps", "max_time", "lr", "clip", "lr_decay", "patience", "eval_every",
@@ -33,19 +34,6 @@ def parse_duration(text: str) -> float:
     if not m:
         raise UsageError(f"--max-time must look like 300, 90s, 5m or 1h, not {text!r}")
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-
-
-def model_layout(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], int]:
-    """What a stored configuration implies: parameter shapes and arrays per layer state."""
-    from rnncli.tasks import build_model
-
-    config.check()
-    model = build_model(config)
-    return model.param_shapes(), model.state_arrays()
-
-
-def load_model_checkpoint(path: str, training_state: bool = True, allow_nonfinite: bool = False) -> Checkpoint:
-    return load_checkpoint(path, model_layout, training_state, allow_nonfinite)
 
 
 def check_loaded(ck: Checkpoint, source: str) -> None:

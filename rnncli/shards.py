@@ -312,7 +312,7 @@ def _load(path: str | None, needs: str):
 
             _worker_model[(path, needs)] = load_tokenizer(path)
         else:
-            from rnncli.setup import load_model_checkpoint
+            from rnncli.tasks import load_model_checkpoint
 
             _worker_model[(path, needs)] = load_model_checkpoint(path, training_state=False)
     return _worker_model[(path, needs)]

@@ -52,6 +52,20 @@ def build_model(config: ModelConfig):
     return {"lm": Model, "classify": LabelModel, "tag": LabelModel, "translate": Translator}[config.task](config)
 
 
+def model_layout(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], int]:
+    """What a stored configuration implies: parameter shapes and arrays per layer state."""
+    config.check()
+    model = build_model(config)
+    return model.param_shapes(), model.state_arrays()
+
+
+def load_model_checkpoint(path: str, training_state: bool = True, allow_nonfinite: bool = False):
+    """A checkpoint of any task's model, checked against the layout its configuration implies."""
+    from rnncli.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, model_layout, training_state, allow_nonfinite)
+
+
 def sub_params(params: Params, prefix: str) -> Params:
     return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
 
