@@ -344,12 +344,15 @@ def local_runner(workers: int, path: str | None):
 
     def in_process(task: Task, shards: Iterable[Shard]):
         for shard in shards:
-            try:
-                yield shard, run_shard(task, shard, path), None
-            except RnncliError:
-                raise
-            except Exception as err:  # a failure of this shard alone: reported, the job goes on
-                yield shard, None, f"{type(err).__name__}: {err}"
+            for attempt in range(1, RETRIES + 1):
+                try:
+                    yield shard, run_shard(task, shard, path), None
+                    break
+                except RnncliError:
+                    raise
+                except Exception as err:  # a failure of this shard alone: tried again, then reported
+                    if attempt == RETRIES:
+                        yield shard, None, f"{type(err).__name__}: {err}"
 
     if workers == 1:
         return in_process

@@ -39,7 +39,7 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     failed for good are reported with their lines, and leave the parts for --resume."""
     from rnncli.errors import RnncliError, UsageError
     from rnncli.files import check_writable
-    from rnncli.shards import PartStore, file_digest, local_runner, run_job
+    from rnncli.shards import RETRIES, PartStore, file_digest, local_runner, run_job
 
     if ray and workers != 1:
         raise UsageError("give --workers or --ray, not both (on Ray, the cluster's CPUs set the parallelism)")
@@ -76,10 +76,8 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
         if not to_file and output not in (None, "-"):
             stream.close()
     for shard, error in outcome.failed:
-        items = shard.items
-        what = f"lines {shard.first}-{shard.first + len(items) - 1}" if unit == "lines" else \
-            f"{unit} {shard.first}-{shard.first + len(items) - 1}"
-        sys.stderr.write(f"error: shard {shard.index} ({what}) failed {_times()}: {error}\n")
+        last = shard.first + len(shard.items) - 1
+        sys.stderr.write(f"error: shard {shard.index} ({unit} {shard.first}-{last}) failed {RETRIES} times: {error}\n")
     if outcome.failed:
         keep = f"; its other parts are kept: rerun with --resume -o {output}" if store else ""
         raise RnncliError(f"{len(outcome.failed)} shard{'s' * (len(outcome.failed) > 1)} failed, the output is "
@@ -91,12 +89,6 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
         raise RnncliError(f"{name}: {outcome.bad_lines:,} bad line{'s' * (outcome.bad_lines > 1)} left out of the "
                           f"output ({shown})")
     return outcome
-
-
-def _times() -> str:
-    from rnncli.shards import RETRIES
-
-    return f"{RETRIES} times"
 
 
 class JobDisplay:
