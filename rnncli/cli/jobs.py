@@ -48,7 +48,7 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
         raise UsageError("--resume finishes a job that writes a file: give the same -o FILE as before")
     store = None
     if to_file:
-        check_writable(output, "output")
+        check_writable(output, "job's output")
         if resume and getattr(getattr(source, "corpus", None), "path", None) == "-":
             raise UsageError("a job that reads stdin cannot be resumed: give its input as a file")
         job = {"task": task.describe(), "source": source.identity(), "model": file_digest(path) if path else None,
@@ -56,7 +56,7 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
         store = PartStore(output, job, resume)
         emit = None
     elif output not in (None, "-"):  # a stream: a FIFO, /dev/stdout
-        check_writable(output, "output", streams=True)
+        check_writable(output, "job's output", streams=True)
         stream = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
         emit = stream.write
     else:
