@@ -11,7 +11,7 @@ one cell at a time, the one whose weights they are given. The other arguments:
 import numpy as np
 
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import run_stack_step
+from rnncli.kernels.recurrent import add_row, run_stack_step, times
 
 UNK = 0
 EOS = 1
@@ -22,8 +22,14 @@ def model_step(weights, E, Wy, by, tokens, h, c):
     """Feed tokens (B,): -> next-token logits (B, V); h, c updated in place (generation, Model.step)."""
     x = np.empty((tokens.shape[0], E.shape[1]), dtype=E.dtype)
     for b in range(tokens.shape[0]):
-        x[b] = E[tokens[b]]
-    return np.dot(run_stack_step(weights, x, h, c), Wy) + by
+        for d in range(E.shape[1]):  # element by element: a row assigned whole compiles a ~1 s error path
+            x[b, d] = E[tokens[b], d]
+    logits = times(run_stack_step(weights, x, h, c), Wy)
+    add_row(logits, by)
+    return logits
+
+
+_model_step_inline = inline(model_step.py_func)
 
 
 @inline
@@ -47,7 +53,9 @@ def _descending_order(p):
     smallest to the end, one at a time, leaves the largest first. (np.argsort does the same but
     takes ~1.3 s to compile, and this kernel is compiled on the first sample after an install.)"""
     n = p.shape[0]
-    order = np.arange(n)
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):  # np.arange compiles ~0.2 s longer
+        order[i] = i
     for root in range(n // 2 - 1, -1, -1):
         _sift_down(p, order, root, n)
     for end in range(n - 1, 0, -1):
@@ -81,11 +89,12 @@ def choose_token(logits, temperature, top_k, top_p, u):
                 best = i
         return best, np.float64(logits[best]) - log_z
     p = np.empty(V)
+    s = 0.0  # sums in order, as p.sum() does (which compiles longer)
     for i in range(V):
         p[i] = 0.0 if i == UNK else np.exp((np.float64(logits[i]) - m) / temperature)
+        s += p[i]
     if top_k > 0 or top_p < 1.0:
         order = _descending_order(p)
-        s = p.sum()
         keep = V - 1 if top_k <= 0 else min(top_k, V - 1)  # <UNK> is never kept
         if top_p < 1.0:
             acc = 0.0
@@ -96,7 +105,9 @@ def choose_token(logits, temperature, top_k, top_p, u):
                     break
         for n in range(keep, V):
             p[order[n]] = 0.0
-    s = p.sum()
+        s = 0.0
+        for i in range(V):
+            s += p[i]
     target = u * s
     acc = 0.0
     chosen = -1
@@ -122,13 +133,17 @@ def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, to
     finished. (One kernel for feeding and generating, and for every N, so that the first sample after
     an install compiles one kernel.)"""
     N = context.shape[1]
+    T = context.shape[0]
     token = np.empty(N, dtype=context.dtype)
-    for t in range(context.shape[0] - 1):  # the last one is fed with the first choice below
-        token[:] = context[t]
-        model_step(weights, E, Wy, by, token, h, c)
-    token[:] = context[context.shape[0] - 1]
-    for n in range(out_tokens.shape[1]):
-        logits = model_step(weights, E, Wy, by, token, h, c)  # (N, V)
+    for b in range(N):
+        token[b] = context[0, b]
+    for s in range(T - 1 + out_tokens.shape[1]):  # one call site of the step: it is compiled once
+        logits = _model_step_inline(weights, E, Wy, by, token, h, c)  # (N, V)
+        if s + 1 < T:  # still feeding the context: its next token
+            for b in range(N):
+                token[b] = context[s + 1, b]
+            continue
+        n = s - (T - 1)
         running = 0
         for b in range(N):
             chosen, lp = choose_token(logits[b], temperature, top_k, top_p, uniforms[b, n])

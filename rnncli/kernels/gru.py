@@ -38,6 +38,7 @@ from rnncli.kernels.recurrent import (
     product_into,
     single_step,
     stacked,
+    times,
 )
 
 # As in lstm.py, the gate maths runs as short passes over few arrays so that LLVM vectorises it.
@@ -124,7 +125,7 @@ class SimpleGRUWeights(NamedTuple):
 def gru_simple_step(weights, layer, xw, h, c):
     """One step of one layer, h updated in place."""
     gates = np.empty_like(xw)
-    _simple_gates(np.dot(h, weights.Wh[layer]), xw, gates)
+    _simple_gates(times(h, weights.Wh[layer]), xw, gates)
     _interpolate(gates, gates, 0, gates.shape[1] // 2, h.copy(), h)
 
 
@@ -238,9 +239,9 @@ def gru_step(weights, layer, xw, h, c):
     B, H = h.shape
     ur = np.empty((B, 2 * H), dtype=h.dtype)
     rh = np.empty_like(h)
-    _update_relevance(np.dot(h, weights.Wh_ur[layer]), xw, h, ur, rh)
+    _update_relevance(times(h, weights.Wh_ur[layer]), xw, h, ur, rh)
     cand = np.empty_like(h)
-    _candidate(np.dot(rh, weights.Wh_c[layer]), xw, cand)
+    _candidate(times(rh, weights.Wh_c[layer]), xw, cand)
     _interpolate(ur, cand, 0, 0, h.copy(), h)
 
 

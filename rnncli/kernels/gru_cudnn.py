@@ -29,6 +29,7 @@ from rnncli.kernels.recurrent import (
     product_into,
     single_step,
     stacked,
+    times,
 )
 
 
@@ -120,7 +121,7 @@ def gru_cudnn_step(weights, layer, xw, h, c):
     rz = np.empty((B, 2 * H), dtype=h.dtype)
     hn = np.empty_like(h)
     n = np.empty_like(h)
-    _cudnn_gates(np.dot(h, weights.Wh[layer]), xw, weights.bhn[layer], rz, hn, n, h.copy(), h)
+    _cudnn_gates(times(h, weights.Wh[layer]), xw, weights.bhn[layer], rz, hn, n, h.copy(), h)
 
 
 

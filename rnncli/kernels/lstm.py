@@ -26,7 +26,7 @@ import numpy as np
 
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T, input_weights, product_into, single_step, stacked
+from rnncli.kernels.recurrent import Cell, contiguous_T, input_weights, product_into, single_step, stacked, times
 
 # The gate maths is split into short passes over few arrays: LLVM vectorises a loop only when it
 # can check that its arrays do not overlap, and gives up beyond a handful of them (measured: one
@@ -153,7 +153,7 @@ def lstm_step(weights, layer, xw, h, c):
     """One step of one layer: the gates from xw and h<t-1> @ Wh, then c and h, in place."""
     gates = np.empty_like(xw)
     c_prev = c.copy()
-    _activate_gates(np.dot(h, weights.Wh[layer]), xw, c_prev, weights.peep[layer], weights.peephole, gates)
+    _activate_gates(times(h, weights.Wh[layer]), xw, c_prev, weights.peep[layer], weights.peephole, gates)
     _new_state(gates, c_prev, weights.peep[layer], weights.peephole, c, h)
 
 

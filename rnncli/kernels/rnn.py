@@ -15,7 +15,7 @@ import numpy as np
 
 from rnncli.kernels.activations import tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T, input_weights, product_into, single_step, stacked
+from rnncli.kernels.recurrent import Cell, contiguous_T, input_weights, product_into, single_step, stacked, times
 
 
 @inline
@@ -79,7 +79,7 @@ class RNNWeights(NamedTuple):
 @single_step(RNNWeights)
 def rnn_step(weights, layer, xw, h, c):
     """One step of one layer: h = g(xw + h<t-1> @ Wh), in place."""
-    _rnn_math(np.dot(h, weights.Wh[layer]), xw, weights.relu, h)
+    _rnn_math(times(h, weights.Wh[layer]), xw, weights.relu, h)
 
 
 class RNNCell(Cell):
