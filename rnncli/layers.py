@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncli.kernels.blas import side_by_side
 from rnncli.kernels.recurrent import Cell, State
 
 
@@ -106,18 +107,19 @@ class Stack:
         only) -> top (T, B, width), final states, per-layer caches."""
         states, caches = [], []
         for level in range(self.levels):
-            outputs = []
-            for d in range(self.directions):
-                i = level * self.directions + d
+
+            def run(i, x=x):
                 p = self.layer_params(params, i)
                 if i == 0 and xw0 is not None:
-                    hs, stateT, cache = self.layers[i].forward_projected(p, xw0, state0[0], keep)
-                else:
-                    hs, stateT, cache = self.layers[i].forward(p, x, state0[i], keep)
-                outputs.append(hs)
+                    return self.layers[i].forward_projected(p, xw0, state0[0], keep)
+                return self.layers[i].forward(p, x, state0[i], keep)
+
+            first = level * self.directions
+            runs = side_by_side(run, first, first + 1) if self.directions == 2 else [run(first)]
+            for _, stateT, cache in runs:
                 states.append(stateT)
                 caches.append(cache)
-            hs = outputs[0] if self.directions == 1 else np.concatenate(outputs, axis=2)
+            hs = runs[0][0] if self.directions == 1 else np.concatenate([r[0] for r in runs], axis=2)
             x = hs * masks[level] if masks is not None else hs  # (T, B, width)
         return x, states, caches
 
@@ -133,16 +135,19 @@ class Stack:
         dx = dtop
         for level in reversed(range(self.levels)):
             dhs_level = dx * masks[level] if masks is not None else dx
-            dx = None
-            for d in range(self.directions):
+
+            def run(d, dhs_level=dhs_level, level=level):
                 i = level * self.directions + d
                 dhs = np.ascontiguousarray(dhs_level[:, :, d * H:(d + 1) * H] if self.directions > 1 else dhs_level)
                 p = self.layer_params(params, i)
                 dstateT = dstatesT[i] if dstatesT is not None else tuple(np.zeros_like(s) for s in caches[i][1])
                 if i == 0 and projected:
-                    g, dx_d, dstate0[i] = self.layers[i].backward_projected(p, caches[i], dhs, dstateT)
-                else:
-                    g, dx_d, dstate0[i] = self.layers[i].backward(p, caches[i], dhs, dstateT)
+                    return i, self.layers[i].backward_projected(p, caches[i], dhs, dstateT)
+                return i, self.layers[i].backward(p, caches[i], dhs, dstateT)
+
+            runs = side_by_side(run, 0, 1) if self.directions == 2 else [run(0)]
+            dx = None
+            for i, (g, dx_d, dstate0[i]) in runs:
                 dx = dx_d if dx is None else dx + dx_d  # both directions read the same input
                 grads.update({self.prefix(i) + k: v for k, v in g.items()})
         return grads, dx, dstate0

@@ -18,12 +18,14 @@ a translator's decoder under decoder.* (decoder.embed.weight, decoder.layers.{l}
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rnncli.config import ModelConfig
 from rnncli.heads import SequenceLabelHead, TagHead
+from rnncli.kernels.blas import one_blas_thread
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_row_gradient, log_softmax_rows, softmax_cross_entropy
 from rnncli.layers import Stack
@@ -133,17 +135,27 @@ class LabelModel:
         T, B = batch.inputs.shape
         return self.encoder.stack.dropout_masks(rng, T, B, dtype)
 
+    def threads(self):
+        """A bidirectional label model runs its two directions side by side, one core each, with
+        BLAS on one thread over the whole pass (its head's products are small): see blas.py."""
+        return one_blas_thread() if self.config.bidirectional else nullcontext()
+
     def forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache]:
         """Mean cross-entropy of the batch's targets (classify (B,), tag (T, B)), and the cache."""
+        with self.threads():
+            return self._forward(params, batch, masks)
+
+    def _forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache]:
         top, _, caches = self.encoder.forward(params, batch.inputs, masks)
         features = self.head.features(top)
         loss, dlogits = softmax_cross_entropy(self.head.logits(params, features), batch.targets.reshape(-1))
         return loss, TaskCache(batch, masks, caches, features, dlogits)
 
     def backward(self, params: Params, cache: TaskCache) -> Params:
-        grads, dfeatures = self.head.backward(params, cache.features, cache.dlogits)
-        dtop = self.head.dtop(dfeatures, cache.batch.inputs.shape[0])
-        grads.update(self.encoder.backward(params, cache.batch.inputs, cache.caches, dtop, cache.masks))
+        with self.threads():
+            grads, dfeatures = self.head.backward(params, cache.features, cache.dlogits)
+            dtop = self.head.dtop(dfeatures, cache.batch.inputs.shape[0])
+            grads.update(self.encoder.backward(params, cache.batch.inputs, cache.caches, dtop, cache.masks))
         return grads
 
     def loss_sum(self, params: Params, batch: Batch) -> tuple[float, int]:
@@ -155,8 +167,9 @@ class LabelModel:
 
     def logprobs(self, params: Params, batch: Batch) -> np.ndarray:
         """log ŷ over the labels: classify (B, C); tag (T, B, C)."""
-        top, _, _ = self.encoder.forward(params, batch.inputs, keep=False)
-        out = log_softmax_rows(self.head.logits(params, self.head.features(top)))
+        with self.threads():
+            top, _, _ = self.encoder.forward(params, batch.inputs, keep=False)
+            out = log_softmax_rows(self.head.logits(params, self.head.features(top)))
         return out if self.config.task == "classify" else out.reshape(top.shape[0], top.shape[1], -1)
 
 
