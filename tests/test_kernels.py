@@ -112,3 +112,41 @@ def test_transposed_copy_and_sum_of_squares(shape):
         np.testing.assert_array_equal(copy, w.T)
         flat = w.reshape(-1)  # sizes that are and are not multiples of the eight running sums
         assert sum_squares(flat) == pytest.approx(float((flat.astype(np.float64) ** 2).sum()), rel=1e-12)
+
+
+def test_side_by_side_runs_both_at_once_only_under_one_blas_thread():
+    import threading
+
+    from rnncli.kernels import blas
+
+    control = blas._threads_control()
+    if control is None:
+        pytest.skip("no OpenBLAS whose thread count can be set: side_by_side runs one after the other")
+    get, _ = control
+    before = get()
+    meet = threading.Barrier(2, timeout=10)
+
+    def work(x):  # returns only when the other call is running too
+        meet.wait()
+        return x * 10, threading.get_ident(), get()
+
+    with blas.one_blas_thread():
+        (a, ta, na), (b, tb, nb) = blas.side_by_side(work, 1, 2)
+    assert (a, b) == (10, 20) and ta != tb and na == nb == 1
+    assert get() == before  # restored
+
+    def alone(x):
+        return x, threading.get_ident()
+
+    if before != 1:  # BLAS on more threads: one after the other, in this thread
+        (_, ta), (_, tb) = blas.side_by_side(alone, 1, 2)
+        assert ta == tb == threading.get_ident()
+
+    def failing(x):
+        if x == 1:
+            raise ValueError("direction 1")
+        return x
+
+    with blas.one_blas_thread(), pytest.raises(ValueError, match="direction 1"):
+        blas.side_by_side(failing, 1, 2)
+    assert get() == before

@@ -1,9 +1,12 @@
 """Layers with a direction: a reversed layer is the same cell read from the end of the chunk, and
 its backward pass is checked against finite differences in float64, for every cell."""
 
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 
+from rnncli.kernels.blas import one_blas_thread
 from rnncli.kernels.cells import CELL_NAMES, get_cell
 from rnncli.layers import Layer, Stack
 from tests.gradcheck import assert_close_grads, numerical_grad
@@ -64,10 +67,17 @@ def test_reversed_layer_gradients_match_finite_differences(name, projected):
         assert_close_grads(f"{name} state0[{i}]", ds0[i], numerical_grad(loss, s))
 
 
+@pytest.mark.parametrize("threads", ["blas default", "one blas thread"])
 @pytest.mark.parametrize("name", CELL_NAMES)
-def test_bidirectional_stack_gradients_match_finite_differences(name):
+def test_bidirectional_stack_gradients_match_finite_differences(name, threads):
     """Two bidirectional levels (the second reads both directions of the first), dropout masks,
-    a gradient on every output and on every final state."""
+    a gradient on every output and on every final state; one direction after the other, and (under
+    one BLAS thread, as the label models run) side by side."""
+    with one_blas_thread() if threads == "one blas thread" else nullcontext():
+        _check_bidirectional_stack_gradients(name)
+
+
+def _check_bidirectional_stack_gradients(name):
     cell = get_cell(name)
     rng = np.random.default_rng(3)
     stack = Stack(cell, 2, D, H, dropout=0.3, bidirectional=True)
