@@ -243,8 +243,8 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
     try:
         config = from_json_array(reader.get("config"))
         model = from_dict(ModelConfig, config["model"])
-        # A run saved before learning-rate schedules existed continues as it was: constant.
-        train = from_dict(TrainConfig, {"schedule": "constant", **config["train"]})
+        # A run saved before learning-rate schedules (or <UNK> dropout) existed continues as it was.
+        train = from_dict(TrainConfig, {"schedule": "constant", "unk_dropout": 0.0, **config["train"]})
         tok_config = from_dict(TokenizerConfig, config["tokenizer"])
         state = from_json_array(reader.get("state"))
         if not isinstance(state, dict):

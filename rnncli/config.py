@@ -115,6 +115,7 @@ class TrainConfig:
     schedule: str = "constant"  # constant | cosine | linear: the decay over the budget (schedule.py)
     warmup: int = 0  # steps of linear warm-up at the start
     momentum: float = 0.9  # sgd only
+    unk_dropout: float = 0.5  # task models: a word seen once in training becomes <UNK> with this probability
     epochs: int = 5  # passes over the training tokens
     max_steps: int = 0  # total optimizer steps (counting resumed ones); 0 = no limit
     max_time: float = 0.0  # seconds of training in this run; 0 = no limit
@@ -131,6 +132,8 @@ class TrainConfig:
         _whole("warmup", self.warmup, 0, "0 or more")
         if not _finite(self.momentum) or not 0 <= self.momentum < 1:
             raise ConfigError("momentum", f"must be in [0, 1), not {self.momentum!r}")
+        if not _finite(self.unk_dropout) or not 0 <= self.unk_dropout < 1:
+            raise ConfigError("unk_dropout", f"must be in [0, 1), not {self.unk_dropout!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         for name in ("seq_len", "batch_size", "epochs"):

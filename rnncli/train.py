@@ -169,7 +169,7 @@ class ExampleFeed:
     samples_validation = False
 
     def __init__(self, model, run: Run, train: Encoded, val: Encoded | None):
-        from rnncli.examples import length_batches
+        from rnncli.examples import length_batches, rare_inputs
 
         self.model, self.task, self.seed, self.B = model, run.model.task, run.train.seed, run.train.batch_size
         self.train, self.val = train, val
@@ -177,17 +177,21 @@ class ExampleFeed:
         self.steps_per_epoch = len(length_batches(train.lengths(), self.B))
         self.val_batches = [] if val is None else length_batches(val.lengths(), self.B)
         self._epoch, self._order = -1, []
+        self.unk_dropout = run.train.unk_dropout
+        self.rare = rare_inputs(train, run.model.vocab_size) if self.unk_dropout > 0 else None
         run.hidden = None
 
     def start_epoch(self, run: Run) -> None:
         pass
 
     def step(self, run: Run, index: int):
-        from rnncli.examples import epoch_batches, make_batch
+        from rnncli.examples import drop_rare_inputs, epoch_batches, make_batch
 
         if self._epoch != run.epoch:
             self._epoch, self._order = run.epoch, epoch_batches(self.train, self.B, self.seed, run.epoch)
         batch = make_batch(self.task, self.train, self._order[index])
+        if self.rare is not None:  # words seen once sometimes become <UNK>, so <UNK> is learnt (examples.py)
+            batch = drop_rare_inputs(batch, self.rare, self.unk_dropout, run.rng)
         masks = self.model.dropout_masks(run.rng, batch, DTYPE)
         loss, cache = self.model.forward(run.params, batch, masks)
         return loss, cache, batch.tokens, lambda: None

@@ -189,3 +189,26 @@ def test_a_task_validates_on_its_own_file(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["val_loss"] is not None and summary["best_checkpoint"]
     assert load_model_checkpoint(str(tmp_path / "v.npz")).state["corpus"]["examples"] == 3000
+
+
+def test_words_seen_once_teach_the_model_unk(tmp_path):
+    """Every training word has its own entry, so <UNK> (what unseen words become) would never occur
+    in training: with --unk-dropout (default 0.5) words seen once sometimes become <UNK> and its
+    embedding is learnt; with 0 it never moves (Adam never moves a row that never had a gradient)."""
+    from rnncli.tokenizers import UNK
+
+    corpus = tmp_path / "ner.txt"  # the shipped corpus repeats every word: add names seen once
+    corpus.write_text(NER.read_text(encoding="utf-8")
+                      + "".join(f"\nmet O\nQuorb{i} B-PER\ntoday O\n" for i in range(60)), encoding="utf-8")
+    common = ["--task", "tag", "--hidden", "16", "--embed", "8", "--layers", "1", "--epochs", "1", "--seed", "3"]
+    train(tmp_path / "on.npz", corpus, *common)
+    train(tmp_path / "off.npz", corpus, *common, "--unk-dropout", "0")
+    on, off = load_model_checkpoint(str(tmp_path / "on.npz")), load_model_checkpoint(str(tmp_path / "off.npz"))
+    assert on.train.unk_dropout == 0.5 and off.train.unk_dropout == 0.0
+    assert not np.allclose(on.params["embed.weight"][UNK], off.params["embed.weight"][UNK])
+    train(tmp_path / "early.npz", corpus, *common, "--unk-dropout", "0", "--max-steps", "2")
+    early = load_model_checkpoint(str(tmp_path / "early.npz"))
+    np.testing.assert_array_equal(early.params["embed.weight"][UNK], off.params["embed.weight"][UNK])
+    assert not np.allclose(early.params["embed.weight"], off.params["embed.weight"])  # the other rows moved
+    result = run_cli("train", NER, "--task", "tag", "--unk-dropout", "1", "--out", tmp_path / "x.npz")
+    assert result.exit_code != 0 and "--unk-dropout" in result.stderr and "Traceback" not in result.stderr

@@ -107,3 +107,21 @@ def test_training_and_scoring_from_a_memory_map(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.stderr
     scored = run_cli("score", "--model", out, "--file", CORPORA / "demo.txt", "--continuous", "--json")
     assert scored.exit_code == 0 and json.loads(scored.stdout)["tokens"] > 30000
+
+
+def test_drop_rare_inputs_replaces_only_words_seen_once():
+    from rnncli.examples import Encoded, drop_rare_inputs, rare_inputs
+    from rnncli.tasks import Batch
+    from rnncli.tokenizers import UNK
+
+    encoded = Encoded([np.array([5, 6, 6, 7]), np.array([8, 6, 9])], [0, 1])
+    rare = rare_inputs(encoded, 12)
+    assert np.flatnonzero(rare).tolist() == [5, 7, 8, 9]
+    inputs = np.tile(np.array([[5], [6], [7], [8], [9], [10]]), (1, 2000))  # (T, B)
+    out = drop_rare_inputs(Batch(inputs, np.zeros(2000, np.int64)), rare, 0.5, np.random.default_rng(0)).inputs
+    assert (out[[1, 5]] == inputs[[1, 5]]).all()  # 6 (seen three times) and 10 (never) are kept
+    for t in (0, 2, 3, 4):
+        share = (out[t] == UNK).mean()
+        assert 0.45 < share < 0.55 and ((out[t] == UNK) | (out[t] == inputs[t])).all()
+    again = drop_rare_inputs(Batch(inputs, np.zeros(2000, np.int64)), rare, 0.5, np.random.default_rng(0)).inputs
+    np.testing.assert_array_equal(out, again)  # the run's RNG decides: a resumed run draws the same

@@ -69,6 +69,9 @@ def train(
     warmup: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.",
                                         rich_help_panel=TRAINING_OPTIONS)] = 0,
     momentum: Annotated[float, typer.Option(help="SGD momentum.", rich_help_panel=TRAINING_OPTIONS)] = 0.9,
+    unk_dropout: Annotated[float, typer.Option(
+        help="Task models: a word seen once in training becomes <UNK> with this probability, so that "
+             "unseen words are handled (0 = off).", rich_help_panel=TRAINING_OPTIONS)] = 0.5,
     seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=TRAINING_OPTIONS)] = 1234,
     epochs: Annotated[int, typer.Option(help="Passes over the training data.", rich_help_panel=STOP_OPTIONS)] = 5,
     max_steps: Annotated[int, typer.Option(help="Stop after this many steps in total, 0 = no limit.",
@@ -121,7 +124,7 @@ def train(
                           tie_weights=tie_weights, task=task, bidirectional=bidirectional),
         train=TrainConfig(seq_len=seq_len, batch_size=batch_size, optimizer=optimizer, lr=lr,
                           weight_decay=weight_decay, clip=clip, lr_decay=lr_decay, schedule=schedule, warmup=warmup,
-                          momentum=momentum, epochs=epochs,
+                          momentum=momentum, unk_dropout=unk_dropout, epochs=epochs,
                           max_steps=max_steps, max_time=parse_duration(max_time), val_fraction=val_fraction,
                           eval_every=eval_every, patience=patience, seed=seed),
         tokenizer=TokenizerConfig(level=level, min_count=min_count, max_vocab=max_vocab, vocab_size=vocab_size,
