@@ -9,7 +9,7 @@ embedding 128 (100 for tagging), one LSTM layer of 128 (bidirectional or not), A
 batch 32. The budget covers the training loop only (no validation during it on either side);
 then dev is scored with rnncli's metrics for both. PyTorch runs with 2 threads.
 
-    python bench/tasks.py [--budget 300] [--tasks classify,tag,translate] [--vs-torch] [--no-uni] [--seeds 3]
+    python bench/tasks.py [--budget 300] [--tasks classify,tag,translate] [--vs-torch] [--no-uni | --no-bi] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -186,11 +186,12 @@ def main() -> None:
                                                        "(the metrics' spread between seeds is several points)")
     p.add_argument("--vs-torch", action="store_true")
     p.add_argument("--no-uni", action="store_true", help="skip the forward-only runs")
+    p.add_argument("--no-bi", action="store_true", help="skip the bidirectional runs (translate keeps its own)")
     args = p.parse_args()
     result = {"benchmark": "tasks", "machine": machine(), "settings": vars(args), "runs": []}
     for task in args.tasks.split(","):
         data = load(task, args.seed)
-        directions = [True] if task == "translate" or args.no_uni else [True, False]
+        directions = [True] if task == "translate" or args.no_uni else [False] if args.no_bi else [True, False]
         for bidirectional in directions:
             vs_torch = args.vs_torch and torch_available() and task != "translate"  # translation: BLEU only
             systems = ["rnncli"] + (["torch"] if vs_torch else [])
