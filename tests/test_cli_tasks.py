@@ -143,12 +143,23 @@ def test_info_shows_the_task(classifier):
     assert "classifier (2 labels: neg, pos)" in text and "1 bidirectional layer(s) of 32" in text
 
 
+def with_names_seen_once(tmp_path):
+    """The shipped tagging corpus repeats every word; this one adds sixty names seen once each."""
+    corpus = tmp_path / "ner-rare.txt"
+    corpus.write_text(NER.read_text(encoding="utf-8")
+                      + "".join(f"\nmet O\nQuorb{i} B-PER\ntoday O\n" for i in range(60)), encoding="utf-8")
+    return corpus
+
+
 def test_a_task_run_resumes_exactly(tmp_path):
+    """Dropout and the words seen once turned into <UNK> draw from the run's RNG: a resumed run
+    draws what the uninterrupted one drew."""
+    corpus = with_names_seen_once(tmp_path)
     common = ["--task", "tag", "--bidirectional", "--hidden", "16", "--embed", "8", "--layers", "1",
               "--dropout", "0.2", "--seed", "3"]
-    train(tmp_path / "full.npz", NER, *common, "--max-steps", "40")
-    train(tmp_path / "part.npz", NER, *common, "--max-steps", "25")
-    train(tmp_path / "part.npz", NER, "--resume", tmp_path / "part.npz", "--max-steps", "40")
+    train(tmp_path / "full.npz", corpus, *common, "--max-steps", "40")
+    train(tmp_path / "part.npz", corpus, *common, "--max-steps", "25")
+    train(tmp_path / "part.npz", corpus, "--resume", tmp_path / "part.npz", "--max-steps", "40")
     full, part = load_model_checkpoint(str(tmp_path / "full.npz")), load_model_checkpoint(str(tmp_path / "part.npz"))
     assert full.state["step"] == part.state["step"] == 40
     for name in full.params:
@@ -197,9 +208,7 @@ def test_words_seen_once_teach_the_model_unk(tmp_path):
     embedding is learnt; with 0 it never moves (Adam never moves a row that never had a gradient)."""
     from rnncli.tokenizers import UNK
 
-    corpus = tmp_path / "ner.txt"  # the shipped corpus repeats every word: add names seen once
-    corpus.write_text(NER.read_text(encoding="utf-8")
-                      + "".join(f"\nmet O\nQuorb{i} B-PER\ntoday O\n" for i in range(60)), encoding="utf-8")
+    corpus = with_names_seen_once(tmp_path)
     common = ["--task", "tag", "--hidden", "16", "--embed", "8", "--layers", "1", "--epochs", "1", "--seed", "3"]
     train(tmp_path / "on.npz", corpus, *common)
     train(tmp_path / "off.npz", corpus, *common, "--unk-dropout", "0")
