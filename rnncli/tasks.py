@@ -143,12 +143,9 @@ class LabelModel:
     def forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache]:
         """Mean cross-entropy of the batch's targets (classify (B,), tag (T, B)), and the cache."""
         with self.threads():
-            return self._forward(params, batch, masks)
-
-    def _forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache]:
-        top, _, caches = self.encoder.forward(params, batch.inputs, masks)
-        features = self.head.features(top)
-        loss, dlogits = softmax_cross_entropy(self.head.logits(params, features), batch.targets.reshape(-1))
+            top, _, caches = self.encoder.forward(params, batch.inputs, masks)
+            features = self.head.features(top)
+            loss, dlogits = softmax_cross_entropy(self.head.logits(params, features), batch.targets.reshape(-1))
         return loss, TaskCache(batch, masks, caches, features, dlogits)
 
     def backward(self, params: Params, cache: TaskCache) -> Params:
