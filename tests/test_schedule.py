@@ -6,7 +6,7 @@ import math
 import pytest
 
 from rnncli.schedule import FLOOR, lr_factor
-from rnncli.setup import load_model_checkpoint
+from rnncli.setup import FOR_A_TIME_BUDGET, load_model_checkpoint
 from tests.conftest import CORPORA, run_cli
 
 SMALL = ("--cell", "gru", "--layers", "1", "--hidden", "16", "--embed", "8", "--seq-len", "16", "--batch-size", "4")
@@ -17,6 +17,8 @@ SMALL = ("--cell", "gru", "--layers", "1", "--hidden", "16", "--embed", "8", "--
     ("linear", 0.0, 1.0), ("linear", 0.5, 1 - (1 - FLOOR) / 2), ("linear", 1.0, FLOOR),
     ("cosine", 0.0, 1.0), ("cosine", 0.5, FLOOR + (1 - FLOOR) / 2), ("cosine", 1.0, FLOOR),
     ("cosine", 2.0, FLOOR), ("linear", -1.0, 1.0),
+    ("cooldown", 0.0, 1.0), ("cooldown", 0.75, 1.0), ("cooldown", 0.875, 1 - (1 - FLOOR) / 2),
+    ("cooldown", 1.0, FLOOR), ("cooldown", 2.0, FLOOR),
 ])
 def test_decay_follows_its_formula(schedule, p, expected):
     assert lr_factor(schedule, 0, 100, p) == pytest.approx(expected)
@@ -27,7 +29,7 @@ def test_warmup_rises_linearly_then_hands_over_to_the_decay():
     assert lr_factor("cosine", 4, 1, 0.5) == pytest.approx(0.5 * (FLOOR + (1 - FLOOR) / 2))
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant", "cooldown"])
 def test_a_run_records_the_scheduled_rate(tmp_path, schedule):
     out = tmp_path / "m.npz"
     result = run_cli("train", CORPORA / "demo.txt", *SMALL, "--max-steps", "40", "--eval-every", "10",
@@ -61,6 +63,33 @@ def test_a_timed_run_validates_on_a_sample_and_scores_the_whole_split_at_the_end
     assert {r.get("val_sample_tokens") for r in again[len(records):-1]} == samples
 
 
+def test_a_language_model_trained_against_the_clock_takes_the_budget_defaults(tmp_path):
+    """--max-time: each option the user does not give takes the value measured best in five minutes;
+    the options given stay theirs, the first lines say what trains, and without a budget nothing changes."""
+    timed = tmp_path / "timed.npz"
+    result = run_cli("train", CORPORA / "demo.txt", "--max-time", "1h", "--max-steps", "2", "--hidden", "16",
+                     "--out", timed)
+    assert result.exit_code == 0, result.stderr
+    ck = load_model_checkpoint(str(timed))
+    budget = FOR_A_TIME_BUDGET
+    assert (ck.model.cell, ck.model.layers, ck.model.hidden) == (budget["cell"], budget["layers"], 16)
+    assert (ck.train.batch_size, ck.train.seq_len, ck.train.lr, ck.train.schedule) == (
+        budget["batch_size"], budget["seq_len"], budget["lr"], "cooldown")
+    said = result.stdout + result.stderr
+    assert f"{budget['cell']} 2x16" in said and f"at lr {budget['lr']:g}, cooldown schedule" in said
+
+    plain = tmp_path / "plain.npz"
+    assert run_cli("train", CORPORA / "demo.txt", "--max-steps", "2", "--hidden", "16", "--out", plain).exit_code == 0
+    ck = load_model_checkpoint(str(plain))
+    assert (ck.model.cell, ck.model.layers, ck.train.lr, ck.train.schedule) == ("lstm", 2, 2e-3, "cooldown")
+
+    sgd = tmp_path / "sgd.npz"  # Adam's rate is not SGD's: an SGD run keeps --lr's default
+    assert run_cli("train", CORPORA / "demo.txt", "--max-time", "1h", "--max-steps", "2", "--hidden", "16",
+                   "--optimizer", "sgd", "--out", sgd).exit_code == 0
+    ck = load_model_checkpoint(str(sgd))
+    assert (ck.model.cell, ck.train.lr) == (FOR_A_TIME_BUDGET["cell"], 2e-3)
+
+
 def test_sgd_momentum_is_an_option(tmp_path):
     out = tmp_path / "s.npz"
     result = run_cli("train", CORPORA / "demo.txt", *SMALL, "--optimizer", "sgd", "--lr", "1", "--momentum", "0",
@@ -69,6 +98,11 @@ def test_sgd_momentum_is_an_option(tmp_path):
     assert load_model_checkpoint(str(out)).train.momentum == 0.0
     bad = run_cli("train", CORPORA / "demo.txt", *SMALL, "--momentum", "1.5", "--out", tmp_path / "x.npz")
     assert bad.exit_code == 2 and "--momentum" in bad.stderr
+    from rnncli.config import ConfigError, TrainConfig
+
+    TrainConfig(optimizer="sgd", momentum=0.0, lr=20.0).check()  # pytorch/examples' word model: plain SGD at 20
+    with pytest.raises(ConfigError, match="far too large"):
+        TrainConfig(optimizer="adam", lr=20.0).check()
 
 
 def test_an_interrupted_run_resumes_its_schedule_exactly(tmp_path):

@@ -72,7 +72,9 @@ class TrainDisplay:
             n_params = sum(p.size for p in r.params.values())
             header = (f"{r.model.cell} {r.model.layers}x{r.model.hidden} ({n_params:,} parameters), "
                       f"{r.tokenizer.level} vocabulary {r.model.vocab_size}, {e['train_tokens']:,} training and "
-                      f"{e['val_tokens']:,} validation tokens, {e['steps_per_epoch']} steps per epoch")
+                      f"{e['val_tokens']:,} validation tokens, {e['steps_per_epoch']} steps per epoch\n"
+                      f"batch {r.train.batch_size} x {r.train.seq_len}, {r.train.optimizer} at lr {r.train.lr:g}, "
+                      f"{r.train.schedule} schedule")
             if self.live:
                 self.console.print(header, highlight=False)
                 self.progress.update(self.task, total=e["total_steps"], completed=e["step"])

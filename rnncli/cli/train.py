@@ -64,8 +64,9 @@ def train(
                                         rich_help_panel=TRAINING_OPTIONS)] = 5.0,
     lr_decay: Annotated[float, typer.Option(help="Multiply lr by this when validation stops improving.",
                                             rich_help_panel=TRAINING_OPTIONS)] = 1.0,
-    schedule: Annotated[str, typer.Option(help="Learning-rate decay over the budget: constant, cosine or linear.",
-                                          rich_help_panel=TRAINING_OPTIONS)] = "constant",
+    schedule: Annotated[str, typer.Option(help="Learning-rate decay over the budget: constant, cooldown (held, "
+                                               "then linear over the last quarter), cosine or linear.",
+                                          rich_help_panel=TRAINING_OPTIONS)] = "cooldown",
     warmup: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.",
                                         rich_help_panel=TRAINING_OPTIONS)] = 0,
     momentum: Annotated[float, typer.Option(help="SGD momentum.", rich_help_panel=TRAINING_OPTIONS)] = 0.9,
@@ -76,7 +77,9 @@ def train(
     epochs: Annotated[int, typer.Option(help="Passes over the training data.", rich_help_panel=STOP_OPTIONS)] = 5,
     max_steps: Annotated[int, typer.Option(help="Stop after this many steps in total, 0 = no limit.",
                                            rich_help_panel=STOP_OPTIONS)] = 0,
-    max_time: Annotated[str, typer.Option(help="Stop after this long: 300, 90s, 5m, 1h; 0 = no limit.",
+    max_time: Annotated[str, typer.Option(help="Stop after this long: 300, 90s, 5m, 1h; 0 = no limit. A language "
+                                               "model's options not given then take the values measured best in "
+                                               "five minutes (shown when training starts).",
                                           rich_help_panel=STOP_OPTIONS)] = "0",
     patience: Annotated[int, typer.Option(help="Stop after N evaluations without improvement, 0 = never.",
                                           rich_help_panel=STOP_OPTIONS)] = 0,

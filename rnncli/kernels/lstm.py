@@ -184,11 +184,6 @@ class LSTMCell(Cell):
             shapes["peep"] = (3, H)
         return shapes
 
-    def init_params(self, rng, D, H, dtype=np.float32):
-        p = super().init_params(rng, D, H, dtype)
-        p["b"][H : 2 * H] += 1.0  # forget-gate bias 1: remember by default early in training
-        return p
-
     def _peep(self, p, H, dtype):
         return p["peep"] if self.peephole else np.zeros((3, H), dtype=dtype)
 

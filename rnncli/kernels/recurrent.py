@@ -113,7 +113,9 @@ class Cell:
         return {"Wx": (D, G * H), "Wh": (H, G * H), "b": (G * H,)}
 
     def init_params(self, rng: np.random.Generator, D: int, H: int, dtype=np.float32) -> dict[str, np.ndarray]:
-        """Uniform in +-1/sqrt(H) (PyTorch's default for its recurrent layers)."""
+        """Uniform in +-1/sqrt(H) (PyTorch's default for its recurrent layers), for every cell: the
+        lstm's forget-gate bias of 1 and orthogonal recurrent weights measured no better in
+        five-minute runs (bench/README.md, "Quality at a fixed budget")."""
         bound = 1.0 / np.sqrt(H)
         return {k: rng.uniform(-bound, bound, size=s).astype(dtype) for k, s in self.param_shapes(D, H).items()}
 
