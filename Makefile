@@ -39,9 +39,11 @@ bench: $(STAMP)
 	cd bench && $(PYTHON) sample_score.py --vs-torch
 	cd bench && $(PYTHON) process.py --vs-torch
 
-# Validation loss on tiny-shakespeare after 300 s of training: rnncli, PyTorch, rnncli with its defaults (~17 minutes).
+# Validation loss on tiny-shakespeare after 300 s of training: rnncli, PyTorch, rnncli with its defaults (~17 minutes);
+# then WikiText-2 test perplexity against pytorch/examples' word_language_model, same recipe (~10 minutes).
 bench-quality: $(STAMP)
 	cd bench && $(PYTHON) quality.py --vs-torch --defaults
+	cd bench && $(PYTHON) wordlm.py
 
 clean:
 	rm -rf $(STAMP) .pytest_cache .ruff_cache build *.egg-info

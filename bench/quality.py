@@ -8,7 +8,7 @@ a sample included, at most 3% of it); the final validation on the whole split co
 budget and is not counted.
 
     python bench/quality.py [--budget 300] [--cell lstm --layers 2 --hidden 512] [--batch 50 --seq 50]
-                            [--schedule cosine] [--vs-torch] [--defaults]
+                            [--schedule cooldown] [--vs-torch] [--defaults]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def run_rnncli(args, train_ids, val_ids, vocab_size, tokenizer) -> dict:
 
 
 def summary_of(summary: dict) -> dict:
-    return {k: summary[k] for k in ("val_loss", "best_val_loss", "tokens_seen", "seconds", "eval_share",
+    return {k: summary[k] for k in ("val_loss", "best_val_loss", "train_loss", "tokens_seen", "seconds", "eval_share",
                                      "val_sample_tokens")}
 
 
@@ -130,7 +130,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--schedule", default="cosine", help="rnncli's learning-rate schedule (PyTorch's is constant)")
+    p.add_argument("--schedule", default="constant",
+                   help="rnncli's learning-rate schedule (default: the PyTorch script's, constant)")
     p.add_argument("--vs-torch", action="store_true")
     p.add_argument("--defaults", action="store_true", help="also train with rnncli's defaults and --max-time only")
     p.add_argument("--skip-rnncli", action="store_true")

@@ -74,7 +74,7 @@ def run_rnncli(task, bidirectional, data, args) -> dict:
     model = ModelConfig(cell="lstm", vocab_size=tokenizer.vocab_size, embed=embed, hidden=args.hidden,
                         layers=1, task=task, bidirectional=bidirectional, labels=labels)
     cfg = TrainConfig(batch_size=32, lr=2e-3, clip=5.0, epochs=10_000, max_time=args.budget, val_fraction=0.0,
-                      seed=args.seed)
+                      seed=args.seed, schedule="constant")  # PyTorch's side runs at a constant rate
     run = new_run(model, cfg, TokenizerConfig(level="word"), tokenizer)
     encoded = encode_examples(train_ex, tokenizer, labels)
     with tempfile.TemporaryDirectory() as tmp:
