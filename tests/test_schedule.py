@@ -72,7 +72,8 @@ def test_a_language_model_trained_against_the_clock_takes_the_budget_defaults(tm
     assert result.exit_code == 0, result.stderr
     ck = load_model_checkpoint(str(timed))
     budget = FOR_A_TIME_BUDGET
-    assert (ck.model.cell, ck.model.layers, ck.model.hidden) == (budget["cell"], budget["layers"], 16)
+    assert (ck.model.cell, ck.model.layers, ck.model.hidden, ck.model.dropout) == (
+        budget["cell"], budget["layers"], 16, budget["dropout"])
     assert (ck.train.batch_size, ck.train.seq_len, ck.train.lr, ck.train.schedule) == (
         budget["batch_size"], budget["seq_len"], budget["lr"], "cooldown")
     said = result.stdout + result.stderr
