@@ -130,8 +130,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--schedule", default="constant",
-                   help="rnncli's learning-rate schedule (default: the PyTorch script's, constant)")
+    p.add_argument("--schedule", default="cooldown",
+                   help="rnncli's learning-rate schedule (default: rnncli's default; the script's rate is constant)")
     p.add_argument("--vs-torch", action="store_true")
     p.add_argument("--defaults", action="store_true", help="also train with rnncli's defaults and --max-time only")
     p.add_argument("--skip-rnncli", action="store_true")
