@@ -186,7 +186,8 @@ class Translator:
         self.config = config
         self.cell = get_cell(config.cell)
         self.encoder = Encoder(config)
-        self.decoder = Model(replace(config, task="lm", bidirectional=False, labels=[], tie_weights=False))
+        self.decoder = Model(replace(config, task="lm", bidirectional=False, labels=[], tie_weights=False),
+                             shard_batches=False)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {**self.encoder.param_shapes(),

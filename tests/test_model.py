@@ -107,3 +107,87 @@ def test_initial_loss_near_log_vocab_and_tiny_model_overfits(cell):
             s[k] = 0.999 * s[k] + 0.001 * g * g
             params[k] -= 0.01 * (m[k] / (1 - 0.9**i)) / (np.sqrt(s[k] / (1 - 0.999**i)) + 1e-8)
     assert loss < 0.05, f"{cell} only reached {loss:.3f}"
+
+
+# ---- a batch in shards, one per core -----------------------------------------------------------
+
+
+def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
+    import rnncli.model as model_module
+
+    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    assert model_module.batch_shards(32) == [slice(0, 16), slice(16, 32)]
+    assert model_module.batch_shards(15) == []  # two shards of 7 rows: too small
+    monkeypatch.setattr(model_module, "usable_cores", lambda: 3)
+    assert model_module.batch_shards(25) == [slice(0, 8), slice(8, 16), slice(16, 25)]
+    monkeypatch.setattr(model_module, "usable_cores", lambda: 1)
+    assert model_module.batch_shards(64) == []
+    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: False)
+    assert model_module.batch_shards(64) == []
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("vocab, tie, dropout", [(7, False, 0.3), (300, False, 0.0), (300, True, 0.0)])
+def test_a_batch_in_shards_gives_the_whole_batchs_loss_gradients_and_states(cell, vocab, tie, dropout, monkeypatch):
+    """Shards of 8 and 9 rows; a vocabulary of 300 > T*B takes the per-position projection and the
+    embedding's row gradient (untied) or dense one (tied); some targets are ignored (negative)."""
+    import rnncli.model as model_module
+
+    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    B17 = 17
+    cfg = ModelConfig(cell=cell, vocab_size=vocab, embed=5, hidden=5 if tie else 4, layers=2, dropout=dropout,
+                      tie_weights=tie)
+    rng = np.random.default_rng(3)
+    model = Model(cfg)
+    params = model.init_params(rng, np.float64)
+    inputs, targets = rng.integers(0, vocab, (T, B17)), rng.integers(0, vocab, (T, B17))
+    targets[:, 1] = -1  # a row of the first shard scores nothing: the shards' shares differ
+    state0 = [tuple(rng.normal(size=s.shape) for s in st) for st in model.initial_state(B17, np.float64)]
+    masks = model.dropout_masks(rng, T, B17, np.float64)
+
+    loss, states, cache = model.forward(params, inputs, targets, state0, masks)
+    assert [p.inputs.shape[1] for p in cache.parts] == [8, 9]  # it ran in shards
+    grads = model.backward(params, cache)
+    whole = Model(cfg, shard_batches=False)
+    loss2, states2, cache2 = whole.forward(params, inputs, targets, state0, masks)
+    grads2 = whole.backward(params, cache2)
+    assert loss == pytest.approx(loss2, rel=1e-12)
+    for name in params:
+        np.testing.assert_allclose(np.asarray(grads[name]), np.asarray(grads2[name]), rtol=1e-10, atol=1e-14,
+                                   err_msg=name)
+    for mine, theirs in ((states, states2), (cache.dstate0, cache2.dstate0)):
+        for a, b in zip(mine, theirs, strict=True):
+            for x, y in zip(a, b, strict=True):
+                np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-14)
+    lp, s1 = model.logprobs(params, inputs, np.maximum(targets, 0), state0)
+    lp2, s2 = whole.logprobs(params, inputs, np.maximum(targets, 0), state0)
+    np.testing.assert_allclose(lp, lp2, rtol=1e-12)
+    np.testing.assert_allclose(s1[-1][0], s2[-1][0], rtol=1e-12)
+    nt, _ = model.next_token_logprobs(params, inputs, state0)
+    nt2, _ = whole.next_token_logprobs(params, inputs, state0)
+    np.testing.assert_allclose(nt, nt2, rtol=1e-12)
+
+
+def test_loss_gradients_through_shards(monkeypatch):
+    """The float64 gradient check of the sharded pass against central differences."""
+    import rnncli.model as model_module
+
+    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    cfg = ModelConfig(cell="lstm", vocab_size=V, embed=3, hidden=3, layers=2)
+    rng = np.random.default_rng(5)
+    params = Model(cfg).init_params(rng, np.float64)
+    inputs, targets = rng.integers(0, V, (2, 16)), rng.integers(0, V, (2, 16))
+    state0 = Model(cfg).initial_state(16, np.float64)
+    loss, _, cache = Model(cfg).forward(params, inputs, targets, state0)
+    assert len(cache.parts) == 2
+    grads = Model(cfg).backward(params, cache)
+
+    def f():
+        return Model(cfg).forward(params, inputs, targets, state0)[0]
+
+    for name, value in params.items():
+        assert_close_grads(name, grads[name], numerical_grad(f, value))

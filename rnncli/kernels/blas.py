@@ -8,6 +8,7 @@ product in the engine, large or small, is called from Numba.
 """
 
 import os
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -65,6 +66,9 @@ def sum_squares(x):
 # `side_by_side` runs the two at once only under `one_blas_thread()`, which a model holds over its
 # whole forward and backward pass when its directions are what dominate (the label models); else,
 # or without a BLAS whose threads can be set, one after the other.
+#
+# The same holds for the rows of a batch, which no recurrence mixes: a language model splits its
+# batch into one shard per core and runs each shard's whole pass on its own core (model.py).
 
 
 def _blas_threads_control():
@@ -87,7 +91,7 @@ def _blas_threads_control():
 
 
 _control: tuple | None | bool = False  # False: not looked up yet
-_worker = None
+_workers = None
 
 
 def _threads_control():
@@ -113,20 +117,53 @@ def one_blas_thread():
         set_(threads)
 
 
-def side_by_side(work, a, b):
-    """(work(a), work(b)): under `one_blas_thread()`, work(a) in this thread and work(b) in another
-    at once; else one after the other."""
-    global _worker
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def blas_threads_settable() -> bool:
+    """Whether `one_blas_thread()` can set the BLAS's threads (else it changes nothing)."""
+    return _threads_control() is not None
+
+
+_in_parallel = threading.local()  # set while a thread runs its part of `on_each_core`
+
+
+def _part(work, item):
+    before = getattr(_in_parallel, "active", False)
+    _in_parallel.active = True
+    try:
+        return work(item)
+    finally:
+        _in_parallel.active = before
+
+
+def on_each_core(work, items: list) -> list:
+    """[work(item) for item in items]: under `one_blas_thread()`, the first in this thread and each
+    other on a worker thread of its own, all at once (one core each); else, or when called from such
+    a worker (nested), one after the other."""
+    global _workers
     control = _threads_control()
-    if control is None or control[0]() != 1:
-        return work(a), work(b)
-    if _worker is None:
+    if len(items) < 2 or control is None or control[0]() != 1 or getattr(_in_parallel, "active", False):
+        return [work(item) for item in items]
+    if _workers is None or _workers._max_workers < len(items) - 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnncli-direction")
-    pending = _worker.submit(work, b)
+        _workers = ThreadPoolExecutor(max_workers=len(items) - 1, thread_name_prefix="rnncli-core")
+    pending = [_workers.submit(_part, work, item) for item in items[1:]]
     try:
-        done = work(a)
+        first = _part(work, items[0])
     finally:
-        other = pending.result()  # waited for even when work(a) raised
-    return done, other
+        from concurrent.futures import wait
+
+        wait(pending)  # every worker done, even when work(items[0]) raised
+    return [first, *(p.result() for p in pending)]
+
+
+def side_by_side(work, a, b):
+    """(work(a), work(b)), at once under `one_blas_thread()` (see `on_each_core`)."""
+    return tuple(on_each_core(work, [a, b]))

@@ -53,6 +53,15 @@ class RowGradient:
     def __array__(self, dtype=None, copy=None):
         return self.dense() if dtype is None else self.dense().astype(dtype)
 
+    @staticmethod
+    def weighted_sum(parts: list[RowGradient], shares: list[float]) -> RowGradient:
+        """sum_k shares[k] * parts[k], over the union of their rows (a batch's shards, model.py)."""
+        rows = np.unique(np.concatenate([p.rows for p in parts]))
+        values = np.zeros((rows.size, parts[0].shape[1]), parts[0].dtype)
+        for p, share in zip(parts, shares, strict=True):
+            values[np.searchsorted(rows, p.rows)] += p.values * p.dtype.type(share)
+        return RowGradient(rows, values, parts[0].shape)
+
 
 @kernel
 def _row_sums(ids, dx, V):
