@@ -101,17 +101,48 @@ def test_fast_float32_activations_are_accurate():
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 37), (16, 16), (33, 70), (128, 512)])
-def test_transposed_copy_and_sum_of_squares(shape):
-    from rnncli.kernels.blas import sum_squares, transposed_copy
+def test_sum_of_squares(shape):
+    from rnncli.kernels.blas import sum_squares
 
     rng = np.random.default_rng(sum(shape))
     for dtype in (np.float32, np.float64):
-        w = rng.standard_normal(shape).astype(dtype)
-        copy = transposed_copy(w)
-        assert copy.flags.c_contiguous and copy.dtype == dtype
-        np.testing.assert_array_equal(copy, w.T)
-        flat = w.reshape(-1)  # sizes that are and are not multiples of the eight running sums
+        flat = rng.standard_normal(shape).astype(dtype).reshape(-1)  # sizes that are and are not multiples of 8
         assert sum_squares(flat) == pytest.approx(float((flat.astype(np.float64) ** 2).sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("B, K, F", [(1, 1, 1), (3, 4, 16), (7, 5, 20), (4, 64, 32), (33, 64, 100), (16, 128, 512)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_product_equals_the_matrix_product(B, K, F, dtype):
+    """Rows in tiles of four and left over; a last block of columns cut short; W as it is and as a
+    transposed view (what the backward passes pack); = and +=."""
+    from rnncli.kernels.jit import kernel
+    from rnncli.kernels.packed import add_packed_product, block_columns, pack, packed_product
+
+    @kernel
+    def product(x, P, out, accumulate):
+        if accumulate:
+            add_packed_product(x, P, out)
+        else:
+            packed_product(x, P, out)
+
+    rng = np.random.default_rng(B * K * F)
+    x = rng.standard_normal((B, K)).astype(dtype)
+    W = rng.standard_normal((K, F)).astype(dtype)
+    exact = x.astype(np.float64) @ W.astype(np.float64)
+    tol = 1e-5 * np.sqrt(K) if dtype == np.float32 else 1e-13 * np.sqrt(K)
+    for weights in (W, np.ascontiguousarray(W.T).T):
+        P = pack(weights)
+        width = block_columns(dtype)
+        assert P.shape == (-(-F // width), K, width)
+        if F % width:
+            assert not P[-1, :, F % width:].any()  # the padding is zeros
+        out = np.full((B, F), np.nan, dtype)
+        product(x, P, out, False)
+        np.testing.assert_allclose(out, exact, rtol=0, atol=tol)
+        start = rng.standard_normal((B, F)).astype(dtype)
+        out = start.copy()
+        product(x, P, out, True)
+        np.testing.assert_allclose(out, start + exact, rtol=0, atol=tol)
 
 
 def test_side_by_side_runs_both_at_once_only_under_one_blas_thread():

@@ -30,16 +30,8 @@ import numpy as np
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import (
-    Cell,
-    add_product_into,
-    contiguous_T,
-    input_weights,
-    product_into,
-    single_step,
-    stacked,
-    times,
-)
+from rnncli.kernels.packed import add_packed_product, pack, packed_product
+from rnncli.kernels.recurrent import Cell, input_weights, single_step, stacked, times
 
 # As in lstm.py, the gate maths runs as short passes over few arrays so that LLVM vectorises it.
 
@@ -71,32 +63,30 @@ def _interpolate(u_src, cand_src, offset_u, offset_c, h_prev, h_out):
 
 
 @kernel
-def gru_simple_forward(xw, WhT, h0, keep):
-    """xw (T, B, 2H), WhT (2H, H) contiguous Wh^T, h0 (B, H) -> hs (T, B, H),
+def gru_simple_forward(xw, Wh_packed, h0, keep):
+    """xw (T, B, 2H), Wh_packed = pack(Wh) (kernels/packed.py), h0 (B, H) -> hs (T, B, H),
     gates [u, c~] (T or 1, B, 2H)."""
     T, B, G2 = xw.shape
     H = G2 // 2
     hs = np.empty((T, B, H), dtype=xw.dtype)
     gates = np.empty((T if keep else 1, B, G2), dtype=xw.dtype)
-    product = np.empty((G2, B), dtype=xw.dtype)
     hW = np.empty((B, G2), dtype=xw.dtype)  # stays in cache (as in lstm_forward)
     for t in range(T):
         g = gates[t if keep else 0]
         h_prev = h0 if t == 0 else hs[t - 1]
-        product_into(h_prev, WhT, product, hW)  # h<t-1> @ Wh
+        packed_product(h_prev, Wh_packed, hW)  # h<t-1> @ Wh
         _simple_gates(hW, xw[t], g)
         _interpolate(g, g, 0, H, h_prev, hs[t])
     return hs, gates
 
 
 @kernel
-def gru_simple_backward(dhs, dhT, Wh, h0, hs, gates):
-    """-> dgates (T, B, 2H) pre-activation gradients [du, dc~], dh0 (B, H). Wh is (H, 2H)."""
+def gru_simple_backward(dhs, dhT, WhT_packed, h0, hs, gates):
+    """-> dgates (T, B, 2H) pre-activation gradients [du, dc~], dh0 (B, H). WhT_packed = pack(Wh^T)."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
     dgates = np.empty_like(gates)
     dh = dhT.copy()
-    product = np.empty((H, B), dtype=hs.dtype)  # see product_into
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
         g, dg = gates[t], dgates[t]
@@ -108,7 +98,7 @@ def gru_simple_backward(dhs, dhT, Wh, h0, hs, gates):
                 dg[b, j] = d * (c - h_prev[b, j]) * u * (one - u)  # du_pre
                 dg[b, H + j] = d * u * (one - c * c)  # dc~_pre
                 dh[b, j] = d * (one - u)  # the direct path to c<t-1>
-        add_product_into(dg, Wh, product, dh)  # + dgates<t> @ Wh^T
+        add_packed_product(dg, WhT_packed, dh)  # + dgates<t> @ Wh^T
     return dgates, dh
 
 
@@ -154,9 +144,9 @@ def _candidate(product, xw_t, cand):
 
 
 @kernel
-def gru_forward(xw, Wh_urT, Wh_cT, h0, keep):
-    """xw (T, B, 3H), Wh_urT (2H, H) and Wh_cT (H, H) the contiguous transposes of the column
-    blocks of Wh, h0 (B, H) -> hs (T, B, H), ur [Γ_u, Γ_r] (T or 1, B, 2H), cand c~ (T or 1, B, H),
+def gru_forward(xw, Wh_ur_packed, Wh_c_packed, h0, keep):
+    """xw (T, B, 3H), the column blocks W_(u,r) (H, 2H) and W_c (H, H) of Wh packed
+    (kernels/packed.py), h0 (B, H) -> hs (T, B, H), ur [Γ_u, Γ_r] (T or 1, B, 2H), cand c~ (T or 1, B, H),
     rhs Γ_r * h<t-1>."""
     T, B, G3 = xw.shape
     H = G3 // 3
@@ -165,8 +155,6 @@ def gru_forward(xw, Wh_urT, Wh_cT, h0, keep):
     ur = np.empty((S, B, 2 * H), dtype=xw.dtype)
     cand = np.empty((S, B, H), dtype=xw.dtype)
     rhs = np.empty((S, B, H), dtype=xw.dtype)
-    ur_product = np.empty((2 * H, B), dtype=xw.dtype)
-    cand_product = np.empty((H, B), dtype=xw.dtype)
     # The products go to buffers that stay in cache, then the gate maths writes this step's
     # storage (as in lstm_forward).
     hW = np.empty((B, 2 * H), dtype=xw.dtype)
@@ -174,19 +162,19 @@ def gru_forward(xw, Wh_urT, Wh_cT, h0, keep):
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        product_into(h_prev, Wh_urT, ur_product, hW)  # h<t-1> @ W_(u,r)
+        packed_product(h_prev, Wh_ur_packed, hW)  # h<t-1> @ W_(u,r)
         _update_relevance(hW, xw[t], h_prev, ur[s], rhs[s])
-        product_into(rhs[s], Wh_cT, cand_product, rhW)  # the second, dependent product
+        packed_product(rhs[s], Wh_c_packed, rhW)  # the second, dependent product
         _candidate(rhW, xw[t], cand[s])
         _interpolate(ur[s], cand[s], 0, 0, h_prev, hs[t])
     return hs, ur, cand, rhs
 
 
 @kernel
-def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
+def gru_backward(dhs, dhT, Wh_urT_packed, Wh_cT_packed, h0, hs, ur, cand):
     """-> d_ur (T, B, 2H) and d_cand (T, B, H) pre-activation gradients, both side by side in
-    dgates (T, B, 3H), dh0 (B, H). Wh_ur (H, 2H) and Wh_c (H, H) are the contiguous column blocks
-    of Wh. The blocks feed the recurrent weight gradient, dgates the input side; copying each step
+    dgates (T, B, 3H), dh0 (B, H). The transposes of Wh's column blocks W_(u,r)^T and W_c^T come
+    packed. The blocks feed the recurrent weight gradient, dgates the input side; copying each step
     into dgates while it is in cache is cheaper than joining the blocks afterwards."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
@@ -195,7 +183,6 @@ def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
     dgates = np.empty((T, B, 3 * H), dtype=hs.dtype)
     dh = dhT.copy()
     drh = np.empty_like(dh)
-    product = np.empty((H, B), dtype=hs.dtype)  # see product_into
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
         g, c, dg, dc = ur[t], cand[t], d_ur[t], d_cand[t]
@@ -207,13 +194,13 @@ def gru_backward(dhs, dhT, Wh_ur, Wh_c, h0, hs, ur, cand):
                 dc[b, j] = d * u * (one - cj * cj)  # dc~_pre
                 dg[b, j] = d * (cj - h_prev[b, j]) * u * (one - u)  # du_pre
                 dh[b, j] = d * (one - u)  # the direct path to c<t-1>
-        product_into(dc, Wh_c, product, drh)  # d(Γ_r * h<t-1>) = dc~_pre @ W_cc^T
+        packed_product(dc, Wh_cT_packed, drh)  # d(Γ_r * h<t-1>) = dc~_pre @ W_cc^T
         for b in range(B):
             for j in range(H):
                 r = g[b, H + j]
                 dg[b, H + j] = drh[b, j] * h_prev[b, j] * r * (one - r)  # dr_pre
                 dh[b, j] += drh[b, j] * r
-        add_product_into(dg, Wh_ur, product, dh)  # + dgates<t> @ W_(u,r)^T
+        add_packed_product(dg, Wh_urT_packed, dh)  # + dgates<t> @ W_(u,r)^T
         for b in range(B):
             for j in range(2 * H):
                 dgates[t, b, j] = dg[b, j]
@@ -254,7 +241,7 @@ class SimpleGRUCell(Cell):
     paper = "Cho et al. 2014 (update gate only)"
 
     def recurrence(self, p, xw, state0, keep):
-        hs, gates = gru_simple_forward(xw, contiguous_T(p["Wh"]), state0[0], keep)
+        hs, gates = gru_simple_forward(xw, pack(p["Wh"]), state0[0], keep)
         return hs, (hs[-1].copy(),), gates
 
     def gate_values(self, saved, H):
@@ -262,7 +249,7 @@ class SimpleGRUCell(Cell):
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, gates = cache
-        dgates, dh0 = gru_simple_backward(dhs, dstateT[0], p["Wh"], state0[0], hs, gates)
+        dgates, dh0 = gru_simple_backward(dhs, dstateT[0], pack(p["Wh"].T), state0[0], hs, gates)
         return dgates, (dh0,)
 
     def step_weights(self, layers):
@@ -283,8 +270,7 @@ class GRUCell(Cell):
 
     def recurrence(self, p, xw, state0, keep):
         H = p["Wh"].shape[0]
-        WhT = contiguous_T(p["Wh"])  # its row blocks are the contiguous transposes of Wh's column blocks
-        hs, ur, cand, rhs = gru_forward(xw, WhT[: 2 * H], WhT[2 * H :], state0[0], keep)
+        hs, ur, cand, rhs = gru_forward(xw, pack(p["Wh"][:, : 2 * H]), pack(p["Wh"][:, 2 * H :]), state0[0], keep)
         return hs, (hs[-1].copy(),), (ur, cand, rhs)
 
     def gate_values(self, saved, H):
@@ -293,8 +279,9 @@ class GRUCell(Cell):
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, (ur, cand, rhs) = cache
-        Wh_ur, Wh_c = _split_Wh(p["Wh"])
-        d_ur, d_cand, dgates, dh0 = gru_backward(dhs, dstateT[0], Wh_ur, Wh_c, state0[0], hs, ur, cand)
+        H = p["Wh"].shape[0]
+        d_ur, d_cand, dgates, dh0 = gru_backward(dhs, dstateT[0], pack(p["Wh"][:, : 2 * H].T),
+                                                 pack(p["Wh"][:, 2 * H :].T), state0[0], hs, ur, cand)
         return (dgates, (d_ur, d_cand)), (dh0,)
 
     def recurrent_weight_grad(self, cache, dgates_h):

@@ -21,16 +21,8 @@ import numpy as np
 
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import (
-    Cell,
-    add_product_into,
-    contiguous_T,
-    input_weights,
-    product_into,
-    single_step,
-    stacked,
-    times,
-)
+from rnncli.kernels.packed import add_packed_product, pack, packed_product
+from rnncli.kernels.recurrent import Cell, input_weights, single_step, stacked, times
 
 
 @inline
@@ -53,8 +45,8 @@ def _cudnn_gates(product, xw_t, bhn, rz, hn, n_out, h_prev, h_out):
 
 
 @kernel
-def gru_cudnn_forward(xw, WhT, bhn, h0, keep):
-    """xw (T, B, 3H), WhT (3H, H) contiguous Wh^T, bhn (H,), h0 (B, H) -> hs (T, B, H); gates [r, z]
+def gru_cudnn_forward(xw, Wh_packed, bhn, h0, keep):
+    """xw (T, B, 3H), Wh_packed = pack(Wh) (kernels/packed.py), bhn (H,), h0 (B, H) -> hs (T, B, H); gates [r, z]
     (T or 1, B, 2H); n and hn = W_hn h<t-1> + b_hn (T or 1, B, H)."""
     T, B, G3 = xw.shape
     H = G3 // 3
@@ -63,25 +55,23 @@ def gru_cudnn_forward(xw, WhT, bhn, h0, keep):
     gates = np.empty((S, B, 2 * H), dtype=xw.dtype)
     ns = np.empty((S, B, H), dtype=xw.dtype)
     hns = np.empty((S, B, H), dtype=xw.dtype)
-    product = np.empty((G3, B), dtype=xw.dtype)
     hW = np.empty((B, G3), dtype=xw.dtype)  # stays in cache (as in lstm_forward)
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        product_into(h_prev, WhT, product, hW)  # h<t-1> @ Wh, the only product of the step
+        packed_product(h_prev, Wh_packed, hW)  # h<t-1> @ Wh, the only product of the step
         _cudnn_gates(hW, xw[t], bhn, gates[s], hns[s], ns[s], h_prev, hs[t])
     return hs, gates, ns, hns
 
 
 @kernel
-def gru_cudnn_backward(dhs, dhT, Wh, h0, hs, gates, ns, hns):
-    """-> d(x @ Wx) and d(h @ Wh) pre-activation gradients (T, B, 3H), dh0 (B, H). Wh is (H, 3H)."""
+def gru_cudnn_backward(dhs, dhT, WhT_packed, h0, hs, gates, ns, hns):
+    """-> d(x @ Wx) and d(h @ Wh) pre-activation gradients (T, B, 3H), dh0 (B, H). WhT_packed = pack(Wh^T)."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
     dgx = np.empty((T, B, 3 * H), dtype=hs.dtype)
     dgh = np.empty((T, B, 3 * H), dtype=hs.dtype)
     dh = dhT.copy()
-    product = np.empty((H, B), dtype=hs.dtype)  # see product_into
     for t in range(T - 1, -1, -1):
         h_prev = h0 if t == 0 else hs[t - 1]
         g, n, hn, gx, gh = gates[t], ns[t], hns[t], dgx[t], dgh[t]
@@ -99,7 +89,7 @@ def gru_cudnn_backward(dhs, dhT, Wh, h0, hs, gates, ns, hns):
                 gh[b, j] = gx[b, j]
             for j in range(H):  # ... and r * dn_pre for the n block
                 gh[b, 2 * H + j] = gx[b, 2 * H + j] * g[b, j]
-        add_product_into(gh, Wh, product, dh)  # + gh @ Wh^T
+        add_packed_product(gh, WhT_packed, dh)  # + gh @ Wh^T
     return dgx, dgh, dh
 
 
@@ -134,7 +124,7 @@ class CudnnGRUCell(Cell):
         return {**super().param_shapes(D, H), "bhn": (H,)}
 
     def recurrence(self, p, xw, state0, keep):
-        hs, gates, ns, hns = gru_cudnn_forward(xw, contiguous_T(p["Wh"]), p["bhn"], state0[0], keep)
+        hs, gates, ns, hns = gru_cudnn_forward(xw, pack(p["Wh"]), p["bhn"], state0[0], keep)
         return hs, (hs[-1].copy(),), (gates, ns, hns)
 
     def gate_values(self, saved, H):
@@ -143,7 +133,7 @@ class CudnnGRUCell(Cell):
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, (gates, ns, hns) = cache
-        dgx, dgh, dh0 = gru_cudnn_backward(dhs, dstateT[0], p["Wh"], state0[0], hs, gates, ns, hns)
+        dgx, dgh, dh0 = gru_cudnn_backward(dhs, dstateT[0], pack(p["Wh"].T), state0[0], hs, gates, ns, hns)
         return (dgx, dgh), (dh0,)
 
     def extra_grads(self, p, cache, dgates_h):

@@ -15,7 +15,7 @@ Backward, with dh, dc the total gradients reaching h<t>, c<t> from later steps:
     dc      = dc + dh * o * (1 - tanh(c)^2)  (+ do_pre * p_o)
     di_pre  = dc * g * i (1 - i);  df_pre = dc * c<t-1> * f (1 - f);  dg_pre = dc * i * (1 - g^2)
     dc<t-1> = dc * f  (+ di_pre * p_i + df_pre * p_f)
-    dh<t-1> = [di, df, dg, do]_pre @ Wh^T      (each per-step product is computed transposed: see recurrent.py)
+    dh<t-1> = [di, df, dg, do]_pre @ Wh^T      (each per-step product against packed weights: packed.py)
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T, input_weights, product_into, single_step, stacked, times
+from rnncli.kernels.packed import pack, packed_product
+from rnncli.kernels.recurrent import Cell, input_weights, single_step, stacked, times
 
 # The gate maths is split into short passes over few arrays: LLVM vectorises a loop only when it
 # can check that its arrays do not overlap, and gives up beyond a handful of them (measured: one
@@ -74,8 +75,8 @@ def _new_state(gates, c_prev, peep, peephole, c_out, h_out):
 
 
 @kernel
-def lstm_forward(xw, WhT, peep, h0, c0, peephole, keep):
-    """xw (T, B, 4H), WhT (4H, H) contiguous Wh^T, peep (3, H), h0 and c0 (B, H)
+def lstm_forward(xw, Wh_packed, peep, h0, c0, peephole, keep):
+    """xw (T, B, 4H), Wh_packed = pack(Wh) (kernels/packed.py), peep (3, H), h0 and c0 (B, H)
     -> hs (T, B, H), cs (T or 1, B, H) cell states, gates (T or 1, B, 4H) after activation,
        cT (B, H) the final cell state."""
     T, B, G4 = xw.shape
@@ -84,7 +85,6 @@ def lstm_forward(xw, WhT, peep, h0, c0, peephole, keep):
     hs = np.empty((T, B, H), dtype=xw.dtype)
     cs = np.empty((S, B, H), dtype=xw.dtype)
     gates = np.empty((S, B, G4), dtype=xw.dtype)
-    product = np.empty((G4, B), dtype=xw.dtype)
     # h<t-1> @ Wh goes to a buffer that stays in cache, not straight into this step's fresh gate
     # storage: one lstm layer's chunk forward 55 -> 52 ms.
     hW = np.empty((B, G4), dtype=xw.dtype)
@@ -92,7 +92,7 @@ def lstm_forward(xw, WhT, peep, h0, c0, peephole, keep):
     for t in range(T):
         s = t if keep else 0
         h_prev = h0 if t == 0 else hs[t - 1]
-        product_into(h_prev, WhT, product, hW)
+        packed_product(h_prev, Wh_packed, hW)
         _activate_gates(hW, xw[t], c_prev, peep, peephole, gates[s])
         _new_state(gates[s], c_prev, peep, peephole, cs[s], hs[t])
         c_prev[:] = cs[s]
@@ -100,14 +100,13 @@ def lstm_forward(xw, WhT, peep, h0, c0, peephole, keep):
 
 
 @kernel
-def lstm_backward(dhs, dhT, dcT, Wh, peep, peephole, c0, cs, gates):
-    """-> dgates (T, B, 4H) pre-activation gradients, dh0, dc0 (B, H). Wh is (H, 4H)."""
+def lstm_backward(dhs, dhT, dcT, WhT_packed, peep, peephole, c0, cs, gates):
+    """-> dgates (T, B, 4H) pre-activation gradients, dh0, dc0 (B, H). WhT_packed = pack(Wh^T)."""
     T, B, H = cs.shape
     one = cs.dtype.type(1.0)
     dgates = np.empty_like(gates)
     dh = dhT.copy()
     dc = dcT.copy()
-    product = np.empty((H, B), dtype=cs.dtype)
     for t in range(T - 1, -1, -1):
         c_prev = c0 if t == 0 else cs[t - 1]
         g, dg = gates[t], dgates[t]
@@ -132,7 +131,7 @@ def lstm_backward(dhs, dhT, dcT, Wh, peep, peephole, c0, cs, gates):
             if peephole:
                 for j in range(H):
                     dc[b, j] += dg[b, j] * peep[0, j] + dg[b, H + j] * peep[1, j]
-        product_into(dg, Wh, product, dh)  # dh<t-1> = dgates<t> @ Wh^T
+        packed_product(dg, WhT_packed, dh)  # dh<t-1> = dgates<t> @ Wh^T
     return dgates, dh, dc
 
 
@@ -190,7 +189,7 @@ class LSTMCell(Cell):
     def recurrence(self, p, xw, state0, keep):
         h0, c0 = state0
         H = h0.shape[1]
-        hs, cs, gates, cT = lstm_forward(xw, contiguous_T(p["Wh"]), self._peep(p, H, xw.dtype), h0, c0,
+        hs, cs, gates, cT = lstm_forward(xw, pack(p["Wh"]), self._peep(p, H, xw.dtype), h0, c0,
                                          self.peephole, keep)
         return hs, (hs[-1].copy(), cT), (cs, gates)
 
@@ -201,7 +200,7 @@ class LSTMCell(Cell):
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, (h0, c0), hs, (cs, gates) = cache
         H = h0.shape[1]
-        dgates, dh0, dc0 = lstm_backward(dhs, dstateT[0], dstateT[1], p["Wh"],
+        dgates, dh0, dc0 = lstm_backward(dhs, dstateT[0], dstateT[1], pack(p["Wh"].T),
                                          self._peep(p, H, hs.dtype), self.peephole, c0, cs, gates)
         return dgates, (dh0, dc0)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import types
 
-from rnncli.kernels.blas import matmul, transposed_copy
+from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel, overload_by_type
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
@@ -197,43 +197,3 @@ class Cell:
         c = (state[1] if self.state_size > 1 else state[0])[None].copy()
         top = stack_step(self.step_weights([p]), np.ascontiguousarray(x), h, c)
         return top, ((h[0],) if self.state_size == 1 else (h[0], c[0]))
-
-
-def contiguous_T(w: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy of w.T, for the per-step forward product (see below)."""
-    return transposed_copy(w)
-
-
-# The per-step products. OpenBLAS runs a product with 32 rows, such as h<t-1> @ Wh (32 x 512) @
-# (512 x 2048), ~1.35x faster when it writes the transposed result: (Wh^T h<t-1>^T), (2048 x 512) @
-# (512 x 32), which takes the same inputs (h<t-1>.T is a free view) and only changes the output's
-# layout (measured here: 0.39 against 0.52 ms forward, 0.42 against 0.58 ms backward). So each
-# kernel computes that form into a small (F, B) buffer and transposes it into its batch-major
-# arrays: a 16k-64k element copy per step, far cheaper than what the product saves (the LSTM
-# char-rnn chunk, one layer: forward and backward 146 -> 136 ms).
-
-
-@inline
-def _transpose_into(buffer, out, accumulate):
-    """out (B, F) = (or +=) buffer (F, B) transposed; `accumulate` is a constant at each call."""
-    F, B = buffer.shape
-    for b in range(B):
-        for j in range(F):
-            if accumulate:
-                out[b, j] += buffer[j, b]
-            else:
-                out[b, j] = buffer[j, b]
-
-
-@inline
-def product_into(x, M, buffer, out):
-    """out (B, F) = x (B, K) @ M.T for M (F, K): M @ x.T into buffer (F, B), then transposed."""
-    np.dot(M, x.T, buffer)
-    _transpose_into(buffer, out, False)
-
-
-@inline
-def add_product_into(x, M, buffer, out):
-    """out (B, F) += x (B, K) @ M.T, as `product_into`."""
-    np.dot(M, x.T, buffer)
-    _transpose_into(buffer, out, True)

@@ -15,7 +15,8 @@ import numpy as np
 
 from rnncli.kernels.activations import tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.recurrent import Cell, contiguous_T, input_weights, product_into, single_step, stacked, times
+from rnncli.kernels.packed import pack, packed_product
+from rnncli.kernels.recurrent import Cell, input_weights, single_step, stacked, times
 
 
 @inline
@@ -30,29 +31,27 @@ def _rnn_math(pre, xw_t, relu, h_out):
 
 
 @kernel
-def rnn_forward(xw, WhT, h0, relu, keep):
-    """xw (T, B, H) input projections, WhT (H, H) contiguous Wh^T, h0 (B, H) -> hs (T, B, H), the
+def rnn_forward(xw, Wh_packed, h0, relu, keep):
+    """xw (T, B, H) input projections, Wh_packed = pack(Wh) (kernels/packed.py), h0 (B, H) -> hs (T, B, H), the
     only thing backward needs. (`keep` is unused: the outputs are all the RNN stores.)"""
     T, B, H = xw.shape
     hs = np.empty((T, B, H), dtype=xw.dtype)
     pre = np.empty((B, H), dtype=xw.dtype)
-    product = np.empty((H, B), dtype=xw.dtype)
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
-        product_into(h_prev, WhT, product, pre)  # h<t-1> @ Wh
+        packed_product(h_prev, Wh_packed, pre)  # h<t-1> @ Wh
         _rnn_math(pre, xw[t], relu, hs[t])
     return hs
 
 
 @kernel
-def rnn_backward(dhs, dhT, Wh, hs, relu):
+def rnn_backward(dhs, dhT, WhT_packed, hs, relu):
     """dhs (T, B, H) upstream gradients of the outputs, dhT (B, H) of the final state,
-    Wh (H, H) -> dpre (T, B, H), dh0 (B, H)."""
+    WhT_packed = pack(Wh^T) -> dpre (T, B, H), dh0 (B, H)."""
     T, B, H = hs.shape
     one = hs.dtype.type(1.0)
     dpre = np.empty_like(hs)
     dh = dhT.copy()  # gradient reaching h<t> through the recurrence
-    product = np.empty((H, B), dtype=hs.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             for j in range(H):
@@ -62,7 +61,7 @@ def rnn_backward(dhs, dhT, Wh, hs, relu):
                     dpre[t, b, j] = d if h > 0 else 0 * d
                 else:
                     dpre[t, b, j] = d * (one - h * h)  # tanh' = 1 - h^2
-        product_into(dpre[t], Wh, product, dh)  # dh<t-1> = dpre<t> @ Wh^T
+        packed_product(dpre[t], WhT_packed, dh)  # dh<t-1> = dpre<t> @ Wh^T
     return dpre, dh
 
 
@@ -91,12 +90,12 @@ class RNNCell(Cell):
         self.name = "rnn-relu" if relu else "rnn"
 
     def recurrence(self, p, xw, state0, keep):
-        hs = rnn_forward(xw, contiguous_T(p["Wh"]), state0[0], self.relu, keep)
+        hs = rnn_forward(xw, pack(p["Wh"]), state0[0], self.relu, keep)
         return hs, (hs[-1].copy(),), None
 
     def recurrence_backward(self, p, cache, dhs, dstateT):
         x, state0, hs, saved = cache
-        dpre, dh0 = rnn_backward(dhs, dstateT[0], p["Wh"], hs, self.relu)
+        dpre, dh0 = rnn_backward(dhs, dstateT[0], pack(p["Wh"].T), hs, self.relu)
         return dpre, (dh0,)
 
     def step_weights(self, layers):
