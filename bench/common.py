@@ -176,6 +176,38 @@ def sgemm_ceiling(size: int = 2048, samples: int = 5) -> float:
     return max(2 * size**3 / time_per_call(lambda: a @ b) for _ in range(samples)) / 1e9
 
 
+def arithmetic_peak(samples: int = 5) -> float:
+    """This machine's float32 arithmetic peak, GFLOP/s: both cores doing nothing but independent fused
+    multiply-adds on 512-bit vectors (twelve chains each, more than the latency of one), through the
+    vector intrinsics the engine's own products use (rnncli/kernels/packed.py). No product can go
+    faster; the large sgemm above shows what a BLAS reaches of it."""
+    import numba
+
+    from rnncli.kernels.packed import vector_fma, vector_load, vector_store
+
+    @numba.njit(parallel=True)
+    def spin(ones, out, reps):  # each thread's sums to out (parts, 16): nothing is optimised away
+        for p in numba.prange(out.shape[0]):
+            x = vector_load(ones[p], 0)
+            w = np.float32(1e-7)
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = x
+            for _ in range(reps):  # a += x * w, twelve independent chains
+                a0, a1, a2, a3 = vector_fma(a0, x, w), vector_fma(a1, x, w), vector_fma(a2, x, w), vector_fma(a3, x, w)
+                a4, a5, a6, a7 = vector_fma(a4, x, w), vector_fma(a5, x, w), vector_fma(a6, x, w), vector_fma(a7, x, w)
+                a8, a9 = vector_fma(a8, x, w), vector_fma(a9, x, w)
+                a10, a11 = vector_fma(a10, x, w), vector_fma(a11, x, w)
+            for a in (a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11):
+                a0 = vector_fma(a0, a, np.float32(1.0))
+            vector_store(out[p], 0, a0)
+
+    parts = min(2, os.cpu_count() or 1)
+    ones, out = np.ones((parts, 16), np.float32), np.empty((parts, 16), np.float32)
+    reps = 20_000_000
+    spin(ones, out, 1000)
+    flops = parts * reps * 12 * 16 * 2
+    return max(flops / time_per_call(lambda: spin(ones, out, reps)) for _ in range(samples)) / 1e9
+
+
 def read_bandwidth(nbytes: int, samples: int = 5) -> float:
     """Bytes per second at which both cores together read a float32 buffer of `nbytes` again and
     again (each core its half): the rate batch-1 generation can stream its weights at, whichever

@@ -16,6 +16,7 @@ from common import (
     CONFIGS,
     RnncliModel,
     TorchModel,
+    arithmetic_peak,
     bench_parser,
     forward_flops_per_token,
     machine,
@@ -31,7 +32,7 @@ from common import (
 GEN_TOKENS = {"rnncli": 2000, "torch": 200}
 
 
-def measure(cell: str, config: str, vs_torch: bool, repeats: int, ceiling: float) -> list[dict]:
+def measure(cell: str, config: str, vs_torch: bool, repeats: int, ceiling: float, peak: float) -> list[dict]:
     cfg = CONFIGS[config]
     ours = RnncliModel(cell, cfg)
     theirs = TorchModel(cell, cfg) if vs_torch else None
@@ -54,6 +55,7 @@ def measure(cell: str, config: str, vs_torch: bool, repeats: int, ceiling: float
             flops = train_flops_per_token(cell, cfg) if work == "train" else forward_flops_per_token(cell, cfg)
             row["gflops"] = row["rnncli_tokens_per_s"] * flops / 1e9
             row["fraction_of_ceiling"] = row["gflops"] / ceiling
+            row["fraction_of_peak"] = row["gflops"] / peak
         else:  # batch 1: every token streams all the weights; the bound is how fast both cores can read them
             nbytes = weight_bytes(ours)
             row["bound_tokens_per_s"] = read_bandwidth(nbytes) / nbytes
@@ -61,6 +63,8 @@ def measure(cell: str, config: str, vs_torch: bool, repeats: int, ceiling: float
         if samples["torch"]:
             row["torch_tokens_per_s"] = statistics.median(samples["torch"])
             row["ratio"] = row["rnncli_tokens_per_s"] / row["torch_tokens_per_s"]
+            if "gflops" in row:  # where the reference stands against the same peak
+                row["torch_fraction_of_peak"] = row["fraction_of_peak"] / row["ratio"]
         rows.append(row)
     return rows
 
@@ -68,15 +72,17 @@ def measure(cell: str, config: str, vs_torch: bool, repeats: int, ceiling: float
 def print_table(rows: list[dict]) -> None:
     out = sys.stderr
     out.write(f"{'cell':<14}{'config':<10}{'work':<10}{'rnncli tok/s':>14}{'torch tok/s':>13}{'ratio':>8}"
-              f"{'GFLOP/s':>9}{'ceiling':>9}\n")
+              f"{'GFLOP/s':>9}{'ceiling':>9}{'peak':>7}{'torch':>7}\n")
     for r in rows:
         torch_rate = f"{r['torch_tokens_per_s']:,.0f}" if "torch_tokens_per_s" in r else "-"
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
         gflops = f"{r['gflops']:.0f}" if "gflops" in r else "-"
         share = r.get("fraction_of_ceiling", r.get("fraction_of_bound"))
         frac = f"{share:.0%}" if share is not None else "-"
+        peak = f"{r['fraction_of_peak']:.0%}" if "fraction_of_peak" in r else "-"
+        theirs = f"{r['torch_fraction_of_peak']:.0%}" if "torch_fraction_of_peak" in r else "-"
         out.write(f"{r['cell']:<14}{r['config']:<10}{r['work']:<10}{r['rnncli_tokens_per_s']:>14,.0f}"
-                  f"{torch_rate:>13}{ratio:>8}{gflops:>9}{frac:>9}\n")
+                  f"{torch_rate:>13}{ratio:>8}{gflops:>9}{frac:>9}{peak:>7}{theirs:>7}\n")
 
 
 def main() -> None:
@@ -87,14 +93,17 @@ def main() -> None:
     vs_torch = args.vs_torch and torch_available()
     if args.vs_torch and not vs_torch:
         sys.stderr.write("PyTorch is not installed (make torch); measuring rnncli only\n")
-    ceiling = sgemm_ceiling()
-    sys.stderr.write(f"this machine's large sgemm: {ceiling:.0f} GFLOP/s (2048^3, numpy's BLAS); the last column is "
-                     "each row's share of it, for generation its share of the weight-streaming bound\n")
+    ceiling, peak = sgemm_ceiling(), arithmetic_peak()
+    sys.stderr.write(f"this machine's large sgemm: {ceiling:.0f} GFLOP/s (2048^3, numpy's BLAS), its arithmetic peak "
+                     f"{peak:.0f} GFLOP/s (fused multiply-adds only, both cores). 'ceiling': each row's share of the "
+                     "sgemm rate, for generation its share of the weight-streaming bound; 'peak' and 'torch': "
+                     "rnncli's and PyTorch's share of the peak\n")
     rows = []
     for config in args.configs.split(","):
         for cell in args.cells.split(","):
-            rows.extend(measure(cell, config, vs_torch, args.repeats, ceiling))
-    payload = {"benchmark": "engine", "machine": {**machine(), "sgemm_gflops": ceiling}, "vs_torch": vs_torch,
+            rows.extend(measure(cell, config, vs_torch, args.repeats, ceiling, peak))
+    payload = {"benchmark": "engine", "machine": {**machine(), "sgemm_gflops": ceiling, "peak_gflops": peak},
+               "vs_torch": vs_torch,
                "rows": rows}
     write_results("engine-vs-torch" if vs_torch else "engine", payload)
     print(json.dumps(payload, indent=2))

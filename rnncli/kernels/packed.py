@@ -59,7 +59,7 @@ def _address(context, builder, array_type, array, index, vector):
 
 
 @intrinsic
-def _zero(typingctx, array):
+def vector_zero(typingctx, array):
     """A vector of zeros of `array`'s element type."""
 
     def codegen(context, builder, sig, args):
@@ -70,7 +70,7 @@ def _zero(typingctx, array):
 
 
 @intrinsic
-def _load(typingctx, array, index):
+def vector_load(typingctx, array, index):
     """The vector at flat position `index` of a contiguous array (unaligned)."""
 
     def codegen(context, builder, sig, args):
@@ -81,7 +81,7 @@ def _load(typingctx, array, index):
 
 
 @intrinsic
-def _store(typingctx, array, index, value):
+def vector_store(typingctx, array, index, value):
     def codegen(context, builder, sig, args):
         vector = _llvm_vector(sig.args[0].dtype)
         builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1], vector), align=4)
@@ -91,7 +91,7 @@ def _store(typingctx, array, index, value):
 
 
 @intrinsic
-def _fma(typingctx, acc, w, s):
+def vector_fma(typingctx, acc, w, s):
     """acc + w * s, fused, s a number broadcast to every lane."""
 
     def codegen(context, builder, sig, args):
@@ -155,52 +155,52 @@ def _product(x, P, out, accumulate):
         col = c * width
         full = col + width <= F
         for r0 in range(0, B - B % TILE_ROWS, TILE_ROWS):
-            a0 = _zero(flat)
-            a1 = _zero(flat)
-            a2 = _zero(flat)
-            a3 = _zero(flat)
-            b0 = _zero(flat)
-            b1 = _zero(flat)
-            b2 = _zero(flat)
-            b3 = _zero(flat)
+            a0 = vector_zero(flat)
+            a1 = vector_zero(flat)
+            a2 = vector_zero(flat)
+            a3 = vector_zero(flat)
+            b0 = vector_zero(flat)
+            b1 = vector_zero(flat)
+            b2 = vector_zero(flat)
+            b3 = vector_zero(flat)
             base = c * K * width
             for k in range(K):
-                w0 = _load(flat, base + k * width)
-                w1 = _load(flat, base + k * width + V)
+                w0 = vector_load(flat, base + k * width)
+                w1 = vector_load(flat, base + k * width + V)
                 s = x[r0, k]
-                a0 = _fma(a0, w0, s)
-                b0 = _fma(b0, w1, s)
+                a0 = vector_fma(a0, w0, s)
+                b0 = vector_fma(b0, w1, s)
                 s = x[r0 + 1, k]
-                a1 = _fma(a1, w0, s)
-                b1 = _fma(b1, w1, s)
+                a1 = vector_fma(a1, w0, s)
+                b1 = vector_fma(b1, w1, s)
                 s = x[r0 + 2, k]
-                a2 = _fma(a2, w0, s)
-                b2 = _fma(b2, w1, s)
+                a2 = vector_fma(a2, w0, s)
+                b2 = vector_fma(b2, w1, s)
                 s = x[r0 + 3, k]
-                a3 = _fma(a3, w0, s)
-                b3 = _fma(b3, w1, s)
+                a3 = vector_fma(a3, w0, s)
+                b3 = vector_fma(b3, w1, s)
             for i, (a, b) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3))):
                 row_out = out[r0 + i]  # (F,), contiguous
                 if full and accumulate:  # + 1 * what is there: an exact addition
-                    _store(row_out, col, _fma(_load(row_out, col), a, one))
-                    _store(row_out, col + V, _fma(_load(row_out, col + V), b, one))
+                    vector_store(row_out, col, vector_fma(vector_load(row_out, col), a, one))
+                    vector_store(row_out, col + V, vector_fma(vector_load(row_out, col + V), b, one))
                 elif full:
-                    _store(row_out, col, a)
-                    _store(row_out, col + V, b)
+                    vector_store(row_out, col, a)
+                    vector_store(row_out, col + V, b)
                 else:
-                    _store(tile, 0, a)
-                    _store(tile, V, b)
+                    vector_store(tile, 0, a)
+                    vector_store(tile, V, b)
                     _finish_block(tile, out, r0 + i, col, F, accumulate)
         for r in range(B - B % TILE_ROWS, B):  # the rows left over, one at a time
-            a0 = _zero(flat)
-            b0 = _zero(flat)
+            a0 = vector_zero(flat)
+            b0 = vector_zero(flat)
             base = c * K * width
             for k in range(K):
                 s = x[r, k]
-                a0 = _fma(a0, _load(flat, base + k * width), s)
-                b0 = _fma(b0, _load(flat, base + k * width + V), s)
-            _store(tile, 0, a0)
-            _store(tile, V, b0)
+                a0 = vector_fma(a0, vector_load(flat, base + k * width), s)
+                b0 = vector_fma(b0, vector_load(flat, base + k * width + V), s)
+            vector_store(tile, 0, a0)
+            vector_store(tile, V, b0)
             _finish_block(tile, out, r, col, F, accumulate)
 
 
