@@ -3,8 +3,9 @@
 Each step of a recurrence multiplies a few rows by the same weight matrix: h<t-1> (B, K) @ W (K, F)
 with W = Wh (forward) or Wh^T (backward), T times per chunk. A BLAS call repacks W into its own
 blocks at every one of those calls and, on two threads, hands the product over to the other core
-and back. Here W is packed once per chunk into blocks of 2V columns (V = the lanes of a 512-bit
-vector: 16 float32, 8 float64), each block stored k by k:
+and back. Here W is packed once per chunk into blocks of 2V columns (V = the lanes of a vector:
+512 bits where the CPU has AVX-512, else 256: 16 or 8 float32, 8 or 4 float64), each block stored
+k by k:
 
     P[c, k, :] = W[k, c*2V : (c+1)*2V]          P (ceil(F / 2V), K, 2V), zero-padded
 
@@ -17,7 +18,8 @@ Measured (AMD EPYC, one core; `bench/README.md`): (16 x 128) @ (128 x 512) 84 ->
 (16 x 512) @ (512 x 2048) 78 -> 115 GFLOP/s against OpenBLAS computing the transposed result (the
 faster of its two forms); the core's peak is ~117. Exact arithmetic in the array's own type (fused
 multiply-adds, summed in k order), float64 too: the gradient checks run through the same code.
-On a CPU without 512-bit vectors LLVM splits each vector in two: the same results, more slowly.
+The 256-bit form, compiled for an AVX2 CPU (NUMBA_CPU_NAME=haswell), passes the same tests and ran
+as fast here (this AMD core splits 512-bit work in two anyway).
 """
 
 from __future__ import annotations
@@ -30,7 +32,22 @@ from numba.extending import intrinsic, models, register_model
 
 from rnncli.kernels.jit import inline, kernel
 
-VECTOR_BITS = 512
+
+def _vector_bits() -> int:
+    """512 where the CPU Numba compiles for has AVX-512, else 256 (AVX2: sixteen vector registers,
+    which a tile's eight accumulators of 512 bits would overflow once split in two)."""
+    from numba.core import config
+
+    if config.CPU_FEATURES:  # Numba told to compile for other features (a portable cache)
+        return 512 if "+avx512f" in config.CPU_FEATURES else 256
+    if config.CPU_NAME and config.CPU_NAME != "host":  # another CPU, its features unsaid: the safe width
+        return 256
+    import llvmlite.binding as llvm
+
+    return 512 if llvm.get_host_cpu_features().get("avx512f", False) else 256
+
+
+VECTOR_BITS = _vector_bits()
 TILE_ROWS = 4
 
 
