@@ -20,6 +20,8 @@ torch:
 
 test: $(STAMP)
 	$(PYTHON) -m pytest
+	@echo "the kernel tests again, compiled for a CPU without AVX-512 (the packed products' 256-bit form)"
+	NUMBA_CPU_NAME=haswell NUMBA_CACHE_DIR="$$(mktemp -d)" $(PYTHON) -m pytest -q tests/test_kernels.py
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check rnncli tests bench corpora
