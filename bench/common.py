@@ -93,14 +93,16 @@ class RnncliModel:
 
     def generate(self, n: int, temperature: float = 0.8, batch: int = 1) -> None:
         """n tokens for each of `batch` samples, generated side by side."""
-        from rnncli.kernels.generate import generate
+        from rnncli.model import batch_shards
+        from rnncli.sample import generate_rows
 
-        weights = self.model.step_weights(self.params)
+        shards = batch_shards(batch)  # as `rnncli sample -n` does
+        weights = self.model.step_weights(self.params, packed=bool(shards))
         h, c = self.model.step_state(self.model.initial_state(batch))
         out = np.empty((batch, n), np.int64)
         lps = np.empty((batch, n))
-        generate(*weights, h, c, np.ones((1, batch), np.int64), self.rng.random((batch, n)), temperature, 0, 1.0,
-                 False, np.zeros(batch, np.bool_), out, lps)
+        generate_rows(weights, shards, h, c, np.ones((1, batch), np.int64), self.rng.random((batch, n)), temperature,
+                      0, 1.0, False, np.zeros(batch, np.bool_), out, lps)
 
 
 class TorchModel:

@@ -152,7 +152,8 @@ class Stack:
                 grads.update({self.prefix(i) + k: v for k, v in g.items()})
         return grads, dx, dstate0
 
-    def step_weights(self, params: dict):
-        """The stacked weights the cell's single step reads (generation, beam search): one direction."""
+    def step_weights(self, params: dict, packed: bool = False):
+        """The stacked weights the cell's single step reads (generation, beam search): one direction;
+        `packed`: see Cell.step_weights."""
         assert self.directions == 1, "a bidirectional stack has no single step"
-        return self.cell.step_weights([self.layer_params(params, i) for i in range(len(self.layers))])
+        return self.cell.step_weights([self.layer_params(params, i) for i in range(len(self.layers))], packed)

@@ -272,10 +272,11 @@ class Model:
 
     # ---- the single step (generation, beam search) -------------------------------------------
 
-    def step_weights(self, params: Params):
-        """Everything the single-step kernels read: (the cell's stacked weights, E, W_y, b_y)."""
+    def step_weights(self, params: Params, packed: bool = False):
+        """Everything the single-step kernels read: (the cell's stacked weights, E, W_y, b_y); with
+        `packed` the stack's matrices packed too, for steps of many rows on one core (a shard of samples)."""
         c = np.ascontiguousarray
-        return (self.stack.step_weights(params), c(params["embed.weight"]), c(self.head.weight(params)),
+        return (self.stack.step_weights(params, packed), c(params["embed.weight"]), c(self.head.weight(params)),
                 c(params["output.b"]))
 
     def step_state(self, state: ModelState) -> tuple[np.ndarray, np.ndarray]:

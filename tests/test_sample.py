@@ -269,3 +269,65 @@ def test_descending_order_is_a_permutation_from_largest_to_smallest(n):
     order = _descending_order(p)
     assert sorted(order.tolist()) == list(range(n))
     assert np.all(np.diff(p[order]) <= 0)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_a_step_over_many_rows_with_packed_weights_is_the_step_with_np_dot(cell):
+    """The single step's products through the packed kernel (rows >= a tile) give the same logits and
+    states as through np.dot, in float64 to the last bits' error; fewer rows than a tile use np.dot."""
+    from rnncli.config import ModelConfig
+
+    cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)  # 4H = 160: blocks cut short
+    model = Model(cfg)
+    rng = np.random.default_rng(2)
+    params = model.init_params(rng, np.float64)
+    plain, packed = model.step_weights(params), model.step_weights(params, packed=True)
+    assert plain[0][-1].size == 0 and packed[0][-1].size > 0  # the packed matrices: empty unless asked
+    for rows in (9, 2):
+        tokens = rng.integers(0, 11, rows)
+        state = [tuple(rng.normal(size=a.shape) for a in layer) for layer in model.initial_state(rows, np.float64)]
+        logits, s1 = model.step(params, tokens, state, weights=plain)
+        logits2, s2 = model.step(params, tokens, state, weights=packed)
+        np.testing.assert_allclose(logits2, logits, rtol=1e-12, atol=1e-12)
+        for a, b in zip(s1, s2, strict=True):
+            np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru-cudnn"])
+def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
+    """64 samples as two shards of 32 rows, one per core (packed products), give the tokens of one
+    batch of 64 (np.dot), each row from its own uniforms; a shard whose rows all ended stops early
+    and its rows read <EOS> from there."""
+    import rnncli.model as model_module
+    from rnncli.config import ModelConfig
+    from rnncli.sample import generate_rows
+
+    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)
+    model = Model(cfg)
+    rng = np.random.default_rng(3)
+    params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(rng).items()}
+    N, n = 64, 30
+    shards = model_module.batch_shards(N)
+    assert shards == [slice(0, 32), slice(32, 64)]
+    context = np.full((1, N), EOS)
+    uniforms = rng.random((N, n))
+    results = []
+    for weights, parts in ((model.step_weights(params, packed=True), shards), (model.step_weights(params), [])):
+        h, c = model.step_state(model.initial_state(N))
+        out, lps = np.empty((N, n), np.int64), np.empty((N, n))
+        got = generate_rows(weights, parts, h, c, context, uniforms, 0.9, 0, 1.0, False, np.zeros(N, np.bool_),
+                            out, lps)
+        results.append((got, out, lps, h))
+    (got, out, lps, h), (got2, out2, lps2, h2) = results
+    assert got == got2 == n and out.tolist() == out2.tolist()
+    np.testing.assert_allclose(lps, lps2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h, h2, rtol=1e-4, atol=1e-5)  # each shard's state written back
+    finished = np.zeros(N, np.bool_)
+    finished[:32] = True  # the first shard's rows have all ended: it stops after one step
+    h, c = model.step_state(model.initial_state(N))
+    out = np.full((N, n), -1, np.int64)
+    got = generate_rows(model.step_weights(params, packed=True), shards, h, c, context, uniforms, 0.9, 0, 1.0, True,
+                        finished, out, lps)
+    assert got > 1 and (out[:32, 1:got] == EOS).all()

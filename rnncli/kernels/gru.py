@@ -31,7 +31,7 @@ from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import add_packed_product, pack, packed_product
-from rnncli.kernels.recurrent import Cell, input_weights, single_step, stacked, times
+from rnncli.kernels.recurrent import Cell, input_weights, packed_inputs, packed_stack, single_step, stacked, step_times
 
 # As in lstm.py, the gate maths runs as short passes over few arrays so that LLVM vectorises it.
 
@@ -103,19 +103,23 @@ def gru_simple_backward(dhs, dhT, WhT_packed, h0, hs, gates):
 
 
 class SimpleGRUWeights(NamedTuple):
-    """A stack's weights for the single step: Wx0 (D, 2H), WxR (L-1, H, 2H), Wh (L, H, 2H), b (L, 2H)."""
+    """A stack's weights for the single step: Wx0 (D, 2H), WxR (L-1, H, 2H), Wh (L, H, 2H), b (L, 2H),
+    and the three matrices packed (or empty: `step_times`)."""
 
     Wx0: np.ndarray
     WxR: np.ndarray
     Wh: np.ndarray
     b: np.ndarray
+    Wx0_packed: np.ndarray
+    WxR_packed: np.ndarray
+    Wh_packed: np.ndarray
 
 
 @single_step(SimpleGRUWeights)
 def gru_simple_step(weights, layer, xw, h, c):
     """One step of one layer, h updated in place."""
     gates = np.empty_like(xw)
-    _simple_gates(times(h, weights.Wh[layer]), xw, gates)
+    _simple_gates(step_times(h, weights.Wh[layer], weights.Wh_packed[layer]), xw, gates)
     _interpolate(gates, gates, 0, gates.shape[1] // 2, h.copy(), h)
 
 
@@ -211,13 +215,18 @@ def gru_backward(dhs, dhT, Wh_urT_packed, Wh_cT_packed, h0, hs, ur, cand):
 
 class GRUWeights(NamedTuple):
     """A stack's weights for the single step: Wx0 (D, 3H), WxR (L-1, H, 3H), b (L, 3H), and Wh split
-    into its [u, r] block Wh_ur (L, H, 2H) and its c~ block Wh_c (L, H, H), each contiguous."""
+    into its [u, r] block Wh_ur (L, H, 2H) and its c~ block Wh_c (L, H, H), each contiguous; the four
+    matrices packed (or empty: `step_times`)."""
 
     Wx0: np.ndarray
     WxR: np.ndarray
     Wh_ur: np.ndarray
     Wh_c: np.ndarray
     b: np.ndarray
+    Wx0_packed: np.ndarray
+    WxR_packed: np.ndarray
+    Wh_ur_packed: np.ndarray
+    Wh_c_packed: np.ndarray
 
 
 @single_step(GRUWeights)
@@ -226,9 +235,9 @@ def gru_step(weights, layer, xw, h, c):
     B, H = h.shape
     ur = np.empty((B, 2 * H), dtype=h.dtype)
     rh = np.empty_like(h)
-    _update_relevance(times(h, weights.Wh_ur[layer]), xw, h, ur, rh)
+    _update_relevance(step_times(h, weights.Wh_ur[layer], weights.Wh_ur_packed[layer]), xw, h, ur, rh)
     cand = np.empty_like(h)
-    _candidate(times(rh, weights.Wh_c[layer]), xw, cand)
+    _candidate(step_times(rh, weights.Wh_c[layer], weights.Wh_c_packed[layer]), xw, cand)
     _interpolate(ur, cand, 0, 0, h.copy(), h)
 
 
@@ -252,9 +261,12 @@ class SimpleGRUCell(Cell):
         dgates, dh0 = gru_simple_backward(dhs, dstateT[0], pack(p["Wh"].T), state0[0], hs, gates)
         return dgates, (dh0,)
 
-    def step_weights(self, layers):
+    def step_weights(self, layers, packed=False):
         dtype = layers[0]["Wx"].dtype
-        return SimpleGRUWeights(*input_weights(layers), stacked(layers, "Wh", dtype), stacked(layers, "b", dtype))
+        Wx0, WxR = input_weights(layers)
+        Wh = stacked(layers, "Wh", dtype)
+        return SimpleGRUWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), *packed_inputs(Wx0, WxR, packed),
+                                packed_stack(Wh, packed))
 
 
 def _split_Wh(Wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -294,8 +306,11 @@ class GRUCell(Cell):
         dWh[:, 2 * H :] = matmul(rhs.reshape(T * B, H).T, d_cand.reshape(T * B, H))
         return dWh
 
-    def step_weights(self, layers):
+    def step_weights(self, layers, packed=False):
         dtype = layers[0]["Wx"].dtype
         blocks = [_split_Wh(lp["Wh"]) for lp in layers]
-        return GRUWeights(*input_weights(layers), stacked([{"W": ur} for ur, _ in blocks], "W", dtype),
-                          stacked([{"W": c} for _, c in blocks], "W", dtype), stacked(layers, "b", dtype))
+        Wx0, WxR = input_weights(layers)
+        Wh_ur = stacked([{"W": ur} for ur, _ in blocks], "W", dtype)
+        Wh_c = stacked([{"W": c} for _, c in blocks], "W", dtype)
+        return GRUWeights(Wx0, WxR, Wh_ur, Wh_c, stacked(layers, "b", dtype), *packed_inputs(Wx0, WxR, packed),
+                          packed_stack(Wh_ur, packed), packed_stack(Wh_c, packed))

@@ -22,7 +22,7 @@ import numpy as np
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import add_packed_product, pack, packed_product
-from rnncli.kernels.recurrent import Cell, input_weights, single_step, stacked, times
+from rnncli.kernels.recurrent import Cell, input_weights, packed_inputs, packed_stack, single_step, stacked, step_times
 
 
 @inline
@@ -95,13 +95,16 @@ def gru_cudnn_backward(dhs, dhT, WhT_packed, h0, hs, gates, ns, hns):
 
 class CudnnGRUWeights(NamedTuple):
     """A stack's weights for the single step: Wx0 (D, 3H), WxR (L-1, H, 3H), Wh (L, H, 3H), b (L, 3H),
-    bhn (L, H)."""
+    bhn (L, H), and the three matrices packed (or empty: `step_times`)."""
 
     Wx0: np.ndarray
     WxR: np.ndarray
     Wh: np.ndarray
     b: np.ndarray
     bhn: np.ndarray
+    Wx0_packed: np.ndarray
+    WxR_packed: np.ndarray
+    Wh_packed: np.ndarray
 
 
 @single_step(CudnnGRUWeights)
@@ -111,7 +114,8 @@ def gru_cudnn_step(weights, layer, xw, h, c):
     rz = np.empty((B, 2 * H), dtype=h.dtype)
     hn = np.empty_like(h)
     n = np.empty_like(h)
-    _cudnn_gates(times(h, weights.Wh[layer]), xw, weights.bhn[layer], rz, hn, n, h.copy(), h)
+    hW = step_times(h, weights.Wh[layer], weights.Wh_packed[layer])
+    _cudnn_gates(hW, xw, weights.bhn[layer], rz, hn, n, h.copy(), h)
 
 
 
@@ -140,7 +144,9 @@ class CudnnGRUCell(Cell):
         H = dgates_h.shape[2] // 3
         return {"bhn": dgates_h[:, :, 2 * H :].sum(axis=(0, 1))}  # b_hn sits beside W_hn h
 
-    def step_weights(self, layers):
+    def step_weights(self, layers, packed=False):
         dtype = layers[0]["Wx"].dtype
-        return CudnnGRUWeights(*input_weights(layers), stacked(layers, "Wh", dtype), stacked(layers, "b", dtype),
-                               stacked(layers, "bhn", dtype))
+        Wx0, WxR = input_weights(layers)
+        Wh = stacked(layers, "Wh", dtype)
+        return CudnnGRUWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), stacked(layers, "bhn", dtype),
+                               *packed_inputs(Wx0, WxR, packed), packed_stack(Wh, packed))

@@ -27,7 +27,7 @@ import numpy as np
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import pack, packed_product
-from rnncli.kernels.recurrent import Cell, input_weights, single_step, stacked, times
+from rnncli.kernels.recurrent import Cell, input_weights, packed_inputs, packed_stack, single_step, stacked, step_times
 
 # The gate maths is split into short passes over few arrays: LLVM vectorises a loop only when it
 # can check that its arrays do not overlap, and gives up beyond a handful of them (measured: one
@@ -137,13 +137,16 @@ def lstm_backward(dhs, dhT, dcT, WhT_packed, peep, peephole, c0, cs, gates):
 
 class LSTMWeights(NamedTuple):
     """A stack's weights for the single step: Wx0 (D, 4H), WxR (L-1, H, 4H), Wh (L, H, 4H), b (L, 4H),
-    peep (L, 3, H) (zeros without peepholes)."""
+    peep (L, 3, H) (zeros without peepholes), and the three matrices packed (or empty: `step_times`)."""
 
     Wx0: np.ndarray
     WxR: np.ndarray
     Wh: np.ndarray
     b: np.ndarray
     peep: np.ndarray
+    Wx0_packed: np.ndarray
+    WxR_packed: np.ndarray
+    Wh_packed: np.ndarray
 
 
 class PeepholeLSTMWeights(LSTMWeights):
@@ -158,7 +161,8 @@ def _lstm_step(peephole: bool):
     def lstm_step(weights, layer, xw, h, c):
         gates = np.empty_like(xw)
         c_prev = c.copy()
-        _activate_gates(times(h, weights.Wh[layer]), xw, c_prev, weights.peep[layer], peephole, gates)
+        hW = step_times(h, weights.Wh[layer], weights.Wh_packed[layer])
+        _activate_gates(hW, xw, c_prev, weights.peep[layer], peephole, gates)
         _new_state(gates, c_prev, weights.peep[layer], peephole, c, h)
 
     return lstm_step
@@ -216,10 +220,12 @@ class LSTMCell(Cell):
         dpeep[2] = (dgates[:, :, 3 * H :] * cs).sum(axis=(0, 1))  # dp_o = sum do_pre * c<t>
         return {"peep": dpeep}
 
-    def step_weights(self, layers):
+    def step_weights(self, layers, packed=False):
         dtype = layers[0]["Wx"].dtype
         H = layers[0]["Wh"].shape[0]
         peep = [self._peep(lp, H, dtype) for lp in layers]
         weights = PeepholeLSTMWeights if self.peephole else LSTMWeights
-        return weights(*input_weights(layers), stacked(layers, "Wh", dtype), stacked(layers, "b", dtype),
-                       np.ascontiguousarray(np.stack(peep)))
+        Wx0, WxR = input_weights(layers)
+        Wh = stacked(layers, "Wh", dtype)
+        return weights(Wx0, WxR, Wh, stacked(layers, "b", dtype), np.ascontiguousarray(np.stack(peep)),
+                       *packed_inputs(Wx0, WxR, packed), packed_stack(Wh, packed))

@@ -231,3 +231,10 @@ def packed_product(x, P, out):
 def add_packed_product(x, P, out):
     """out (B, F) += x (B, K) @ W, for P = pack(W)."""
     _product(x, P, out, True)
+
+
+@kernel
+def product_rows(x, P, out):
+    """`packed_product` as a kernel of its own: the single step calls it at several places, and a
+    called kernel is compiled once where an inlined helper is compiled at every call site."""
+    _product(x, P, out, False)

@@ -20,6 +20,7 @@ from numba import types
 
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel, overload_by_type
+from rnncli.kernels.packed import TILE_ROWS, pack, product_rows
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
 
@@ -56,6 +57,19 @@ def times(x, W):
 
 
 @inline
+def step_times(x, W, P):
+    """x (B, K) @ W (K, F) into a new (B, F) array, for the single step. P is W packed, or empty
+    (`packed_stack`): with it and a tile's rows or more (the samples of one core's shard), our kernel
+    (packed.py); else np.dot: for one row OpenBLAS streams W on both cores, faster than one core."""
+    out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
+    if P.size > 0 and x.shape[0] >= TILE_ROWS:
+        product_rows(x, P, out)
+    else:
+        np.dot(x, W, out)
+    return out
+
+
+@inline
 def add_row(out, row):
     """out (B, F) += row (F,), in place (a loop: the array expression compiles ~0.3 s longer)."""
     for b in range(out.shape[0]):
@@ -68,7 +82,8 @@ def run_stack_step(weights, x, h, c):
     """x (B, D) through every layer for one time step -> the top layer's h (B, H)."""
     for layer in range(h.shape[0]):
         Wx = weights.Wx0 if layer == 0 else weights.WxR[layer - 1]
-        xw = times(x, Wx)  # (B, G*H)
+        Wx_packed = weights.Wx0_packed if layer == 0 else weights.WxR_packed[layer - 1]
+        xw = step_times(x, Wx, Wx_packed)  # (B, G*H)
         add_row(xw, weights.b[layer])
         layer_step(weights, layer, xw, h[layer], c[layer])
         x = h[layer]
@@ -100,6 +115,19 @@ def input_weights(layers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     if len(layers) > 1:
         return Wx0, np.ascontiguousarray(np.stack([lp["Wx"] for lp in layers[1:]]))
     return Wx0, np.zeros((1,) + layers[0]["Wh"].shape, Wx0.dtype)
+
+
+def packed_stack(W: np.ndarray, packed: bool) -> np.ndarray:
+    """Each matrix of a stack W (L, K, F) packed (packed.py), (L, blocks, K, 2V), for `step_times`;
+    without `packed` an empty placeholder of the same rank (the step then uses np.dot)."""
+    if not packed:
+        return np.zeros((W.shape[0], 0, 0, 0), W.dtype)
+    return np.ascontiguousarray(np.stack([pack(w) for w in W]))
+
+
+def packed_inputs(Wx0: np.ndarray, WxR: np.ndarray, packed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`packed_stack` of the input weights (`input_weights`): Wx0 packed and WxR's matrices packed."""
+    return packed_stack(Wx0[None], packed)[0], packed_stack(WxR, packed)
 
 
 class Cell:
@@ -183,9 +211,10 @@ class Cell:
         the notes, each (T, B, H); `saved` is the fourth part of the chunk's cache. None for the plain RNN."""
         return {}
 
-    def step_weights(self, layers: list[dict]):
+    def step_weights(self, layers: list[dict], packed: bool = False):
         """The stacked weights of a stack of this cell (`layers`: each layer's parameters), as the
-        named tuple its registered single step reads."""
+        named tuple its registered single step reads; with `packed`, each matrix packed too, for steps
+        of many rows on one core (`step_times`)."""
         raise NotImplementedError
 
     # ---- the single step ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 from rnncli.kernels.activations import tanh
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import pack, packed_product
-from rnncli.kernels.recurrent import Cell, input_weights, single_step, stacked, times
+from rnncli.kernels.recurrent import Cell, input_weights, packed_inputs, packed_stack, single_step, stacked, step_times
 
 
 @inline
@@ -66,19 +66,23 @@ def rnn_backward(dhs, dhT, WhT_packed, hs, relu):
 
 
 class RNNWeights(NamedTuple):
-    """A stack's weights for the single step: Wx0 (D, H), WxR (L-1, H, H), Wh (L, H, H), b (L, H)."""
+    """A stack's weights for the single step: Wx0 (D, H), WxR (L-1, H, H), Wh (L, H, H), b (L, H),
+    relu (the activation), and the three matrices packed (or empty: `step_times`)."""
 
     Wx0: np.ndarray
     WxR: np.ndarray
     Wh: np.ndarray
     b: np.ndarray
     relu: bool
+    Wx0_packed: np.ndarray
+    WxR_packed: np.ndarray
+    Wh_packed: np.ndarray
 
 
 @single_step(RNNWeights)
 def rnn_step(weights, layer, xw, h, c):
     """One step of one layer: h = g(xw + h<t-1> @ Wh), in place."""
-    _rnn_math(times(h, weights.Wh[layer]), xw, weights.relu, h)
+    _rnn_math(step_times(h, weights.Wh[layer], weights.Wh_packed[layer]), xw, weights.relu, h)
 
 
 class RNNCell(Cell):
@@ -98,6 +102,9 @@ class RNNCell(Cell):
         dpre, dh0 = rnn_backward(dhs, dstateT[0], pack(p["Wh"].T), hs, self.relu)
         return dpre, (dh0,)
 
-    def step_weights(self, layers):
+    def step_weights(self, layers, packed=False):
         dtype = layers[0]["Wx"].dtype
-        return RNNWeights(*input_weights(layers), stacked(layers, "Wh", dtype), stacked(layers, "b", dtype), self.relu)
+        Wx0, WxR = input_weights(layers)
+        Wh = stacked(layers, "Wh", dtype)
+        return RNNWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), self.relu, *packed_inputs(Wx0, WxR, packed),
+                          packed_stack(Wh, packed))
