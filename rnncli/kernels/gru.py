@@ -31,7 +31,16 @@ from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import add_packed_product, pack, packed_product
-from rnncli.kernels.recurrent import Cell, input_weights, packed_inputs, packed_stack, single_step, stacked, step_times
+from rnncli.kernels.recurrent import (
+    Cell,
+    input_weights,
+    packed_at,
+    packed_inputs,
+    packed_stack,
+    single_step,
+    stacked,
+    step_times,
+)
 
 # As in lstm.py, the gate maths runs as short passes over few arrays so that LLVM vectorises it.
 
@@ -119,7 +128,7 @@ class SimpleGRUWeights(NamedTuple):
 def gru_simple_step(weights, layer, xw, h, c):
     """One step of one layer, h updated in place."""
     gates = np.empty_like(xw)
-    _simple_gates(step_times(h, weights.Wh[layer], weights.Wh_packed[layer]), xw, gates)
+    _simple_gates(step_times(h, weights.Wh[layer], packed_at(weights.Wh_packed, layer)), xw, gates)
     _interpolate(gates, gates, 0, gates.shape[1] // 2, h.copy(), h)
 
 
@@ -235,9 +244,9 @@ def gru_step(weights, layer, xw, h, c):
     B, H = h.shape
     ur = np.empty((B, 2 * H), dtype=h.dtype)
     rh = np.empty_like(h)
-    _update_relevance(step_times(h, weights.Wh_ur[layer], weights.Wh_ur_packed[layer]), xw, h, ur, rh)
+    _update_relevance(step_times(h, weights.Wh_ur[layer], packed_at(weights.Wh_ur_packed, layer)), xw, h, ur, rh)
     cand = np.empty_like(h)
-    _candidate(step_times(rh, weights.Wh_c[layer], weights.Wh_c_packed[layer]), xw, cand)
+    _candidate(step_times(rh, weights.Wh_c[layer], packed_at(weights.Wh_c_packed, layer)), xw, cand)
     _interpolate(ur, cand, 0, 0, h.copy(), h)
 
 

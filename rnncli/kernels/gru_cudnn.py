@@ -22,7 +22,16 @@ import numpy as np
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import add_packed_product, pack, packed_product
-from rnncli.kernels.recurrent import Cell, input_weights, packed_inputs, packed_stack, single_step, stacked, step_times
+from rnncli.kernels.recurrent import (
+    Cell,
+    input_weights,
+    packed_at,
+    packed_inputs,
+    packed_stack,
+    single_step,
+    stacked,
+    step_times,
+)
 
 
 @inline
@@ -114,7 +123,7 @@ def gru_cudnn_step(weights, layer, xw, h, c):
     rz = np.empty((B, 2 * H), dtype=h.dtype)
     hn = np.empty_like(h)
     n = np.empty_like(h)
-    hW = step_times(h, weights.Wh[layer], weights.Wh_packed[layer])
+    hW = step_times(h, weights.Wh[layer], packed_at(weights.Wh_packed, layer))
     _cudnn_gates(hW, xw, weights.bhn[layer], rz, hn, n, h.copy(), h)
 
 

@@ -27,7 +27,16 @@ import numpy as np
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import pack, packed_product
-from rnncli.kernels.recurrent import Cell, input_weights, packed_inputs, packed_stack, single_step, stacked, step_times
+from rnncli.kernels.recurrent import (
+    Cell,
+    input_weights,
+    packed_at,
+    packed_inputs,
+    packed_stack,
+    single_step,
+    stacked,
+    step_times,
+)
 
 # The gate maths is split into short passes over few arrays: LLVM vectorises a loop only when it
 # can check that its arrays do not overlap, and gives up beyond a handful of them (measured: one
@@ -161,7 +170,7 @@ def _lstm_step(peephole: bool):
     def lstm_step(weights, layer, xw, h, c):
         gates = np.empty_like(xw)
         c_prev = c.copy()
-        hW = step_times(h, weights.Wh[layer], weights.Wh_packed[layer])
+        hW = step_times(h, weights.Wh[layer], packed_at(weights.Wh_packed, layer))
         _activate_gates(hW, xw, c_prev, weights.peep[layer], peephole, gates)
         _new_state(gates, c_prev, weights.peep[layer], peephole, c, h)
 

@@ -56,17 +56,40 @@ def times(x, W):
     return out
 
 
-@inline
 def step_times(x, W, P):
-    """x (B, K) @ W (K, F) into a new (B, F) array, for the single step. P is W packed, or empty
-    (`packed_stack`): with it and a tile's rows or more (the samples of one core's shard), our kernel
-    (packed.py); else np.dot: for one row OpenBLAS streams W on both cores, faster than one core."""
-    out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
-    if P.size > 0 and x.shape[0] >= TILE_ROWS:
+    """x (B, K) @ W (K, F) into a new (B, F) array, for the single step. P is W packed, or None
+    (`packed_stack`). With P and a tile's rows or more (the samples of one core's shard): our kernel
+    (packed.py); else np.dot: for one row, OpenBLAS streams W on both cores, faster than one core.
+    Chosen by P's type when compiled: a step without packed weights (batch 1, the kernel a first
+    sample compiles) contains no packed code (1.1 s of a cold start)."""
+    raise NotImplementedError("step_times runs inside Numba kernels only")
+
+
+def packed_at(stack, index):
+    """stack[index], or None for None: one layer's packed matrix (see step_times)."""
+    raise NotImplementedError("packed_at runs inside Numba kernels only")
+
+
+@overload_by_type(step_times)
+def _step_times(x, W, P):
+    if isinstance(P, types.NoneType):
+        return lambda x, W, P: times(x, W)
+
+    def with_packed(x, W, P):
+        if x.shape[0] < TILE_ROWS:
+            return times(x, W)
+        out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
         product_rows(x, P, out)
-    else:
-        np.dot(x, W, out)
-    return out
+        return out
+
+    return with_packed
+
+
+@overload_by_type(packed_at)
+def _packed_at(stack, index):
+    if isinstance(stack, types.NoneType):
+        return lambda stack, index: None
+    return lambda stack, index: stack[index]
 
 
 @inline
@@ -82,7 +105,7 @@ def run_stack_step(weights, x, h, c):
     """x (B, D) through every layer for one time step -> the top layer's h (B, H)."""
     for layer in range(h.shape[0]):
         Wx = weights.Wx0 if layer == 0 else weights.WxR[layer - 1]
-        Wx_packed = weights.Wx0_packed if layer == 0 else weights.WxR_packed[layer - 1]
+        Wx_packed = weights.Wx0_packed if layer == 0 else packed_at(weights.WxR_packed, layer - 1)
         xw = step_times(x, Wx, Wx_packed)  # (B, G*H)
         add_row(xw, weights.b[layer])
         layer_step(weights, layer, xw, h[layer], c[layer])
@@ -117,17 +140,15 @@ def input_weights(layers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return Wx0, np.zeros((1,) + layers[0]["Wh"].shape, Wx0.dtype)
 
 
-def packed_stack(W: np.ndarray, packed: bool) -> np.ndarray:
+def packed_stack(W: np.ndarray, packed: bool) -> np.ndarray | None:
     """Each matrix of a stack W (L, K, F) packed (packed.py), (L, blocks, K, 2V), for `step_times`;
-    without `packed` an empty placeholder of the same rank (the step then uses np.dot)."""
-    if not packed:
-        return np.zeros((W.shape[0], 0, 0, 0), W.dtype)
-    return np.ascontiguousarray(np.stack([pack(w) for w in W]))
+    None without `packed` (the step then uses np.dot)."""
+    return np.ascontiguousarray(np.stack([pack(w) for w in W])) if packed else None
 
 
-def packed_inputs(Wx0: np.ndarray, WxR: np.ndarray, packed: bool) -> tuple[np.ndarray, np.ndarray]:
+def packed_inputs(Wx0: np.ndarray, WxR: np.ndarray, packed: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
     """`packed_stack` of the input weights (`input_weights`): Wx0 packed and WxR's matrices packed."""
-    return packed_stack(Wx0[None], packed)[0], packed_stack(WxR, packed)
+    return (pack(Wx0) if packed else None), packed_stack(WxR, packed)
 
 
 class Cell:

@@ -16,7 +16,16 @@ import numpy as np
 from rnncli.kernels.activations import tanh
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import pack, packed_product
-from rnncli.kernels.recurrent import Cell, input_weights, packed_inputs, packed_stack, single_step, stacked, step_times
+from rnncli.kernels.recurrent import (
+    Cell,
+    input_weights,
+    packed_at,
+    packed_inputs,
+    packed_stack,
+    single_step,
+    stacked,
+    step_times,
+)
 
 
 @inline
@@ -82,7 +91,7 @@ class RNNWeights(NamedTuple):
 @single_step(RNNWeights)
 def rnn_step(weights, layer, xw, h, c):
     """One step of one layer: h = g(xw + h<t-1> @ Wh), in place."""
-    _rnn_math(step_times(h, weights.Wh[layer], weights.Wh_packed[layer]), xw, weights.relu, h)
+    _rnn_math(step_times(h, weights.Wh[layer], packed_at(weights.Wh_packed, layer)), xw, weights.relu, h)
 
 
 class RNNCell(Cell):
