@@ -83,6 +83,18 @@ def batch_shards(B: int) -> list[slice]:
     return [slice(bounds[k], bounds[k + 1]) for k in range(n)]
 
 
+def how_a_batch_runs(B: int, sharded: bool = True) -> str:
+    """One line for --verbose: which code computes which product, and on how many cores a batch of
+    B rows runs (`sharded`: a language model's batch may run in shards; the other tasks' do not)."""
+    from rnncli.kernels.packed import VECTOR_BITS
+
+    shards = batch_shards(B) if sharded else []
+    where = (f"{len(shards)} shards of {B // len(shards)}+ rows, one per core, BLAS on one thread each" if shards
+             else "whole, BLAS on its own threads")
+    return (f"engine: per-step products in rnncli's packed kernel ({VECTOR_BITS}-bit vectors), the large ones in "
+            f"OpenBLAS (scipy's); a batch of {B} rows runs {where}")
+
+
 def _state_rows(state: ModelState, rows: slice) -> ModelState:
     return [tuple(np.ascontiguousarray(a[rows]) for a in layer) for layer in state]
 

@@ -298,3 +298,18 @@ def test_a_round_one_checkpoint_loads_scores_samples_and_resumes_as_before(tmp_p
     assert resumed["steps"] == 5
     assert resumed["train_loss"] == pytest.approx(3.7014753818511963, rel=1e-5)
     assert resumed["val_loss"] == pytest.approx(3.6740202032777525, rel=1e-5)
+
+
+def test_verbose_says_how_a_batch_runs(tmp_path, monkeypatch):
+    """--verbose names which code computes which product and how the batch is split over the cores."""
+    import rnncli.model as model_module
+
+    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    args = ("train", CORPORA / "demo.txt", "--hidden", "16", "--max-steps", "1", "--out", tmp_path / "m.npz")
+    result = run_cli(*args, "--batch-size", "16", "--verbose")
+    assert result.exit_code == 0, result.stderr
+    assert "packed kernel" in result.stdout and "2 shards of 8+ rows, one per core" in result.stdout
+    result = run_cli(*args, "--batch-size", "8", "--verbose")
+    assert "a batch of 8 rows runs whole" in result.stdout
+    assert "engine:" not in run_cli(*args, "--batch-size", "8").stdout  # only with --verbose
