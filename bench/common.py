@@ -93,7 +93,7 @@ class RnncliModel:
 
     def generate(self, n: int, temperature: float = 0.8, batch: int = 1) -> None:
         """n tokens for each of `batch` samples, generated side by side."""
-        from rnncli.model import batch_shards
+        from rnncli.cores import batch_shards
         from rnncli.sample import generate_rows
 
         shards = batch_shards(batch)  # as `rnncli sample -n` does

@@ -22,15 +22,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncli.config import ModelConfig
-from rnncli.heads import HeadCache, LanguageModelHead
-from rnncli.kernels.blas import blas_threads_settable, matmul, on_each_core, one_blas_thread, usable_cores
-from rnncli.kernels.cells import get_cell
-from rnncli.kernels.output import (
-    RowGradient,
-    embedding_backward,
-    embedding_forward,
-    embedding_row_gradient,
+from rnncli.cores import (
+    ShardedCache,
+    batch_shards,
+    joined_states,
+    mask_rows,
+    on_cores,
+    state_rows,
+    target_shares,
+    weighted_sum,
 )
+from rnncli.heads import HeadCache, LanguageModelHead
+from rnncli.kernels.blas import matmul
+from rnncli.kernels.cells import get_cell
+from rnncli.kernels.output import embedding_backward, embedding_forward, embedding_row_gradient
 from rnncli.kernels.recurrent import State
 from rnncli.layers import Stack
 
@@ -48,81 +53,12 @@ class Cache:
     dstate0: list | None = None  # filled by backward: gradient of the loss w.r.t. each layer's initial state
 
 
-@dataclass
-class ShardedCache:
-    """The caches of a batch run as shards (`Model.forward`): each shard's rows, cache and share of
-    the loss's targets."""
-
-    shards: list[slice]
-    parts: list[Cache]
-    shares: list[float]
-    dstate0: list | None = None
-
-
-# ---- a batch on every core ---------------------------------------------------------------------
-#
-# The rows of a batch never meet in the recurrence: only the weights' gradients sum over them. So a
-# batch splits into one shard of rows per core, each shard runs its whole forward and backward pass
-# on its own core with BLAS on one thread, and the gradients are summed, weighted by each shard's
-# share of the targets (the loss is a mean). The per-step products lose nothing by it: with two
-# threads OpenBLAS hands every small product over to the other core and back, 64-100 times per
-# chunk. Measured (AMD EPYC, 2 cores; bench/README.md): a training step of the small lstm (1 x 128,
-# batch 32) 11.4 -> 8.5 ms, its scoring 4.3 -> 3.0 ms; the char-rnn lstm (2 x 512) 432 -> 394 ms.
-# Results equal the whole batch's up to the order of the sums (float rounding).
-
-MIN_SHARD_ROWS = 8  # a shard of fewer rows leaves the per-step products too small to pay
-
-
-def batch_shards(B: int) -> list[slice]:
-    """The shards of a batch of B rows, one per core; [] when it stays whole (one core, a small batch,
-    or a BLAS whose threads cannot be set)."""
-    n = min(usable_cores(), B // MIN_SHARD_ROWS)
-    if n < 2 or not blas_threads_settable():
-        return []
-    bounds = [B * k // n for k in range(n + 1)]
-    return [slice(bounds[k], bounds[k + 1]) for k in range(n)]
-
-
-def how_a_batch_runs(B: int, sharded: bool = True) -> str:
-    """One line for --verbose: which code computes which product, and on how many cores a batch of
-    B rows runs (`sharded`: a language model's batch may run in shards; the other tasks' do not)."""
-    from rnncli.kernels.packed import VECTOR_BITS
-
-    shards = batch_shards(B) if sharded else []
-    where = (f"{len(shards)} shards of {B // len(shards)}+ rows, one per core, BLAS on one thread each" if shards
-             else "whole, BLAS on its own threads")
-    return (f"engine: per-step products in rnncli's packed kernel ({VECTOR_BITS}-bit vectors), the large ones in "
-            f"OpenBLAS (scipy's); a batch of {B} rows runs {where}")
-
-
-def _state_rows(state: ModelState, rows: slice) -> ModelState:
-    return [tuple(np.ascontiguousarray(a[rows]) for a in layer) for layer in state]
-
-
-def _joined_states(states: list[ModelState]) -> ModelState:
-    """Each layer's state of every shard, joined along the batch."""
-    return [tuple(np.concatenate(arrays) for arrays in zip(*layers, strict=True))
-            for layers in zip(*states, strict=True)]
-
-
-def _weighted_sum(grads: list[Params], shares: list[float]) -> Params:
-    total = {}
-    for name, first in grads[0].items():
-        if isinstance(first, RowGradient):
-            total[name] = RowGradient.weighted_sum([g[name] for g in grads], shares)
-        else:
-            total[name] = first * first.dtype.type(shares[0])
-            for g, share in zip(grads[1:], shares[1:], strict=True):
-                total[name] += g[name] * first.dtype.type(share)
-    return total
-
-
 class Model:
     """The language model of a ModelConfig: parameter layout, initialisation, forward and backward
     over a chunk, forward-only scoring and the single step."""
 
     def __init__(self, config: ModelConfig, shard_batches: bool = True):
-        """`shard_batches`: run a batch as one shard per core (see above); a model that is part of
+        """`shard_batches`: run a batch as one shard per core (cores.py); a model that is part of
         another (the translator's decoder) runs inside its owner's pass instead."""
         self.config = config
         self.shard_batches = shard_batches
@@ -186,16 +122,14 @@ class Model:
             return self._forward_whole(params, inputs, targets, state0, masks)
 
         def part(rows: slice):
-            part_masks = None if masks is None else [np.ascontiguousarray(m[:, rows]) for m in masks]
             return self._forward_whole(params, np.ascontiguousarray(inputs[:, rows]),
-                                       np.ascontiguousarray(targets[:, rows]), _state_rows(state0, rows), part_masks)
+                                       np.ascontiguousarray(targets[:, rows]), state_rows(state0, rows),
+                                       mask_rows(masks, rows))
 
-        with one_blas_thread():
-            parts = on_each_core(part, shards)
-        counted = [int((targets[:, rows] >= 0).sum()) for rows in shards]  # negative targets count for nothing
-        shares = [n / max(sum(counted), 1) for n in counted]
+        parts = on_cores(part, shards)
+        shares = target_shares(targets, shards)
         loss = sum(share * p[0] for share, p in zip(shares, parts, strict=True))
-        return loss, _joined_states([p[1] for p in parts]), ShardedCache(shards, [p[2] for p in parts], shares)
+        return loss, joined_states([p[1] for p in parts]), ShardedCache(shards, [p[2] for p in parts], shares)
 
     def _forward_whole(self, params: Params, inputs: np.ndarray, targets: np.ndarray, state0: ModelState,
                        masks=None) -> tuple[float, ModelState, Cache]:
@@ -208,11 +142,10 @@ class Model:
         initial-state gradient goes to `cache.dstate0`."""
         if isinstance(cache, Cache):
             return self._backward_whole(params, cache)
-        with one_blas_thread():
-            grads = on_each_core(lambda part: self._backward_whole(params, part), cache.parts)
-        cache.dstate0 = _joined_states([[tuple(a * a.dtype.type(share) for a in layer) for layer in part.dstate0]
-                                        for part, share in zip(cache.parts, cache.shares, strict=True)])
-        return _weighted_sum(grads, cache.shares)
+        grads = on_cores(lambda part: self._backward_whole(params, part), cache.parts)
+        cache.dstate0 = joined_states([[tuple(a * a.dtype.type(share) for a in layer) for layer in part.dstate0]
+                                       for part, share in zip(cache.parts, cache.shares, strict=True)])
+        return weighted_sum(grads, cache.shares)
 
     def _backward_whole(self, params: Params, cache: Cache) -> Params:
         T, B = cache.inputs.shape
@@ -248,12 +181,11 @@ class Model:
             return run(inputs, state0, *per_position)
 
         def part(rows: slice):
-            return run(np.ascontiguousarray(inputs[:, rows]), _state_rows(state0, rows),
+            return run(np.ascontiguousarray(inputs[:, rows]), state_rows(state0, rows),
                        *(np.ascontiguousarray(a[:, rows]) for a in per_position))
 
-        with one_blas_thread():
-            parts = on_each_core(part, shards)
-        return np.concatenate([p[0] for p in parts], axis=1), _joined_states([p[1] for p in parts])
+        parts = on_cores(part, shards)
+        return np.concatenate([p[0] for p in parts], axis=1), joined_states([p[1] for p in parts])
 
     def logprobs(self, params: Params, inputs: np.ndarray, targets: np.ndarray,
                  state0: ModelState) -> tuple[np.ndarray, ModelState]:

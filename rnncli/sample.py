@@ -17,8 +17,8 @@ import numpy as np
 
 from rnncli.checkpoint import Checkpoint
 from rnncli.config import SampleConfig
-from rnncli.kernels.blas import on_each_core, one_blas_thread
-from rnncli.model import Model, batch_shards
+from rnncli.cores import batch_shards, on_cores
+from rnncli.model import Model
 from rnncli.shards import Part, Task
 from rnncli.tokenizers import EOS, UNK
 
@@ -71,7 +71,7 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rngs: 
 
 def generate_rows(weights, shards: list[slice], h, c, context, uniforms, temperature, top_k, top_p, until_eos,
                   finished, out, lps) -> int:
-    """kernels/generate.py's `generate` over the rows of `shards` (model.batch_shards; [] for all rows at
+    """kernels/generate.py's `generate` over the rows of `shards` (cores.batch_shards; [] for all rows at
     once), one shard per core: the rows of a batch of samples never meet, so each core generates its
     shard's rows on its own, BLAS on one thread and the stack's products through the packed kernel
     (`weights` from `Model.step_weights(params, packed=True)`), with no hand-over between the cores
@@ -89,8 +89,7 @@ def generate_rows(weights, shards: list[slice], h, c, context, uniforms, tempera
         h[:, rows], c[:, rows] = h_part, c_part
         return got
 
-    with one_blas_thread():
-        steps = on_each_core(part, shards)
+    steps = on_cores(part, shards)
     for rows, got in zip(shards, steps, strict=True):  # a shard that stopped early: all its rows had ended
         out[rows, got:max(steps)] = EOS
     return max(steps)

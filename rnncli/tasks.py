@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rnncli.config import ModelConfig
+from rnncli.cores import ShardedCache, batch_shards, mask_rows, on_cores, target_shares, weighted_sum
 from rnncli.heads import SequenceLabelHead, TagHead
 from rnncli.kernels.blas import one_blas_thread
 from rnncli.kernels.cells import get_cell
@@ -47,6 +48,13 @@ class Batch:
     @property
     def tokens(self) -> int:
         return int(self.inputs.size)
+
+    def rows(self, rows: slice) -> Batch:
+        """The examples at `rows` (the batch axis is the last of every array)."""
+        def at(a):
+            return None if a is None else np.ascontiguousarray(a[..., rows])
+
+        return Batch(at(self.inputs), at(self.targets), at(self.decoder_inputs))
 
 
 def build_model(config: ModelConfig):
@@ -136,19 +144,34 @@ class LabelModel:
         return self.encoder.stack.dropout_masks(rng, T, B, dtype)
 
     def threads(self):
-        """A bidirectional label model runs its two directions side by side, one core each, with
-        BLAS on one thread over the whole pass (its head's products are small): see blas.py."""
+        """A bidirectional label model's batch too small for shards (cores.py) runs its two directions
+        side by side, one core each, with BLAS on one thread over the whole pass: see blas.py."""
         return one_blas_thread() if self.config.bidirectional else nullcontext()
 
-    def forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache]:
-        """Mean cross-entropy of the batch's targets (classify (B,), tag (T, B)), and the cache."""
+    def forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache | ShardedCache]:
+        """Mean cross-entropy of the batch's targets (classify (B,), tag (T, B)), and the cache; by
+        shards of the batch's rows when it has them (cores.py)."""
+        shards = batch_shards(batch.inputs.shape[1])
+        if not shards:
+            return self._forward_whole(params, batch, masks)
+        parts = on_cores(lambda rows: self._forward_whole(params, batch.rows(rows), mask_rows(masks, rows)), shards)
+        shares = target_shares(batch.targets, shards)
+        loss = sum(share * p[0] for share, p in zip(shares, parts, strict=True))
+        return loss, ShardedCache(shards, [p[1] for p in parts], shares)
+
+    def _forward_whole(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache]:
         with self.threads():
             top, _, caches = self.encoder.forward(params, batch.inputs, masks)
             features = self.head.features(top)
             loss, dlogits = softmax_cross_entropy(self.head.logits(params, features), batch.targets.reshape(-1))
         return loss, TaskCache(batch, masks, caches, features, dlogits)
 
-    def backward(self, params: Params, cache: TaskCache) -> Params:
+    def backward(self, params: Params, cache: TaskCache | ShardedCache) -> Params:
+        if isinstance(cache, ShardedCache):
+            return weighted_sum(on_cores(lambda part: self._backward_whole(params, part), cache.parts), cache.shares)
+        return self._backward_whole(params, cache)
+
+    def _backward_whole(self, params: Params, cache: TaskCache) -> Params:
         with self.threads():
             grads, dfeatures = self.head.backward(params, cache.features, cache.dlogits)
             dtop = self.head.dtop(dfeatures, cache.batch.inputs.shape[0])
@@ -163,7 +186,14 @@ class LabelModel:
         return float(-logprobs[np.flatnonzero(scored), targets[scored]].sum()), int(scored.sum())
 
     def logprobs(self, params: Params, batch: Batch) -> np.ndarray:
-        """log ŷ over the labels: classify (B, C); tag (T, B, C)."""
+        """log ŷ over the labels: classify (B, C); tag (T, B, C); by shards of the rows (cores.py)."""
+        shards = batch_shards(batch.inputs.shape[1])
+        if not shards:
+            return self._logprobs_whole(params, batch)
+        parts = on_cores(lambda rows: self._logprobs_whole(params, batch.rows(rows)), shards)
+        return np.concatenate(parts, axis=0 if self.config.task == "classify" else 1)
+
+    def _logprobs_whole(self, params: Params, batch: Batch) -> np.ndarray:
         with self.threads():
             top, _, _ = self.encoder.forward(params, batch.inputs, keep=False)
             out = log_softmax_rows(self.head.logits(params, self.head.features(top)))
@@ -214,14 +244,35 @@ class Translator:
         return [tuple(sum(states[level * d + k][j] for k in range(d)) for j in range(len(states[0])))
                 for level in range(self.config.layers)]
 
-    def forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TranslatorCache]:
+    def forward(self, params: Params, batch: Batch, masks=None) -> tuple[float, TranslatorCache | ShardedCache]:
+        """Mean cross-entropy of the targets, and the cache; by shards of the batch's rows when it has
+        them (cores.py)."""
+        shards = batch_shards(batch.inputs.shape[1])
+        if not shards:
+            return self._forward_whole(params, batch, masks)
+
+        def part(rows: slice):
+            part_masks = None if masks is None else tuple(mask_rows(m, rows) for m in masks)
+            return self._forward_whole(params, batch.rows(rows), part_masks)
+
+        parts = on_cores(part, shards)
+        shares = target_shares(batch.targets, shards)
+        loss = sum(share * p[0] for share, p in zip(shares, parts, strict=True))
+        return loss, ShardedCache(shards, [p[1] for p in parts], shares)
+
+    def _forward_whole(self, params: Params, batch: Batch, masks=None) -> tuple[float, TranslatorCache]:
         enc_masks, dec_masks = masks if masks is not None else (None, None)
         _, states, caches = self.encoder.forward(params, batch.inputs, enc_masks)
         loss, _, dec_cache = self.decoder.forward(sub_params(params, "decoder."), batch.decoder_inputs,
                                                   batch.targets, self.decoder_state(states), dec_masks)
         return loss, TranslatorCache(batch, enc_masks, caches, dec_cache)
 
-    def backward(self, params: Params, cache: TranslatorCache) -> Params:
+    def backward(self, params: Params, cache: TranslatorCache | ShardedCache) -> Params:
+        if isinstance(cache, ShardedCache):
+            return weighted_sum(on_cores(lambda part: self._backward_whole(params, part), cache.parts), cache.shares)
+        return self._backward_whole(params, cache)
+
+    def _backward_whole(self, params: Params, cache: TranslatorCache) -> Params:
         dec = self.decoder.backward(sub_params(params, "decoder."), cache.decoder)
         grads = {"decoder." + k: v for k, v in dec.items()}
         d = self.encoder.stack.directions

@@ -113,19 +113,19 @@ def test_initial_loss_near_log_vocab_and_tiny_model_overfits(cell):
 
 
 def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
-    import rnncli.model as model_module
+    import rnncli.cores as cores
 
-    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
-    assert model_module.batch_shards(32) == [slice(0, 16), slice(16, 32)]
-    assert model_module.batch_shards(15) == []  # two shards of 7 rows: too small
-    monkeypatch.setattr(model_module, "usable_cores", lambda: 3)
-    assert model_module.batch_shards(25) == [slice(0, 8), slice(8, 16), slice(16, 25)]
-    monkeypatch.setattr(model_module, "usable_cores", lambda: 1)
-    assert model_module.batch_shards(64) == []
-    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
-    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: False)
-    assert model_module.batch_shards(64) == []
+    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    assert cores.batch_shards(32) == [slice(0, 16), slice(16, 32)]
+    assert cores.batch_shards(15) == []  # two shards of 7 rows: too small
+    monkeypatch.setattr(cores, "usable_cores", lambda: 3)
+    assert cores.batch_shards(25) == [slice(0, 8), slice(8, 16), slice(16, 25)]
+    monkeypatch.setattr(cores, "usable_cores", lambda: 1)
+    assert cores.batch_shards(64) == []
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads_settable", lambda: False)
+    assert cores.batch_shards(64) == []
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -133,10 +133,10 @@ def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
 def test_a_batch_in_shards_gives_the_whole_batchs_loss_gradients_and_states(cell, vocab, tie, dropout, monkeypatch):
     """Shards of 8 and 9 rows; a vocabulary of 300 > T*B takes the per-position projection and the
     embedding's row gradient (untied) or dense one (tied); some targets are ignored (negative)."""
-    import rnncli.model as model_module
+    import rnncli.cores as cores
 
-    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     B17 = 17
     cfg = ModelConfig(cell=cell, vocab_size=vocab, embed=5, hidden=5 if tie else 4, layers=2, dropout=dropout,
                       tie_weights=tie)
@@ -173,10 +173,10 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_gradients_and_states(cell
 
 def test_loss_gradients_through_shards(monkeypatch):
     """The float64 gradient check of the sharded pass against central differences."""
-    import rnncli.model as model_module
+    import rnncli.cores as cores
 
-    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     cfg = ModelConfig(cell="lstm", vocab_size=V, embed=3, hidden=3, layers=2)
     rng = np.random.default_rng(5)
     params = Model(cfg).init_params(rng, np.float64)

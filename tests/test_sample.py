@@ -298,18 +298,18 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     """64 samples as two shards of 32 rows, one per core (packed products), give the tokens of one
     batch of 64 (np.dot), each row from its own uniforms; a shard whose rows all ended stops early
     and its rows read <EOS> from there."""
-    import rnncli.model as model_module
+    import rnncli.cores as cores
     from rnncli.config import ModelConfig
     from rnncli.sample import generate_rows
 
-    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)
     model = Model(cfg)
     rng = np.random.default_rng(3)
     params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(rng).items()}
     N, n = 64, 30
-    shards = model_module.batch_shards(N)
+    shards = cores.batch_shards(N)
     assert shards == [slice(0, 32), slice(32, 64)]
     context = np.full((1, N), EOS)
     uniforms = rng.random((N, n))

@@ -1,6 +1,8 @@
 """The task models (classify, tag, translate): float64 finite-difference checks of every gradient,
 bidirectional, for every cell; the encoder–decoder's through the decoder's initial state."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ def config(cell, task, **kw):
                        bidirectional=True, labels=labels, **kw)
 
 
-def batch(task, rng):
+def batch(task, rng, B=B):
     inputs = rng.integers(0, V, (T, B))
     if task == "classify":
         return Batch(inputs, rng.integers(0, 3, B))
@@ -78,3 +80,36 @@ def test_padded_targets_do_not_count():
     changed = Batch(b.inputs, b.targets, b.decoder_inputs.copy())
     changed.decoder_inputs[4, 0] = 5  # after the first target's end: changes nothing scored
     assert model.loss_sum(params, changed)[0] == pytest.approx(total)
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "translate"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_batch_in_shards_gives_the_whole_batchs_loss_and_gradients(task, bidirectional, monkeypatch):
+    """17 examples as shards of 8 and 9, one per core (cores.py), against the whole batch: loss,
+    gradients and label log-probabilities; padded targets (tag, translate) weigh each shard's share.
+    Then the float64 gradient check through the shards."""
+    import rnncli.cores as cores
+
+    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    rng = np.random.default_rng(9)
+    model = build_model(replace(config("lstm", task), bidirectional=bidirectional))
+    params = model.init_params(rng, np.float64)
+    b = batch(task, rng, B=17)
+    masks = model.dropout_masks(rng, b, np.float64)
+    loss, cache = model.forward(params, b, masks)
+    assert [len(range(17)[s]) for s in cache.shards] == [8, 9]
+    grads = model.backward(params, cache)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 1)  # the same batch whole
+    loss2, cache2 = model.forward(params, b, masks)
+    assert not hasattr(cache2, "shards")
+    grads2 = model.backward(params, cache2)
+    assert loss == pytest.approx(loss2, rel=1e-12)
+    for k in params:
+        np.testing.assert_allclose(np.asarray(grads[k]), np.asarray(grads2[k]), rtol=1e-9, atol=1e-13, err_msg=k)
+    if task != "translate":
+        whole = model.logprobs(params, b)
+        monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+        np.testing.assert_allclose(model.logprobs(params, b), whole, rtol=1e-12, atol=1e-13)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    check_gradients(model, params, b, masks)

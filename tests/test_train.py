@@ -302,10 +302,10 @@ def test_a_round_one_checkpoint_loads_scores_samples_and_resumes_as_before(tmp_p
 
 def test_verbose_says_how_a_batch_runs(tmp_path, monkeypatch):
     """--verbose names which code computes which product and how the batch is split over the cores."""
-    import rnncli.model as model_module
+    import rnncli.cores as cores
 
-    monkeypatch.setattr(model_module, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(model_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     args = ("train", CORPORA / "demo.txt", "--hidden", "16", "--max-steps", "1", "--out", tmp_path / "m.npz")
     result = run_cli(*args, "--batch-size", "16", "--verbose")
     assert result.exit_code == 0, result.stderr

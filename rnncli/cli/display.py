@@ -76,9 +76,9 @@ class TrainDisplay:
                       f"batch {r.train.batch_size} x {r.train.seq_len}, {r.train.optimizer} at lr {r.train.lr:g}, "
                       f"{r.train.schedule} schedule")
             if self.verbose:
-                from rnncli.model import how_a_batch_runs
+                from rnncli.cores import how_a_batch_runs
 
-                header += "\n" + how_a_batch_runs(r.train.batch_size, sharded=r.model.task == "lm")
+                header += "\n" + how_a_batch_runs(r.train.batch_size)
             if self.live:
                 self.console.print(header, highlight=False)
                 self.progress.update(self.task, total=e["total_steps"], completed=e["step"])

@@ -1,0 +1,98 @@
+"""A batch on every core: its rows in shards, one per core, each shard's whole pass on its own core.
+
+The rows of a batch never meet in a recurrence: only the weights' gradients sum over them. So a
+batch splits into one shard of rows per core, each shard runs its whole forward and backward pass
+on its own core with BLAS on one thread, and the gradients are summed, weighted by each shard's
+share of the scored targets (the loss is their mean). Every model runs its batches this way (the
+language model, the classifier and tagger, the translator), and `sample -n` its samples.
+
+Why: with two threads, OpenBLAS hands every small per-step product over to the other core and back,
+64-100 times per chunk, and the engine's own per-step product (kernels/packed.py) runs on one core.
+Measured (AMD EPYC, 2 cores; bench/README.md): a training step of the small lstm (1 x 128, batch
+32) 11.4 -> 8.5 ms with OpenBLAS's products, the char-rnn lstm (2 x 512) 432 -> 394 ms.
+Results equal the whole batch's up to the order of the sums (float rounding): tests/test_model.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli.kernels.blas import blas_threads_settable, on_each_core, one_blas_thread, usable_cores
+from rnncli.kernels.output import RowGradient
+
+MIN_SHARD_ROWS = 8  # a shard of fewer rows leaves the per-step products too small to pay
+
+
+def batch_shards(B: int) -> list[slice]:
+    """The shards of a batch of B rows, one per core; [] when it stays whole (one core, a small batch,
+    or a BLAS whose threads cannot be set)."""
+    n = min(usable_cores(), B // MIN_SHARD_ROWS)
+    if n < 2 or not blas_threads_settable():
+        return []
+    bounds = [B * k // n for k in range(n + 1)]
+    return [slice(bounds[k], bounds[k + 1]) for k in range(n)]
+
+
+def how_a_batch_runs(B: int) -> str:
+    """One line for --verbose: which code computes which product, and on how many cores a batch of
+    B rows runs."""
+    from rnncli.kernels.packed import VECTOR_BITS
+
+    shards = batch_shards(B)
+    where = (f"{len(shards)} shards of {B // len(shards)}+ rows, one per core, BLAS on one thread each" if shards
+             else "whole, BLAS on its own threads")
+    return (f"engine: per-step products in rnncli's packed kernel ({VECTOR_BITS}-bit vectors), the large ones in "
+            f"OpenBLAS (scipy's); a batch of {B} rows runs {where}")
+
+
+def on_cores(work, items: list) -> list:
+    """[work(item) for item in items], each on a core of its own, BLAS on one thread (blas.py)."""
+    with one_blas_thread():
+        return on_each_core(work, items)
+
+
+@dataclass
+class ShardedCache:
+    """The caches of a batch run as shards: each shard's rows, cache and share of the scored targets."""
+
+    shards: list[slice]
+    parts: list
+    shares: list[float]
+    dstate0: list | None = None  # the language model's: each layer's initial-state gradient, joined
+
+
+def target_shares(targets: np.ndarray, shards: list[slice]) -> list[float]:
+    """Each shard's share of the scored targets (B last: (B,) or (T, B)); negative ones count for nothing."""
+    counted = [int((targets[..., rows] >= 0).sum()) for rows in shards]
+    return [n / max(sum(counted), 1) for n in counted]
+
+
+def state_rows(state: list, rows: slice) -> list:
+    """Each layer's state (a tuple of (B, H) arrays) at `rows`."""
+    return [tuple(np.ascontiguousarray(a[rows]) for a in layer) for layer in state]
+
+
+def joined_states(states: list[list]) -> list:
+    """Each layer's state of every shard, joined along the batch."""
+    return [tuple(np.concatenate(arrays) for arrays in zip(*layers, strict=True))
+            for layers in zip(*states, strict=True)]
+
+
+def mask_rows(masks: list | None, rows: slice) -> list | None:
+    """Dropout masks, one (T, B, width) per level, at `rows`."""
+    return None if masks is None else [np.ascontiguousarray(m[:, rows]) for m in masks]
+
+
+def weighted_sum(grads: list[dict], shares: list[float]) -> dict:
+    """sum_k shares[k] * grads[k], name by name (an embedding's row gradient over the union of rows)."""
+    total = {}
+    for name, first in grads[0].items():
+        if isinstance(first, RowGradient):
+            total[name] = RowGradient.weighted_sum([g[name] for g in grads], shares)
+        else:
+            total[name] = first * first.dtype.type(shares[0])
+            for g, share in zip(grads[1:], shares[1:], strict=True):
+                total[name] += g[name] * first.dtype.type(share)
+    return total
