@@ -19,17 +19,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli.kernels.blas import blas_threads_settable, on_each_core, one_blas_thread, usable_cores
+from rnncli.kernels.blas import blas_threads, on_each_core, one_blas_thread
 from rnncli.kernels.output import RowGradient
 
 MIN_SHARD_ROWS = 8  # a shard of fewer rows leaves the per-step products too small to pay
 
 
 def batch_shards(B: int) -> list[slice]:
-    """The shards of a batch of B rows, one per core; [] when it stays whole (one core, a small batch,
-    or a BLAS whose threads cannot be set)."""
-    n = min(usable_cores(), B // MIN_SHARD_ROWS)
-    if n < 2 or not blas_threads_settable():
+    """The shards of a batch of B rows, one per core the BLAS may use (a worker process given one
+    core by `--workers`, or a user's OPENBLAS_NUM_THREADS=1, gets none); [] when it stays whole (one
+    core, a small batch, or a BLAS whose threads cannot be set)."""
+    n = min(blas_threads(), B // MIN_SHARD_ROWS)
+    if n < 2:
         return []
     bounds = [B * k // n for k in range(n + 1)]
     return [slice(bounds[k], bounds[k + 1]) for k in range(n)]

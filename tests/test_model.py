@@ -115,17 +115,18 @@ def test_initial_loss_near_log_vocab_and_tiny_model_overfits(cell):
 def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
     import rnncli.cores as cores
 
-    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     assert cores.batch_shards(32) == [slice(0, 16), slice(16, 32)]
     assert cores.batch_shards(15) == []  # two shards of 7 rows: too small
-    monkeypatch.setattr(cores, "usable_cores", lambda: 3)
+    monkeypatch.setattr(cores, "blas_threads", lambda: 3)
     assert cores.batch_shards(25) == [slice(0, 8), slice(8, 16), slice(16, 25)]
-    monkeypatch.setattr(cores, "usable_cores", lambda: 1)
+    monkeypatch.setattr(cores, "blas_threads", lambda: 1)
     assert cores.batch_shards(64) == []
-    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
-    monkeypatch.setattr(cores, "blas_threads_settable", lambda: False)
-    assert cores.batch_shards(64) == []
+    monkeypatch.undo()
+    from rnncli.kernels.blas import one_blas_thread
+
+    with one_blas_thread():  # a process given one core (a --workers worker, OPENBLAS_NUM_THREADS=1)
+        assert cores.batch_shards(64) == []
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -135,8 +136,7 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_gradients_and_states(cell
     embedding's row gradient (untied) or dense one (tied); some targets are ignored (negative)."""
     import rnncli.cores as cores
 
-    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     B17 = 17
     cfg = ModelConfig(cell=cell, vocab_size=vocab, embed=5, hidden=5 if tie else 4, layers=2, dropout=dropout,
                       tie_weights=tie)
@@ -175,8 +175,7 @@ def test_loss_gradients_through_shards(monkeypatch):
     """The float64 gradient check of the sharded pass against central differences."""
     import rnncli.cores as cores
 
-    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     cfg = ModelConfig(cell="lstm", vocab_size=V, embed=3, hidden=3, layers=2)
     rng = np.random.default_rng(5)
     params = Model(cfg).init_params(rng, np.float64)

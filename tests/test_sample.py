@@ -302,8 +302,7 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     from rnncli.config import ModelConfig
     from rnncli.sample import generate_rows
 
-    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)
     model = Model(cfg)
     rng = np.random.default_rng(3)

@@ -90,8 +90,7 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_and_gradients(task, bidir
     Then the float64 gradient check through the shards."""
     import rnncli.cores as cores
 
-    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     rng = np.random.default_rng(9)
     model = build_model(replace(config("lstm", task), bidirectional=bidirectional))
     params = model.init_params(rng, np.float64)
@@ -100,7 +99,7 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_and_gradients(task, bidir
     loss, cache = model.forward(params, b, masks)
     assert [len(range(17)[s]) for s in cache.shards] == [8, 9]
     grads = model.backward(params, cache)
-    monkeypatch.setattr(cores, "usable_cores", lambda: 1)  # the same batch whole
+    monkeypatch.setattr(cores, "blas_threads", lambda: 1)  # the same batch whole
     loss2, cache2 = model.forward(params, b, masks)
     assert not hasattr(cache2, "shards")
     grads2 = model.backward(params, cache2)
@@ -109,7 +108,7 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_and_gradients(task, bidir
         np.testing.assert_allclose(np.asarray(grads[k]), np.asarray(grads2[k]), rtol=1e-9, atol=1e-13, err_msg=k)
     if task != "translate":
         whole = model.logprobs(params, b)
-        monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+        monkeypatch.setattr(cores, "blas_threads", lambda: 2)
         np.testing.assert_allclose(model.logprobs(params, b), whole, rtol=1e-12, atol=1e-13)
-    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     check_gradients(model, params, b, masks)

@@ -304,8 +304,7 @@ def test_verbose_says_how_a_batch_runs(tmp_path, monkeypatch):
     """--verbose names which code computes which product and how the batch is split over the cores."""
     import rnncli.cores as cores
 
-    monkeypatch.setattr(cores, "blas_threads_settable", lambda: True)
-    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     args = ("train", CORPORA / "demo.txt", "--hidden", "16", "--max-steps", "1", "--out", tmp_path / "m.npz")
     result = run_cli(*args, "--batch-size", "16", "--verbose")
     assert result.exit_code == 0, result.stderr

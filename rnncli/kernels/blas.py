@@ -103,17 +103,11 @@ def one_blas_thread():
         set_(threads)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def blas_threads_settable() -> bool:
-    """Whether `one_blas_thread()` can set the BLAS's threads (else it changes nothing)."""
-    return _threads_control() is not None
+def blas_threads() -> int:
+    """The threads the BLAS may use now: the cores this process was given (OPENBLAS_NUM_THREADS and
+    the like, or all it sees); 1 without a BLAS whose threads can be set."""
+    control = _threads_control()
+    return control[0]() if control is not None else 1
 
 
 _in_parallel = threading.local()  # set while a thread runs its part of `on_each_core`
