@@ -235,9 +235,20 @@ class Model:
     def step(self, params: Params, tokens: np.ndarray, state: ModelState,
              weights=None) -> tuple[np.ndarray, ModelState]:
         """One step: tokens (B,) -> logits (B, V), new state. `weights` (from `step_weights`) saves
-        restacking them at every call."""
+        restacking them at every call; packed ones run the rows in shards, one per core (a beam)."""
         from rnncli.kernels.generate import model_step
 
+        weights = weights or self.step_weights(params)
+        tokens = np.asarray(tokens, np.int64)
         h, c = self.step_state(state)
-        logits = model_step(*(weights or self.step_weights(params)), np.asarray(tokens, np.int64), h, c)
-        return logits, self.from_step_state(h, c)
+        shards = batch_shards(len(tokens)) if weights[0].Wx0_packed is not None else []
+        if not shards:
+            return model_step(*weights, tokens, h, c), self.from_step_state(h, c)
+
+        def part(rows: slice) -> np.ndarray:
+            h_part, c_part = np.ascontiguousarray(h[:, rows]), np.ascontiguousarray(c[:, rows])  # (L, rows, H)
+            logits = model_step(*weights, np.ascontiguousarray(tokens[rows]), h_part, c_part)
+            h[:, rows], c[:, rows] = h_part, c_part
+            return logits
+
+        return np.concatenate(on_cores(part, shards)), self.from_step_state(h, c)

@@ -109,12 +109,27 @@ def beam_search_from(model: Model, params, state, context: np.ndarray, c: Sample
     return beam_search_nbest(model, params, state, context, c, weights)[0]
 
 
+def _next_beams(best: np.ndarray, totals: np.ndarray, width: int, until_eos: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One step of the beam's choice over its candidates, best (W, width) tokens with totals (W,
+    width) log-probabilities: walking down all of them from the likeliest, an <EOS> candidate (with
+    `until_eos`) ends a hypothesis and any other extends one, the first `width` of them; the walk
+    stops once both have `width` (or at the end). -> the flat indices into (W, width) of the ending
+    candidates and of the extending ones, each in that order."""
+    order = np.argsort(-totals.reshape(-1), kind="stable")
+    ends = best.reshape(-1)[order] == EOS if until_eos else np.zeros(order.size, np.bool_)
+    extending, ending = np.flatnonzero(~ends), np.flatnonzero(ends)
+    stop = (max(extending[width - 1], ending[width - 1]) if extending.size >= width and ending.size >= width
+            else order.size - 1)
+    return order[ending[ending <= stop]], order[extending[:width]]
+
+
 def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: SampleConfig,
                       weights=None) -> list[tuple[list[int], float]]:
     """Beam search of width c.beam: the hypotheses (tokens, log-probability) it ends with, ranked by
     log-probability per token (length-normalised), best first. <UNK> is never extended. All beams
-    advance together, one batched model step per token. `weights`: `model.step_weights(params)`."""
-    weights = weights or model.step_weights(params)
+    advance together, one batched model step per token (its rows in shards, one per core, when the
+    beam is wide enough). `weights`: `model.step_weights(params)`."""
+    weights = weights or model.step_weights(params, packed=bool(batch_shards(c.beam)))
     logits = None
     for t in context:
         logits, state = model.step(params, np.array([t]), state, weights)
@@ -130,26 +145,18 @@ def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: Sampl
         lp[:, UNK] = -np.inf
         best = np.argsort(-lp, axis=1, kind="stable")[:, :width]  # each beam's best extensions (W, width)
         totals = scores[:, None] + np.take_along_axis(lp, best, axis=1)
-        order = np.argsort(-totals.reshape(-1), kind="stable")  # all candidates, one length: best first
-        keep_beam, keep_column, keep_token = [], [], []
-        for flat in order:
+        ending, kept = _next_beams(best, totals, width, c.until_eos)
+        for flat in ending:
             b, k = divmod(int(flat), width)
-            token = int(best[b, k])
-            if c.until_eos and token == EOS:
-                finished.append((beams[b] + [token], float(totals[b, k])))
-            elif len(keep_beam) < width:
-                keep_beam.append(b)
-                keep_column.append(k)
-                keep_token.append(token)
-            if len(keep_beam) >= width and len(finished) >= width:
-                break
-        if not keep_beam:
+            finished.append((beams[b] + [EOS], float(totals[b, k])))
+        if kept.size == 0:
             break
-        idx = np.array(keep_beam)
-        beams = [beams[b] + [t] for b, t in zip(keep_beam, keep_token, strict=True)]
-        scores = totals[idx, keep_column]
+        idx, columns = kept // width, kept % width
+        tokens = best[idx, columns]
+        beams = [beams[b] + [t] for b, t in zip(idx.tolist(), tokens.tolist(), strict=True)]
+        scores = totals[idx, columns]
         state = [tuple(a[idx] for a in layer) for layer in state]
-        logits, state = model.step(params, np.array(keep_token), state, weights)
+        logits, state = model.step(params, tokens, state, weights)
     finished.extend(zip(beams, scores.tolist(), strict=True))
     if not finished:
         return [([], 0.0)]

@@ -330,3 +330,48 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     got = generate_rows(model.step_weights(params, packed=True), shards, h, c, context, uniforms, 0.9, 0, 1.0, True,
                         finished, out, lps)
     assert got > 1 and (out[:32, 1:got] == EOS).all()
+
+
+@pytest.mark.parametrize("until_eos", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_beams_choice_walks_the_candidates_in_order(until_eos, seed):
+    """`_next_beams` against the walk it stands for, one candidate at a time: <EOS> ends a
+    hypothesis (with until_eos), anything else extends one until `width` do, and the walk stops
+    once both have `width`."""
+    from rnncli.sample import _next_beams
+
+    rng = np.random.default_rng(seed)
+    W, width = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    best = rng.integers(0, 4, (W, width))  # token 1 (<EOS>) often
+    totals = np.round(rng.normal(size=(W, width)), 1)  # ties, broken by position
+    ending, extending = [], []
+    for flat in np.argsort(-totals.reshape(-1), kind="stable"):
+        b, k = divmod(int(flat), width)
+        if until_eos and best[b, k] == EOS:
+            ending.append(int(flat))
+        elif len(extending) < width:
+            extending.append(int(flat))
+        if len(extending) >= width and len(ending) >= width:
+            break
+    got_ending, got_extending = _next_beams(best, totals, width, until_eos)
+    assert got_ending.tolist() == ending and got_extending.tolist() == extending
+
+
+def test_a_wide_beam_in_shards_finds_the_same_hypotheses(monkeypatch):
+    """A beam of 16 steps its rows as two shards of 8 (packed weights, one core each), and ends with
+    the hypotheses of the beam stepped whole."""
+    import rnncli.cores as cores
+    from rnncli.config import ModelConfig, SampleConfig
+    from rnncli.sample import beam_search_nbest
+
+    cfg = ModelConfig(cell="lstm", vocab_size=30, embed=6, hidden=40, layers=2)
+    model = Model(cfg)
+    params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(np.random.default_rng(4)).items()}
+    config = SampleConfig(length=12, beam=16, until_eos=True)
+    found = []
+    for threads in (2, 1):
+        monkeypatch.setattr(cores, "blas_threads", lambda threads=threads: threads)
+        found.append(beam_search_nbest(model, params, model.initial_state(1), np.array([EOS, 5, 7]), config))
+    sharded, whole = found
+    assert [tokens for tokens, _ in sharded] == [tokens for tokens, _ in whole] and len(sharded) >= 16
+    np.testing.assert_allclose([s for _, s in sharded], [s for _, s in whole], rtol=1e-5)
