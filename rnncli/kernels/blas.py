@@ -1,5 +1,6 @@
-"""Matrix products, all through the one BLAS that Numba binds (scipy's OpenBLAS), and the
-transposed copies they need.
+"""The large matrix products, all through the one BLAS that Numba binds (scipy's OpenBLAS), its
+threads, and work spread over the cores (one piece of work per core, BLAS on one thread each). The
+per-step products of a recurrence are our own kernel's (packed.py).
 
 numpy ships its own OpenBLAS with its own thread pool. Mixing the two makes each pool's idle,
 spinning threads steal the cores the other needs: measured here, a large numpy product followed by
@@ -53,8 +54,8 @@ def sum_squares(x):
 # whole forward and backward pass when its directions are what dominate (the label models); else,
 # or without a BLAS whose threads can be set, one after the other.
 #
-# The same holds for the rows of a batch, which no recurrence mixes: a language model splits its
-# batch into one shard per core and runs each shard's whole pass on its own core (model.py).
+# The same holds for the rows of a batch, which no recurrence mixes: every model splits its batch
+# into one shard of rows per core and runs each shard's whole pass on its own core (cores.py).
 
 
 def _blas_threads_control():
