@@ -48,6 +48,17 @@ def how_a_batch_runs(B: int) -> str:
             f"OpenBLAS (scipy's); a batch of {B} rows runs {where}")
 
 
+def how_samples_run(rows: int) -> str:
+    """One line for `sample --verbose`: how `rows` samples (or beams) stepped together run."""
+    from rnncli.kernels.packed import VECTOR_BITS
+
+    shards = batch_shards(rows)
+    if shards:
+        return (f"engine: {rows} rows at a time, {len(shards)} shards of {rows // len(shards)}+ rows, one per core, "
+                f"the products in rnncli's packed kernel ({VECTOR_BITS}-bit vectors)")
+    return f"engine: {rows} row(s) at a time, the products in OpenBLAS (scipy's) on its own threads"
+
+
 def on_cores(work, items: list) -> list:
     """[work(item) for item in items], each on a core of its own, BLAS on one thread (blas.py)."""
     with one_blas_thread():

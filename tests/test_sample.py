@@ -375,3 +375,14 @@ def test_a_wide_beam_in_shards_finds_the_same_hypotheses(monkeypatch):
     sharded, whole = found
     assert [tokens for tokens, _ in sharded] == [tokens for tokens, _ in whole] and len(sharded) >= 16
     np.testing.assert_allclose([s for _, s in sharded], [s for _, s in whole], rtol=1e-5)
+
+
+def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
+    import rnncli.cores as cores
+
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    many = run_cli("sample", "--model", char_model, "-n", "20", "--length", "3", "--verbose", "--seed", "1")
+    assert many.exit_code == 0, many.stderr
+    assert "20 rows at a time, 2 shards of 10+ rows, one per core" in many.stderr
+    one = run_cli("sample", "--model", char_model, "--length", "3", "--verbose", "--seed", "1")
+    assert "1 row(s) at a time, the products in OpenBLAS" in one.stderr

@@ -89,6 +89,11 @@ def sample(
         m = ck.model
         sys.stderr.write(f"model: {m.cell} {m.layers}x{m.hidden}, {ck.tokenizer.level} vocabulary "
                          f"{m.vocab_size}, trained {ck.state.get('step', 0)} steps\n")
+        from rnncli.cores import how_samples_run
+        from rnncli.sample import SAMPLE_GROUP
+
+        if workers == 1 and not ray:  # (worker processes get their own share of the cores)
+            sys.stderr.write(how_samples_run(beam or min(num_samples, SAMPLE_GROUP)) + "\n")
     if unknown and not quiet:
         sys.stderr.write(f"warning: the prime has {unknown} token(s) outside the vocabulary; read as <UNK>\n")
     utf8_stdout()
