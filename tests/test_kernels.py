@@ -181,3 +181,21 @@ def test_side_by_side_runs_both_at_once_only_under_one_blas_thread():
     with blas.one_blas_thread(), pytest.raises(ValueError, match="direction 1"):
         blas.side_by_side(failing, 1, 2)
     assert get() == before
+
+
+def test_packed_product_refuses_a_strided_output():
+    """The vector stores write memory as flat: a strided view is refused when compiled, not written
+    in the wrong places."""
+    from numba.core.errors import TypingError
+
+    from rnncli.kernels.jit import kernel
+    from rnncli.kernels.packed import pack, packed_product
+
+    @kernel
+    def product(x, P, out):
+        packed_product(x, P, out)
+
+    x, W = np.ones((4, 8), np.float32), np.ones((8, 32), np.float32)
+    out = np.zeros((4, 64), np.float32)
+    with pytest.raises(TypingError, match="C-contiguous"):
+        product(x, pack(W), out[:, ::2])

@@ -70,6 +70,15 @@ class _VectorModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _llvm_vector(fe_type.dtype))
 
 
+def _contiguous(array) -> None:
+    """Typing-time check: the vector loads and stores address an array's memory as flat, so a strided
+    view would be read or written in the wrong places."""
+    if not (isinstance(array, types.Array) and array.layout == "C"):
+        from numba.core.errors import TypingError
+
+        raise TypingError(f"vector loads and stores need a C-contiguous array, not {array}")
+
+
 def _address(context, builder, array_type, array, index, vector):
     data = cgutils.create_struct_proxy(array_type)(context, builder, value=array).data
     return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
@@ -88,7 +97,8 @@ def vector_zero(typingctx, array):
 
 @intrinsic
 def vector_load(typingctx, array, index):
-    """The vector at flat position `index` of a contiguous array (unaligned)."""
+    """The vector at flat position `index` of a C-contiguous array (unaligned)."""
+    _contiguous(array)
 
     def codegen(context, builder, sig, args):
         vector = _llvm_vector(sig.args[0].dtype)
@@ -99,6 +109,9 @@ def vector_load(typingctx, array, index):
 
 @intrinsic
 def vector_store(typingctx, array, index, value):
+    """Store a vector at flat position `index` of a C-contiguous array (unaligned)."""
+    _contiguous(array)
+
     def codegen(context, builder, sig, args):
         vector = _llvm_vector(sig.args[0].dtype)
         builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1], vector), align=4)
