@@ -274,7 +274,8 @@ def test_descending_order_is_a_permutation_from_largest_to_smallest(n):
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_a_step_over_many_rows_with_packed_weights_is_the_step_with_np_dot(cell):
     """The single step's products through the packed kernel (rows >= a tile) give the same logits and
-    states as through np.dot, in float64 to the last bits' error; fewer rows than a tile use np.dot."""
+    states as through np.dot (for the cells that can, one product over [x, h] against [Wx; Wh] per
+    layer), in float64 to the last bits' error; fewer rows than a tile use np.dot."""
     from rnncli.config import ModelConfig
 
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)  # 4H = 160: blocks cut short
@@ -282,7 +283,8 @@ def test_a_step_over_many_rows_with_packed_weights_is_the_step_with_np_dot(cell)
     rng = np.random.default_rng(2)
     params = model.init_params(rng, np.float64)
     plain, packed = model.step_weights(params), model.step_weights(params, packed=True)
-    assert plain[0][-1] is None and packed[0][-1].size > 0  # the packed matrices: none unless asked
+    assert plain[0].Wx0_packed is None and packed[0].Wx0_packed is not None  # packed only when asked
+    assert (plain[0].Wxh0 is not None) == cell.startswith("rnn") and packed[0].Wxh0 is None  # the rnn fuses
     for rows in (9, 2):
         tokens = rng.integers(0, 11, rows)
         state = [tuple(rng.normal(size=a.shape) for a in layer) for layer in model.initial_state(rows, np.float64)]

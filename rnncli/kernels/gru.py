@@ -39,6 +39,7 @@ from rnncli.kernels.recurrent import (
     packed_stack,
     single_step,
     stacked,
+    step_matrices,
     step_times,
 )
 
@@ -113,7 +114,7 @@ def gru_simple_backward(dhs, dhT, WhT_packed, h0, hs, gates):
 
 class SimpleGRUWeights(NamedTuple):
     """A stack's weights for the single step: Wx0 (D, 2H), WxR (L-1, H, 2H), Wh (L, H, 2H), b (L, 2H),
-    and the three matrices packed (or empty: `step_times`)."""
+    and either the three matrices packed or [Wx; Wh] per layer (`step_matrices`)."""
 
     Wx0: np.ndarray
     WxR: np.ndarray
@@ -122,6 +123,8 @@ class SimpleGRUWeights(NamedTuple):
     Wx0_packed: np.ndarray
     WxR_packed: np.ndarray
     Wh_packed: np.ndarray
+    Wxh0: np.ndarray
+    WxhR: np.ndarray
 
 
 @single_step(SimpleGRUWeights)
@@ -236,6 +239,8 @@ class GRUWeights(NamedTuple):
     WxR_packed: np.ndarray
     Wh_ur_packed: np.ndarray
     Wh_c_packed: np.ndarray
+    Wxh0: None  # no [Wx; Wh]: the candidate's product waits for the relevance gate
+    WxhR: None
 
 
 @single_step(GRUWeights)
@@ -274,8 +279,7 @@ class SimpleGRUCell(Cell):
         dtype = layers[0]["Wx"].dtype
         Wx0, WxR = input_weights(layers)
         Wh = stacked(layers, "Wh", dtype)
-        return SimpleGRUWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), *packed_inputs(Wx0, WxR, packed),
-                                packed_stack(Wh, packed))
+        return SimpleGRUWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), *step_matrices(Wx0, WxR, Wh, packed))
 
 
 def _split_Wh(Wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -322,4 +326,4 @@ class GRUCell(Cell):
         Wh_ur = stacked([{"W": ur} for ur, _ in blocks], "W", dtype)
         Wh_c = stacked([{"W": c} for _, c in blocks], "W", dtype)
         return GRUWeights(Wx0, WxR, Wh_ur, Wh_c, stacked(layers, "b", dtype), *packed_inputs(Wx0, WxR, packed),
-                          packed_stack(Wh_ur, packed), packed_stack(Wh_c, packed))
+                          packed_stack(Wh_ur, packed), packed_stack(Wh_c, packed), None, None)

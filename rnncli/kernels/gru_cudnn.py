@@ -114,6 +114,8 @@ class CudnnGRUWeights(NamedTuple):
     Wx0_packed: np.ndarray
     WxR_packed: np.ndarray
     Wh_packed: np.ndarray
+    Wxh0: None  # no [Wx; Wh]: the n block's two products enter its gate apart
+    WxhR: None
 
 
 @single_step(CudnnGRUWeights)
@@ -158,4 +160,4 @@ class CudnnGRUCell(Cell):
         Wx0, WxR = input_weights(layers)
         Wh = stacked(layers, "Wh", dtype)
         return CudnnGRUWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), stacked(layers, "bhn", dtype),
-                               *packed_inputs(Wx0, WxR, packed), packed_stack(Wh, packed))
+                               *packed_inputs(Wx0, WxR, packed), packed_stack(Wh, packed), None, None)

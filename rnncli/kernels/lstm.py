@@ -31,10 +31,9 @@ from rnncli.kernels.recurrent import (
     Cell,
     input_weights,
     packed_at,
-    packed_inputs,
-    packed_stack,
     single_step,
     stacked,
+    step_matrices,
     step_times,
 )
 
@@ -146,7 +145,8 @@ def lstm_backward(dhs, dhT, dcT, WhT_packed, peep, peephole, c0, cs, gates):
 
 class LSTMWeights(NamedTuple):
     """A stack's weights for the single step: Wx0 (D, 4H), WxR (L-1, H, 4H), Wh (L, H, 4H), b (L, 4H),
-    peep (L, 3, H) (zeros without peepholes), and the three matrices packed (or empty: `step_times`)."""
+    peep (L, 3, H) (zeros without peepholes), and either the three matrices packed or [Wx; Wh] per
+    layer (`step_matrices`)."""
 
     Wx0: np.ndarray
     WxR: np.ndarray
@@ -156,6 +156,8 @@ class LSTMWeights(NamedTuple):
     Wx0_packed: np.ndarray
     WxR_packed: np.ndarray
     Wh_packed: np.ndarray
+    Wxh0: np.ndarray
+    WxhR: np.ndarray
 
 
 class PeepholeLSTMWeights(LSTMWeights):
@@ -237,4 +239,4 @@ class LSTMCell(Cell):
         Wx0, WxR = input_weights(layers)
         Wh = stacked(layers, "Wh", dtype)
         return weights(Wx0, WxR, Wh, stacked(layers, "b", dtype), np.ascontiguousarray(np.stack(peep)),
-                       *packed_inputs(Wx0, WxR, packed), packed_stack(Wh, packed))
+                       *step_matrices(Wx0, WxR, Wh, packed))

@@ -20,10 +20,9 @@ from rnncli.kernels.recurrent import (
     Cell,
     input_weights,
     packed_at,
-    packed_inputs,
-    packed_stack,
     single_step,
     stacked,
+    step_matrices,
     step_times,
 )
 
@@ -76,7 +75,7 @@ def rnn_backward(dhs, dhT, WhT_packed, hs, relu):
 
 class RNNWeights(NamedTuple):
     """A stack's weights for the single step: Wx0 (D, H), WxR (L-1, H, H), Wh (L, H, H), b (L, H),
-    relu (the activation), and the three matrices packed (or empty: `step_times`)."""
+    relu (the activation), and either the three matrices packed or [Wx; Wh] per layer (`step_matrices`)."""
 
     Wx0: np.ndarray
     WxR: np.ndarray
@@ -86,6 +85,8 @@ class RNNWeights(NamedTuple):
     Wx0_packed: np.ndarray
     WxR_packed: np.ndarray
     Wh_packed: np.ndarray
+    Wxh0: np.ndarray
+    WxhR: np.ndarray
 
 
 @single_step(RNNWeights)
@@ -115,5 +116,5 @@ class RNNCell(Cell):
         dtype = layers[0]["Wx"].dtype
         Wx0, WxR = input_weights(layers)
         Wh = stacked(layers, "Wh", dtype)
-        return RNNWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), self.relu, *packed_inputs(Wx0, WxR, packed),
-                          packed_stack(Wh, packed))
+        matrices = step_matrices(Wx0, WxR, Wh, packed, fuse=True)  # one product per layer at batch 1
+        return RNNWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), self.relu, *matrices)
