@@ -79,6 +79,7 @@ def _blas_threads_control():
 
 _control: tuple | None | bool = False  # False: not looked up yet
 _workers = None
+_worker_count = 0  # threads in _workers
 
 
 def _threads_control():
@@ -127,14 +128,15 @@ def on_each_core(work, items: list) -> list:
     """[work(item) for item in items]: under `one_blas_thread()`, the first in this thread and each
     other on a worker thread of its own, all at once (one core each); else, or when called from such
     a worker (nested), one after the other."""
-    global _workers
+    global _workers, _worker_count
     control = _threads_control()
     if len(items) < 2 or control is None or control[0]() != 1 or getattr(_in_parallel, "active", False):
         return [work(item) for item in items]
-    if _workers is None or _workers._max_workers < len(items) - 1:
+    if _worker_count < len(items) - 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        _workers = ThreadPoolExecutor(max_workers=len(items) - 1, thread_name_prefix="rnncli-core")
+        _worker_count = len(items) - 1
+        _workers = ThreadPoolExecutor(max_workers=_worker_count, thread_name_prefix="rnncli-core")
     pending = [_workers.submit(_part, work, item) for item in items[1:]]
     try:
         first = _part(work, items[0])
