@@ -36,6 +36,19 @@ def batch_shards(B: int) -> list[slice]:
     return [slice(bounds[k], bounds[k + 1]) for k in range(n)]
 
 
+def step_packing(rows: int):
+    """How the single step holds its matrices (recurrent.Packing) for `rows` rows stepped together
+    (samples, beams): packed, for shards of many rows, one per core; for fewer rows than a tile of
+    the packed kernel (one sample) on two cores, packed and each row's product shared with a helper
+    on the second core (kernels/two_cores.py); else as they are (OpenBLAS)."""
+    from rnncli.kernels.packed import TILE_ROWS
+    from rnncli.kernels.two_cores import new_mailbox
+
+    if batch_shards(rows):
+        return True
+    return new_mailbox() if rows < TILE_ROWS and blas_threads() >= 2 else False
+
+
 def how_a_batch_runs(B: int) -> str:
     """One line for --verbose: which code computes which product, and on how many cores a batch of
     B rows runs."""

@@ -36,7 +36,7 @@ from rnncli.heads import HeadCache, LanguageModelHead
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_backward, embedding_forward, embedding_row_gradient
-from rnncli.kernels.recurrent import State
+from rnncli.kernels.recurrent import Packing, State, packed_matrix
 from rnncli.layers import Stack
 
 Params = dict[str, np.ndarray]
@@ -216,12 +216,14 @@ class Model:
 
     # ---- the single step (generation, beam search) -------------------------------------------
 
-    def step_weights(self, params: Params, packed: bool = False):
-        """Everything the single-step kernels read: (the cell's stacked weights, E, W_y, b_y); with
-        `packed` the stack's matrices packed too, for steps of many rows on one core (a shard of samples)."""
+    def step_weights(self, params: Params, packed: Packing = False):
+        """Everything the single-step kernels read: (the cell's stacked weights, E, W_y, b_y, W_y as
+        `packed` holds it); `packed` (recurrent.Packing): the matrices packed, for steps of many rows
+        on one core (a shard of samples), or packed and shared with a helper on the second core."""
         c = np.ascontiguousarray
-        return (self.stack.step_weights(params, packed), c(params["embed.weight"]), c(self.head.weight(params)),
-                c(params["output.b"]))
+        Wy = c(self.head.weight(params))
+        return (self.stack.step_weights(params, packed), c(params["embed.weight"]), Wy, c(params["output.b"]),
+                packed_matrix(Wy, packed))
 
     def step_state(self, state: ModelState) -> tuple[np.ndarray, np.ndarray]:
         """A per-layer state as the kernels' arrays h, c (L, B, H)."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from rnncli.checkpoint import Checkpoint
 from rnncli.config import SampleConfig
-from rnncli.cores import batch_shards, on_cores
+from rnncli.cores import batch_shards, on_cores, step_packing
 from rnncli.model import Model
 from rnncli.shards import Part, Task
 from rnncli.tokenizers import EOS, UNK
@@ -48,7 +48,7 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rngs: 
     N = len(rngs)
     model = Model(ck.model)
     shards = batch_shards(N)
-    weights = model.step_weights(ck.params, packed=bool(shards))
+    weights = model.step_weights(ck.params, packed=step_packing(N))
     h, cstate = model.step_state(model.initial_state(N, ck.params["embed.weight"].dtype))
     context = np.repeat(np.concatenate([[EOS], prime_ids]).astype(np.int64)[:, None], N, axis=1)  # (T, N)
     finished = np.zeros(N, np.bool_)
@@ -78,9 +78,14 @@ def generate_rows(weights, shards: list[slice], h, c, context, uniforms, tempera
     at every token. The same uniforms per row: the same samples, up to the rounding of the products.
     Measured (AMD EPYC, 2 cores, 64 samples of the char-rnn lstm): bench/README.md."""
     from rnncli.kernels.generate import generate
+    from rnncli.kernels.two_cores import shared_mailbox, with_helper
 
     if not shards:
-        return generate(*weights, h, c, context, uniforms, temperature, top_k, top_p, until_eos, finished, out, lps)
+        def whole() -> int:
+            return generate(*weights, h, c, context, uniforms, temperature, top_k, top_p, until_eos, finished, out, lps)
+
+        mailbox = shared_mailbox(weights)  # one sample: each product on both cores (kernels/two_cores.py)
+        return whole() if mailbox is None else with_helper(mailbox, whole, h)
 
     def part(rows: slice) -> int:
         h_part, c_part = np.ascontiguousarray(h[:, rows]), np.ascontiguousarray(c[:, rows])  # (L, rows, H)

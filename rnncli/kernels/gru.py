@@ -36,7 +36,7 @@ from rnncli.kernels.recurrent import (
     input_weights,
     packed_at,
     packed_inputs,
-    packed_stack,
+    packed_matrix,
     single_step,
     stacked,
     step_matrices,
@@ -326,4 +326,4 @@ class GRUCell(Cell):
         Wh_ur = stacked([{"W": ur} for ur, _ in blocks], "W", dtype)
         Wh_c = stacked([{"W": c} for _, c in blocks], "W", dtype)
         return GRUWeights(Wx0, WxR, Wh_ur, Wh_c, stacked(layers, "b", dtype), *packed_inputs(Wx0, WxR, packed),
-                          packed_stack(Wh_ur, packed), packed_stack(Wh_c, packed), None, None)
+                          packed_matrix(Wh_ur, packed), packed_matrix(Wh_c, packed), None, None)

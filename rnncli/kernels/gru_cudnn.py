@@ -27,7 +27,7 @@ from rnncli.kernels.recurrent import (
     input_weights,
     packed_at,
     packed_inputs,
-    packed_stack,
+    packed_matrix,
     single_step,
     stacked,
     step_times,
@@ -160,4 +160,4 @@ class CudnnGRUCell(Cell):
         Wx0, WxR = input_weights(layers)
         Wh = stacked(layers, "Wh", dtype)
         return CudnnGRUWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), stacked(layers, "bhn", dtype),
-                               *packed_inputs(Wx0, WxR, packed), packed_stack(Wh, packed), None, None)
+                               *packed_inputs(Wx0, WxR, packed), packed_matrix(Wh, packed), None, None)

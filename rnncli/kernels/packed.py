@@ -269,3 +269,56 @@ def product_rows(x, P, out):
     """`packed_product` as a kernel of its own: the single step calls it at several places, and a
     called kernel is compiled once where an inlined helper is compiled at every call site."""
     _product(x, P, out, False)
+
+
+@inline
+def row_product_blocks(x, flat, width, out, c_lo, c_hi):
+    """out (F,) = x (K,) @ W for the columns of blocks c_lo .. c_hi - 1 of P = pack(W), given as
+    P.reshape(-1) (`flat`, blocks of `width` columns). One row has no tile of rows to reuse each
+    loaded vector, so the sum over k runs as four interleaved quarters (eight accumulators: enough
+    independent fused multiply-adds to keep loads of the block streaming), added up at the end.
+    Measured (AMD EPYC), 1 x 512 @ 512 x 2048 split over both cores: 171 GB/s, both cores reading
+    the matrix alone 180."""
+    K = x.shape[0]
+    F = out.shape[0]
+    V = width // 2
+    q = K // 4
+    one = out.dtype.type(1.0)
+    for c in range(c_lo, c_hi):
+        base = c * K * width
+        a0 = vector_zero(flat)
+        b0 = vector_zero(flat)
+        a1 = vector_zero(flat)
+        b1 = vector_zero(flat)
+        a2 = vector_zero(flat)
+        b2 = vector_zero(flat)
+        a3 = vector_zero(flat)
+        b3 = vector_zero(flat)
+        for k in range(q):
+            i = base + k * width
+            a0 = vector_fma(a0, vector_load(flat, i), x[k])
+            b0 = vector_fma(b0, vector_load(flat, i + V), x[k])
+            i += q * width
+            a1 = vector_fma(a1, vector_load(flat, i), x[q + k])
+            b1 = vector_fma(b1, vector_load(flat, i + V), x[q + k])
+            i += q * width
+            a2 = vector_fma(a2, vector_load(flat, i), x[2 * q + k])
+            b2 = vector_fma(b2, vector_load(flat, i + V), x[2 * q + k])
+            i += q * width
+            a3 = vector_fma(a3, vector_load(flat, i), x[3 * q + k])
+            b3 = vector_fma(b3, vector_load(flat, i + V), x[3 * q + k])
+        for k in range(4 * q, K):  # K not a multiple of 4
+            a0 = vector_fma(a0, vector_load(flat, base + k * width), x[k])
+            b0 = vector_fma(b0, vector_load(flat, base + k * width + V), x[k])
+        a0 = vector_fma(vector_fma(vector_fma(a0, a1, one), a2, one), a3, one)  # + 1 * a: exact additions
+        b0 = vector_fma(vector_fma(vector_fma(b0, b1, one), b2, one), b3, one)
+        col = c * width
+        if col + width <= F:
+            vector_store(out, col, a0)
+            vector_store(out, col + V, b0)
+        else:  # a last block that is part padding
+            tile = np.empty(width, dtype=out.dtype)
+            vector_store(tile, 0, a0)
+            vector_store(tile, V, b0)
+            for j in range(F - col):
+                out[col + j] = tile[j]

@@ -21,6 +21,7 @@ from numba import types
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel, overload_by_type
 from rnncli.kernels.packed import TILE_ROWS, pack, product_rows
+from rnncli.kernels.two_cores import shared_row_product
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
 
@@ -58,11 +59,13 @@ def times(x, W):
 
 def step_times(x, W, P):
     """x (B, K) @ W (K, F) into a new (B, F) array, for the single step. P is W packed, None
-    (`packed_stack`), or an empty 1-D array: the product is already in the layer's input (`fused`),
-    and this gives zeros. With P packed and a tile's rows or more (the samples of one core's shard):
-    our kernel (packed.py); else np.dot: for one row, OpenBLAS streams W on both cores, faster than
-    one core. Chosen by P's type when compiled: a step without packed weights (batch 1, the kernel a
-    first sample compiles) contains no packed code (1.1 s of a cold start)."""
+    (`packed_matrix`), an empty 1-D array: the product is already in the layer's input (`fused`),
+    and this gives zeros, or (W packed, a mailbox): each row's product shared with a helper on the
+    second core (two_cores.py; batch-1 generation). With P packed and a tile's rows or more (the
+    samples of one core's shard): our kernel (packed.py); else np.dot: for one row, OpenBLAS
+    streams W on both cores, faster than one core. Chosen by P's type when compiled: a step without
+    packed weights (the kernel a first sample compiles without the helper) contains no packed code
+    (1.1 s of a cold start)."""
     raise NotImplementedError("step_times runs inside Numba kernels only")
 
 
@@ -82,6 +85,15 @@ def _step_times(x, W, P):
         return lambda x, W, P: times(x, W)
     if isinstance(P, types.Array) and P.ndim == 1:
         return lambda x, W, P: np.zeros((x.shape[0], W.shape[1]), dtype=x.dtype)
+    if isinstance(P, types.BaseTuple):
+
+        def on_two_cores(x, W, P):
+            out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
+            for b in range(x.shape[0]):
+                shared_row_product(x[b], P[0], P[1], out[b])
+            return out
+
+        return on_two_cores
 
     def with_packed(x, W, P):
         if x.shape[0] < TILE_ROWS:
@@ -97,6 +109,8 @@ def _step_times(x, W, P):
 def _packed_at(stack, index):
     if isinstance(stack, types.NoneType) or (isinstance(stack, types.Array) and stack.ndim == 1):
         return lambda stack, index: stack  # None, or the mark of a product taken into the input
+    if isinstance(stack, types.BaseTuple):
+        return lambda stack, index: (stack[0][index], stack[1])  # shared with the helper (two_cores.py)
     return lambda stack, index: stack[index]
 
 
@@ -171,18 +185,27 @@ def input_weights(layers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return Wx0, np.zeros((1,) + layers[0]["Wh"].shape, Wx0.dtype)
 
 
-def packed_stack(W: np.ndarray, packed: bool) -> np.ndarray | None:
-    """Each matrix of a stack W (L, K, F) packed (packed.py), (L, blocks, K, 2V), for `step_times`;
-    None without `packed` (the step then uses np.dot)."""
-    return np.ascontiguousarray(np.stack([pack(w) for w in W])) if packed else None
+Packing = bool | np.ndarray
+"""How the single step's matrices are held (`step_times`): False, as they are (np.dot); True,
+packed, for steps of many rows on one core; a mailbox (two_cores.new_mailbox()), packed and each
+row's product shared with a helper on the second core (batch-1 generation)."""
 
 
-def packed_inputs(Wx0: np.ndarray, WxR: np.ndarray, packed: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """`packed_stack` of the input weights (`input_weights`): Wx0 packed and WxR's matrices packed."""
-    return (pack(Wx0) if packed else None), packed_stack(WxR, packed)
+def packed_matrix(W: np.ndarray, packed: Packing):
+    """W (K, F), or each matrix of a stack W (L, K, F), held as `packed` says (packed.py: (blocks,
+    K, 2V) a matrix), for `step_times`; None when not packed (the step then uses np.dot)."""
+    if packed is False:
+        return None
+    P = pack(W) if W.ndim == 2 else np.ascontiguousarray(np.stack([pack(w) for w in W]))
+    return P if packed is True else (P, packed)
 
 
-def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: bool, fuse: bool = False) -> tuple:
+def packed_inputs(Wx0: np.ndarray, WxR: np.ndarray, packed: Packing) -> tuple:
+    """`packed_matrix` of the input weights (`input_weights`): Wx0 packed and WxR's matrices packed."""
+    return packed_matrix(Wx0, packed), packed_matrix(WxR, packed)
+
+
+def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: Packing, fuse: bool = False) -> tuple:
     """For a cell whose step multiplies h<t-1> by all of Wh (L, H, G*H) and adds it to x<t> @ Wx:
     (Wx0 packed, WxR packed, Wh packed, Wxh0, WxhR), the last two None unless `fuse`. Packed for
     steps of many rows on one core. Else, with `fuse`, one product per layer over [x<t>, h<t-1>]
@@ -190,8 +213,8 @@ def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: bool
     (`step_times`): fewer, larger products for OpenBLAS's threads to share. Measured, batch-1
     generation at the char-rnn size, alternating (AMD EPYC): rnn 19.3k -> 23.9k tokens/s, lstm 7.44k
     -> 7.45k, gru-simple 13.1k -> 12.3k; so only the rnn fuses."""
-    if packed:
-        return *packed_inputs(Wx0, WxR, True), packed_stack(Wh, True), None, None
+    if packed is not False:
+        return *packed_inputs(Wx0, WxR, packed), packed_matrix(Wh, packed), None, None
     if not fuse:
         return None, None, None, None, None
     Wxh0 = np.ascontiguousarray(np.concatenate([Wx0, Wh[0]]))
@@ -283,10 +306,9 @@ class Cell:
         the notes, each (T, B, H); `saved` is the fourth part of the chunk's cache. None for the plain RNN."""
         return {}
 
-    def step_weights(self, layers: list[dict], packed: bool = False):
+    def step_weights(self, layers: list[dict], packed: Packing = False):
         """The stacked weights of a stack of this cell (`layers`: each layer's parameters), as the
-        named tuple its registered single step reads; with `packed`, each matrix packed too, for steps
-        of many rows on one core (`step_times`)."""
+        named tuple its registered single step reads; each matrix held as `packed` says (`Packing`)."""
         raise NotImplementedError
 
     # ---- the single step ----------------------------------------------------------------------
