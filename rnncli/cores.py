@@ -36,17 +36,25 @@ def batch_shards(B: int) -> list[slice]:
     return [slice(bounds[k], bounds[k + 1]) for k in range(n)]
 
 
-def step_packing(rows: int):
+HELPER_MIN_TOKENS = 2000  # a sample this long repays the helper's start (below)
+
+
+def step_packing(rows: int, tokens: int, dtype=np.float32):
     """How the single step holds its matrices (recurrent.Packing) for `rows` rows stepped together
-    (samples, beams): packed, for shards of many rows, one per core; for fewer rows than a tile of
-    the packed kernel (one sample) on two cores, packed and each row's product shared with a helper
-    on the second core (kernels/two_cores.py); else as they are (OpenBLAS)."""
+    (samples, beams) for up to `tokens` steps: packed, for shards of many rows, one per core; for
+    fewer rows than a tile of the packed kernel (one sample) on two cores, packed and each row's
+    product shared with a helper on the second core (kernels/two_cores.py), for a sample long enough
+    to repay the start (packing the weights and loading the helper's kernel, ~50 ms for the char-rnn
+    lstm; it saves 12-43 us a token at that size, by cell: 1.4k-5k tokens to break even, measured
+    on an AMD EPYC) and once the helper's kernel is compiled; else as they are (OpenBLAS)."""
     from rnncli.kernels.packed import TILE_ROWS
-    from rnncli.kernels.two_cores import new_mailbox
+    from rnncli.kernels.two_cores import helper_compiled, new_mailbox
 
     if batch_shards(rows):
         return True
-    return new_mailbox() if rows < TILE_ROWS and blas_threads() >= 2 else False
+    if rows < TILE_ROWS and tokens >= HELPER_MIN_TOKENS and blas_threads() >= 2 and helper_compiled(dtype):
+        return new_mailbox()
+    return False
 
 
 def how_a_batch_runs(B: int) -> str:
@@ -61,14 +69,19 @@ def how_a_batch_runs(B: int) -> str:
             f"OpenBLAS (scipy's); a batch of {B} rows runs {where}")
 
 
-def how_samples_run(rows: int) -> str:
-    """One line for `sample --verbose`: how `rows` samples (or beams) stepped together run."""
+def how_samples_run(rows: int, tokens: int = 0) -> str:
+    """One line for `sample --verbose`: how `rows` samples (or beams, `tokens` 0) stepped together
+    for `tokens` steps run (`step_packing`)."""
     from rnncli.kernels.packed import VECTOR_BITS
 
-    shards = batch_shards(rows)
-    if shards:
+    packing = step_packing(rows, tokens)
+    kernel = f"rnncli's packed kernel ({VECTOR_BITS}-bit vectors)"
+    if packing is True:
+        shards = batch_shards(rows)
         return (f"engine: {rows} rows at a time, {len(shards)} shards of {rows // len(shards)}+ rows, one per core, "
-                f"the products in rnncli's packed kernel ({VECTOR_BITS}-bit vectors)")
+                f"the products in {kernel}")
+    if packing is not False:
+        return f"engine: {rows} row(s) at a time, each product shared by both cores, in {kernel}"
     return f"engine: {rows} row(s) at a time, the products in OpenBLAS (scipy's) on its own threads"
 
 

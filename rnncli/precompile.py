@@ -4,8 +4,9 @@
 call and caches it beside its source. A cold generation kernel takes 7-11 s to compile for one
 cell, all seven 24 s together (measured on 2 cores), where a cached one loads in ~0.3 s.
 A tiny model of each cell, float32, is enough: the compiled code depends on the cell and the
-dtype, not on the sizes or the number of layers. Each cell's kernel comes in two forms: with plain
-weights (one sample, a beam) and with packed ones (many samples at once, `sample -n`).
+dtype, not on the sizes or the number of layers. Each cell's kernel comes in three forms: with plain
+weights (a beam; one sample on a cold cache), with packed ones (many samples at once, `sample -n`),
+and packed and shared with a helper on the second core (one sample, kernels/two_cores.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def main() -> None:
     from rnncli.config import ModelConfig
     from rnncli.kernels.cells import CELL_NAMES
     from rnncli.kernels.generate import generate
+    from rnncli.kernels.two_cores import new_mailbox, serve, stop
     from rnncli.model import Model
 
     start = time.monotonic()
@@ -28,11 +30,14 @@ def main() -> None:
         params = model.init_params(np.random.default_rng(0), np.float32)
         h, c = model.step_state(model.initial_state(1))
         out, logprobs, finished = np.empty((1, 1), np.int64), np.empty((1, 1)), np.zeros(1, np.bool_)
-        for packed in (False, True):
+        for packed in (False, True, new_mailbox()):  # the last one computed whole here (no helper runs)
             weights = model.step_weights(params, packed)
             for top_k, top_p in ((0, 1.0), (2, 0.9)):
                 generate(*weights, h, c, np.array([[1]]), np.zeros((1, 1)), 1.0, top_k, top_p, False, finished, out,
                          logprobs)
+    stopped = new_mailbox()
+    stop(stopped)
+    serve(stopped, np.zeros((1, 1, 1), np.float32))  # the helper (it returns at once: told to stop)
     seconds = time.monotonic() - start
     sys.stderr.write(f"compiled the generation kernels of {len(CELL_NAMES)} cells in {seconds:.0f} s\n")
 

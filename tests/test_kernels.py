@@ -145,6 +145,56 @@ def test_packed_product_equals_the_matrix_product(B, K, F, dtype):
         np.testing.assert_allclose(out, start + exact, rtol=0, atol=tol)
 
 
+@pytest.mark.parametrize("K, F", [(1, 1), (5, 20), (7, 33), (64, 100), (130, 512)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_row_product_shared_with_the_helper_equals_the_matrix_product(K, F, dtype):
+    """One row's product, its blocks split between the generating kernel and the helper on the
+    second core (kernels/two_cores.py): the product, whoever computed each half. With no helper
+    running, the kernel claims and computes both halves itself; with one, the helper computes
+    its half of products it claimed, and everything is still the product."""
+    from rnncli.kernels import two_cores
+    from rnncli.kernels.jit import kernel
+    from rnncli.kernels.packed import pack
+
+    @kernel
+    def products(xs, P, mailbox, outs):
+        for r in range(xs.shape[0]):
+            two_cores.shared_row_product(xs[r], P, mailbox, outs[r])
+
+    rng = np.random.default_rng(K * F)
+    xs = rng.standard_normal((400, K)).astype(dtype)
+    W = rng.standard_normal((K, F)).astype(dtype)
+    exact = xs.astype(np.float64) @ W.astype(np.float64)
+    tol = 1e-5 * np.sqrt(K) if dtype == np.float32 else 1e-13 * np.sqrt(K)
+    P = pack(W)
+    mailbox = two_cores.new_mailbox()
+    outs = np.full((400, F), np.nan, dtype)
+    products(xs, P, mailbox, outs)  # no helper
+    np.testing.assert_allclose(outs, exact, rtol=0, atol=tol)
+    assert mailbox[two_cores.POSTED] == mailbox[two_cores.CLAIMED] == 400 and mailbox[two_cores.DONE] == 0
+    outs[:] = np.nan
+    two_cores.with_helper(mailbox, lambda: products(xs, P, mailbox, outs), xs)
+    np.testing.assert_allclose(outs, exact, rtol=0, atol=tol)
+    assert mailbox[two_cores.POSTED] == 400 and mailbox[two_cores.STOP] == 1
+    assert mailbox[two_cores.DONE] <= 400  # the helper's requests: how many depends on when it started
+
+
+def test_the_helper_stops_when_the_generating_kernel_fails():
+    """A failure in the generating side still stops the helper (no thread left spinning), and the
+    error reaches the caller."""
+    from rnncli.kernels import two_cores
+
+    mailbox = two_cores.new_mailbox()
+
+    def failing():
+        raise ValueError("inside generation")
+
+    with pytest.raises(ValueError, match="inside generation"):
+        two_cores.with_helper(mailbox, failing, np.zeros(1, np.float32))
+    assert mailbox[two_cores.STOP] == 1
+    assert two_cores.with_helper(mailbox, lambda: 7, np.zeros(1, np.float32)) == 7  # and it runs again
+
+
 def test_side_by_side_runs_both_at_once_only_under_one_blas_thread():
     import threading
 

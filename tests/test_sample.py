@@ -8,6 +8,7 @@ import pytest
 from rnncli.checkpoint import save_checkpoint
 from rnncli.kernels.cells import CELL_NAMES
 from rnncli.kernels.generate import choose_token
+from rnncli.kernels.two_cores import new_mailbox
 from rnncli.model import Model
 from rnncli.setup import load_model_checkpoint as load_checkpoint
 from rnncli.tokenizers import EOS, UNK
@@ -275,7 +276,8 @@ def test_descending_order_is_a_permutation_from_largest_to_smallest(n):
 def test_a_step_over_many_rows_with_packed_weights_is_the_step_with_np_dot(cell):
     """The single step's products through the packed kernel (rows >= a tile) give the same logits and
     states as through np.dot (for the cells that can, one product over [x, h] against [Wx; Wh] per
-    layer), in float64 to the last bits' error; fewer rows than a tile use np.dot."""
+    layer), in float64 to the last bits' error; fewer rows than a tile use np.dot. So do the
+    products of each row shared with a helper (two_cores.py), here computed whole by the step."""
     from rnncli.config import ModelConfig
 
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)  # 4H = 160: blocks cut short
@@ -283,16 +285,19 @@ def test_a_step_over_many_rows_with_packed_weights_is_the_step_with_np_dot(cell)
     rng = np.random.default_rng(2)
     params = model.init_params(rng, np.float64)
     plain, packed = model.step_weights(params), model.step_weights(params, packed=True)
+    shared = model.step_weights(params, packed=new_mailbox())  # rows shared with a helper (none runs here)
     assert plain[0].Wx0_packed is None and packed[0].Wx0_packed is not None  # packed only when asked
     assert (plain[0].Wxh0 is not None) == cell.startswith("rnn") and packed[0].Wxh0 is None  # the rnn fuses
-    for rows in (9, 2):
+    assert isinstance(shared[0].Wx0_packed, tuple) and isinstance(shared[-1], tuple)
+    for rows in (9, 2, 1):
         tokens = rng.integers(0, 11, rows)
         state = [tuple(rng.normal(size=a.shape) for a in layer) for layer in model.initial_state(rows, np.float64)]
         logits, s1 = model.step(params, tokens, state, weights=plain)
-        logits2, s2 = model.step(params, tokens, state, weights=packed)
-        np.testing.assert_allclose(logits2, logits, rtol=1e-12, atol=1e-12)
-        for a, b in zip(s1, s2, strict=True):
-            np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-12)
+        for weights in (packed, shared):
+            logits2, s2 = model.step(params, tokens, state, weights=weights)
+            np.testing.assert_allclose(logits2, logits, rtol=1e-12, atol=1e-12)
+            for a, b in zip(s1, s2, strict=True):
+                np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru-cudnn"])
@@ -332,6 +337,45 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     got = generate_rows(model.step_weights(params, packed=True), shards, h, c, context, uniforms, 0.9, 0, 1.0, True,
                         finished, out, lps)
     assert got > 1 and (out[:32, 1:got] == EOS).all()
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
+    """One sample with each product shared by both cores (the helper serving beside the generating
+    kernel, two_cores.py) gives the tokens of the plain step (np.dot), from the same uniforms; the
+    helper is stopped afterwards."""
+    import rnncli.cores as cores
+    from rnncli.config import ModelConfig
+    from rnncli.kernels import two_cores
+    from rnncli.sample import generate_rows
+
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    model = Model(ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2))
+    rng = np.random.default_rng(4)
+    params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(rng).items()}
+    stopped = two_cores.new_mailbox()
+    two_cores.stop(stopped)
+    two_cores.serve(stopped, np.zeros((1, 1, 1), np.float32))  # compiled (make install does it), returns at once
+    packing = cores.step_packing(1, cores.HELPER_MIN_TOKENS)
+    assert isinstance(packing, np.ndarray)  # one long sample on two cores: shared with the helper
+    assert cores.step_packing(1, 200) is False  # a short one does not repay the helper's start
+    assert cores.step_packing(64, 200) is True and cores.step_packing(4, 10**6) is False  # shards; OpenBLAS
+    monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: False)
+    assert cores.step_packing(1, 10**6) is False  # a cold cache: OpenBLAS's products (a first sample's start)
+    n = 200
+    uniforms = rng.random((1, n))
+    results = []
+    for weights in (model.step_weights(params, packed=packing), model.step_weights(params)):
+        h, c = model.step_state(model.initial_state(1))
+        out, lps = np.empty((1, n), np.int64), np.empty((1, n))
+        got = generate_rows(weights, [], h, c, np.array([[EOS, 3, 4]]).T, uniforms, 0.9, 0, 1.0, False,
+                            np.zeros(1, np.bool_), out, lps)
+        results.append((got, out, lps, h))
+    (got, out, lps, h), (got2, out2, lps2, h2) = results
+    assert got == got2 == n and out.tolist() == out2.tolist()
+    np.testing.assert_allclose(lps, lps2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h, h2, rtol=1e-4, atol=1e-5)
+    assert packing[two_cores.STOP] == 1 and packing[two_cores.POSTED] > 0
 
 
 @pytest.mark.parametrize("until_eos", [False, True])
@@ -388,3 +432,10 @@ def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
     assert "20 rows at a time, 2 shards of 10+ rows, one per core" in many.stderr
     one = run_cli("sample", "--model", char_model, "--length", "3", "--verbose", "--seed", "1")
     assert "1 row(s) at a time, the products in OpenBLAS" in one.stderr
+    monkeypatch.setattr(cores, "HELPER_MIN_TOKENS", 5)  # a "long" sample, and the helper compiled
+    monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: True)
+    long = run_cli("sample", "--model", char_model, "--length", "40", "--verbose", "--seed", "1")
+    assert long.exit_code == 0, long.stderr
+    assert "1 row(s) at a time, each product shared by both cores" in long.stderr
+    monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: False)
+    assert long.stdout == run_cli("sample", "--model", char_model, "--length", "40", "--seed", "1").stdout  # OpenBLAS

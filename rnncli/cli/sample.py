@@ -93,7 +93,8 @@ def sample(
         from rnncli.sample import SAMPLE_GROUP
 
         if workers == 1 and not ray:  # (worker processes get their own share of the cores)
-            sys.stderr.write(how_samples_run(beam or min(num_samples, SAMPLE_GROUP)) + "\n")
+            rows = beam or min(num_samples, SAMPLE_GROUP)
+            sys.stderr.write(how_samples_run(rows, 0 if beam else length) + "\n")
     if unknown and not quiet:
         sys.stderr.write(f"warning: the prime has {unknown} token(s) outside the vocabulary; read as <UNK>\n")
     utf8_stdout()

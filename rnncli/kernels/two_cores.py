@@ -160,7 +160,7 @@ def serve(mailbox, like):
             store_release(mailbox, DONE, request)
 
 
-@inline
+@kernel
 def shared_row_product(x, P, mailbox, out):
     """out (F,) = x (K,) @ W for P = pack(W) (P (blocks, K, width)), the first half of the blocks
     here and the second by the helper (or here too, when no helper has claimed it)."""
@@ -188,6 +188,21 @@ def shared_row_product(x, P, mailbox, out):
 def stop(mailbox: np.ndarray) -> None:
     """Tell the helper the generating kernel is finished (it returns at its next look)."""
     mailbox[STOP] = 1
+
+
+def helper_compiled(dtype) -> bool:
+    """Whether the helper's kernel for numbers of `dtype` is compiled in Numba's cache: `make
+    install` compiles it, with the generation kernels of every cell in this form (precompile.py).
+    A cold cache (cleared, or a fresh NUMBA_CACHE_DIR) makes batch 1 keep OpenBLAS's products
+    instead: this form compiles ~1.5 s longer (measured, the lstm: generate 3.5 -> 4.5 s, the helper
+    0.55 s), and a first sample must start within 4 s. Asks the dispatcher's cache directly (a Numba
+    internal: anything unexpected counts as not compiled)."""
+    try:
+        like = np.zeros((1, 1, 1), dtype)  # the state h (L, B, H), which the helper is given
+        signature = (serve.typeof_pyval(new_mailbox()), serve.typeof_pyval(like))
+        return signature in serve.overloads or serve._cache.load_overload(signature, serve.targetctx) is not None
+    except Exception:  # noqa: BLE001 - a probe only: the other form is always correct
+        return False
 
 
 def shared_mailbox(weights) -> np.ndarray | None:
