@@ -35,8 +35,9 @@ from numba.extending import intrinsic
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import row_product_blocks
 
-# the mailbox's slots (int64), each writer's on a cache line of its own
-POSTED, X_AT, P_AT, OUT_AT, INNER, COLUMNS, WIDTH, FIRST, END = range(9)  # the request (written by the generating kernel)
+# The mailbox's slots (int64), each writer's on a cache line of its own. The request, written by the
+# generating kernel: its number, the addresses of x, P and out, K, F, the block width, the helper's blocks.
+POSTED, X_AT, P_AT, OUT_AT, INNER, COLUMNS, WIDTH, FIRST, END = range(9)
 CLAIMED = 16  # the last request claimed (by either side)
 DONE = 24  # the last request the helper computed
 STOP = 32  # set when the generating kernel is finished
