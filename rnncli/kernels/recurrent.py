@@ -127,6 +127,7 @@ def _layer_input(weights, layer, x, h):
 
     def fused(weights, layer, x, h):
         W = weights.Wxh0 if layer == 0 else weights.WxhR[layer - 1]  # [Wx; Wh] (D+H, G*H)
+        P = weights.Wx0_packed if layer == 0 else packed_at(weights.WxR_packed, layer - 1)  # it held, or None
         D = x.shape[1]
         z = np.empty((x.shape[0], D + h.shape[1]), dtype=x.dtype)  # [x, h<t-1>]
         for b in range(x.shape[0]):
@@ -134,7 +135,7 @@ def _layer_input(weights, layer, x, h):
                 z[b, d] = x[b, d]
             for j in range(h.shape[1]):
                 z[b, D + j] = h[b, j]
-        return times(z, W)
+        return step_times(z, W, P)
 
     return fused
 
@@ -207,22 +208,24 @@ def packed_inputs(Wx0: np.ndarray, WxR: np.ndarray, packed: Packing) -> tuple:
 
 def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: Packing, fuse: bool = False) -> tuple:
     """For a cell whose step multiplies h<t-1> by all of Wh (L, H, G*H) and adds it to x<t> @ Wx:
-    (Wx0 packed, WxR packed, Wh packed, Wxh0, WxhR), the last two None unless `fuse`. Packed for
-    steps of many rows on one core. Else, with `fuse`, one product per layer over [x<t>, h<t-1>]
-    against [Wx; Wh] (Wxh0 (D+H, G*H), WxhR (L-1, 2H, G*H)) and Wh's own product marked as taken
-    (`step_times`): fewer, larger products for OpenBLAS's threads to share. Measured, batch-1
-    generation at the char-rnn size, alternating (AMD EPYC): rnn 19.3k -> 23.9k tokens/s, lstm 7.44k
-    -> 7.45k, gru-simple 13.1k -> 12.3k; so only the rnn fuses."""
-    if packed is not False:
-        return *packed_inputs(Wx0, WxR, packed), packed_matrix(Wh, packed), None, None
-    if not fuse:
+    (Wx0 packed, WxR packed, Wh packed, Wxh0, WxhR), the last two None unless fused. Packed (True)
+    for steps of many rows on one core. Fused: one product per layer over [x<t>, h<t-1>] against
+    [Wx; Wh] (Wxh0 (D+H, G*H), WxhR (L-1, 2H, G*H)) and Wh's own product marked as taken
+    (`step_times`): fewer, larger products for two cores to share. With plain weights only when
+    `fuse` (OpenBLAS's threads; measured, batch-1 generation at the char-rnn size, alternating, AMD
+    EPYC: rnn 19.3k -> 23.9k tokens/s, lstm 7.44k -> 7.45k, gru-simple 13.1k -> 12.3k; so only the
+    rnn asks); shared with a helper (a mailbox), always: [Wx; Wh] packed as the layer input's
+    matrix, each layer one request to the helper instead of two (measured below)."""
+    if packed is True:
+        return *packed_inputs(Wx0, WxR, True), packed_matrix(Wh, True), None, None
+    if packed is False and not fuse:
         return None, None, None, None, None
     Wxh0 = np.ascontiguousarray(np.concatenate([Wx0, Wh[0]]))
     if Wh.shape[0] > 1:
         WxhR = np.ascontiguousarray(np.concatenate([WxR, Wh[1:]], axis=1))
     else:  # a placeholder: a kernel argument needs an array
         WxhR = np.zeros((1, 2 * Wh.shape[1], Wh.shape[2]), Wh.dtype)
-    return None, None, np.zeros(0, Wh.dtype), Wxh0, WxhR
+    return *packed_inputs(Wxh0, WxhR, packed), np.zeros(0, Wh.dtype), Wxh0, WxhR
 
 
 class Cell:
