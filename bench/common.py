@@ -97,7 +97,7 @@ class RnncliModel:
         from rnncli.sample import generate_rows
 
         shards = batch_shards(batch)  # as `rnncli sample -n` does
-        weights = self.model.step_weights(self.params, packed=step_packing(batch, n))
+        weights = self.model.step_weights(self.params, packed=step_packing(batch, n, self.params))
         h, c = self.model.step_state(self.model.initial_state(batch))
         out = np.empty((batch, n), np.int64)
         lps = np.empty((batch, n))

@@ -39,20 +39,26 @@ def batch_shards(B: int) -> list[slice]:
 HELPER_MIN_TOKENS = 2000  # a sample this long repays the helper's start (below)
 
 
-def step_packing(rows: int, tokens: int, dtype=np.float32):
+def step_packing(rows: int, tokens: int, params: dict | None = None):
     """How the single step holds its matrices (recurrent.Packing) for `rows` rows stepped together
-    (samples, beams) for up to `tokens` steps: packed, for shards of many rows, one per core; for
-    fewer rows than a tile of the packed kernel (one sample) on two cores, packed and each row's
-    product shared with a helper on the second core (kernels/two_cores.py), for a sample long enough
-    to repay the start (packing the weights and loading the helper's kernel, ~50 ms for the char-rnn
-    lstm; it saves 12-43 us a token at that size, by cell: 1.4k-5k tokens to break even, measured
-    on an AMD EPYC) and once the helper's kernel is compiled; else as they are (OpenBLAS)."""
+    (samples, beams) for up to `tokens` steps, with the model's `params`: packed, for shards of
+    many rows, one per core; for fewer rows than a tile of the packed kernel (one sample) on two
+    cores, packed and each row's product shared with a helper on the second core
+    (kernels/two_cores.py), when that pays: a matrix of the step is large enough to share
+    (two_cores.SHARED_MIN_BYTES; the small size's are not: its sample runs twice as fast on
+    OpenBLAS), the sample long enough to repay the start (packing the weights and loading the
+    helper's kernel, ~50 ms for the char-rnn lstm; it saves 12-43 us a token at that size, by cell:
+    1.4k-5k tokens to break even, measured on an AMD EPYC) and the helper's kernel compiled; else
+    as they are (OpenBLAS)."""
     from rnncli.kernels.packed import TILE_ROWS
-    from rnncli.kernels.two_cores import helper_compiled, new_mailbox
+    from rnncli.kernels.two_cores import SHARED_MIN_BYTES, helper_compiled, new_mailbox
 
     if batch_shards(rows):
         return True
-    if rows < TILE_ROWS and tokens >= HELPER_MIN_TOKENS and blas_threads() >= 2 and helper_compiled(dtype):
+    if rows >= TILE_ROWS or tokens < HELPER_MIN_TOKENS or blas_threads() < 2 or not params:
+        return False
+    products = [p for name, p in params.items() if p.ndim == 2 and name != "embed.weight"]  # (the embedding: one row read)
+    if max(p.nbytes for p in products) >= SHARED_MIN_BYTES and helper_compiled(products[0].dtype):
         return new_mailbox()
     return False
 
@@ -69,12 +75,12 @@ def how_a_batch_runs(B: int) -> str:
             f"OpenBLAS (scipy's); a batch of {B} rows runs {where}")
 
 
-def how_samples_run(rows: int, tokens: int = 0) -> str:
+def how_samples_run(rows: int, tokens: int = 0, params: dict | None = None) -> str:
     """One line for `sample --verbose`: how `rows` samples (or beams, `tokens` 0) stepped together
     for `tokens` steps run (`step_packing`)."""
     from rnncli.kernels.packed import VECTOR_BITS
 
-    packing = step_packing(rows, tokens)
+    packing = step_packing(rows, tokens, params)
     kernel = f"rnncli's packed kernel ({VECTOR_BITS}-bit vectors)"
     if packing is True:
         shards = batch_shards(rows)

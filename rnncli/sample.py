@@ -48,7 +48,7 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rngs: 
     N = len(rngs)
     model = Model(ck.model)
     shards = batch_shards(N)
-    weights = model.step_weights(ck.params, packed=step_packing(N, c.length, ck.params["embed.weight"].dtype))
+    weights = model.step_weights(ck.params, packed=step_packing(N, c.length, ck.params))
     h, cstate = model.step_state(model.initial_state(N, ck.params["embed.weight"].dtype))
     context = np.repeat(np.concatenate([[EOS], prime_ids]).astype(np.int64)[:, None], N, axis=1)  # (T, N)
     finished = np.zeros(N, np.bool_)

@@ -342,27 +342,24 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
     """One sample with each product shared by both cores (the helper serving beside the generating
-    kernel, two_cores.py) gives the tokens of the plain step (np.dot), from the same uniforms; the
-    helper is stopped afterwards."""
+    kernel, two_cores.py; the layers' matrices large enough to share) gives the tokens of the plain
+    step (np.dot), from the same uniforms; the helper computed its halves and was stopped."""
     import rnncli.cores as cores
     from rnncli.config import ModelConfig
     from rnncli.kernels import two_cores
     from rnncli.sample import generate_rows
 
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
-    model = Model(ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2))
+    model = Model(ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=384, layers=2))
     rng = np.random.default_rng(4)
-    params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(rng).items()}
+    params = model.init_params(rng, np.float32)
+    assert params["layers.1.Wx"].nbytes >= two_cores.SHARED_MIN_BYTES
     stopped = two_cores.new_mailbox()
     two_cores.stop(stopped)
     two_cores.serve(stopped, np.zeros((1, 1, 1), np.float32))  # compiled (make install does it), returns at once
-    packing = cores.step_packing(1, cores.HELPER_MIN_TOKENS)
+    packing = cores.step_packing(1, cores.HELPER_MIN_TOKENS, params)
     assert isinstance(packing, np.ndarray)  # one long sample on two cores: shared with the helper
-    assert cores.step_packing(1, 200) is False  # a short one does not repay the helper's start
-    assert cores.step_packing(64, 200) is True and cores.step_packing(4, 10**6) is False  # shards; OpenBLAS
-    monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: False)
-    assert cores.step_packing(1, 10**6) is False  # a cold cache: OpenBLAS's products (a first sample's start)
-    n = 200
+    n = 60
     uniforms = rng.random((1, n))
     results = []
     for weights in (model.step_weights(params, packed=packing), model.step_weights(params)):
@@ -376,6 +373,32 @@ def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
     np.testing.assert_allclose(lps, lps2, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(h, h2, rtol=1e-4, atol=1e-5)
     assert packing[two_cores.STOP] == 1 and packing[two_cores.POSTED] > 0
+
+
+def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
+    """`step_packing`: shards for many rows; the helper for one long sample of a model with a matrix
+    worth sharing, once the helper's kernel is compiled; OpenBLAS otherwise."""
+    import rnncli.cores as cores
+    from rnncli.config import ModelConfig
+    from rnncli.kernels import two_cores
+
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: True)
+    rng = np.random.default_rng(5)
+    large = Model(ModelConfig(cell="lstm", vocab_size=11, embed=6, hidden=256, layers=1)).init_params(rng, np.float32)
+    small = Model(ModelConfig(cell="lstm", vocab_size=11, embed=6, hidden=128, layers=1)).init_params(rng, np.float32)
+    long = cores.HELPER_MIN_TOKENS
+    assert isinstance(cores.step_packing(1, long, large), np.ndarray)
+    assert isinstance(cores.step_packing(3, long, large), np.ndarray)  # fewer rows than a tile: each row shared
+    assert cores.step_packing(1, long - 1, large) is False  # a short sample does not repay the start
+    assert cores.step_packing(1, long, small) is False  # 1 x 128: twice as fast on OpenBLAS
+    assert cores.step_packing(64, 200, small) is True  # shards
+    assert cores.step_packing(4, long, large) is False  # a tile's rows, too few for shards: OpenBLAS
+    monkeypatch.setattr(cores, "blas_threads", lambda: 1)
+    assert cores.step_packing(1, long, large) is False  # one core
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: False)
+    assert cores.step_packing(1, long, large) is False  # a cold cache: OpenBLAS (a first sample's start)
 
 
 @pytest.mark.parametrize("until_eos", [False, True])
@@ -432,7 +455,8 @@ def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
     assert "20 rows at a time, 2 shards of 10+ rows, one per core" in many.stderr
     one = run_cli("sample", "--model", char_model, "--length", "3", "--verbose", "--seed", "1")
     assert "1 row(s) at a time, the products in OpenBLAS" in one.stderr
-    monkeypatch.setattr(cores, "HELPER_MIN_TOKENS", 5)  # a "long" sample, and the helper compiled
+    monkeypatch.setattr(cores, "HELPER_MIN_TOKENS", 5)  # a "long" sample, a "large" model, the helper compiled
+    monkeypatch.setattr("rnncli.kernels.two_cores.SHARED_MIN_BYTES", 0)
     monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: True)
     long = run_cli("sample", "--model", char_model, "--length", "40", "--verbose", "--seed", "1")
     assert long.exit_code == 0, long.stderr

@@ -21,7 +21,9 @@ packed.py's one-row kernel over a range of packed blocks.
 
 Measured (AMD EPYC, 2 cores), 1 x 512 @ 512 x 2048 (4.2 MB) a product, with a request and its
 wait: 24.5 us (171 GB/s) against 31.6 us through OpenBLAS's two threads and 50 us on one core;
-both cores reading a buffer of that size: 180 GB/s.
+both cores reading a buffer of that size: 180 GB/s. Whole batch-1 generation at the char-rnn size
+(2 x 512), tokens/s: rnn 23.9k -> 33-39k, gru 8.2k -> 11.4-12.7k, lstm 7.3k -> 9.3-10.5k
+(bench/README.md). Chosen by cores.step_packing.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ CLAIMED = 16  # the last request claimed (by either side)
 DONE = 24  # the last request the helper computed
 STOP = 32  # set when the generating kernel is finished
 MAILBOX_SIZE = 40
+SHARED_MIN_BYTES = 1 << 19  # a smaller matrix is read faster by one core than shared (measured below)
 
 
 def new_mailbox() -> np.ndarray:
@@ -164,9 +167,14 @@ def serve(mailbox, like):
 @kernel
 def shared_row_product(x, P, mailbox, out):
     """out (F,) = x (K,) @ W for P = pack(W) (P (blocks, K, width)), the first half of the blocks
-    here and the second by the helper (or here too, when no helper has claimed it)."""
+    here and the second by the helper (or here too, when no helper has claimed it). A matrix under
+    SHARED_MIN_BYTES is computed here whole: one row against 256 KB took 3.3 us shared and 2.5 on
+    one core, 512 KB 4.2 and 5.0 us, 1 MB 7.3-7.8 and 11.1-11.4 us (AMD EPYC, the matrix in cache)."""
     blocks, K, width = P.shape
     flat = P.reshape(-1)
+    if P.size * P.itemsize < SHARED_MIN_BYTES:
+        row_product_blocks(x, flat, width, out, 0, blocks)
+        return
     half = (blocks + 1) // 2
     request = mailbox[POSTED] + 1
     mailbox[X_AT] = address(x)
