@@ -57,7 +57,7 @@ def step_packing(rows: int, tokens: int, params: dict | None = None):
         return True
     if rows >= TILE_ROWS or tokens < HELPER_MIN_TOKENS or blas_threads() < 2 or not params:
         return False
-    products = [p for name, p in params.items() if p.ndim == 2 and name != "embed.weight"]  # (one embedding row is read)
+    products = [p for name, p in params.items() if p.ndim == 2 and name != "embed.weight"]  # (a row of it is read)
     if max(p.nbytes for p in products) >= SHARED_MIN_BYTES and helper_compiled(products[0].dtype):
         return new_mailbox()
     return False
