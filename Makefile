@@ -10,7 +10,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[dev]"
-	@echo "compiling the generation kernels once (about half a minute), so that the first rnncli sample starts at once"
+	@echo "compiling the generation kernels once (about a minute), so that the first rnncli sample starts at once"
 	$(PYTHON) -m rnncli.precompile
 	@touch $(STAMP)
 
