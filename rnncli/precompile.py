@@ -2,7 +2,8 @@
 
 `make install` runs this (`python -m rnncli.precompile`): Numba compiles a kernel on its first
 call and caches it beside its source. A cold generation kernel takes 7-11 s to compile for one
-cell, all seven 24 s together (measured on 2 cores), where a cached one loads in ~0.3 s.
+cell, all seven in their three forms ~50 s together (measured on 2 cores), where a cached one
+loads in ~0.3 s.
 A tiny model of each cell, float32, is enough: the compiled code depends on the cell and the
 dtype, not on the sizes or the number of layers. Each cell's kernel comes in three forms: with plain
 weights (a beam; one sample on a cold cache), with packed ones (many samples at once, `sample -n`),
@@ -21,7 +22,7 @@ def main() -> None:
     from rnncli.config import ModelConfig
     from rnncli.kernels.cells import CELL_NAMES
     from rnncli.kernels.generate import generate
-    from rnncli.kernels.two_cores import new_mailbox, serve, stop
+    from rnncli.kernels.two_cores import compile_helper, new_mailbox
     from rnncli.model import Model
 
     start = time.monotonic()
@@ -35,9 +36,7 @@ def main() -> None:
             for top_k, top_p in ((0, 1.0), (2, 0.9)):
                 generate(*weights, h, c, np.array([[1]]), np.zeros((1, 1)), 1.0, top_k, top_p, False, finished, out,
                          logprobs)
-    stopped = new_mailbox()
-    stop(stopped)
-    serve(stopped, np.zeros((1, 1, 1), np.float32))  # the helper (it returns at once: told to stop)
+    compile_helper(np.float32)
     seconds = time.monotonic() - start
     sys.stderr.write(f"compiled the generation kernels of {len(CELL_NAMES)} cells in {seconds:.0f} s\n")
 

@@ -199,6 +199,14 @@ def stop(mailbox: np.ndarray) -> None:
     mailbox[STOP] = 1
 
 
+def compile_helper(dtype=np.float32) -> None:
+    """Compile the helper's kernel for numbers of `dtype` (or load it from Numba's cache): call it
+    told to stop, so that it returns at once (`make install` runs this, precompile.py)."""
+    stopped = new_mailbox()
+    stop(stopped)
+    serve(stopped, np.zeros((1, 1, 1), dtype))
+
+
 def helper_compiled(dtype) -> bool:
     """Whether the helper's kernel for numbers of `dtype` is compiled in Numba's cache: `make
     install` compiles it, with the generation kernels of every cell in this form (precompile.py).
