@@ -256,3 +256,33 @@ def test_packed_product_refuses_a_strided_output():
     out = np.zeros((4, 64), np.float32)
     with pytest.raises(TypingError, match="C-contiguous"):
         product(x, pack(W), out[:, ::2])
+
+
+def test_a_helper_never_stopped_gives_up_and_the_products_stay_right():
+    """A helper whose STOP never comes returns after IDLE_CYCLES without a request (so nothing can
+    wait on it forever), and the generating side, claiming what no helper takes, still computes
+    every product."""
+    import threading
+
+    from rnncli.kernels import two_cores
+    from rnncli.kernels.jit import kernel
+    from rnncli.kernels.packed import pack
+
+    @kernel
+    def products(xs, P, mailbox, outs):
+        for r in range(xs.shape[0]):
+            two_cores.shared_row_product(xs[r], P, mailbox, outs[r])
+
+    mailbox = two_cores.new_mailbox()
+    two_cores.compile_helper(np.float32)
+    like = np.zeros((1, 1, 1), np.float32)
+    helper = threading.Thread(target=two_cores.serve, args=(mailbox, like))
+    helper.start()
+    helper.join(timeout=30)  # never told to stop
+    assert not helper.is_alive()
+    rng = np.random.default_rng(0)
+    xs, W = rng.standard_normal((5, 512)).astype(np.float32), rng.standard_normal((512, 512)).astype(np.float32)
+    outs = np.zeros((5, 512), np.float32)
+    products(xs, pack(W), mailbox, outs)  # the helper gone: this side computes both halves
+    np.testing.assert_allclose(outs, xs @ W, rtol=1e-4, atol=1e-3)
+    assert mailbox[two_cores.DONE] == 0 and mailbox[two_cores.CLAIMED] == 5

@@ -45,6 +45,7 @@ DONE = 24  # the last request the helper computed
 STOP = 32  # set when the generating kernel is finished
 MAILBOX_SIZE = 40
 SHARED_MIN_BYTES = 1 << 19  # a smaller matrix is read faster by one core than shared (measured below)
+IDLE_CYCLES = 1 << 31  # ~0.5-1 s: a helper with no request for that long returns (`serve`)
 
 
 def new_mailbox() -> np.ndarray:
@@ -109,6 +110,18 @@ def spin_pause(typingctx):
 
 
 @intrinsic
+def cycle_count(typingctx):
+    """The CPU's cycle counter (x86 `rdtsc`): a clock for the helper's patience, no system call."""
+
+    def codegen(context, builder, sig, args):
+        counter = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                                 "llvm.readcyclecounter")
+        return builder.call(counter, [])
+
+    return types.int64(), codegen
+
+
+@intrinsic
 def address(typingctx, array):
     """The address of an array's first element."""
 
@@ -150,18 +163,24 @@ def _requested_half(mailbox, like):
 
 @kernel
 def serve(mailbox, like):
-    """The helper: compute the second half of each product posted in `mailbox`, until its STOP.
-    `like`: any array of the products' number type."""
+    """The helper: compute the second half of each product posted in `mailbox`, until its STOP, or
+    until no request has come for IDLE_CYCLES (the generating side claims what it is left, so
+    giving up is always safe; it bounds a helper whose STOP could never come). `like`: any array
+    of the products' number type."""
     seen = load_acquire(mailbox, POSTED)
+    since = cycle_count()
     while load_acquire(mailbox, STOP) == 0:
         request = load_acquire(mailbox, POSTED)
         if request == seen:
+            if cycle_count() - since > IDLE_CYCLES:
+                return
             spin_pause()
             continue
         seen = request
         if claim(mailbox, CLAIMED, request):
             _requested_half(mailbox, like)
             store_release(mailbox, DONE, request)
+        since = cycle_count()
 
 
 @kernel
@@ -243,7 +262,10 @@ def with_helper(mailbox: np.ndarray, work, like: np.ndarray):
         try:
             return work()
         finally:
-            stop(mailbox)
+            stop(mailbox)  # the helper returns while this side's result goes back
 
     with one_blas_thread():
-        return on_each_core(side, [False, True])[0]
+        try:
+            return on_each_core(side, [False, True])[0]
+        finally:  # whatever happened (a Ctrl-C before work() began), no helper is left waiting
+            stop(mailbox)
