@@ -240,6 +240,22 @@ def test_side_by_side_runs_both_at_once_only_under_one_blas_thread():
     assert get() == before
 
 
+def test_packed_product_refuses_rows_of_another_number_type():
+    """float64 rows against float32 packed weights: refused when compiled, naming the types."""
+    from numba.core.errors import TypingError
+
+    from rnncli.kernels.jit import kernel
+    from rnncli.kernels.packed import pack, packed_product
+
+    @kernel
+    def product(x, P, out):
+        packed_product(x, P, out)
+
+    P = pack(np.ones((8, 32), np.float32))
+    with pytest.raises(TypingError, match="one number type"):
+        product(np.ones((4, 8), np.float64), P, np.zeros((4, 32), np.float32))
+
+
 def test_packed_product_refuses_a_strided_output():
     """The vector stores write memory as flat: a strided view is refused when compiled, not written
     in the wrong places."""

@@ -122,7 +122,12 @@ def vector_store(typingctx, array, index, value):
 
 @intrinsic
 def vector_fma(typingctx, acc, w, s):
-    """acc + w * s, fused, s a number broadcast to every lane."""
+    """acc + w * s, fused, s a number broadcast to every lane; all three of one number type (rows of
+    one type against weights of another are refused when compiled, not rounded silently)."""
+    if acc != w or s != acc.dtype:
+        from numba.core.errors import TypingError
+
+        raise TypingError(f"vector_fma needs one number type, not {acc}, {w} and {s}")
 
     def codegen(context, builder, sig, args):
         acc, w, s = args
