@@ -87,7 +87,8 @@ def how_samples_run(rows: int, tokens: int = 0, params: dict | None = None) -> s
         return (f"engine: {rows} rows at a time, {len(shards)} shards of {rows // len(shards)}+ rows, one per core, "
                 f"the products in {kernel}")
     if packing is not False:
-        return f"engine: {rows} row(s) at a time, each product shared by both cores, in {kernel}"
+        return (f"engine: {rows} row(s) at a time, the products of 512 KB or more shared by both cores (a helper "
+                f"thread on the second one), in {kernel}")
     return f"engine: {rows} row(s) at a time, the products in OpenBLAS (scipy's) on its own threads"
 
 

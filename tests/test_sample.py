@@ -458,6 +458,6 @@ def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
     monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: True)
     long = run_cli("sample", "--model", char_model, "--length", "40", "--verbose", "--seed", "1")
     assert long.exit_code == 0, long.stderr
-    assert "1 row(s) at a time, each product shared by both cores" in long.stderr
+    assert "1 row(s) at a time, the products of 512 KB or more shared by both cores" in long.stderr
     monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: False)
     assert long.stdout == run_cli("sample", "--model", char_model, "--length", "40", "--seed", "1").stdout  # OpenBLAS
