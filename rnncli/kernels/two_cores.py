@@ -164,8 +164,8 @@ def _requested_half(mailbox, like):
 @kernel
 def serve(mailbox, like):
     """The helper: compute the second half of each product posted in `mailbox`, until its STOP, or
-    until no request has come for IDLE_CYCLES (the generating side claims what it is left, so
-    giving up is always safe; it bounds a helper whose STOP could never come). `like`: any array
+    until no request has come for IDLE_CYCLES (the generating side claims whatever is left to it,
+    so giving up is always safe; it bounds a helper whose STOP could never come). `like`: any array
     of the products' number type."""
     seen = load_acquire(mailbox, POSTED)
     since = cycle_count()
@@ -267,5 +267,5 @@ def with_helper(mailbox: np.ndarray, work, like: np.ndarray):
     with one_blas_thread():
         try:
             return on_each_core(side, [False, True])[0]
-        finally:  # whatever happened (a Ctrl-C before work() began), no helper is left waiting
+        finally:  # whatever happened (a Ctrl-C before work() began; the helper would also give up)
             stop(mailbox)
