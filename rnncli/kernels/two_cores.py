@@ -96,14 +96,22 @@ def claim(typingctx, mailbox, index, request):
     return types.boolean(mailbox, index, request), codegen
 
 
+def _x86() -> bool:
+    import llvmlite.binding as llvm
+
+    return llvm.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686")
+
+
 @intrinsic
 def spin_pause(typingctx):
-    """The CPU's hint that this is a wait loop (x86 `pause`): it frees the core's shared resources."""
+    """The CPU's hint that this is a wait loop (x86 `pause`: it frees the core's shared resources);
+    nothing on other CPUs."""
 
     def codegen(context, builder, sig, args):
-        pause = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                               "llvm.x86.sse2.pause")
-        builder.call(pause, [])
+        if _x86():
+            pause = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                   "llvm.x86.sse2.pause")
+            builder.call(pause, [])
         return context.get_dummy_value()
 
     return types.none(), codegen
@@ -111,7 +119,8 @@ def spin_pause(typingctx):
 
 @intrinsic
 def cycle_count(typingctx):
-    """The CPU's cycle counter (x86 `rdtsc`): a clock for the helper's patience, no system call."""
+    """The CPU's cycle counter (x86 `rdtsc`; LLVM's portable form): a clock for the helper's patience,
+    no system call."""
 
     def codegen(context, builder, sig, args):
         counter = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
