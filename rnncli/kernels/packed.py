@@ -208,14 +208,7 @@ def _product(x, P, out, accumulate):
         col = c * width
         full = col + width <= F
         for r0 in range(0, B - B % TILE_ROWS, TILE_ROWS):
-            a0 = vector_zero(flat)
-            a1 = vector_zero(flat)
-            a2 = vector_zero(flat)
-            a3 = vector_zero(flat)
-            b0 = vector_zero(flat)
-            b1 = vector_zero(flat)
-            b2 = vector_zero(flat)
-            b3 = vector_zero(flat)
+            a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vector_zero(flat)  # values: eight accumulators
             base = c * K * width
             for k in range(K):
                 w0 = vector_load(flat, base + k * width)
@@ -291,14 +284,7 @@ def row_product_blocks(x, flat, width, out, c_lo, c_hi):
     one = out.dtype.type(1.0)
     for c in range(c_lo, c_hi):
         base = c * K * width
-        a0 = vector_zero(flat)
-        b0 = vector_zero(flat)
-        a1 = vector_zero(flat)
-        b1 = vector_zero(flat)
-        a2 = vector_zero(flat)
-        b2 = vector_zero(flat)
-        a3 = vector_zero(flat)
-        b3 = vector_zero(flat)
+        a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vector_zero(flat)  # values: eight accumulators
         for k in range(q):
             i = base + k * width
             a0 = vector_fma(a0, vector_load(flat, i), x[k])
