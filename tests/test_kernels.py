@@ -1,6 +1,8 @@
 """Every cell's backward against central finite differences in float64, step against forward,
 and float32 against float64."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -179,9 +181,10 @@ def test_a_row_product_shared_with_the_helper_equals_the_matrix_product(K, F, dt
     np.testing.assert_allclose(outs, exact, rtol=0, atol=tol)
     assert mailbox[two_cores.POSTED] == requests and mailbox[two_cores.STOP] == 1
     assert mailbox[two_cores.DONE] <= requests  # the helper's requests: how many depends on when it started
-    for _ in range(20 if requests else 0):  # the helper does take requests (when it starts in time: retried)
-        if mailbox[two_cores.DONE] > 0:
-            break
+    for _ in range(20 if requests else 0):  # the helper does take requests (when it starts in time: retried,
+        if mailbox[two_cores.DONE] > 0:  # apart: after OpenBLAS's two-thread product above, its second thread
+            break  # spins on the helper's core for a while)
+        time.sleep(0.05)
         two_cores.with_helper(mailbox, lambda: products(xs, P, mailbox, outs), xs)
     assert mailbox[two_cores.DONE] > 0 or not requests
 
