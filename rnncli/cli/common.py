@@ -162,7 +162,7 @@ def load_model(path: str | None, allow_nonfinite: bool = False, task: str | tupl
     tokenizer and history; not the optimizer state, which only `train --resume` needs). With
     `task`, a model of another task is refused with the command that uses it."""
     from rnncli.errors import UsageError
-    from rnncli.setup import load_model_checkpoint
+    from rnncli.tasks import load_model_checkpoint
 
     path = model_path(path)
     if not path:

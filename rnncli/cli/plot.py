@@ -24,7 +24,7 @@ def read_history(path: str) -> tuple[str, list[dict]]:
         raise UsageError(f"{path}: no such file")
     label = os.path.splitext(os.path.basename(path))[0].removesuffix(".metrics")
     if path.endswith(".npz"):
-        from rnncli.setup import load_model_checkpoint
+        from rnncli.tasks import load_model_checkpoint
 
         ck = load_model_checkpoint(path, training_state=False)
         return f"{label} ({ck.model.cell})", ck.state.get("history", [])
