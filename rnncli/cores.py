@@ -41,21 +41,27 @@ HELPER_MIN_TOKENS = 2000  # a sample this long repays the helper's start (below)
 
 def step_packing(rows: int, tokens: int, params: dict | None = None):
     """How the single step holds its matrices (recurrent.Packing) for `rows` rows stepped together
-    (samples, beams) for up to `tokens` steps, with the model's `params`: packed, for shards of
-    many rows, one per core; for fewer rows than a tile of the packed kernel (one sample) on two
-    cores, packed and each row's product shared with a helper on the second core
-    (kernels/two_cores.py), when that pays: a matrix of the step is large enough to share
-    (two_cores.SHARED_MIN_BYTES; the small size's are not: its sample runs twice as fast on
-    OpenBLAS), the sample long enough to repay the start (packing the weights and loading the
-    helper's kernel, ~50 ms for the char-rnn lstm; it saves 12-43 us a token at that size, by cell:
-    1.4k-5k tokens to break even, measured on an AMD EPYC) and the helper's kernel compiled; else
-    as they are (OpenBLAS)."""
+    (samples, beams) for up to `tokens` steps, with the model's `params`. Measured at the char-rnn
+    size on an AMD EPYC, tokens/s over all rows:
+
+    - a tile of the packed kernel's rows or more: packed, in shards (one per core) when there are
+      enough rows for them, else on one core, where OpenBLAS's products of a few rows are slow: lstm
+      -n 4 / 8 / 15 13.4k / 12.7k / 9.8k against OpenBLAS's 3.8k / 7.2k / 7.5k, gru 19.6k / 19.5k /
+      17.0k against 5.3k / 5.9k / 10.8k;
+    - fewer rows (one sample) on two cores: packed and each row's product shared with a helper on
+      the second core (kernels/two_cores.py; lstm -n 1 / 2 / 3 10.4k / 9.7k / 10.2k against 7.5k /
+      1.8k / 3.0k), when that pays: a matrix of the step large enough to share
+      (two_cores.SHARED_MIN_BYTES; the small size's are not: its sample runs twice as fast on
+      OpenBLAS), the sample long enough to repay the start (packing the weights and loading the
+      helper's kernel, ~50 ms for the lstm; it saves 12-43 us a token, by cell: 1.4k-5k tokens to
+      break even), and the helper's kernel compiled;
+    - else as they are (OpenBLAS)."""
     from rnncli.kernels.packed import TILE_ROWS
     from rnncli.kernels.two_cores import SHARED_MIN_BYTES, helper_compiled, new_mailbox
 
-    if batch_shards(rows):
+    if rows >= TILE_ROWS:
         return True
-    if rows >= TILE_ROWS or tokens < HELPER_MIN_TOKENS or blas_threads() < 2 or not params:
+    if tokens < HELPER_MIN_TOKENS or blas_threads() < 2 or not params:
         return False
     products = [p for name, p in params.items() if p.ndim == 2 and name != "embed.weight"]  # (a row of it is read)
     if max(p.nbytes for p in products) >= SHARED_MIN_BYTES and helper_compiled(products[0].dtype):
@@ -84,8 +90,8 @@ def how_samples_run(rows: int, tokens: int = 0, params: dict | None = None) -> s
     kernel = f"rnncli's packed kernel ({VECTOR_BITS}-bit vectors)"
     if packing is True:
         shards = batch_shards(rows)
-        return (f"engine: {rows} rows at a time, {len(shards)} shards of {rows // len(shards)}+ rows, one per core, "
-                f"the products in {kernel}")
+        where = f"{len(shards)} shards of {rows // len(shards)}+ rows, one per core" if shards else "on one core"
+        return f"engine: {rows} rows at a time, {where}, the products in {kernel}"
     if packing is not False:
         return (f"engine: {rows} row(s) at a time, the products of 512 KB or more shared by both cores (a helper "
                 f"thread on the second one), in {kernel}")

@@ -374,8 +374,9 @@ def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
 
 
 def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
-    """`step_packing`: shards for many rows; the helper for one long sample of a model with a matrix
-    worth sharing, once the helper's kernel is compiled; OpenBLAS otherwise."""
+    """`step_packing`: packed weights for a tile's rows or more (in shards for many rows); the helper
+    for one long sample of a model with a matrix worth sharing, once the helper's kernel is
+    compiled; OpenBLAS otherwise."""
     import rnncli.cores as cores
     from rnncli.config import ModelConfig
     from rnncli.kernels import two_cores
@@ -391,7 +392,7 @@ def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
     assert cores.step_packing(1, long - 1, large) is False  # a short sample does not repay the start
     assert cores.step_packing(1, long, small) is False  # 1 x 128: twice as fast on OpenBLAS
     assert cores.step_packing(64, 200, small) is True  # shards
-    assert cores.step_packing(4, long, large) is False  # a tile's rows, too few for shards: OpenBLAS
+    assert cores.step_packing(4, 200, large) is True and cores.step_packing(15, 200, small) is True  # one core
     monkeypatch.setattr(cores, "blas_threads", lambda: 1)
     assert cores.step_packing(1, long, large) is False  # one core
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
@@ -451,6 +452,9 @@ def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
     many = run_cli("sample", "--model", char_model, "-n", "20", "--length", "3", "--verbose", "--seed", "1")
     assert many.exit_code == 0, many.stderr
     assert "20 rows at a time, 2 shards of 10+ rows, one per core" in many.stderr
+    few = run_cli("sample", "--model", char_model, "-n", "6", "--length", "3", "--verbose", "--seed", "1")
+    assert few.exit_code == 0, few.stderr
+    assert "6 rows at a time, on one core, the products in rnncli's packed kernel" in few.stderr
     one = run_cli("sample", "--model", char_model, "--length", "3", "--verbose", "--seed", "1")
     assert "1 row(s) at a time, the products in OpenBLAS" in one.stderr
     monkeypatch.setattr(cores, "HELPER_MIN_TOKENS", 5)  # a "long" sample, a "large" model, the helper compiled
