@@ -36,7 +36,7 @@ def batch_shards(B: int) -> list[slice]:
     return [slice(bounds[k], bounds[k + 1]) for k in range(n)]
 
 
-HELPER_MIN_TOKENS = 2000  # a sample this long repays the helper's start (below)
+HELPER_MIN_STEPS = (0, 2000, 100, 100)  # by rows (1-3): the steps that repay the helper's start (below)
 
 
 def step_packing(rows: int, tokens: int, params: dict | None = None):
@@ -53,15 +53,16 @@ def step_packing(rows: int, tokens: int, params: dict | None = None):
       1.8k / 3.0k), when that pays: a matrix of the step large enough to share
       (two_cores.SHARED_MIN_BYTES; the small size's are not: its sample runs twice as fast on
       OpenBLAS), the sample long enough to repay the start (packing the weights and loading the
-      helper's kernel, ~50 ms for the lstm; it saves 12-43 us a token, by cell: 1.4k-5k tokens to
-      break even), and the helper's kernel compiled;
+      helper's kernel, ~50 ms for the lstm; one row saves 12-43 us a token, by cell: 1.4k-5k tokens
+      to break even; two or three rows 0.7-0.9 ms a step: 55-70 steps), and the helper's kernel
+      compiled;
     - else as they are (OpenBLAS)."""
     from rnncli.kernels.packed import TILE_ROWS
     from rnncli.kernels.two_cores import SHARED_MIN_BYTES, helper_compiled, new_mailbox
 
     if rows >= TILE_ROWS:
         return True
-    if tokens < HELPER_MIN_TOKENS or blas_threads() < 2 or not params:
+    if tokens < HELPER_MIN_STEPS[rows] or blas_threads() < 2 or not params:
         return False
     products = [p for name, p in params.items() if p.ndim == 2 and name != "embed.weight"]  # (a row of it is read)
     if max(p.nbytes for p in products) >= SHARED_MIN_BYTES and helper_compiled(products[0].dtype):

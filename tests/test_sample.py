@@ -355,7 +355,7 @@ def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
     params = model.init_params(rng, np.float32)
     assert params["layers.1.Wx"].nbytes >= two_cores.SHARED_MIN_BYTES
     two_cores.compile_helper(np.float32)  # as make install does
-    packing = cores.step_packing(1, cores.HELPER_MIN_TOKENS, params)
+    packing = cores.step_packing(1, cores.HELPER_MIN_STEPS[1], params)
     assert isinstance(packing, np.ndarray)  # one long sample on two cores: shared with the helper
     n = 60
     uniforms = rng.random((1, n))
@@ -386,10 +386,11 @@ def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
     rng = np.random.default_rng(5)
     large = Model(ModelConfig(cell="lstm", vocab_size=11, embed=6, hidden=256, layers=1)).init_params(rng, np.float32)
     small = Model(ModelConfig(cell="lstm", vocab_size=11, embed=6, hidden=128, layers=1)).init_params(rng, np.float32)
-    long = cores.HELPER_MIN_TOKENS
+    long = cores.HELPER_MIN_STEPS[1]
     assert isinstance(cores.step_packing(1, long, large), np.ndarray)
     assert isinstance(cores.step_packing(3, long, large), np.ndarray)  # fewer rows than a tile: each row shared
     assert cores.step_packing(1, long - 1, large) is False  # a short sample does not repay the start
+    assert isinstance(cores.step_packing(2, cores.HELPER_MIN_STEPS[2], large), np.ndarray)  # two rows: sooner
     assert cores.step_packing(1, long, small) is False  # 1 x 128: twice as fast on OpenBLAS
     assert cores.step_packing(64, 200, small) is True  # shards
     assert cores.step_packing(4, 200, large) is True and cores.step_packing(15, 200, small) is True  # one core
@@ -457,7 +458,7 @@ def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
     assert "6 rows at a time, on one core, the products in rnncli's packed kernel" in few.stderr
     one = run_cli("sample", "--model", char_model, "--length", "3", "--verbose", "--seed", "1")
     assert "1 row(s) at a time, the products in OpenBLAS" in one.stderr
-    monkeypatch.setattr(cores, "HELPER_MIN_TOKENS", 5)  # a "long" sample, a "large" model, the helper compiled
+    monkeypatch.setattr(cores, "HELPER_MIN_STEPS", (0, 5, 5, 5))  # a "long" sample, a "large" model, compiled
     monkeypatch.setattr("rnncli.kernels.two_cores.SHARED_MIN_BYTES", 0)
     monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: True)
     long = run_cli("sample", "--model", char_model, "--length", "40", "--verbose", "--seed", "1")
