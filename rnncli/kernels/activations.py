@@ -4,7 +4,8 @@ float64 uses the exact libm functions, so gradient checks see the true maths. fl
 rational approximation of tanh (the form Eigen uses: odd degree-13 over even degree-6 polynomial,
 input clamped to +-7.905) that LLVM vectorises: ~0.3 ns per element against ~10-15 ns for libm's
 scalar tanh here (no SVML in this llvmlite). Its error is below 4e-7 absolute, i.e. float32 rounding.
-sigmoid(x) = 0.5 + 0.5 * tanh(x / 2) reuses it.
+sigmoid(x) = 0.5 + 0.5 * tanh(x / 2) reuses it, and so does `sigmoid_or_tanh`, for a loop over gates
+of both kinds: one rational tanh (of x or x / 2) and a select, no branch, so the loop vectorises.
 
 Backward passes use the stored outputs (tanh' = 1 - y^2, sigmoid' = y (1 - y)).
 """
@@ -22,6 +23,7 @@ _B6, _B4, _B2, _B0 = (_F(1.19825839466702e-06), _F(1.18534705686654e-04), _F(2.2
                       _F(4.89352518554385e-03))
 _CLAMP = _F(7.90531110763549805)
 _HALF = _F(0.5)
+_ONE = _F(1.0)
 
 
 @inline
@@ -60,3 +62,19 @@ def _sigmoid_impl(x):
     if x == types.float32:
         return lambda x: _HALF + _HALF * _tanh32(_HALF * x)
     return lambda x: 1.0 / (1.0 + np.exp(-x))
+
+
+def sigmoid_or_tanh(x, use_tanh):
+    return np.tanh(x) if use_tanh else 1.0 / (1.0 + np.exp(-x))
+
+
+@overload_by_type(sigmoid_or_tanh)
+def _sigmoid_or_tanh_impl(x, use_tanh):
+    if x == types.float32:  # the same numbers as tanh(x) and sigmoid(x) above, bit for bit
+
+        def impl(x, use_tanh):
+            t = _tanh32((_ONE if use_tanh else _HALF) * x)
+            return t if use_tanh else _HALF + _HALF * t
+
+        return impl
+    return lambda x, use_tanh: np.tanh(x) if use_tanh else 1.0 / (1.0 + np.exp(-x))

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnncli.kernels.activations import sigmoid, tanh
+from rnncli.kernels.activations import sigmoid, sigmoid_or_tanh, tanh
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import pack, packed_product
 from rnncli.kernels.recurrent import (
@@ -46,26 +46,26 @@ from rnncli.kernels.recurrent import (
 def _activate_gates(product, xw_t, c_prev, peep, peephole, gates):
     """gates (B, 4H) = σ / tanh of product + xw, where product holds h<t-1> @ Wh. With peepholes the
     output gate is left as a pre-activation: it needs c<t> (see _new_state). `product` and `gates`
-    must be different arrays (LLVM does not vectorise a loop whose input and output may overlap)."""
+    must be different arrays (LLVM does not vectorise a loop whose input and output may overlap).
+    Without peepholes one loop over the row's 4H gates, tanh for c~ and σ for the others chosen
+    without a branch: one lstm forward step (16 rows) 26.5 -> 24.3 us at H = 128, 341 -> 322 us at
+    H = 512, against three loops (σ, tanh, σ)."""
     B, G4 = gates.shape
     H = G4 // 4
     for b in range(B):
-        if peephole:
-            for j in range(H):
-                gates[b, j] = sigmoid(product[b, j] + xw_t[b, j] + peep[0, j] * c_prev[b, j])
-            for j in range(H):
-                gates[b, H + j] = sigmoid(product[b, H + j] + xw_t[b, H + j] + peep[1, j] * c_prev[b, j])
-        else:
-            for j in range(2 * H):
-                gates[b, j] = sigmoid(product[b, j] + xw_t[b, j])
+        if not peephole:
+            row_product, row_xw, row_gates = product[b], xw_t[b], gates[b]
+            for j in range(G4):
+                row_gates[j] = sigmoid_or_tanh(row_product[j] + row_xw[j], (j >= 2 * H) & (j < 3 * H))
+            continue
+        for j in range(H):
+            gates[b, j] = sigmoid(product[b, j] + xw_t[b, j] + peep[0, j] * c_prev[b, j])
+        for j in range(H):
+            gates[b, H + j] = sigmoid(product[b, H + j] + xw_t[b, H + j] + peep[1, j] * c_prev[b, j])
         for j in range(2 * H, 3 * H):
             gates[b, j] = tanh(product[b, j] + xw_t[b, j])
-        if peephole:
-            for j in range(3 * H, 4 * H):
-                gates[b, j] = product[b, j] + xw_t[b, j]
-        else:
-            for j in range(3 * H, 4 * H):
-                gates[b, j] = sigmoid(product[b, j] + xw_t[b, j])
+        for j in range(3 * H, 4 * H):
+            gates[b, j] = product[b, j] + xw_t[b, j]
 
 
 @inline
