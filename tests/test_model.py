@@ -118,6 +118,10 @@ def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     assert cores.batch_shards(32) == [slice(0, 16), slice(16, 32)]
     assert cores.batch_shards(15) == []  # two shards of 7 rows: too small
+    # rows stepped with packed weights (samples, beams) need only a tile of the packed kernel's 4 rows
+    assert cores.step_shards(15) == [slice(0, 7), slice(7, 15)]
+    assert cores.step_shards(8) == [slice(0, 4), slice(4, 8)]
+    assert cores.step_shards(7) == []
     monkeypatch.setattr(cores, "blas_threads", lambda: 3)
     assert cores.batch_shards(25) == [slice(0, 8), slice(8, 16), slice(16, 25)]
     monkeypatch.setattr(cores, "blas_threads", lambda: 1)
