@@ -37,15 +37,15 @@ def batch_shards(B: int, min_rows: int = MIN_SHARD_ROWS) -> list[slice]:
 
 
 def step_shards(rows: int) -> list[slice]:
-    """The shards of `rows` rows stepped together with packed weights (samples, beams): a shard needs
-    only a tile of the packed kernel's rows, where a training batch's shard needs MIN_SHARD_ROWS.
-    Measured (AMD EPYC, char-rnn size), tokens/s over all rows, one core against two shards: lstm
-    -n 8 / 12 / 15 15.0k / 14.6k / 11.3k -> 30.1k / 21.5k / 22.0k, gru 20.4k / 20.6k / 16.8k -> 40.1k /
-    30.1k / 28.8k; shards of 2-3 rows (-n 4, 6) ran 4x slower than one core (their products fall
-    back on OpenBLAS)."""
+    """The shards of `rows` rows stepped together with packed weights (samples, beams): from a tile
+    of the packed kernel's rows (fewer share each row's products with a helper: `step_packing`),
+    shards of 2 rows or more, where a training batch's shard needs MIN_SHARD_ROWS. Measured (AMD
+    EPYC, char-rnn size), tokens/s over all rows, one core against two shards: lstm -n 4 / 6 / 8 /
+    15 14.9k / 12.7k / 15.0k / 11.3k -> 18.7k / 27.0k / 30.1k / 22.0k, gru -n 4 / 6 / 8 / 15 19.9k /
+    17.5k / 20.4k / 16.8k -> 26.6k / 36.6k / 40.1k / 28.8k."""
     from rnncli.kernels.packed import TILE_ROWS
 
-    return batch_shards(rows, TILE_ROWS)
+    return batch_shards(rows, 2) if rows >= TILE_ROWS else []
 
 
 HELPER_MIN_STEPS = (0, 2000, 100, 100)  # by rows (1-3): the steps that repay the helper's start (below)
@@ -56,10 +56,10 @@ def step_packing(rows: int, tokens: int, params: dict | None = None):
     (samples, beams) for up to `tokens` steps, with the model's `params`. Measured at the char-rnn
     size on an AMD EPYC, tokens/s over all rows:
 
-    - a tile of the packed kernel's rows or more: packed, in shards (one per core, `step_shards`)
-      from two tiles' rows, else on one core, where OpenBLAS's products of a few rows are slow: lstm
-      -n 4 / 8 / 15 on one core 13.4k / 12.7k / 9.8k against OpenBLAS's 3.8k / 7.2k / 7.5k, gru
-      19.6k / 19.5k / 17.0k against 5.3k / 5.9k / 10.8k;
+    - a tile of the packed kernel's rows or more: packed, in shards (one per core, `step_shards`);
+      OpenBLAS's products of a few rows are slow (lstm -n 4 / 8 / 15, packed on one core 13.4k /
+      12.7k / 9.8k against OpenBLAS's 3.8k / 7.2k / 7.5k, gru 19.6k / 19.5k / 17.0k against 5.3k /
+      5.9k / 10.8k);
     - fewer rows (one sample) on two cores: packed and each row's product shared with a helper on
       the second core (kernels/two_cores.py; lstm -n 1 / 2 / 3 10.4k / 9.7k / 10.2k against 7.5k /
       1.8k / 3.0k), when that pays: a matrix of the step large enough to share

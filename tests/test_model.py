@@ -118,10 +118,12 @@ def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     assert cores.batch_shards(32) == [slice(0, 16), slice(16, 32)]
     assert cores.batch_shards(15) == []  # two shards of 7 rows: too small
-    # rows stepped with packed weights (samples, beams) need only a tile of the packed kernel's 4 rows
+    # rows stepped with packed weights (samples, beams): shards of 2 rows or more, from 4 rows (fewer
+    # share each row's products with a helper instead)
     assert cores.step_shards(15) == [slice(0, 7), slice(7, 15)]
-    assert cores.step_shards(8) == [slice(0, 4), slice(4, 8)]
-    assert cores.step_shards(7) == []
+    assert cores.step_shards(5) == [slice(0, 2), slice(2, 5)]
+    assert cores.step_shards(4) == [slice(0, 2), slice(2, 4)]
+    assert cores.step_shards(3) == [] and cores.step_shards(1) == []
     monkeypatch.setattr(cores, "blas_threads", lambda: 3)
     assert cores.batch_shards(25) == [slice(0, 8), slice(8, 16), slice(16, 25)]
     monkeypatch.setattr(cores, "blas_threads", lambda: 1)

@@ -453,11 +453,13 @@ def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
     many = run_cli("sample", "--model", char_model, "-n", "20", "--length", "3", "--verbose", "--seed", "1")
     assert many.exit_code == 0, many.stderr
     assert "20 rows at a time, 2 shards of 10+ rows, one per core" in many.stderr
-    eight = run_cli("sample", "--model", char_model, "-n", "8", "--length", "3", "--verbose", "--seed", "1")
-    assert "8 rows at a time, 2 shards of 4+ rows, one per core" in eight.stderr
-    few = run_cli("sample", "--model", char_model, "-n", "6", "--length", "3", "--verbose", "--seed", "1")
+    few = run_cli("sample", "--model", char_model, "-n", "5", "--length", "3", "--verbose", "--seed", "1")
     assert few.exit_code == 0, few.stderr
-    assert "6 rows at a time, on one core, the products in rnncli's packed kernel" in few.stderr
+    assert "5 rows at a time, 2 shards of 2+ rows, one per core" in few.stderr
+    monkeypatch.setattr(cores, "blas_threads", lambda: 1)
+    alone = run_cli("sample", "--model", char_model, "-n", "6", "--length", "3", "--verbose", "--seed", "1")
+    assert "6 rows at a time, on one core, the products in rnncli's packed kernel" in alone.stderr
+    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     one = run_cli("sample", "--model", char_model, "--length", "3", "--verbose", "--seed", "1")
     assert "1 row(s) at a time, the products in OpenBLAS" in one.stderr
     monkeypatch.setattr(cores, "HELPER_MIN_STEPS", (0, 5, 5, 5))  # a "long" sample, a "large" model, compiled

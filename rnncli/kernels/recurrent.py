@@ -20,7 +20,7 @@ from numba import types
 
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel, overload_by_type
-from rnncli.kernels.packed import TILE_ROWS, pack, product_rows
+from rnncli.kernels.packed import pack, product_rows
 from rnncli.kernels.two_cores import shared_row_product
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
@@ -61,7 +61,7 @@ def step_times(x, W, P):
     """x (B, K) @ W (K, F) into a new (B, F) array, for the single step. P is W packed, None
     (`packed_matrix`), an empty 1-D array: the product is already in the layer's input (`fused`),
     and this gives zeros, or (W packed, a mailbox): each row's product shared with a helper on the
-    second core (two_cores.py; batch-1 generation). With P packed and a tile's rows or more (the
+    second core (two_cores.py; batch-1 generation). With P packed and two rows or more (the
     samples of one core's shard): our kernel (packed.py); else np.dot: for one row, OpenBLAS
     streams W on both cores, faster than one core. Chosen by P's type when compiled: a step without
     packed weights (the kernel a first sample compiles without the helper) contains no packed code
@@ -96,7 +96,7 @@ def _step_times(x, W, P):
         return on_two_cores
 
     def with_packed(x, W, P):
-        if x.shape[0] < TILE_ROWS:
+        if x.shape[0] < 2:  # one row: OpenBLAS streams W on both cores (see above)
             return times(x, W)
         out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
         product_rows(x, P, out)
