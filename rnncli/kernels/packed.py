@@ -151,30 +151,36 @@ def block_columns(dtype) -> int:
 
 @kernel
 def _pack(W, width):
-    """Block by block; W's rows contiguous (Wh): each row's piece in turn; its columns contiguous
-    (the view Wh^T): tiles of 16 k, so that each column's run and the tile's rows of P stay in the
-    first-level cache. 512 x 2048: 1.5 -> 0.8 ms, its transposed view 2.7 -> 0.7 ms (np.zeros and
-    one loop order for both before)."""
+    """W's rows contiguous (Wh): row by row, each row's pieces to their blocks in turn, so that W is
+    read in order (512 x 2048: 2.4 -> 0.4 ms with W in memory, 0.66 -> 0.14 in cache, against block
+    by block); its columns contiguous (the view Wh^T): block by block, in tiles of 16 k, so that each
+    column's run and the tile's rows of P stay in the first-level cache (2.7 -> 0.7 ms against one
+    loop order for both)."""
     K, F = W.shape
     blocks = (F + width - 1) // width
     P = np.empty((blocks, K, width), dtype=W.dtype)
     zero = W.dtype.type(0.0)
-    rows_contiguous = W.strides[0] >= W.strides[1]
-    for c in range(blocks):
-        c0 = c * width
-        n = min(width, F - c0)
-        if rows_contiguous:
-            for k in range(K):
-                for j in range(n):
+    if W.strides[0] >= W.strides[1]:  # rows contiguous
+        whole = F // width  # blocks not cut short: a loop of a fixed count LLVM turns into vector copies
+        for k in range(K):
+            for c in range(whole):
+                c0 = c * width
+                for j in range(width):
                     P[c, k, j] = W[k, c0 + j]
-        else:
+            for j in range(F - whole * width):
+                P[whole, k, j] = W[k, whole * width + j]
+    else:
+        for c in range(blocks):
+            c0 = c * width
+            n = min(width, F - c0)
             for k0 in range(0, K, 16):
                 for j in range(n):
                     for k in range(k0, min(k0 + 16, K)):
                         P[c, k, j] = W[k, c0 + j]
-        for k in range(K):  # the padding of a last block cut short
-            for j in range(n, width):
-                P[c, k, j] = zero
+    c0 = (blocks - 1) * width
+    for k in range(K):  # the padding of a last block cut short
+        for j in range(F - c0, width):
+            P[blocks - 1, k, j] = zero
     return P
 
 
