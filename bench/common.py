@@ -93,10 +93,10 @@ class RnncliModel:
 
     def generate(self, n: int, temperature: float = 0.8, batch: int = 1) -> None:
         """n tokens for each of `batch` samples, generated side by side."""
-        from rnncli.cores import step_packing, step_shards
+        from rnncli.cores import batch_shards, step_packing
         from rnncli.sample import generate_rows
 
-        shards = step_shards(batch)  # as `rnncli sample -n` does
+        shards = batch_shards(batch)  # as `rnncli sample -n` does
         weights = self.model.step_weights(self.params, packed=step_packing(batch, n, self.params))
         h, c = self.model.step_state(self.model.initial_state(batch))
         out = np.empty((batch, n), np.int64)

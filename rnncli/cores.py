@@ -22,30 +22,28 @@ import numpy as np
 from rnncli.kernels.blas import blas_threads, on_each_core, one_blas_thread
 from rnncli.kernels.output import RowGradient
 
-MIN_SHARD_ROWS = 8  # a shard of fewer rows leaves the per-step products too small to pay
+# A shard of 2 rows or more pays, for training, scoring and samples alike: the per-step products run
+# in our packed kernel (a last tile of 1-3 rows included) and the input-side products too
+# (recurrent.input_product). Measured (AMD EPYC, char-rnn lstm), tokens/s, two shards against the
+# batch whole on OpenBLAS's two threads: batch 4 train 5.3-6.0k -> 6.5k, score 16.2-17.2k -> 20.6-21.3k;
+# batch 6 train 5.4-5.8k -> 7.9-8.2k, score 15.4-15.9k -> 27.3-27.7k; batch 8 train 6.0-6.4k -> 8.6-8.8k,
+# score 17.1-17.3k -> 28.7-29.2k. Samples (`sample -n`), tokens/s over all rows, one core against two
+# shards: lstm -n 4 / 6 / 8 / 15 14.9k / 12.7k / 15.0k / 11.3k -> 18.7k / 27.0k / 30.1k / 22.0k, gru
+# 19.9k / 17.5k / 20.4k / 16.8k -> 26.6k / 36.6k / 40.1k / 28.8k. One sample of 2-3 rows runs whole
+# (its products shared with a helper instead: `step_packing`).
+MIN_SHARD_ROWS = 2
 
 
-def batch_shards(B: int, min_rows: int = MIN_SHARD_ROWS) -> list[slice]:
+def batch_shards(B: int) -> list[slice]:
     """The shards of a batch of B rows, one per core the BLAS may use (a worker process given one
-    core by `--workers`, or a user's OPENBLAS_NUM_THREADS=1, gets none), each of `min_rows` rows or
-    more; [] when it stays whole (one core, a small batch, or a BLAS whose threads cannot be set)."""
-    n = min(blas_threads(), B // min_rows)
+    core by `--workers`, or a user's OPENBLAS_NUM_THREADS=1, gets none), each of MIN_SHARD_ROWS rows
+    or more; [] when it stays whole (one core, a batch of 2-3 rows, or a BLAS whose threads cannot be
+    set)."""
+    n = min(blas_threads(), B // MIN_SHARD_ROWS)
     if n < 2:
         return []
     bounds = [B * k // n for k in range(n + 1)]
     return [slice(bounds[k], bounds[k + 1]) for k in range(n)]
-
-
-def step_shards(rows: int) -> list[slice]:
-    """The shards of `rows` rows stepped together with packed weights (samples, beams): from a tile
-    of the packed kernel's rows (fewer share each row's products with a helper: `step_packing`),
-    shards of 2 rows or more, where a training batch's shard needs MIN_SHARD_ROWS. Measured (AMD
-    EPYC, char-rnn size), tokens/s over all rows, one core against two shards: lstm -n 4 / 6 / 8 /
-    15 14.9k / 12.7k / 15.0k / 11.3k -> 18.7k / 27.0k / 30.1k / 22.0k, gru -n 4 / 6 / 8 / 15 19.9k /
-    17.5k / 20.4k / 16.8k -> 26.6k / 36.6k / 40.1k / 28.8k."""
-    from rnncli.kernels.packed import TILE_ROWS
-
-    return batch_shards(rows, 2) if rows >= TILE_ROWS else []
 
 
 HELPER_MIN_STEPS = (0, 2000, 100, 100)  # by rows (1-3): the steps that repay the helper's start (below)
@@ -56,7 +54,7 @@ def step_packing(rows: int, tokens: int, params: dict | None = None):
     (samples, beams) for up to `tokens` steps, with the model's `params`. Measured at the char-rnn
     size on an AMD EPYC, tokens/s over all rows:
 
-    - a tile of the packed kernel's rows or more: packed, in shards (one per core, `step_shards`);
+    - a tile of the packed kernel's rows or more: packed, in shards (one per core, `batch_shards`);
       OpenBLAS's products of a few rows are slow (lstm -n 4 / 8 / 15, packed on one core 13.4k /
       12.7k / 9.8k against OpenBLAS's 3.8k / 7.2k / 7.5k, gru 19.6k / 19.5k / 17.0k against 5.3k /
       5.9k / 10.8k);
@@ -102,7 +100,7 @@ def how_samples_run(rows: int, tokens: int = 0, params: dict | None = None) -> s
     packing = step_packing(rows, tokens, params)
     kernel = f"rnncli's packed kernel ({VECTOR_BITS}-bit vectors)"
     if packing is True:
-        shards = step_shards(rows)
+        shards = batch_shards(rows)
         where = f"{len(shards)} shards of {rows // len(shards)}+ rows, one per core" if shards else "on one core"
         return f"engine: {rows} rows at a time, {where}, the products in {kernel}"
     if packing is not False:
@@ -152,11 +150,15 @@ def mask_rows(masks: list | None, rows: slice) -> list | None:
 def weighted_sum(grads: list[dict], shares: list[float]) -> dict:
     """sum_k shares[k] * grads[k], name by name (an embedding's row gradient over the union of rows)."""
     total = {}
-    for name, first in grads[0].items():
-        if isinstance(first, RowGradient):
-            total[name] = RowGradient.weighted_sum([g[name] for g in grads], shares)
-        else:
-            total[name] = first * first.dtype.type(shares[0])
-            for g, share in zip(grads[1:], shares[1:], strict=True):
-                total[name] += g[name] * first.dtype.type(share)
+    for name in grads[0]:
+        parts = [g[name] for g in grads]
+        if all(isinstance(part, RowGradient) for part in parts):
+            total[name] = RowGradient.weighted_sum(parts, shares)
+            continue
+        # dense, or some shards' row gradients and others' dense (a language model's embedding: by its
+        # table when a shard's positions outnumber the vocabulary, else by rows)
+        parts = [part.dense() if isinstance(part, RowGradient) else part for part in parts]
+        total[name] = parts[0] * parts[0].dtype.type(shares[0])
+        for part, share in zip(parts[1:], shares[1:], strict=True):
+            total[name] += part * parts[0].dtype.type(share)
     return total

@@ -29,7 +29,6 @@ from rnncli.cores import (
     mask_rows,
     on_cores,
     state_rows,
-    step_shards,
     target_shares,
     weighted_sum,
 )
@@ -244,7 +243,7 @@ class Model:
         weights = weights or self.step_weights(params)
         tokens = np.asarray(tokens, np.int64)
         h, c = self.step_state(state)
-        shards = step_shards(len(tokens)) if weights[0].Wx0_packed is not None else []
+        shards = batch_shards(len(tokens)) if weights[0].Wx0_packed is not None else []
         if not shards:
             return model_step(*weights, tokens, h, c), self.from_step_state(h, c)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from rnncli.checkpoint import Checkpoint
 from rnncli.config import SampleConfig
-from rnncli.cores import on_cores, step_packing, step_shards
+from rnncli.cores import batch_shards, on_cores, step_packing
 from rnncli.model import Model
 from rnncli.shards import Part, Task
 from rnncli.tokenizers import EOS, UNK
@@ -51,7 +51,7 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rngs: 
 
     N = len(rngs)
     model = Model(ck.model)
-    shards = step_shards(N)
+    shards = batch_shards(N)
     weights = model.step_weights(ck.params, packed=step_packing(N, c.length, ck.params))
     if shared_mailbox(weights) is not None:
         burst = max(burst, 256)
@@ -77,7 +77,7 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rngs: 
 
 def generate_rows(weights, shards: list[slice], h, c, context, uniforms, temperature, top_k, top_p, until_eos,
                   finished, out, lps) -> int:
-    """kernels/generate.py's `generate` over the rows of `shards` (cores.step_shards; [] for all rows at
+    """kernels/generate.py's `generate` over the rows of `shards` (cores.batch_shards; [] for all rows at
     once), one shard per core: the rows of a batch of samples never meet, so each core generates its
     shard's rows on its own, BLAS on one thread and the stack's products through the packed kernel
     (`weights` from `Model.step_weights(params, packed=True)`), with no hand-over between the cores
@@ -140,7 +140,7 @@ def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: Sampl
     log-probability per token (length-normalised), best first. <UNK> is never extended. All beams
     advance together, one batched model step per token (its rows in shards, one per core, when the
     beam is wide enough). `weights`: `model.step_weights(params)`."""
-    weights = weights or model.step_weights(params, packed=bool(step_shards(c.beam)))
+    weights = weights or model.step_weights(params, packed=bool(batch_shards(c.beam)))
     logits = None
     for t in context:
         logits, state = model.step(params, np.array([t]), state, weights)

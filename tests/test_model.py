@@ -112,20 +112,31 @@ def test_initial_loss_near_log_vocab_and_tiny_model_overfits(cell):
 # ---- a batch in shards, one per core -----------------------------------------------------------
 
 
+def test_shards_gradients_sum_when_one_is_by_rows_and_another_dense():
+    """A language model's embedding gradient comes by rows from a shard with fewer positions than
+    the vocabulary and dense from one with more (its per-token table): the sum takes both."""
+    from rnncli.cores import weighted_sum
+    from rnncli.kernels.output import RowGradient
+
+    dense = np.arange(12, dtype=np.float32).reshape(4, 3)
+    by_rows = RowGradient(np.array([1, 3]), np.ones((2, 3), np.float32), (4, 3))
+    for parts, shares in (([by_rows, dense], [0.25, 0.75]), ([dense, by_rows], [0.75, 0.25])):
+        total = weighted_sum([{"embed.weight": g} for g in parts], shares)["embed.weight"]
+        np.testing.assert_allclose(total, 0.75 * dense + 0.25 * by_rows.dense())
+
+
 def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
     import rnncli.cores as cores
 
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     assert cores.batch_shards(32) == [slice(0, 16), slice(16, 32)]
-    assert cores.batch_shards(15) == []  # two shards of 7 rows: too small
-    # rows stepped with packed weights (samples, beams): shards of 2 rows or more, from 4 rows (fewer
-    # share each row's products with a helper instead)
-    assert cores.step_shards(15) == [slice(0, 7), slice(7, 15)]
-    assert cores.step_shards(5) == [slice(0, 2), slice(2, 5)]
-    assert cores.step_shards(4) == [slice(0, 2), slice(2, 4)]
-    assert cores.step_shards(3) == [] and cores.step_shards(1) == []
+    assert cores.batch_shards(15) == [slice(0, 7), slice(7, 15)]
+    assert cores.batch_shards(5) == [slice(0, 2), slice(2, 5)]
+    assert cores.batch_shards(4) == [slice(0, 2), slice(2, 4)]
+    assert cores.batch_shards(3) == [] and cores.batch_shards(1) == []  # a shard of one row: too small
     monkeypatch.setattr(cores, "blas_threads", lambda: 3)
     assert cores.batch_shards(25) == [slice(0, 8), slice(8, 16), slice(16, 25)]
+    assert cores.batch_shards(5) == [slice(0, 2), slice(2, 5)]  # two shards: a third would hold one row
     monkeypatch.setattr(cores, "blas_threads", lambda: 1)
     assert cores.batch_shards(64) == []
     monkeypatch.undo()

@@ -309,6 +309,6 @@ def test_verbose_says_how_a_batch_runs(tmp_path, monkeypatch):
     result = run_cli(*args, "--batch-size", "16", "--verbose")
     assert result.exit_code == 0, result.stderr
     assert "packed kernel" in result.stdout and "2 shards of 8+ rows, one per core" in result.stdout
-    result = run_cli(*args, "--batch-size", "8", "--verbose")
-    assert "a batch of 8 rows runs whole" in result.stdout
-    assert "engine:" not in run_cli(*args, "--batch-size", "8").stdout  # only with --verbose
+    result = run_cli(*args, "--batch-size", "3", "--verbose")
+    assert "a batch of 3 rows runs whole" in result.stdout
+    assert "engine:" not in run_cli(*args, "--batch-size", "3").stdout  # only with --verbose

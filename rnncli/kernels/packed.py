@@ -295,6 +295,19 @@ def product_rows(x, P, out):
     _product(x, P, out, False)
 
 
+GROUP_ROWS = 16  # the rows of a large product taken against all of P's blocks at a time
+
+
+@kernel
+def product_in_groups(x, P, out):
+    """out (M, F) = x (M, K) @ W for P = pack(W), M large: 16 rows at a time against every block
+    (the per-step product's shape), which keeps the 16 rows in the first-level cache while P streams."""
+    M = x.shape[0]
+    for q0 in range(0, M, GROUP_ROWS):
+        q1 = min(M, q0 + GROUP_ROWS)
+        _product(x[q0:q1], P, out[q0:q1], False)
+
+
 @inline
 def row_product_blocks(x, flat, width, out, c_lo, c_hi):
     """out (F,) = x (K,) @ W for the columns of blocks c_lo .. c_hi - 1 of P = pack(W), given as
