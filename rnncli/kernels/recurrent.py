@@ -230,7 +230,7 @@ def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: Pack
 
 def input_product(x: np.ndarray, W: np.ndarray) -> np.ndarray:
     """x (M, K) @ W (K, F) for a chunk's input side (x @ Wx forward, d(xw) @ Wx^T backward), M = the
-    chunk's T*B positions, through our packed kernel (packed.large_product): 16 rows at a time
+    chunk's T*B positions, through our packed kernel (packed.product_in_groups): 16 rows at a time
     against the packed W ran at 105-110 GFLOP/s where OpenBLAS ran at 97-103 (one core, 1600 x 512
     @ 512 x 2048 and 1600 x 2048 @ 2048 x 512). Always this kernel, in a shard on its core or else
     with the rows split over the cores: a row's numbers then never depend on the rows beside it or
