@@ -237,15 +237,19 @@ class Model:
     def step(self, params: Params, tokens: np.ndarray, state: ModelState,
              weights=None) -> tuple[np.ndarray, ModelState]:
         """One step: tokens (B,) -> logits (B, V), new state. `weights` (from `step_weights`) saves
-        restacking them at every call; packed ones run the rows in shards, one per core (a beam)."""
+        restacking them at every call."""
+        h, c = self.step_state(state)
+        logits = self.step_in_place(weights or self.step_weights(params), np.asarray(tokens, np.int64), h, c)
+        return logits, self.from_step_state(h, c)
+
+    def step_in_place(self, weights, tokens: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """One step of `step_weights`: tokens (B,) int64 -> logits (B, V), the state h, c (L, B, H)
+        updated in place; packed weights run the rows in shards, one per core (a beam)."""
         from rnncli.kernels.generate import model_step
 
-        weights = weights or self.step_weights(params)
-        tokens = np.asarray(tokens, np.int64)
-        h, c = self.step_state(state)
         shards = batch_shards(len(tokens)) if weights[0].Wx0_packed is not None else []
         if not shards:
-            return model_step(*weights, tokens, h, c), self.from_step_state(h, c)
+            return model_step(*weights, tokens, h, c)
 
         def part(rows: slice) -> np.ndarray:
             h_part, c_part = np.ascontiguousarray(h[:, rows]), np.ascontiguousarray(c[:, rows])  # (L, rows, H)
@@ -253,4 +257,4 @@ class Model:
             h[:, rows], c[:, rows] = h_part, c_part
             return logits
 
-        return np.concatenate(on_cores(part, shards)), self.from_step_state(h, c)
+        return np.concatenate(on_cores(part, shards))

@@ -2,12 +2,14 @@
 
 `make install` runs this (`python -m rnncli.precompile`): Numba compiles a kernel on its first
 call and caches it beside its source. A cold generation kernel takes 7-11 s to compile for one
-cell, all seven in their three forms ~50 s together (measured on 2 cores), where a cached one
-loads in ~0.3 s.
+cell, all seven in their three forms and the beam's kernels (below) ~60 s together (measured on 2
+cores: 59 s, 47 without the beam's), where a cached one loads in ~0.3 s.
 A tiny model of each cell, float32, is enough: the compiled code depends on the cell and the
 dtype, not on the sizes or the number of layers. Each cell's kernel comes in three forms: with plain
 weights (a beam; one sample on a cold cache), with packed ones (many samples at once, `sample -n`),
-and packed and shared with a helper on the second core (one sample, kernels/two_cores.py).
+and packed and shared with a helper on the second core (one sample, kernels/two_cores.py). A beam
+search runs the model's step from Python (plain weights, or packed for a beam in shards) and its
+choice of candidates in a kernel of its own (`beam_candidates`): compiled here too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 def main() -> None:
     from rnncli.config import ModelConfig
     from rnncli.kernels.cells import CELL_NAMES
-    from rnncli.kernels.generate import generate
+    from rnncli.kernels.generate import beam_candidates, generate, model_step
     from rnncli.kernels.two_cores import compile_helper, new_mailbox
     from rnncli.model import Model
 
@@ -36,6 +38,9 @@ def main() -> None:
             for top_k, top_p in ((0, 1.0), (2, 0.9)):
                 generate(*weights, h, c, np.array([[1]]), np.zeros((1, 1)), 1.0, top_k, top_p, False, finished, out,
                          logprobs)
+            if isinstance(packed, bool):  # a beam's step (no helper)
+                model_step(*weights, np.array([1]), h, c)
+    beam_candidates(np.zeros((1, 4), np.float32), np.zeros(1), 1, True)
     compile_helper(np.float32)
     seconds = time.monotonic() - start
     sys.stderr.write(f"compiled the generation kernels of {len(CELL_NAMES)} cells in {seconds:.0f} s\n")

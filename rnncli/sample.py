@@ -120,55 +120,37 @@ def beam_search_from(model: Model, params, state, context: np.ndarray, c: Sample
     return beam_search_nbest(model, params, state, context, c, weights)[0]
 
 
-def _next_beams(best: np.ndarray, totals: np.ndarray, width: int, until_eos: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One step of the beam's choice over its candidates, best (W, width) tokens with totals (W,
-    width) log-probabilities: walking down all of them from the likeliest, an <EOS> candidate (with
-    `until_eos`) ends a hypothesis and any other extends one, the first `width` of them; the walk
-    stops once both have `width` (or at the end). -> the flat indices into (W, width) of the ending
-    candidates and of the extending ones, each in that order."""
-    order = np.argsort(-totals.reshape(-1), kind="stable")
-    ends = best.reshape(-1)[order] == EOS if until_eos else np.zeros(order.size, np.bool_)
-    extending, ending = np.flatnonzero(~ends), np.flatnonzero(ends)
-    stop = (max(extending[width - 1], ending[width - 1]) if extending.size >= width and ending.size >= width
-            else order.size - 1)
-    return order[ending[ending <= stop]], order[extending[:width]]
-
-
 def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: SampleConfig,
                       weights=None) -> list[tuple[list[int], float]]:
     """Beam search of width c.beam: the hypotheses (tokens, log-probability) it ends with, ranked by
     log-probability per token (length-normalised), best first. <UNK> is never extended. All beams
     advance together, one batched model step per token (its rows in shards, one per core, when the
-    beam is wide enough). `weights`: `model.step_weights(params)`."""
+    beam is wide enough), and each step's choice is one kernel (`beam_candidates`); a hypothesis's
+    tokens are a row of `history`, its state a row of h, c. `weights`: `model.step_weights(params)`."""
+    from rnncli.kernels.generate import beam_candidates
+
     weights = weights or model.step_weights(params, packed=bool(batch_shards(c.beam)))
-    logits = None
+    h, cell = model.step_state(state)
     for t in context:
-        logits, state = model.step(params, np.array([t]), state, weights)
-    V = logits.shape[1]
-    width = min(c.beam, V - 1)  # wider than the vocabulary less <UNK> changes nothing
-    beams: list[list[int]] = [[]]
+        logits = model.step_in_place(weights, np.array([t], np.int64), h, cell)
+    width = min(c.beam, logits.shape[1] - 1)  # wider than the vocabulary less <UNK> changes nothing
+    history = np.empty((width, c.length), np.int64)  # row j: the tokens of hypothesis j so far
     scores = np.zeros(1)
     finished: list[tuple[list[int], float]] = []
-    for _ in range(c.length):
-        lp = logits.astype(np.float64)
-        lp -= lp.max(axis=1, keepdims=True)
-        lp -= np.log(np.exp(lp).sum(axis=1, keepdims=True))
-        lp[:, UNK] = -np.inf
-        best = np.argsort(-lp, axis=1, kind="stable")[:, :width]  # each beam's best extensions (W, width)
-        totals = scores[:, None] + np.take_along_axis(lp, best, axis=1)
-        ending, kept = _next_beams(best, totals, width, c.until_eos)
-        for flat in ending:
-            b, k = divmod(int(flat), width)
-            finished.append((beams[b] + [EOS], float(totals[b, k])))
-        if kept.size == 0:
+    steps = 0
+    for steps in range(c.length):
+        ending, ending_totals, rows, tokens, scores = beam_candidates(logits, scores, width, c.until_eos)
+        for b, total in zip(ending.tolist(), ending_totals.tolist(), strict=True):
+            finished.append((history[b, :steps].tolist() + [EOS], total))
+        if rows.size == 0:
             break
-        idx, columns = kept // width, kept % width
-        tokens = best[idx, columns]
-        beams = [beams[b] + [t] for b, t in zip(idx.tolist(), tokens.tolist(), strict=True)]
-        scores = totals[idx, columns]
-        state = [tuple(a[idx] for a in layer) for layer in state]
-        logits, state = model.step(params, tokens, state, weights)
-    finished.extend(zip(beams, scores.tolist(), strict=True))
+        history[: rows.size, :steps] = history[rows, :steps]
+        history[: rows.size, steps] = tokens
+        h, cell = np.take(h, rows, axis=1), np.take(cell, rows, axis=1)
+        logits = model.step_in_place(weights, tokens, h, cell)
+    else:
+        steps = c.length
+    finished.extend(zip(history[: scores.size, :steps].tolist(), scores.tolist(), strict=True))
     if not finished:
         return [([], 0.0)]
     return sorted(finished, key=lambda x: -x[1] / max(len(x[0]), 1))

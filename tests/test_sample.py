@@ -262,14 +262,13 @@ def test_samples_side_by_side_are_the_samples_one_by_one(cell):
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 65, 1000])
-def test_descending_order_is_a_permutation_from_largest_to_smallest(n):
+def test_descending_order_is_a_stable_sort_from_largest_to_smallest(n):
     from rnncli.kernels.generate import _descending_order
 
     rng = np.random.default_rng(n)
     p = np.round(rng.random(n), 2)  # with ties
     order = _descending_order(p)
-    assert sorted(order.tolist()) == list(range(n))
-    assert np.all(np.diff(p[order]) <= 0)
+    assert order.tolist() == np.argsort(-p, kind="stable").tolist()  # ties: the smaller index first
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
@@ -401,29 +400,50 @@ def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
     assert cores.step_packing(1, long, large) is False  # a cold cache: OpenBLAS (a first sample's start)
 
 
-@pytest.mark.parametrize("until_eos", [False, True])
-@pytest.mark.parametrize("seed", range(6))
-def test_the_beams_choice_walks_the_candidates_in_order(until_eos, seed):
-    """`_next_beams` against the walk it stands for, one candidate at a time: <EOS> ends a
-    hypothesis (with until_eos), anything else extends one until `width` do, and the walk stops
-    once both have `width`."""
-    from rnncli.sample import _next_beams
-
-    rng = np.random.default_rng(seed)
-    W, width = int(rng.integers(1, 9)), int(rng.integers(1, 9))
-    best = rng.integers(0, 4, (W, width))  # token 1 (<EOS>) often
-    totals = np.round(rng.normal(size=(W, width)), 1)  # ties, broken by position
+def _beam_walk(logits, scores, width, until_eos):
+    """The beam's step as the docstring of `beam_candidates` tells it, one candidate at a time."""
+    lp = logits.astype(np.float64)  # tied logits in a row give tied log-probabilities here and in the kernel
+    lp -= lp.max(axis=1, keepdims=True)
+    lp -= np.log(np.exp(lp).sum(axis=1, keepdims=True))
+    lp[:, UNK] = -np.inf
+    candidates = []  # (total, b, rank, token): each hypothesis's `width` likeliest tokens
+    for b in range(lp.shape[0]):
+        for rank, token in enumerate(np.argsort(-lp[b], kind="stable")[:width]):
+            candidates.append((scores[b] + lp[b, token], b, rank, int(token)))
+    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
     ending, extending = [], []
-    for flat in np.argsort(-totals.reshape(-1), kind="stable"):
-        b, k = divmod(int(flat), width)
-        if until_eos and best[b, k] == EOS:
-            ending.append(int(flat))
+    for total, b, _, token in candidates:
+        if until_eos and token == EOS:
+            ending.append((b, total))
         elif len(extending) < width:
-            extending.append(int(flat))
+            extending.append((b, token, total))
         if len(extending) >= width and len(ending) >= width:
             break
-    got_ending, got_extending = _next_beams(best, totals, width, until_eos)
-    assert got_ending.tolist() == ending and got_extending.tolist() == extending
+    return ending, extending
+
+
+@pytest.mark.parametrize("until_eos", [False, True])
+@pytest.mark.parametrize("seed", range(40))
+def test_the_beams_choice_walks_the_candidates_in_order(until_eos, seed):
+    """`beam_candidates` against the walk it stands for, one candidate at a time: each hypothesis
+    proposes its `width` likeliest tokens (never <UNK>), <EOS> ends a hypothesis (with until_eos),
+    anything else extends one until `width` do, and the walk stops once both have `width`. Ties
+    (rounded logits and scores) are broken by hypothesis, then token; a likely <EOS> makes long walks."""
+    from rnncli.kernels.generate import beam_candidates
+
+    rng = np.random.default_rng(seed)
+    W, V = int(rng.integers(1, 12)), int(rng.integers(3, 40))
+    width = int(rng.integers(1, V))
+    logits = np.round(rng.normal(size=(W, V)) * 2, int(rng.integers(0, 3))).astype(np.float32)
+    if seed % 2:
+        logits[:, EOS] += 3
+    scores = np.round(rng.normal(size=W), int(rng.integers(0, 2)))
+    ending, extending = _beam_walk(logits, scores, width, until_eos)
+    ending_rows, ending_totals, rows, tokens, totals = beam_candidates(logits, scores, width, until_eos)
+    assert ending_rows.tolist() == [b for b, _ in ending]
+    assert list(zip(rows.tolist(), tokens.tolist(), strict=True)) == [(b, token) for b, token, _ in extending]
+    np.testing.assert_allclose(ending_totals, [total for _, total in ending], atol=1e-12)  # (log-softmax sums
+    np.testing.assert_allclose(totals, [total for _, _, total in extending], atol=1e-12)  # in another order)
 
 
 def test_a_wide_beam_in_shards_finds_the_same_hypotheses(monkeypatch):

@@ -36,35 +36,43 @@ _model_step_inline = inline(model_step.py_func)
 
 
 @inline
+def _ranks_before(value, a, b):
+    """Whether item a ranks before item b: a larger value, or an equal one and a smaller index (the
+    order of a stable sort from the largest value down)."""
+    return value[a] > value[b] or (value[a] == value[b] and a < b)
+
+
+@inline
+def _sift_down(heap, root, end, value, best_on_top):
+    """Restore the heap order of heap[:end] below `root` (items ranked by `_ranks_before`): the best
+    item on top, or the worst."""
+    while True:
+        child = 2 * root + 1
+        if child >= end:
+            return
+        if child + 1 < end and _ranks_before(value, heap[child + 1], heap[child]) == best_on_top:
+            child += 1
+        if _ranks_before(value, heap[child], heap[root]) != best_on_top:
+            return
+        heap[root], heap[child] = heap[child], heap[root]
+        root = child
+
+
+@inline
 def _descending_order(p):
-    """Indices of p from its largest value to its smallest, by heapsort: a min-heap of the indices
-    is built (roots n//2-1 ... 0 sifted down), then its smallest is swapped to the end, one at a
-    time, which leaves the largest first. One loop holds both phases so that the sift-down is
-    written once. (np.argsort does the same but takes ~1.3 s to compile, and this kernel is
-    compiled on the first sample after an install.)"""
+    """Indices of p from its largest value to its smallest (ties: the smaller index first), by
+    heapsort: a heap with the smallest on top, which is swapped to the end, one at a time.
+    (np.argsort takes ~1.3 s to compile, and this kernel is compiled on the first sample after an
+    install.)"""
     n = p.shape[0]
     order = np.empty(n, dtype=np.int64)
     for i in range(n):  # np.arange compiles ~0.2 s longer
         order[i] = i
-    start, end = n // 2, n
-    while end > 1:
-        if start > 0:  # building the heap
-            start -= 1
-            root = start
-        else:  # taking the smallest out
-            end -= 1
-            order[0], order[end] = order[end], order[0]
-            root = 0
-        while True:  # sift order[root] down within order[:end]
-            child = 2 * root + 1
-            if child >= end:
-                break
-            if child + 1 < end and p[order[child + 1]] < p[order[child]]:
-                child += 1
-            if p[order[child]] >= p[order[root]]:
-                break
-            order[root], order[child] = order[child], order[root]
-            root = child
+    for root in range(n // 2 - 1, -1, -1):
+        _sift_down(order, root, n, p, False)
+    for end in range(n - 1, 0, -1):
+        order[0], order[end] = order[end], order[0]
+        _sift_down(order, 0, end, p, False)
     return order
 
 
@@ -161,3 +169,96 @@ def generate(weights, E, Wy, by, Wy_packed, h, c, context, uniforms, temperature
         if running == 0:
             return n + 1
     return out_tokens.shape[1]
+
+
+@inline
+def _walked_before(total, row, rank, other_total, other_row, other_rank):
+    """Whether a candidate (its total, its hypothesis, its rank among that hypothesis's tokens)
+    comes before another in the beam's walk: the larger total, then the smaller row, then rank."""
+    if total != other_total:
+        return total > other_total
+    return row < other_row or (row == other_row and rank < other_rank)
+
+
+@kernel
+def beam_candidates(logits, scores, width, until_eos):
+    """One step of a beam search over W hypotheses (scores (W,): each one's log-probability so far;
+    logits (W, V): its next token's). Each hypothesis b proposes its `width` likeliest next tokens
+    (ties: the smaller token id first), never <UNK>, a candidate's total being
+
+        scores[b] + log softmax(logits[b])[token],
+
+    and the beam walks all the candidates from the likeliest total (ties: the smaller b, then the
+    likelier token): an <EOS> candidate (with `until_eos`) ends its hypothesis, any other extends
+    it, the first `width` of them; the walk stops once both have `width` (or at the end).
+
+    The walk costs what it takes, not a sort of every candidate: each hypothesis's tokens wait in a
+    heap, its likeliest on top, and a heap of the hypotheses by their next candidate's total merges
+    them until `width` extend; the <EOS> candidates (one per hypothesis at most) are sorted on their
+    own and kept up to where the walk would have stopped. -> (rows, totals) of the ending
+    candidates and (rows, tokens, totals) of the extending ones, each in the walk's order."""
+    W, V = logits.shape
+    lp = np.empty((W, V))
+    tokens = np.empty((W, V), np.int64)  # row b: a heap of b's tokens, its likeliest on top
+    head = np.empty(W)  # the total of b's next candidate
+    eos_total = np.full(W, -np.inf)  # b's <EOS> candidate, when it is one of b's `width`: its total
+    eos_rank = np.zeros(W, np.int64)  # and its rank among them
+    for b in range(W):
+        m = -np.inf
+        for i in range(V):
+            m = max(m, np.float64(logits[b, i]))
+        s = 0.0
+        for i in range(V):
+            lp[b, i] = np.float64(logits[b, i]) - m
+            s += np.exp(lp[b, i])
+        log_s = np.log(s)
+        for i in range(V):
+            lp[b, i] -= log_s
+            tokens[b, i] = i
+        lp[b, UNK] = -np.inf
+        if until_eos:
+            for i in range(V):
+                eos_rank[b] += _ranks_before(lp[b], i, EOS)
+            if eos_rank[b] < width:
+                eos_total[b] = scores[b] + lp[b, EOS]
+        for root in range(V // 2 - 1, -1, -1):
+            _sift_down(tokens[b], root, V, lp[b], True)
+        head[b] = scores[b] + lp[b, tokens[b, 0]]
+    rows = np.empty(W, np.int64)  # a heap of the hypotheses with candidates left, the best next one on top
+    for b in range(W):
+        rows[b] = b
+    for root in range(W // 2 - 1, -1, -1):
+        _sift_down(rows, root, W, head, True)
+    taken = np.zeros(W, np.int64)
+    extending_rows, extending_tokens, extending_totals = (np.empty(width, np.int64), np.empty(width, np.int64),
+                                                          np.empty(width))
+    n = 0
+    left = W
+    last_rank = 0
+    while left > 0 and n < width:
+        b = rows[0]
+        token = tokens[b, 0]
+        if not (until_eos and token == EOS):
+            extending_rows[n], extending_tokens[n], extending_totals[n] = b, token, head[b]
+            last_rank = taken[b]
+            n += 1
+        taken[b] += 1
+        if taken[b] < width:  # b's next token: its heap's last one on top, sifted down
+            size = V - taken[b]
+            tokens[b, 0] = tokens[b, size]
+            _sift_down(tokens[b], 0, size, lp[b], True)
+            head[b] = scores[b] + lp[b, tokens[b, 0]]
+        else:  # b has proposed its `width`: the last hypothesis of the heap takes its place
+            left -= 1
+            rows[0] = rows[left]
+        _sift_down(rows, 0, left, head, True)
+    order = _descending_order(eos_total)  # the <EOS> candidates in the walk's order (ties: the smaller row)
+    ending = 0
+    while ending < W and eos_total[order[ending]] > -np.inf:
+        e = order[ending]
+        if ending >= width and n == width:  # the walk stops at the later of the width-th of each
+            x = extending_rows[n - 1]
+            if not _walked_before(eos_total[e], e, eos_rank[e], extending_totals[n - 1], x, last_rank):
+                break
+        ending += 1
+    return order[:ending], eos_total[order[:ending]], extending_rows[:n], extending_tokens[:n], extending_totals[:n]
