@@ -29,8 +29,8 @@ from rnncli.kernels.output import RowGradient
 # batch 6 train 5.4-5.8k -> 7.9-8.2k, score 15.4-15.9k -> 27.3-27.7k; batch 8 train 6.0-6.4k -> 8.6-8.8k,
 # score 17.1-17.3k -> 28.7-29.2k. Samples (`sample -n`), tokens/s over all rows, one core against two
 # shards: lstm -n 4 / 6 / 8 / 15 14.9k / 12.7k / 15.0k / 11.3k -> 18.7k / 27.0k / 30.1k / 22.0k, gru
-# 19.9k / 17.5k / 20.4k / 16.8k -> 26.6k / 36.6k / 40.1k / 28.8k. One sample of 2-3 rows runs whole
-# (its products shared with a helper instead: `step_packing`).
+# 19.9k / 17.5k / 20.4k / 16.8k -> 26.6k / 36.6k / 40.1k / 28.8k. A few samples (up to 4 rows) and a
+# beam run whole, their products shared with a helper instead, where it can run (`step_packing`).
 MIN_SHARD_ROWS = 2
 
 
@@ -46,38 +46,52 @@ def batch_shards(B: int) -> list[slice]:
     return [slice(bounds[k], bounds[k + 1]) for k in range(n)]
 
 
-HELPER_MIN_STEPS = (0, 2000, 100, 100)  # by rows (1-3): the steps that repay the helper's start (below)
+HELPER_MIN_STEPS = (0, 2000, 100, 100, 100)  # by rows (1-4): the steps that repay the helper's start (below)
 
 
-def step_packing(rows: int, tokens: int, params: dict | None = None):
+def step_packing(rows: int, tokens: int, params: dict | None = None, beam: bool = False):
     """How the single step holds its matrices (recurrent.Packing) for `rows` rows stepped together
-    (samples, beams) for up to `tokens` steps, with the model's `params`. Measured at the char-rnn
-    size on an AMD EPYC, tokens/s over all rows:
+    (samples, a beam's hypotheses) for up to `tokens` steps, with the model's `params`. Measured at
+    the char-rnn size on an AMD EPYC, tokens/s over all rows:
 
-    - a tile of the packed kernel's rows or more: packed, in shards (one per core, `batch_shards`);
-      OpenBLAS's products of a few rows are slow (lstm -n 4 / 8 / 15, packed on one core 13.4k /
-      12.7k / 9.8k against OpenBLAS's 3.8k / 7.2k / 7.5k, gru 19.6k / 19.5k / 17.0k against 5.3k /
-      5.9k / 10.8k);
-    - fewer rows (one sample) on two cores: packed and each row's product shared with a helper on
-      the second core (kernels/two_cores.py; lstm -n 1 / 2 / 3 10.4k / 9.7k / 10.2k against 7.5k /
-      1.8k / 3.0k), when that pays: a matrix of the step large enough to share
-      (two_cores.SHARED_MIN_BYTES; the small size's are not: its sample runs twice as fast on
-      OpenBLAS), the sample long enough to repay the start (packing the weights and loading the
-      helper's kernel, ~50 ms for the lstm; one row saves 12-43 us a token, by cell: 1.4k-5k tokens
-      to break even; two or three rows 0.7-0.9 ms a step: 55-70 steps), and the helper's kernel
-      compiled;
-    - else as they are (OpenBLAS)."""
+    - Samples, up to a tile of the packed kernel's rows (4): packed and each product shared with a
+      helper on the second core, its blocks of columns split between the cores
+      (kernels/two_cores.py; lstm -n 1 / 2 / 3 / 4 10.4k / 16.7-18.7k / 23.2-26.2k / 27.0k, against
+      7.5k / 9.4-10.1k / 13.0-14.4k / 18.3-19.5k in shards or OpenBLAS, gru -n 4 32.8k against
+      25.7k), when that pays: a matrix of the step large enough to share (two_cores.SHARED_MIN_BYTES;
+      the small size's are not: its sample runs twice as fast on OpenBLAS), the sample long enough
+      to repay the start (packing the weights and loading the helper's kernel, ~50 ms for the lstm;
+      one row saves 12-43 us a token, by cell: 1.4k-5k tokens to break even; more rows 0.7-0.9 ms a
+      step: 55-70 steps), and the helper's kernel compiled.
+    - More samples: packed, in shards (one per core, `batch_shards`), each shard's steps in one call
+      with no hand-over between the cores: lstm -n 5 / 6 / 8 23.0k / 28.5k / 30.5k against 20.5k /
+      24.2k / 28.3k with the helper (whose gate maths run on one core), gru -n 6 / 8 36.8k / 39.5k
+      against 23.8k / 28.1k.
+    - A beam (its choice made between steps, in Python): shared with the helper whenever that can
+      run, for any width: lstm beam 2 / 4 / 8 / 16 / 32 0.87 / 0.66 / 0.70 / 1.06 / 1.65 ms a step in
+      shards -> 0.17 / 0.20 / 0.34 / 0.73 / 1.22 ms (a hand-over to the other core and back at every
+      step costs ~70 us); beam 64 the same either way (2.9 ms lstm, 2.2-2.3 gru).
+    - Else packed for a tile's rows or more (OpenBLAS's products of a few rows are slow: lstm -n 4 /
+      8 / 15, packed on one core 13.4k / 12.7k / 9.8k against OpenBLAS's 3.8k / 7.2k / 7.5k), and as
+      they are (OpenBLAS) for fewer."""
     from rnncli.kernels.packed import TILE_ROWS
-    from rnncli.kernels.two_cores import SHARED_MIN_BYTES, helper_compiled, new_mailbox
+    from rnncli.kernels.two_cores import new_mailbox
 
-    if rows >= TILE_ROWS:
-        return True
-    if tokens < HELPER_MIN_STEPS[rows] or blas_threads() < 2 or not params:
+    wanted = beam or (rows <= TILE_ROWS and tokens >= HELPER_MIN_STEPS[rows])
+    if wanted and _helper_can_run(params):
+        return new_mailbox()
+    return rows >= TILE_ROWS
+
+
+def _helper_can_run(params: dict | None) -> bool:
+    """Whether a helper on the second core can share the step's products: two cores, a matrix large
+    enough to share, and the helper's kernel compiled (two_cores.helper_compiled)."""
+    from rnncli.kernels.two_cores import SHARED_MIN_BYTES, helper_compiled
+
+    if blas_threads() < 2 or not params:
         return False
     products = [p for name, p in params.items() if p.ndim == 2 and name != "embed.weight"]  # (a row of it is read)
-    if max(p.nbytes for p in products) >= SHARED_MIN_BYTES and helper_compiled(products[0].dtype):
-        return new_mailbox()
-    return False
+    return max(p.nbytes for p in products) >= SHARED_MIN_BYTES and helper_compiled(products[0].dtype)
 
 
 def how_a_batch_runs(B: int) -> str:
@@ -92,12 +106,12 @@ def how_a_batch_runs(B: int) -> str:
             f"weight gradients and the output layer in OpenBLAS (scipy's); a batch of {B} rows runs {where}")
 
 
-def how_samples_run(rows: int, tokens: int = 0, params: dict | None = None) -> str:
-    """One line for `sample --verbose`: how `rows` samples (or beams, `tokens` 0) stepped together
+def how_samples_run(rows: int, tokens: int = 0, params: dict | None = None, beam: bool = False) -> str:
+    """One line for `sample --verbose`: how `rows` samples (or a beam's hypotheses) stepped together
     for `tokens` steps run (`step_packing`)."""
     from rnncli.kernels.packed import VECTOR_BITS
 
-    packing = step_packing(rows, tokens, params)
+    packing = step_packing(rows, tokens, params, beam)
     kernel = f"rnncli's packed kernel ({VECTOR_BITS}-bit vectors)"
     if packing is True:
         shards = batch_shards(rows)

@@ -244,10 +244,14 @@ class Model:
 
     def step_in_place(self, weights, tokens: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
         """One step of `step_weights`: tokens (B,) int64 -> logits (B, V), the state h, c (L, B, H)
-        updated in place; packed weights run the rows in shards, one per core (a beam)."""
+        updated in place. Packed weights run the rows in shards, one per core; weights shared with a
+        helper run all rows here, the helper computing half of each product when one serves
+        (two_cores.with_helper), this side all of it else."""
         from rnncli.kernels.generate import model_step
+        from rnncli.kernels.two_cores import shared_mailbox
 
-        shards = batch_shards(len(tokens)) if weights[0].Wx0_packed is not None else []
+        sharded = weights[0].Wx0_packed is not None and shared_mailbox(weights) is None  # packed, no helper
+        shards = batch_shards(len(tokens)) if sharded else []
         if not shards:
             return model_step(*weights, tokens, h, c)
 

@@ -2,14 +2,15 @@
 
 `make install` runs this (`python -m rnncli.precompile`): Numba compiles a kernel on its first
 call and caches it beside its source. A cold generation kernel takes 7-11 s to compile for one
-cell, all seven in their three forms and the beam's kernels (below) ~60 s together (measured on 2
-cores: 59 s, 47 without the beam's), where a cached one loads in ~0.3 s.
+cell, all seven in their three forms and the beam's kernels (below) ~90 s together (measured on 2
+cores, AMD EPYC: 88 s; 47 s before beams and a few samples shared their products with the helper),
+where a cached one loads in ~0.3 s.
 A tiny model of each cell, float32, is enough: the compiled code depends on the cell and the
 dtype, not on the sizes or the number of layers. Each cell's kernel comes in three forms: with plain
-weights (a beam; one sample on a cold cache), with packed ones (many samples at once, `sample -n`),
-and packed and shared with a helper on the second core (one sample, kernels/two_cores.py). A beam
-search runs the model's step from Python (plain weights, or packed for a beam in shards) and its
-choice of candidates in a kernel of its own (`beam_candidates`): compiled here too.
+weights (a small model's few samples; one sample on a cold cache), with packed ones (many samples
+at once, `sample -n`), and packed and shared with a helper on the second core (a few samples,
+kernels/two_cores.py). A beam search runs the model's step from Python, in the same three forms,
+and its choice of candidates in a kernel of its own (`beam_candidates`): compiled here too.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ def main() -> None:
             for top_k, top_p in ((0, 1.0), (2, 0.9)):
                 generate(*weights, h, c, np.array([[1]]), np.zeros((1, 1)), 1.0, top_k, top_p, False, finished, out,
                          logprobs)
-            if isinstance(packed, bool):  # a beam's step (no helper)
-                model_step(*weights, np.array([1]), h, c)
+            model_step(*weights, np.array([1]), h, c)  # a beam's step
     beam_candidates(np.zeros((1, 4), np.float32), np.zeros(1), 1, True)
     compile_helper(np.float32)
     seconds = time.monotonic() - start

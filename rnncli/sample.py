@@ -82,16 +82,20 @@ def generate_rows(weights, shards: list[slice], h, c, context, uniforms, tempera
     shard's rows on its own, BLAS on one thread and the stack's products through the packed kernel
     (`weights` from `Model.step_weights(params, packed=True)`), with no hand-over between the cores
     at every token. The same uniforms per row: the same samples, up to the rounding of the products.
-    Measured (AMD EPYC, 2 cores, 64 samples of the char-rnn lstm): bench/README.md."""
+    Weights shared with a helper (a few samples: cores.step_packing) run all rows at once, each
+    product's columns split between the cores. Measured (AMD EPYC, 2 cores, 64 samples of the
+    char-rnn lstm): bench/README.md."""
     from rnncli.kernels.generate import generate
     from rnncli.kernels.two_cores import shared_mailbox, with_helper
 
-    if not shards:
-        def whole() -> int:
-            return generate(*weights, h, c, context, uniforms, temperature, top_k, top_p, until_eos, finished, out, lps)
+    def whole() -> int:
+        return generate(*weights, h, c, context, uniforms, temperature, top_k, top_p, until_eos, finished, out, lps)
 
-        mailbox = shared_mailbox(weights)  # one sample: each product on both cores (kernels/two_cores.py)
-        return whole() if mailbox is None else with_helper(mailbox, whole, h)
+    mailbox = shared_mailbox(weights)
+    if mailbox is not None:  # each product on both cores (kernels/two_cores.py)
+        return with_helper(mailbox, whole, h)
+    if not shards:
+        return whole()
 
     def part(rows: slice) -> int:
         h_part, c_part = np.ascontiguousarray(h[:, rows]), np.ascontiguousarray(c[:, rows])  # (L, rows, H)
@@ -124,12 +128,22 @@ def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: Sampl
                       weights=None) -> list[tuple[list[int], float]]:
     """Beam search of width c.beam: the hypotheses (tokens, log-probability) it ends with, ranked by
     log-probability per token (length-normalised), best first. <UNK> is never extended. All beams
-    advance together, one batched model step per token (its rows in shards, one per core, when the
-    beam is wide enough), and each step's choice is one kernel (`beam_candidates`); a hypothesis's
-    tokens are a row of `history`, its state a row of h, c. `weights`: `model.step_weights(params)`."""
+    advance together, one batched model step per token (its products shared with a helper on the
+    second core, or its rows in shards, one per core: cores.step_packing), and each step's choice
+    is one kernel (`beam_candidates`); a hypothesis's tokens are a row of `history`, its state a row
+    of h, c. `weights`: `model.step_weights(params)`."""
+    from rnncli.kernels.two_cores import shared_mailbox, with_helper
+
+    weights = weights or model.step_weights(params, packed=step_packing(c.beam, c.length, params, beam=True))
+    mailbox = shared_mailbox(weights)
+    if mailbox is None:
+        return _beam_search(model, state, context, c, weights)
+    return with_helper(mailbox, lambda: _beam_search(model, state, context, c, weights), model.step_state(state)[0])
+
+
+def _beam_search(model: Model, state, context: np.ndarray, c: SampleConfig, weights) -> list[tuple[list[int], float]]:
     from rnncli.kernels.generate import beam_candidates
 
-    weights = weights or model.step_weights(params, packed=bool(batch_shards(c.beam)))
     h, cell = model.step_state(state)
     for t in context:
         logits = model.step_in_place(weights, np.array([t], np.int64), h, cell)

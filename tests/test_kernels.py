@@ -147,45 +147,54 @@ def test_packed_product_equals_the_matrix_product(B, K, F, dtype):
         np.testing.assert_allclose(out, start + exact, rtol=0, atol=tol)
 
 
+@pytest.mark.parametrize("rows", [1, 3, 8])
 @pytest.mark.parametrize("K, F", [(1, 1), (7, 33), (130, 512), (301, 520), (512, 1000)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_row_product_shared_with_the_helper_equals_the_matrix_product(K, F, dtype):
-    """One row's product, its blocks split between the generating kernel and the helper on the
-    second core (kernels/two_cores.py): the product, whoever computed each half. With no helper
-    running, the kernel claims and computes both halves itself; with one, the helper computes
-    its half of products it claimed, and everything is still the product. A matrix too small to
-    share is computed whole, with no request."""
+def test_a_product_shared_with_the_helper_equals_the_matrix_product(K, F, dtype, rows):
+    """A product of one row or a few (a beam's), its blocks split between the generating kernel and
+    the helper on the second core (kernels/two_cores.py): the product, whoever computed each half,
+    and for several rows the same numbers as the packed kernel on one core. With no helper
+    running, the kernel claims and computes both halves itself; with one, the helper computes its
+    half of products it claimed, and everything is still the product. A matrix too small to share
+    is computed whole, with no request."""
     from rnncli.kernels import two_cores
     from rnncli.kernels.jit import kernel
-    from rnncli.kernels.packed import pack
+    from rnncli.kernels.packed import pack, product_rows
 
     @kernel
-    def products(xs, P, mailbox, outs):
-        for r in range(xs.shape[0]):
-            two_cores.shared_row_product(xs[r], P, mailbox, outs[r])
+    def products(xs, P, mailbox, outs, rows):
+        for r in range(0, xs.shape[0], rows):
+            two_cores.shared_product(xs[r : r + rows], P, mailbox, outs[r : r + rows])
 
     rng = np.random.default_rng(K * F)
-    xs = rng.standard_normal((400, K)).astype(dtype)
+    xs = rng.standard_normal((384, K)).astype(dtype)  # (whole groups of `rows`)
     W = rng.standard_normal((K, F)).astype(dtype)
     exact = xs.astype(np.float64) @ W.astype(np.float64)
     tol = 1e-5 * np.sqrt(K) if dtype == np.float32 else 1e-13 * np.sqrt(K)
     P = pack(W)
     mailbox = two_cores.new_mailbox()
-    outs = np.full((400, F), np.nan, dtype)
-    requests = 400 if P.nbytes >= two_cores.SHARED_MIN_BYTES else 0
-    products(xs, P, mailbox, outs)  # no helper
+    outs = np.full((384, F), np.nan, dtype)
+    requests = 384 // rows if P.nbytes >= two_cores.SHARED_MIN_BYTES else 0
+    products(xs, P, mailbox, outs, rows)  # no helper
     np.testing.assert_allclose(outs, exact, rtol=0, atol=tol)
+    if rows > 1:
+        one_core = np.empty_like(outs)
+        for r in range(0, 384, rows):
+            product_rows(xs[r : r + rows], P, one_core[r : r + rows])
+        np.testing.assert_array_equal(outs, one_core)
     assert mailbox[two_cores.POSTED] == mailbox[two_cores.CLAIMED] == requests and mailbox[two_cores.DONE] == 0
     outs[:] = np.nan
-    two_cores.with_helper(mailbox, lambda: products(xs, P, mailbox, outs), xs)
+    two_cores.with_helper(mailbox, lambda: products(xs, P, mailbox, outs, rows), xs)
     np.testing.assert_allclose(outs, exact, rtol=0, atol=tol)
+    if rows > 1:
+        np.testing.assert_array_equal(outs, one_core)
     assert mailbox[two_cores.POSTED] == requests and mailbox[two_cores.STOP] == 1
     assert mailbox[two_cores.DONE] <= requests  # the helper's requests: how many depends on when it started
     for _ in range(20 if requests else 0):  # the helper does take requests (when it starts in time: retried,
         if mailbox[two_cores.DONE] > 0:  # apart: after OpenBLAS's two-thread product above, its second thread
             break  # spins on the helper's core for a while)
         time.sleep(0.05)
-        two_cores.with_helper(mailbox, lambda: products(xs, P, mailbox, outs), xs)
+        two_cores.with_helper(mailbox, lambda: products(xs, P, mailbox, outs, rows), xs)
     assert mailbox[two_cores.DONE] > 0 or not requests
 
 
@@ -306,7 +315,7 @@ def test_a_helper_never_stopped_gives_up_and_the_products_stay_right():
     @kernel
     def products(xs, P, mailbox, outs):
         for r in range(xs.shape[0]):
-            two_cores.shared_row_product(xs[r], P, mailbox, outs[r])
+            two_cores.shared_product(xs[r : r + 1], P, mailbox, outs[r : r + 1])
 
     mailbox = two_cores.new_mailbox()
     two_cores.compile_helper(np.float32)

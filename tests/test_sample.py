@@ -373,9 +373,10 @@ def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
 
 
 def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
-    """`step_packing`: packed weights for a tile's rows or more (in shards for many rows); the helper
-    for one long sample of a model with a matrix worth sharing, once the helper's kernel is
-    compiled; OpenBLAS otherwise."""
+    """`step_packing`: up to a tile's rows (4), the helper for a long enough sample of a model with a
+    matrix worth sharing, once the helper's kernel is compiled; a beam with the helper at any width
+    and length; else packed weights for a tile's rows or more (in shards for many rows), OpenBLAS
+    for fewer."""
     import rnncli.cores as cores
     from rnncli.config import ModelConfig
     from rnncli.kernels import two_cores
@@ -386,18 +387,23 @@ def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
     large = Model(ModelConfig(cell="lstm", vocab_size=11, embed=6, hidden=256, layers=1)).init_params(rng, np.float32)
     small = Model(ModelConfig(cell="lstm", vocab_size=11, embed=6, hidden=128, layers=1)).init_params(rng, np.float32)
     long = cores.HELPER_MIN_STEPS[1]
-    assert isinstance(cores.step_packing(1, long, large), np.ndarray)
-    assert isinstance(cores.step_packing(3, long, large), np.ndarray)  # fewer rows than a tile: each row shared
+    shared = lambda packing: isinstance(packing, np.ndarray)  # noqa: E731 - a mailbox
+    assert shared(cores.step_packing(1, long, large))
+    assert shared(cores.step_packing(3, long, large)) and shared(cores.step_packing(4, 200, large))  # a few rows
     assert cores.step_packing(1, long - 1, large) is False  # a short sample does not repay the start
-    assert isinstance(cores.step_packing(2, cores.HELPER_MIN_STEPS[2], large), np.ndarray)  # two rows: sooner
+    assert shared(cores.step_packing(2, cores.HELPER_MIN_STEPS[2], large))  # two rows: sooner
     assert cores.step_packing(1, long, small) is False  # 1 x 128: twice as fast on OpenBLAS
-    assert cores.step_packing(64, 200, small) is True  # shards
-    assert cores.step_packing(4, 200, large) is True and cores.step_packing(15, 200, small) is True  # one core
+    assert cores.step_packing(5, 200, large) is True  # shards from 5 rows
+    assert cores.step_packing(64, 200, small) is True and cores.step_packing(15, 200, small) is True
+    assert shared(cores.step_packing(64, 10, large, beam=True)) and shared(cores.step_packing(2, 10, large, beam=True))
+    assert cores.step_packing(8, 10, small, beam=True) is True and cores.step_packing(2, 10, small, beam=True) is False
     monkeypatch.setattr(cores, "blas_threads", lambda: 1)
     assert cores.step_packing(1, long, large) is False  # one core
+    assert cores.step_packing(8, 10, large, beam=True) is True
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: False)
     assert cores.step_packing(1, long, large) is False  # a cold cache: OpenBLAS (a first sample's start)
+    assert cores.step_packing(8, 10, large, beam=True) is True
 
 
 def _beam_walk(logits, scores, width, until_eos):
@@ -464,6 +470,39 @@ def test_a_wide_beam_in_shards_finds_the_same_hypotheses(monkeypatch):
     sharded, whole = found
     assert [tokens for tokens, _ in sharded] == [tokens for tokens, _ in whole] and len(sharded) >= 16
     np.testing.assert_allclose([s for _, s in sharded], [s for _, s in whole], rtol=1e-5)
+
+
+def test_a_beam_with_the_helper_finds_the_hypotheses_of_one_core(monkeypatch):
+    """A beam of a model with a matrix worth sharing runs every step's products on both cores (a
+    helper on the second computing half of each product's blocks, for all the hypotheses at once),
+    and ends with the hypotheses of the beam stepped on one core."""
+    import rnncli.cores as cores
+    from rnncli.config import ModelConfig, SampleConfig
+    from rnncli.kernels import two_cores
+    from rnncli.sample import beam_search_nbest
+
+    cfg = ModelConfig(cell="lstm", vocab_size=30, embed=6, hidden=256, layers=1)
+    model = Model(cfg)
+    params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(np.random.default_rng(4)).items()}
+    config = SampleConfig(length=12, beam=6, until_eos=True)
+    monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: True)
+    served = []
+    serve = two_cores.serve
+
+    def counting_serve(mailbox, like):
+        serve(mailbox, like)
+        served.append(int(mailbox[two_cores.POSTED]))
+
+    monkeypatch.setattr(two_cores, "serve", counting_serve)
+    found = []
+    for threads in (2, 1):
+        monkeypatch.setattr(cores, "blas_threads", lambda threads=threads: threads)
+        assert isinstance(cores.step_packing(6, 12, params, beam=True), np.ndarray) == (threads == 2)
+        found.append(beam_search_nbest(model, params, model.initial_state(1), np.array([EOS, 5, 7]), config))
+    shared, alone = found
+    assert served and served[0] > 0  # its products were posted to the helper (who computed which half: timing)
+    assert [tokens for tokens, _ in shared] == [tokens for tokens, _ in alone] and len(shared) >= 6
+    np.testing.assert_allclose([s for _, s in shared], [s for _, s in alone], rtol=1e-5)
 
 
 def test_verbose_says_how_the_samples_run(char_model, monkeypatch):

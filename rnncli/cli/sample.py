@@ -94,7 +94,7 @@ def sample(
 
         if workers == 1 and not ray:  # (worker processes get their own share of the cores)
             rows = beam or min(num_samples, SAMPLE_GROUP)
-            sys.stderr.write(how_samples_run(rows, 0 if beam else length, ck.params) + "\n")
+            sys.stderr.write(how_samples_run(rows, length, ck.params, beam=bool(beam)) + "\n")
     if unknown and not quiet:
         sys.stderr.write(f"warning: the prime has {unknown} token(s) outside the vocabulary; read as <UNK>\n")
     utf8_stdout()

@@ -246,17 +246,27 @@ def _store_row(a, b, out, row, col, tile, accumulate):
 
 @inline
 def _product(x, P, out, accumulate):
-    """out (B, F) (=, or += when `accumulate`) x (B, K) @ W for P = pack(W); out C-contiguous. Rows
-    in tiles of 4; the last 1-3 rows as a tile that repeats its last row in the missing places and
-    stores only its own, so that the block streams once for them (each on its own, with two
-    accumulators whose sums waited on each other: 6 samples of the char-rnn lstm on one core 11.1k ->
-    12.7k tokens/s; the same numbers)."""
+    """out (B, F) (=, or += when `accumulate`) x (B, K) @ W for P = pack(W); out C-contiguous."""
+    _product_blocks(x, P.reshape(-1), P.shape[2], out, accumulate, 0, P.shape[0])
+
+
+@inline
+def product_blocks(x, flat, width, out, c_lo, c_hi):
+    """out (B, F) = x (B, K) @ W for the columns of blocks c_lo .. c_hi - 1 of P = pack(W), given as
+    P.reshape(-1) (`flat`, blocks of `width` columns): a share of the product (two_cores.py)."""
+    _product_blocks(x, flat, width, out, False, c_lo, c_hi)
+
+
+@inline
+def _product_blocks(x, flat, width, out, accumulate, c_lo, c_hi):
+    """`_product` over blocks c_lo .. c_hi - 1 only. Rows in tiles of 4; the last 1-3 rows as a tile
+    that repeats its last row in the missing places and stores only its own, so that the block
+    streams once for them (each on its own, with two accumulators whose sums waited on each other:
+    6 samples of the char-rnn lstm on one core 11.1k -> 12.7k tokens/s; the same numbers)."""
     B, K = x.shape
-    width = P.shape[2]
-    flat = P.reshape(-1)
     tile = np.empty(width, dtype=out.dtype)  # the last block of a row when it is cut short
     whole = B - B % TILE_ROWS
-    for c in range(P.shape[0]):
+    for c in range(c_lo, c_hi):
         col = c * width
         base = c * K * width
         for r0 in range(0, whole, TILE_ROWS):

@@ -21,7 +21,7 @@ from numba import types
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel, overload_by_type
 from rnncli.kernels.packed import GROUP_ROWS, pack, product_in_groups, product_rows
-from rnncli.kernels.two_cores import shared_row_product
+from rnncli.kernels.two_cores import shared_product
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
 
@@ -89,8 +89,7 @@ def _step_times(x, W, P):
 
         def on_two_cores(x, W, P):
             out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
-            for b in range(x.shape[0]):
-                shared_row_product(x[b], P[0], P[1], out[b])
+            shared_product(x, P[0], P[1], out)
             return out
 
         return on_two_cores

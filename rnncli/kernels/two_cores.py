@@ -1,10 +1,12 @@
-"""One row's products on both cores: batch-1 generation with a helper on the second core.
+"""A few rows' products on both cores: generation of one sample (or a few, or a beam) with a helper
+on the second core.
 
 At batch 1 every token reads all the weights (13 MB for the char-rnn lstm) for a few FLOPs each,
 so the speed is the rate at which the cores read them: both cores must stream, each its half of
-every product. OpenBLAS does that by handing each product to its second thread and back, through
-its own queue; here a helper runs on the second core for the whole generation call, waiting for
-products in a mailbox (a small int64 array, one cache line per writer):
+every product (its blocks of columns). OpenBLAS does that by handing each product to its second
+thread and back, through its own queue; here a helper runs on the second core for the whole
+generation call, waiting for products in a mailbox (a small int64 array, one cache line per
+writer):
 
     the generating kernel, per product        the helper (`serve`), until told to stop
     writes x, P, out and the block range,     sees a new request number,
@@ -17,13 +19,16 @@ products in a mailbox (a small int64 array, one cache line per writer):
 The claim makes it safe whatever the helper does: when no helper runs (nested inside another
 parallel part, or the worker thread busy), the generating kernel claims and computes every half
 itself, and the helper, started later, sees the stop and returns. The product itself is
-packed.py's one-row kernel over a range of packed blocks.
+packed.py's one-row kernel over a range of packed blocks, or for a few rows (samples side by side,
+a beam's hypotheses) its tiles of rows, which read the blocks once for all the rows: each row's
+numbers are those of the packed kernel on one core, whichever side computed which blocks.
 
 Measured (AMD EPYC, 2 cores), 1 x 512 @ 512 x 2048 (4.2 MB) a product, with a request and its
 wait: 24.5 us (171 GB/s) against 31.6 us through OpenBLAS's two threads and 50 us on one core;
 both cores reading a buffer of that size: 180 GB/s. Whole batch-1 generation at the char-rnn size
 (2 x 512), tokens/s: rnn 23.9k -> 33-39k, gru 8.2k -> 11.4-12.7k, lstm 7.3k -> 9.3-10.5k
-(bench/README.md). Chosen by cores.step_packing.
+(bench/README.md); lstm -n 2 / 3 11.9k / 12.0k (a request per row) -> 16.7-18.7k / 23.2-26.2k
+(one for all rows). Chosen by cores.step_packing.
 """
 
 from __future__ import annotations
@@ -35,11 +40,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.packed import row_product_blocks
+from rnncli.kernels.packed import product_blocks, row_product_blocks
 
 # The mailbox's slots (int64), each writer's on a cache line of its own. The request, written by the
-# generating kernel: its number, the addresses of x, P and out, K, F, the block width, the helper's blocks.
-POSTED, X_AT, P_AT, OUT_AT, INNER, COLUMNS, WIDTH, FIRST, END = range(9)
+# generating kernel: its number, the addresses of x, P and out, K, F, the block width, the helper's
+# blocks, the rows of x.
+POSTED, X_AT, P_AT, OUT_AT, INNER, COLUMNS, WIDTH, FIRST, END, ROWS = range(10)
 CLAIMED = 16  # the last request claimed (by either side)
 DONE = 24  # the last request the helper computed
 STOP = 32  # set when the generating kernel is finished
@@ -152,22 +158,32 @@ def _pointer(typingctx, at, like):
 
 
 @inline
-def _numbers_at(at, n, like):
-    """The n numbers of `like`'s type at address `at`, as an array (the memory is the caller's)."""
-    return carray(_pointer(at, like), n)
+def _numbers_at(at, shape, like):
+    """The numbers of `like`'s type at address `at`, as an array of `shape` (the memory is the caller's)."""
+    return carray(_pointer(at, like), shape)
 
 
 # ---- the two sides --------------------------------------------------------------------------------
 
 
 @inline
+def _blocks_of_product(x, flat, width, out, c_lo, c_hi):
+    """out (B, F) = x (B, K) @ W for blocks c_lo .. c_hi - 1 of the packed W (`flat`): one row by
+    the one-row kernel, more by the tiles of rows (packed.py)."""
+    if x.shape[0] == 1:
+        row_product_blocks(x[0], flat, width, out[0], c_lo, c_hi)
+    else:
+        product_blocks(x, flat, width, out, c_lo, c_hi)
+
+
+@inline
 def _requested_half(mailbox, like):
     """The helper's half of the posted request, computed from the addresses in the mailbox."""
-    K, width, end = mailbox[INNER], mailbox[WIDTH], mailbox[END]
-    x = _numbers_at(mailbox[X_AT], K, like)
-    out = _numbers_at(mailbox[OUT_AT], mailbox[COLUMNS], like)
+    B, K, width, end = mailbox[ROWS], mailbox[INNER], mailbox[WIDTH], mailbox[END]
+    x = _numbers_at(mailbox[X_AT], (B, K), like)
+    out = _numbers_at(mailbox[OUT_AT], (B, mailbox[COLUMNS]), like)
     flat = _numbers_at(mailbox[P_AT], end * K * width, like)  # the blocks up to the last one
-    row_product_blocks(x, flat, width, out, mailbox[FIRST], end)
+    _blocks_of_product(x, flat, width, out, mailbox[FIRST], end)
 
 
 @kernel
@@ -193,33 +209,40 @@ def serve(mailbox, like):
 
 
 @kernel
-def shared_row_product(x, P, mailbox, out):
-    """out (F,) = x (K,) @ W for P = pack(W) (P (blocks, K, width)), the first half of the blocks
-    here and the second by the helper (or here too, when no helper has claimed it). A matrix under
-    SHARED_MIN_BYTES is computed here whole: one row against 256 KB took 3.3 us shared and 2.5 on
-    one core, 512 KB 4.2 and 5.0 us, 1 MB 7.3-7.8 and 11.1-11.4 us (AMD EPYC, the matrix in cache)."""
+def shared_product(x, P, mailbox, out):
+    """out (B, F) = x (B, K) @ W for P = pack(W) (P (blocks, K, width)), x and out C-contiguous: the
+    first half of the blocks here and the second by the helper (or here too, when no helper has
+    claimed it). A matrix under SHARED_MIN_BYTES is computed here whole: one row against 256 KB took
+    3.3 us shared and 2.5 on one core, 512 KB 4.2 and 5.0 us, 1 MB 7.3-7.8 and 11.1-11.4 us (AMD
+    EPYC, the matrix in cache)."""
     blocks, K, width = P.shape
     flat = P.reshape(-1)
-    if P.size * P.itemsize < SHARED_MIN_BYTES:
-        row_product_blocks(x, flat, width, out, 0, blocks)
-        return
-    half = (blocks + 1) // 2
-    request = mailbox[POSTED] + 1
-    mailbox[X_AT] = address(x)
-    mailbox[P_AT] = address(flat)
-    mailbox[OUT_AT] = address(out)
-    mailbox[INNER] = K
-    mailbox[COLUMNS] = out.shape[0]
-    mailbox[WIDTH] = width
-    mailbox[FIRST] = half
-    mailbox[END] = blocks
-    store_release(mailbox, POSTED, request)
-    row_product_blocks(x, flat, width, out, 0, half)
-    if claim(mailbox, CLAIMED, request):  # no helper took it: this side computes it
-        row_product_blocks(x, flat, width, out, half, blocks)
-    else:
-        while load_acquire(mailbox, DONE) != request:
-            spin_pause()
+    request = -1  # none: a matrix under SHARED_MIN_BYTES is computed here whole
+    end = blocks
+    if P.size * P.itemsize >= SHARED_MIN_BYTES:
+        end = (blocks + 1) // 2
+        request = mailbox[POSTED] + 1
+        mailbox[X_AT] = address(x)
+        mailbox[P_AT] = address(flat)
+        mailbox[OUT_AT] = address(out)
+        mailbox[INNER] = K
+        mailbox[COLUMNS] = out.shape[1]
+        mailbox[WIDTH] = width
+        mailbox[FIRST] = end
+        mailbox[END] = blocks
+        mailbox[ROWS] = x.shape[0]
+        store_release(mailbox, POSTED, request)
+    lo, hi = 0, end
+    while True:  # this side's blocks, then the helper's when no helper claimed them (then this side
+        # has): one call site of the product, which Numba compiles anew at each (~4 s)
+        _blocks_of_product(x, flat, width, out, lo, hi)
+        if request < 0 or lo > 0:
+            return
+        if not claim(mailbox, CLAIMED, request):  # the helper took them
+            break
+        lo, hi = end, blocks
+    while load_acquire(mailbox, DONE) != request:
+        spin_pause()
 
 
 def stop(mailbox: np.ndarray) -> None:
