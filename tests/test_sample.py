@@ -486,21 +486,22 @@ def test_a_beam_with_the_helper_finds_the_hypotheses_of_one_core(monkeypatch):
     params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(np.random.default_rng(4)).items()}
     config = SampleConfig(length=12, beam=6, until_eos=True)
     monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: True)
-    served = []
+    mailboxes = []
     serve = two_cores.serve
 
-    def counting_serve(mailbox, like):
+    def serve_and_keep(mailbox, like):
+        mailboxes.append(mailbox)
         serve(mailbox, like)
-        served.append(int(mailbox[two_cores.POSTED]))
 
-    monkeypatch.setattr(two_cores, "serve", counting_serve)
+    monkeypatch.setattr(two_cores, "serve", serve_and_keep)
     found = []
     for threads in (2, 1):
         monkeypatch.setattr(cores, "blas_threads", lambda threads=threads: threads)
         assert isinstance(cores.step_packing(6, 12, params, beam=True), np.ndarray) == (threads == 2)
         found.append(beam_search_nbest(model, params, model.initial_state(1), np.array([EOS, 5, 7]), config))
     shared, alone = found
-    assert served and served[0] > 0  # its products were posted to the helper (who computed which half: timing)
+    assert len(mailboxes) == 1 and mailboxes[0][two_cores.POSTED] > 0  # products posted for the helper (which
+    # halves it computed depends on timing: on a cold cache it gives up while the step compiles)
     assert [tokens for tokens, _ in shared] == [tokens for tokens, _ in alone] and len(shared) >= 6
     np.testing.assert_allclose([s for _, s in shared], [s for _, s in alone], rtol=1e-5)
 

@@ -61,18 +61,24 @@ def _sift_down(heap, root, end, value, best_on_top):
 @inline
 def _descending_order(p):
     """Indices of p from its largest value to its smallest (ties: the smaller index first), by
-    heapsort: a heap with the smallest on top, which is swapped to the end, one at a time.
-    (np.argsort takes ~1.3 s to compile, and this kernel is compiled on the first sample after an
-    install.)"""
+    heapsort: a heap with the smallest on top is built (roots n//2-1 ... 0 sifted down), then its
+    smallest is swapped to the end, one at a time. One loop holds both phases so that the sift-down
+    is inlined once (twice: 0.4 s more to compile). (np.argsort takes ~1.3 s to compile, and this
+    kernel is compiled on the first sample after an install.)"""
     n = p.shape[0]
     order = np.empty(n, dtype=np.int64)
     for i in range(n):  # np.arange compiles ~0.2 s longer
         order[i] = i
-    for root in range(n // 2 - 1, -1, -1):
-        _sift_down(order, root, n, p, False)
-    for end in range(n - 1, 0, -1):
-        order[0], order[end] = order[end], order[0]
-        _sift_down(order, 0, end, p, False)
+    start, end = n // 2, n
+    while end > 1:
+        if start > 0:  # building the heap
+            start -= 1
+            root = start
+        else:  # taking the smallest out
+            end -= 1
+            order[0], order[end] = order[end], order[0]
+            root = 0
+        _sift_down(order, root, end, p, False)
     return order
 
 
