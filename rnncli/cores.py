@@ -30,7 +30,8 @@ from rnncli.kernels.output import RowGradient
 # score 17.1-17.3k -> 28.7-29.2k. Samples (`sample -n`), tokens/s over all rows, one core against two
 # shards: lstm -n 4 / 6 / 8 / 15 14.9k / 12.7k / 15.0k / 11.3k -> 18.7k / 27.0k / 30.1k / 22.0k, gru
 # 19.9k / 17.5k / 20.4k / 16.8k -> 26.6k / 36.6k / 40.1k / 28.8k. A few samples (up to 4 rows) and a
-# beam run whole, their products shared with a helper instead, where it can run (`step_packing`).
+# beam run whole, their products shared with a helper instead where it can run (`step_packing`); a
+# beam never in shards (it steps from Python: a hand-over per step costs more than it saves).
 MIN_SHARD_ROWS = 2
 
 
@@ -70,10 +71,12 @@ def step_packing(rows: int, tokens: int, params: dict | None = None, beam: bool 
     - A beam (its choice made between steps, in Python): shared with the helper whenever that can
       run, for any width: lstm beam 2 / 4 / 8 / 16 / 32 0.87 / 0.66 / 0.70 / 1.06 / 1.65 ms a step in
       shards -> 0.17 / 0.20 / 0.34 / 0.73 / 1.22 ms (a hand-over to the other core and back at every
-      step costs ~70 us); beam 64 the same either way (2.9 ms lstm, 2.2-2.3 gru).
+      step costs ~70 us); beam 64 the same either way (2.9 ms lstm, 2.2-2.3 gru). Else on one core,
+      never in shards: at the small size (1 x 128) beam 4 / 8 / 16 / 64 0.135 / 0.136 / 0.133 / 0.255
+      ms a step in shards, 0.030 / 0.044 / 0.073 / 0.244 on one core.
     - Else packed for a tile's rows or more (OpenBLAS's products of a few rows are slow: lstm -n 4 /
       8 / 15, packed on one core 13.4k / 12.7k / 9.8k against OpenBLAS's 3.8k / 7.2k / 7.5k), and as
-      they are (OpenBLAS) for fewer."""
+      they are (OpenBLAS) for fewer: samples in shards (`sample.generate_rows`), a beam on one core."""
     from rnncli.kernels.packed import TILE_ROWS
     from rnncli.kernels.two_cores import new_mailbox
 
@@ -114,7 +117,7 @@ def how_samples_run(rows: int, tokens: int = 0, params: dict | None = None, beam
     packing = step_packing(rows, tokens, params, beam)
     kernel = f"rnncli's packed kernel ({VECTOR_BITS}-bit vectors)"
     if packing is True:
-        shards = batch_shards(rows)
+        shards = [] if beam else batch_shards(rows)
         where = f"{len(shards)} shards of {rows // len(shards)}+ rows, one per core" if shards else "on one core"
         return f"engine: {rows} rows at a time, {where}, the products in {kernel}"
     if packing is not False:

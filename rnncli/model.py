@@ -238,27 +238,8 @@ class Model:
              weights=None) -> tuple[np.ndarray, ModelState]:
         """One step: tokens (B,) -> logits (B, V), new state. `weights` (from `step_weights`) saves
         restacking them at every call."""
-        h, c = self.step_state(state)
-        logits = self.step_in_place(weights or self.step_weights(params), np.asarray(tokens, np.int64), h, c)
-        return logits, self.from_step_state(h, c)
-
-    def step_in_place(self, weights, tokens: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """One step of `step_weights`: tokens (B,) int64 -> logits (B, V), the state h, c (L, B, H)
-        updated in place. Packed weights run the rows in shards, one per core; weights shared with a
-        helper run all rows here, the helper computing half of each product when one serves
-        (two_cores.with_helper), this side all of it else."""
         from rnncli.kernels.generate import model_step
-        from rnncli.kernels.two_cores import shared_mailbox
 
-        sharded = weights[0].Wx0_packed is not None and shared_mailbox(weights) is None  # packed, no helper
-        shards = batch_shards(len(tokens)) if sharded else []
-        if not shards:
-            return model_step(*weights, tokens, h, c)
-
-        def part(rows: slice) -> np.ndarray:
-            h_part, c_part = np.ascontiguousarray(h[:, rows]), np.ascontiguousarray(c[:, rows])  # (L, rows, H)
-            logits = model_step(*weights, np.ascontiguousarray(tokens[rows]), h_part, c_part)
-            h[:, rows], c[:, rows] = h_part, c_part
-            return logits
-
-        return np.concatenate(on_cores(part, shards))
+        h, c = self.step_state(state)
+        logits = model_step(*(weights or self.step_weights(params)), np.asarray(tokens, np.int64), h, c)
+        return logits, self.from_step_state(h, c)

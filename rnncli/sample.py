@@ -129,9 +129,9 @@ def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: Sampl
     """Beam search of width c.beam: the hypotheses (tokens, log-probability) it ends with, ranked by
     log-probability per token (length-normalised), best first. <UNK> is never extended. All beams
     advance together, one batched model step per token (its products shared with a helper on the
-    second core, or its rows in shards, one per core: cores.step_packing), and each step's choice
-    is one kernel (`beam_candidates`); a hypothesis's tokens are a row of `history`, its state a row
-    of h, c. `weights`: `model.step_weights(params)`."""
+    second core where it can run, else on one core: cores.step_packing), and each step's choice is
+    one kernel (`beam_candidates`); a hypothesis's tokens are a row of `history`, its state a row of
+    h, c. `weights`: `model.step_weights(params)`."""
     from rnncli.kernels.two_cores import shared_mailbox, with_helper
 
     weights = weights or model.step_weights(params, packed=step_packing(c.beam, c.length, params, beam=True))
@@ -142,11 +142,11 @@ def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: Sampl
 
 
 def _beam_search(model: Model, state, context: np.ndarray, c: SampleConfig, weights) -> list[tuple[list[int], float]]:
-    from rnncli.kernels.generate import beam_candidates
+    from rnncli.kernels.generate import beam_candidates, model_step
 
     h, cell = model.step_state(state)
     for t in context:
-        logits = model.step_in_place(weights, np.array([t], np.int64), h, cell)
+        logits = model_step(*weights, np.array([t], np.int64), h, cell)
     width = min(c.beam, logits.shape[1] - 1)  # wider than the vocabulary less <UNK> changes nothing
     history = np.empty((width, c.length), np.int64)  # row j: the tokens of hypothesis j so far
     scores = np.zeros(1)
@@ -161,7 +161,7 @@ def _beam_search(model: Model, state, context: np.ndarray, c: SampleConfig, weig
         history[: rows.size, :steps] = history[rows, :steps]
         history[: rows.size, steps] = tokens
         h, cell = np.take(h, rows, axis=1), np.take(cell, rows, axis=1)
-        logits = model.step_in_place(weights, tokens, h, cell)
+        logits = model_step(*weights, tokens, h, cell)
     else:
         steps = c.length
     finished.extend(zip(history[: scores.size, :steps].tolist(), scores.tolist(), strict=True))

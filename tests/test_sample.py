@@ -452,10 +452,12 @@ def test_the_beams_choice_walks_the_candidates_in_order(until_eos, seed):
     np.testing.assert_allclose(totals, [total for _, _, total in extending], atol=1e-12)  # in another order)
 
 
-def test_a_wide_beam_in_shards_finds_the_same_hypotheses(monkeypatch):
-    """A beam of 16 steps its rows as two shards of 8 (packed weights, one core each), and ends with
-    the hypotheses of the beam stepped whole."""
+def test_a_wide_beam_without_a_helper_steps_on_one_core(monkeypatch):
+    """A beam of 16 of a model too small to share with a helper steps its rows on one core even with
+    two (it steps from Python: handing rows to the other core and back at every step costs more than
+    the step), packed, and ends with the hypotheses of one BLAS thread."""
     import rnncli.cores as cores
+    import rnncli.kernels.blas as blas
     from rnncli.config import ModelConfig, SampleConfig
     from rnncli.sample import beam_search_nbest
 
@@ -463,13 +465,26 @@ def test_a_wide_beam_in_shards_finds_the_same_hypotheses(monkeypatch):
     model = Model(cfg)
     params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(np.random.default_rng(4)).items()}
     config = SampleConfig(length=12, beam=16, until_eos=True)
+    handed = []
+
+    def one_after_the_other(work, items):
+        handed.append(len(items))
+        return [work(item) for item in items]
+
+    monkeypatch.setattr(blas, "on_each_core", one_after_the_other)
+    monkeypatch.setattr(cores, "on_each_core", one_after_the_other)
+    cores.on_cores(lambda item: item, [1, 2])  # (what a step in shards would call)
+    assert handed == [2]
+    handed.clear()
     found = []
     for threads in (2, 1):
         monkeypatch.setattr(cores, "blas_threads", lambda threads=threads: threads)
+        assert cores.step_packing(16, 12, params, beam=True) is True
         found.append(beam_search_nbest(model, params, model.initial_state(1), np.array([EOS, 5, 7]), config))
-    sharded, whole = found
-    assert [tokens for tokens, _ in sharded] == [tokens for tokens, _ in whole] and len(sharded) >= 16
-    np.testing.assert_allclose([s for _, s in sharded], [s for _, s in whole], rtol=1e-5)
+    two, one = found
+    assert handed == []  # no step handed to another core
+    assert [tokens for tokens, _ in two] == [tokens for tokens, _ in one] and len(two) >= 16
+    np.testing.assert_allclose([s for _, s in two], [s for _, s in one], rtol=1e-5)
 
 
 def test_a_beam_with_the_helper_finds_the_hypotheses_of_one_core(monkeypatch):
