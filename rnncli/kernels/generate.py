@@ -63,8 +63,8 @@ def _descending_order(p):
     """Indices of p from its largest value to its smallest (ties: the smaller index first), by
     heapsort: a heap with the smallest on top is built (roots n//2-1 ... 0 sifted down), then its
     smallest is swapped to the end, one at a time. One loop holds both phases so that the sift-down
-    is inlined once (twice: 0.4 s more to compile). (np.argsort takes ~1.3 s to compile, and this
-    kernel is compiled on the first sample after an install.)"""
+    is inlined once (twice: a first sample compiled 0.2-0.4 s longer). (np.argsort takes ~1.3 s to
+    compile, and this kernel is compiled on the first sample after an install.)"""
     n = p.shape[0]
     order = np.empty(n, dtype=np.int64)
     for i in range(n):  # np.arange compiles ~0.2 s longer
