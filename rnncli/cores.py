@@ -74,16 +74,17 @@ def step_packing(rows: int, tokens: int, params: dict | None = None, beam: bool 
       step costs ~70 us); beam 64 the same either way (2.9 ms lstm, 2.2-2.3 gru). Else on one core,
       never in shards: at the small size (1 x 128) beam 4 / 8 / 16 / 64 0.135 / 0.136 / 0.133 / 0.255
       ms a step in shards, 0.030 / 0.044 / 0.073 / 0.244 on one core.
-    - Else packed for a tile's rows or more (OpenBLAS's products of a few rows are slow: lstm -n 4 /
-      8 / 15, packed on one core 13.4k / 12.7k / 9.8k against OpenBLAS's 3.8k / 7.2k / 7.5k), and as
-      they are (OpenBLAS) for fewer: samples in shards (`sample.generate_rows`), a beam on one core."""
+    - Else packed, on one core a shard (OpenBLAS's products of a few rows were slow: lstm -n 4 / 8 /
+      15, packed on one core 13.4k / 12.7k / 9.8k against OpenBLAS's 3.8k / 7.2k / 7.5k), one row by
+      the packed kernel's one-row form: samples in shards (`sample.generate_rows`), a beam on one core.
+    Every form computes the same numbers (recurrent.Packing): the choice is speed only."""
     from rnncli.kernels.packed import TILE_ROWS
     from rnncli.kernels.two_cores import new_mailbox
 
     wanted = beam or (rows <= TILE_ROWS and tokens >= HELPER_MIN_STEPS[rows])
     if wanted and _helper_can_run(params):
         return new_mailbox()
-    return rows >= TILE_ROWS
+    return True
 
 
 def _helper_can_run(params: dict | None) -> bool:
@@ -119,11 +120,9 @@ def how_samples_run(rows: int, tokens: int = 0, params: dict | None = None, beam
     if packing is True:
         shards = [] if beam else batch_shards(rows)
         where = f"{len(shards)} shards of {rows // len(shards)}+ rows, one per core" if shards else "on one core"
-        return f"engine: {rows} rows at a time, {where}, the products in {kernel}"
-    if packing is not False:
-        return (f"engine: {rows} row(s) at a time, the products of 512 KB or more shared by both cores (a helper "
-                f"thread on the second one), in {kernel}")
-    return f"engine: {rows} row(s) at a time, the products in OpenBLAS (scipy's) on its own threads"
+        return f"engine: {rows} row{'s' if rows != 1 else ''} at a time, {where}, the products in {kernel}"
+    return (f"engine: {rows} row(s) at a time, the products of 512 KB or more shared by both cores (a helper "
+            f"thread on the second one), in {kernel}")
 
 
 def on_cores(work, items: list) -> list:

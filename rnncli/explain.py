@@ -161,9 +161,10 @@ def correlations(hidden: np.ndarray, feature: np.ndarray) -> np.ndarray | None:
     if not np.any(f):
         return None
     h = hidden - hidden.mean(axis=0)
-    norms = np.sqrt((h * h).sum(axis=0) * (f @ f))
+    # sums written out, not BLAS's dot products: their rounding depends on the CPU's BLAS kernels
+    norms = np.sqrt((h * h).sum(axis=0) * (f * f).sum())
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (f @ h) / norms
+        r = (f[:, None] * h).sum(axis=0) / norms
     return np.where(norms > 0, r, 0.0)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.output import log_softmax_rows, softmax_cross_entropy, target_logprobs
+from rnncli.kernels.packed import rows_product
 
 
 @dataclass
@@ -55,7 +56,7 @@ class LanguageModelHead:
         """top (T, B, H) -> its rows (T*B, H) and the logits (T*B, V), one product."""
         T, B, H = top.shape
         flat = top.reshape(T * B, H)
-        logits = matmul(flat, self.weight(params))
+        logits = rows_product(flat, self.weight(params))  # a row's logits never depend on the rows beside it
         logits += params["output.b"]
         return flat, logits
 
@@ -70,7 +71,7 @@ class LanguageModelHead:
         adds its transpose to the embedding's), and dtop (T, B, H)."""
         dW = matmul(cache.top.T, cache.dlogits)  # (H, V)
         db = cache.dlogits.sum(axis=0)
-        dtop = matmul(cache.dlogits, self.weight(params).T).reshape(T, B, -1)
+        dtop = rows_product(cache.dlogits, self.weight(params).T).reshape(T, B, -1)
         return {"output.b": db}, dW, dtop
 
     def target_logprobs(self, params: dict, top: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -107,18 +108,24 @@ class _LabelHead:
         raise NotImplementedError
 
     def logits(self, params: dict, features: np.ndarray) -> np.ndarray:
-        out = matmul(np.ascontiguousarray(features), params["output.W"])
+        out = rows_product(features, params["output.W"])
         out += params["output.b"]
         return out
 
     def backward(self, params: dict, features: np.ndarray, dlogits: np.ndarray):
         """-> gradients of output.W and output.b, d(features)."""
         return ({"output.W": matmul(np.ascontiguousarray(features).T, dlogits), "output.b": dlogits.sum(axis=0)},
-                matmul(dlogits, params["output.W"].T))
+                rows_product(dlogits, params["output.W"].T))
 
 
 class SequenceLabelHead(_LabelHead):
     """One label per sequence, from the final states: (h_fwd<T>; h_rev<1>) -> (B, C)."""
+
+    batch_axis = 0  # of its log-probabilities (B, C)
+
+    def shaped(self, rows: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """Its rows of log-probabilities (B, C) as they are."""
+        return rows
 
     def features(self, top: np.ndarray) -> np.ndarray:
         if not self.bidirectional:
@@ -136,6 +143,12 @@ class SequenceLabelHead(_LabelHead):
 
 class TagHead(_LabelHead):
     """A tag at every position: (T, B, width) -> (T*B, C)."""
+
+    batch_axis = 1  # of its log-probabilities (T, B, C)
+
+    def shaped(self, rows: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """Its rows of log-probabilities (T*B, C) as (T, B, C)."""
+        return rows.reshape(top.shape[0], top.shape[1], -1)
 
     def features(self, top: np.ndarray) -> np.ndarray:
         return top.reshape(-1, top.shape[2])

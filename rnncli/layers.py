@@ -152,7 +152,7 @@ class Stack:
                 grads.update({self.prefix(i) + k: v for k, v in g.items()})
         return grads, dx, dstate0
 
-    def step_weights(self, params: dict, packed: Packing = False):
+    def step_weights(self, params: dict, packed: Packing = True):
         """The stacked weights the cell's single step reads (generation, beam search): one direction;
         `packed`: see Cell.step_weights."""
         assert self.directions == 1, "a bidirectional stack has no single step"

@@ -36,6 +36,7 @@ from rnncli.heads import HeadCache, LanguageModelHead
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_backward, embedding_forward, embedding_row_gradient
+from rnncli.kernels.packed import rows_product
 from rnncli.kernels.recurrent import Packing, State, packed_matrix
 from rnncli.layers import Stack
 
@@ -97,7 +98,7 @@ class Model:
         if self.config.vocab_size >= positions:
             return None
         first = self.stack.layer_params(params, 0)
-        table = matmul(params["embed.weight"], first["Wx"])
+        table = rows_product(params["embed.weight"], first["Wx"])
         table += first["b"]
         return table
 
@@ -159,7 +160,7 @@ class Model:
             dtable = embedding_backward(cache.inputs, dx, V)  # (V, G*H)
             grads["layers.0.Wx"] = matmul(params["embed.weight"].T, dtable)
             grads["layers.0.b"] = dtable.sum(axis=0)
-            dE = matmul(dtable, first["Wx"].T)
+            dE = rows_product(dtable, first["Wx"].T)
         elif self.config.tie_weights:
             dE = embedding_backward(cache.inputs, np.ascontiguousarray(dx), V)
         else:  # a large vocabulary: only the rows read (the optimizer updates the rest without reading zeros)
@@ -216,7 +217,7 @@ class Model:
 
     # ---- the single step (generation, beam search) -------------------------------------------
 
-    def step_weights(self, params: Params, packed: Packing = False):
+    def step_weights(self, params: Params, packed: Packing = True):
         """Everything the single-step kernels read: (the cell's stacked weights, E, W_y, b_y, W_y as
         `packed` holds it); `packed` (recurrent.Packing): the matrices packed, for steps of many rows
         on one core (a shard of samples), or packed and shared with a helper on the second core."""

@@ -1,7 +1,6 @@
 """Every cell's backward against central finite differences in float64, step against forward,
 and float32 against float64."""
 
-import time
 
 import numpy as np
 import pytest
@@ -153,13 +152,13 @@ def test_packed_product_equals_the_matrix_product(B, K, F, dtype):
 def test_a_product_shared_with_the_helper_equals_the_matrix_product(K, F, dtype, rows):
     """A product of one row or a few (a beam's), its blocks split between the generating kernel and
     the helper on the second core (kernels/two_cores.py): the product, whoever computed each half,
-    and for several rows the same numbers as the packed kernel on one core. With no helper
+    and the same numbers as the packed kernel on one core. With no helper
     running, the kernel claims and computes both halves itself; with one, the helper computes its
     half of products it claimed, and everything is still the product. A matrix too small to share
     is computed whole, with no request."""
     from rnncli.kernels import two_cores
     from rnncli.kernels.jit import kernel
-    from rnncli.kernels.packed import pack, product_rows
+    from rnncli.kernels.packed import pack, product_row, product_rows
 
     @kernel
     def products(xs, P, mailbox, outs, rows):
@@ -177,25 +176,57 @@ def test_a_product_shared_with_the_helper_equals_the_matrix_product(K, F, dtype,
     requests = 384 // rows if P.nbytes >= two_cores.SHARED_MIN_BYTES else 0
     products(xs, P, mailbox, outs, rows)  # no helper
     np.testing.assert_allclose(outs, exact, rtol=0, atol=tol)
-    if rows > 1:
-        one_core = np.empty_like(outs)
-        for r in range(0, 384, rows):
+    one_core = np.empty_like(outs)  # the packed kernel on one core (one row: its one-row form)
+    for r in range(0, 384, rows):
+        if rows == 1:
+            product_row(xs[r], P, one_core[r])
+        else:
             product_rows(xs[r : r + rows], P, one_core[r : r + rows])
-        np.testing.assert_array_equal(outs, one_core)
+    np.testing.assert_array_equal(outs, one_core)
     assert mailbox[two_cores.POSTED] == mailbox[two_cores.CLAIMED] == requests and mailbox[two_cores.DONE] == 0
     outs[:] = np.nan
     two_cores.with_helper(mailbox, lambda: products(xs, P, mailbox, outs, rows), xs)
     np.testing.assert_allclose(outs, exact, rtol=0, atol=tol)
-    if rows > 1:
-        np.testing.assert_array_equal(outs, one_core)
+    np.testing.assert_array_equal(outs, one_core)  # whoever computed which half
     assert mailbox[two_cores.POSTED] == requests and mailbox[two_cores.STOP] == 1
     assert mailbox[two_cores.DONE] <= requests  # the helper's requests: how many depends on when it started
-    for _ in range(20 if requests else 0):  # the helper does take requests (when it starts in time: retried,
-        if mailbox[two_cores.DONE] > 0:  # apart: after OpenBLAS's two-thread product above, its second thread
-            break  # spins on the helper's core for a while)
-        time.sleep(0.05)
-        two_cores.with_helper(mailbox, lambda: products(xs, P, mailbox, outs, rows), xs)
-    assert mailbox[two_cores.DONE] > 0 or not requests
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8])
+@pytest.mark.parametrize("K, F", [(7, 33), (130, 512), (512, 1000)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_helpers_half_is_the_product_on_one_core(K, F, dtype, rows):
+    """The helper's side of a product (two_cores.requested_half, what `serve` runs for a request it
+    claimed), computed here in one thread right after the post, then the generating side's half:
+    bit for bit the product of the packed kernel on one core, one row by its one-row form. No
+    thread, so nothing depends on when the helper would have started."""
+    from rnncli.kernels import two_cores
+    from rnncli.kernels.jit import kernel
+    from rnncli.kernels.packed import pack, product_row, product_rows
+
+    @kernel
+    def helper_then_here(x, P, mailbox, out):
+        blocks, K, width = P.shape
+        flat = P.reshape(-1)
+        request, end = two_cores.post_request(x, flat, K, width, blocks, mailbox, out)
+        if two_cores.claim(mailbox, two_cores.CLAIMED, request):  # as the helper claims it
+            two_cores.requested_half(mailbox, x)
+            two_cores.store_release(mailbox, two_cores.DONE, request)
+        two_cores.blocks_of_product(x, flat, width, out, 0, end)
+
+    rng = np.random.default_rng(K + F + rows)
+    x = rng.standard_normal((rows, K)).astype(dtype)
+    P = pack(rng.standard_normal((K, F)).astype(dtype))
+    mailbox = two_cores.new_mailbox()
+    out = np.full((rows, F), np.nan, dtype)
+    helper_then_here(x, P, mailbox, out)
+    assert mailbox[two_cores.DONE] == mailbox[two_cores.POSTED] == 1
+    one_core = np.empty_like(out)
+    if rows == 1:
+        product_row(x[0], P, one_core[0])
+    else:
+        product_rows(x, P, one_core)
+    np.testing.assert_array_equal(out, one_core)
 
 
 def test_the_helper_stops_when_the_generating_kernel_fails():
@@ -266,6 +297,30 @@ def test_a_rows_packed_product_does_not_depend_on_the_rows_beside_it():
         part = np.empty((hi - lo, 40), np.float32)
         product_rows(np.ascontiguousarray(x[lo:hi]), P, part)
         assert np.array_equal(part, whole[lo:hi]), (lo, hi)
+
+
+@pytest.mark.parametrize("K, F", [(70, 40), (512, 2048), (3, 200), (130, 33)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_row_alone_is_summed_as_in_a_tile(K, F, dtype):
+    """The one-row kernel (batch-1 generation) sums every number in k order, as the tiles of rows
+    do: a row's numbers are the same alone, in a tile, or in the rows split over the cores
+    (rows_product), and within rounding of the float64 product."""
+    from rnncli.kernels.packed import pack, product_row, product_rows, rows_product
+
+    rng = np.random.default_rng(K * F)
+    x = rng.standard_normal((37, K)).astype(dtype)
+    W = rng.standard_normal((K, F)).astype(dtype)
+    P = pack(W)
+    tiles = np.empty((37, F), dtype)
+    product_rows(x, P, tiles)
+    for r in (0, 5, 36):
+        alone = np.empty(F, dtype)
+        product_row(x[r], P, alone)
+        np.testing.assert_array_equal(alone, tiles[r])
+    np.testing.assert_array_equal(rows_product(x, W), tiles)
+    exact = x.astype(np.float64) @ W.astype(np.float64)
+    tol = 1e-5 * np.sqrt(K) if dtype == np.float32 else 1e-13 * np.sqrt(K)
+    np.testing.assert_allclose(tiles, exact, rtol=0, atol=tol)
 
 
 def test_packed_product_refuses_rows_of_another_number_type():

@@ -272,38 +272,46 @@ def test_descending_order_is_a_stable_sort_from_largest_to_smallest(n):
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_a_step_over_many_rows_with_packed_weights_is_the_step_with_np_dot(cell):
-    """The single step's products through the packed kernel (rows >= a tile) give the same logits and
-    states as through np.dot (for the cells that can, one product over [x, h] against [Wx; Wh] per
-    layer), in float64 to the last bits' error; fewer rows than a tile use np.dot. So do the
-    products of each row shared with a helper (two_cores.py), here computed whole by the step."""
+def test_a_row_steps_to_the_same_bytes_alone_beside_others_or_shared(cell):
+    """The single step's products run in our packed kernel (one row: its one-row form; the cells
+    that can, one product over [x, h] against [Wx; Wh] per layer), or shared with a helper
+    (two_cores.py, here computed whole by the step): the same logits and states as the chunk
+    kernels (model.next_token_logprobs) in float64 to the last bits' error, and for every row the
+    same bytes whether it steps alone, beside 1 or 8 others, or shared."""
     from rnncli.config import ModelConfig
 
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)  # 4H = 160: blocks cut short
     model = Model(cfg)
     rng = np.random.default_rng(2)
     params = model.init_params(rng, np.float64)
-    plain, packed = model.step_weights(params), model.step_weights(params, packed=True)
+    packed = model.step_weights(params)
     shared = model.step_weights(params, packed=new_mailbox())  # rows shared with a helper (none runs here)
-    assert plain[0].Wx0_packed is None and packed[0].Wx0_packed is not None  # packed only when asked
-    assert (plain[0].Wxh0 is not None) == cell.startswith("rnn") and packed[0].Wxh0 is None  # the rnn fuses
+    assert packed[0].Wx0_packed is not None and not isinstance(packed[0].Wx0_packed, tuple)
+    assert (packed[0].Wxh0 is not None) == (cell not in ("gru", "gru-cudnn"))  # fused where the maths allows
     assert isinstance(shared[0].Wx0_packed, tuple) and isinstance(shared[-1], tuple)
-    for rows in (9, 2, 1):
-        tokens = rng.integers(0, 11, rows)
-        state = [tuple(rng.normal(size=a.shape) for a in layer) for layer in model.initial_state(rows, np.float64)]
-        logits, s1 = model.step(params, tokens, state, weights=plain)
+    tokens = rng.integers(0, 11, 9)
+    state = [tuple(rng.normal(size=a.shape) for a in layer) for layer in model.initial_state(9, np.float64)]
+    logits, s1 = model.step(params, tokens, state, weights=packed)
+    logprobs, s_chunk = model.next_token_logprobs(params, tokens[None, :], state)
+    lg = logits - logits.max(axis=1, keepdims=True)
+    np.testing.assert_allclose(lg - np.log(np.exp(lg).sum(axis=1, keepdims=True)), logprobs[0], rtol=1e-12,
+                               atol=1e-12)
+    for a, b in zip(s1, s_chunk, strict=True):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-12)
+    for rows in (slice(0, 9), slice(3, 5), slice(6, 7)):
+        part = [tuple(np.ascontiguousarray(a[rows]) for a in layer) for layer in state]
         for weights in (packed, shared):
-            logits2, s2 = model.step(params, tokens, state, weights=weights)
-            np.testing.assert_allclose(logits2, logits, rtol=1e-12, atol=1e-12)
+            logits2, s2 = model.step(params, tokens[rows], part, weights=weights)
+            np.testing.assert_array_equal(logits2, logits[rows])
             for a, b in zip(s1, s2, strict=True):
-                np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-12)
+                np.testing.assert_array_equal(a[0][rows], b[0])
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru-cudnn"])
 def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
-    """64 samples as two shards of 32 rows, one per core (packed products), give the tokens of one
-    batch of 64 (np.dot), each row from its own uniforms; a shard whose rows all ended stops early
-    and its rows read <EOS> from there."""
+    """64 samples as two shards of 32 rows, one per core, give the bytes of one batch of 64, each row
+    from its own uniforms; a shard whose rows all ended stops early and its rows read <EOS> from
+    there."""
     import rnncli.cores as cores
     from rnncli.config import ModelConfig
     from rnncli.sample import generate_rows
@@ -319,7 +327,7 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     context = np.full((1, N), EOS)
     uniforms = rng.random((N, n))
     results = []
-    for weights, parts in ((model.step_weights(params, packed=True), shards), (model.step_weights(params), [])):
+    for weights, parts in ((model.step_weights(params), shards), (model.step_weights(params), [])):
         h, c = model.step_state(model.initial_state(N))
         out, lps = np.empty((N, n), np.int64), np.empty((N, n))
         got = generate_rows(weights, parts, h, c, context, uniforms, 0.9, 0, 1.0, False, np.zeros(N, np.bool_),
@@ -327,8 +335,8 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
         results.append((got, out, lps, h))
     (got, out, lps, h), (got2, out2, lps2, h2) = results
     assert got == got2 == n and out.tolist() == out2.tolist()
-    np.testing.assert_allclose(lps, lps2, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(h, h2, rtol=1e-4, atol=1e-5)  # each shard's state written back
+    np.testing.assert_array_equal(lps, lps2)
+    np.testing.assert_array_equal(h, h2)  # each shard's state written back
     finished = np.zeros(N, np.bool_)
     finished[:32] = True  # the first shard's rows have all ended: it stops after one step
     h, c = model.step_state(model.initial_state(N))
@@ -341,8 +349,8 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
     """One sample with each product shared by both cores (the helper serving beside the generating
-    kernel, two_cores.py; the layers' matrices large enough to share) gives the tokens of the plain
-    step (np.dot), from the same uniforms; the helper computed its halves and was stopped."""
+    kernel, two_cores.py; the layers' matrices large enough to share) gives the bytes of the step on
+    one core, from the same uniforms; the helper computed its halves and was stopped."""
     import rnncli.cores as cores
     from rnncli.config import ModelConfig
     from rnncli.kernels import two_cores
@@ -367,16 +375,15 @@ def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
         results.append((got, out, lps, h))
     (got, out, lps, h), (got2, out2, lps2, h2) = results
     assert got == got2 == n and out.tolist() == out2.tolist()
-    np.testing.assert_allclose(lps, lps2, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(h, h2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(lps, lps2)
+    np.testing.assert_array_equal(h, h2)
     assert packing[two_cores.STOP] == 1 and packing[two_cores.POSTED] > 0
 
 
 def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
     """`step_packing`: up to a tile's rows (4), the helper for a long enough sample of a model with a
     matrix worth sharing, once the helper's kernel is compiled; a beam with the helper at any width
-    and length; else packed weights for a tile's rows or more (in shards for many rows), OpenBLAS
-    for fewer."""
+    and length; else packed weights on one core (in shards for many rows)."""
     import rnncli.cores as cores
     from rnncli.config import ModelConfig
     from rnncli.kernels import two_cores
@@ -390,19 +397,19 @@ def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
     shared = lambda packing: isinstance(packing, np.ndarray)  # noqa: E731 - a mailbox
     assert shared(cores.step_packing(1, long, large))
     assert shared(cores.step_packing(3, long, large)) and shared(cores.step_packing(4, 200, large))  # a few rows
-    assert cores.step_packing(1, long - 1, large) is False  # a short sample does not repay the start
+    assert cores.step_packing(1, long - 1, large) is True  # a short sample does not repay the start
     assert shared(cores.step_packing(2, cores.HELPER_MIN_STEPS[2], large))  # two rows: sooner
-    assert cores.step_packing(1, long, small) is False  # 1 x 128: twice as fast on OpenBLAS
+    assert cores.step_packing(1, long, small) is True  # 1 x 128: faster on one core
     assert cores.step_packing(5, 200, large) is True  # shards from 5 rows
     assert cores.step_packing(64, 200, small) is True and cores.step_packing(15, 200, small) is True
     assert shared(cores.step_packing(64, 10, large, beam=True)) and shared(cores.step_packing(2, 10, large, beam=True))
-    assert cores.step_packing(8, 10, small, beam=True) is True and cores.step_packing(2, 10, small, beam=True) is False
+    assert cores.step_packing(8, 10, small, beam=True) is True and cores.step_packing(2, 10, small, beam=True) is True
     monkeypatch.setattr(cores, "blas_threads", lambda: 1)
-    assert cores.step_packing(1, long, large) is False  # one core
+    assert cores.step_packing(1, long, large) is True  # one core
     assert cores.step_packing(8, 10, large, beam=True) is True
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: False)
-    assert cores.step_packing(1, long, large) is False  # a cold cache: OpenBLAS (a first sample's start)
+    assert cores.step_packing(1, long, large) is True  # a cold cache: one core (a first sample's start)
     assert cores.step_packing(8, 10, large, beam=True) is True
 
 
@@ -536,7 +543,7 @@ def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
     assert "6 rows at a time, on one core, the products in rnncli's packed kernel" in alone.stderr
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     one = run_cli("sample", "--model", char_model, "--length", "3", "--verbose", "--seed", "1")
-    assert "1 row(s) at a time, the products in OpenBLAS" in one.stderr
+    assert "1 row at a time, on one core, the products in rnncli's packed kernel" in one.stderr
     monkeypatch.setattr(cores, "HELPER_MIN_STEPS", (0, 5, 5, 5))  # a "long" sample, a "large" model, compiled
     monkeypatch.setattr("rnncli.kernels.two_cores.SHARED_MIN_BYTES", 0)
     monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: True)
@@ -544,4 +551,4 @@ def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
     assert long.exit_code == 0, long.stderr
     assert "1 row(s) at a time, the products of 512 KB or more shared by both cores" in long.stderr
     monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: False)
-    assert long.stdout == run_cli("sample", "--model", char_model, "--length", "40", "--seed", "1").stdout  # OpenBLAS
+    assert long.stdout == run_cli("sample", "--model", char_model, "--length", "40", "--seed", "1").stdout  # one core

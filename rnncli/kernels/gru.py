@@ -275,7 +275,7 @@ class SimpleGRUCell(Cell):
         dgates, dh0 = gru_simple_backward(dhs, dstateT[0], pack(p["Wh"].T), state0[0], hs, gates)
         return dgates, (dh0,)
 
-    def step_weights(self, layers, packed=False):
+    def step_weights(self, layers, packed=True):
         dtype = layers[0]["Wx"].dtype
         Wx0, WxR = input_weights(layers)
         Wh = stacked(layers, "Wh", dtype)
@@ -319,7 +319,7 @@ class GRUCell(Cell):
         dWh[:, 2 * H :] = matmul(rhs.reshape(T * B, H).T, d_cand.reshape(T * B, H))
         return dWh
 
-    def step_weights(self, layers, packed=False):
+    def step_weights(self, layers, packed=True):
         dtype = layers[0]["Wx"].dtype
         blocks = [_split_Wh(lp["Wh"]) for lp in layers]
         Wx0, WxR = input_weights(layers)

@@ -155,7 +155,7 @@ class CudnnGRUCell(Cell):
         H = dgates_h.shape[2] // 3
         return {"bhn": dgates_h[:, :, 2 * H :].sum(axis=(0, 1))}  # b_hn sits beside W_hn h
 
-    def step_weights(self, layers, packed=False):
+    def step_weights(self, layers, packed=True):
         dtype = layers[0]["Wx"].dtype
         Wx0, WxR = input_weights(layers)
         Wh = stacked(layers, "Wh", dtype)

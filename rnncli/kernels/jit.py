@@ -18,6 +18,53 @@ from numba.extending import overload
 
 OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
+
+def _kernels_digest() -> bytes:
+    """One hash of every module's source in this folder."""
+    import hashlib
+
+    folder = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.digest()
+
+
+def _stamp_every_kernel_with_the_folder() -> None:
+    """Numba keeps a compiled kernel while the source file of the kernel's own function is
+    unchanged, but a kernel holds the code of every helper it inlines and every overload it calls,
+    from other files (generation's `generate` holds the step of every cell and packed.py's
+    products): a change to one of those would leave a stale kernel in the cache, silently. So each
+    kernel's stamp also carries a hash of this whole folder's sources (~1 ms once per process), and
+    any change here recompiles them all."""
+    from numba.core import caching
+
+    folder_digest = None
+
+    def stamped(locator):
+        class Stamped(locator):
+            def get_source_stamp(self):
+                nonlocal folder_digest
+                if folder_digest is None:
+                    folder_digest = _kernels_digest()
+                return super().get_source_stamp(), folder_digest
+
+        Stamped.__name__ = f"Stamped{locator.__name__}"
+        return Stamped
+
+    impl = getattr(caching, "_CacheImpl", None) or caching.CacheImpl  # (its name in Numba before 0.60)
+    classes = impl._locator_classes
+    if not getattr(classes[0], "rnncli_stamped", False):
+        wrapped = [stamped(locator) for locator in classes]
+        for locator in wrapped:
+            locator.rnncli_stamped = True
+        classes[:] = wrapped
+
+
+_stamp_every_kernel_with_the_folder()
+
 kernel = njit(**OPTIONS)
 """Decorator for a compiled kernel."""
 

@@ -238,7 +238,7 @@ class LSTMCell(Cell):
         dpeep[2] = (dgates[:, :, 3 * H :] * cs).sum(axis=(0, 1))  # dp_o = sum do_pre * c<t>
         return {"peep": dpeep}
 
-    def step_weights(self, layers, packed=False):
+    def step_weights(self, layers, packed=True):
         dtype = layers[0]["Wx"].dtype
         H = layers[0]["Wh"].shape[0]
         peep = [self._peep(lp, H, dtype) for lp in layers]

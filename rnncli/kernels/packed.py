@@ -319,46 +319,97 @@ def product_in_groups(x, P, out):
 
 
 @inline
-def row_product_blocks(x, flat, width, out, c_lo, c_hi):
-    """out (F,) = x (K,) @ W for the columns of blocks c_lo .. c_hi - 1 of P = pack(W), given as
-    P.reshape(-1) (`flat`, blocks of `width` columns). One row has no tile of rows to reuse each
-    loaded vector, so the sum over k runs as four interleaved quarters (eight accumulators: enough
-    independent fused multiply-adds to keep loads of the block streaming), added up at the end.
-    Measured (AMD EPYC), 1 x 512 @ 512 x 2048 split over both cores: 171 GB/s, both cores reading
-    the matrix alone 180."""
-    K = x.shape[0]
+def _row_block_sums(x, flat, base, width):
+    """One row's two accumulators against the packed block starting at flat[base], summed in k
+    order (the tile kernel's order: the same numbers as that row in a tile)."""
+    V = width // 2
+    a = b = vector_zero(flat)
+    for k in range(x.shape[0]):
+        a = vector_fma(a, vector_load(flat, base + k * width), x[k])
+        b = vector_fma(b, vector_load(flat, base + k * width + V), x[k])
+    return a, b
+
+
+@inline
+def _store_row_vector(a, b, out, col, width):
+    """out[col : col + 2V] = a row's two vectors, cut at out's size (a last block part padding)."""
     F = out.shape[0]
     V = width // 2
-    q = K // 4
-    one = out.dtype.type(1.0)
-    for c in range(c_lo, c_hi):
+    if col + width <= F:
+        vector_store(out, col, a)
+        vector_store(out, col + V, b)
+    else:
+        tile = np.empty(width, dtype=out.dtype)
+        vector_store(tile, 0, a)
+        vector_store(tile, V, b)
+        for j in range(F - col):
+            out[col + j] = tile[j]
+
+
+def rows_product(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """x (M, K) @ W (K, F), any M, by this kernel: W packed, 16 rows of x at a time against every
+    block (`product_in_groups`), on one core, or with the rows split over the cores when BLAS may
+    use two and the call is not already one core's part (blas.on_each_core). Every product whose
+    rows are a model's positions goes through here (the input side, the output layer and their
+    gradients w.r.t. the rows), never through a BLAS: OpenBLAS rounds a row differently depending
+    on how many rows share the call and on the CPU's kernel family (Haswell, SkylakeX, Zen), so
+    its rows' numbers would depend on how the work was split and where it ran; here every number
+    is one chain of fused multiply-adds in k order, whoever computes it."""
+    from rnncli.kernels.blas import blas_threads, on_each_core, one_blas_thread
+
+    x = np.ascontiguousarray(x)
+    P = pack(W)
+    out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
+    cores = min(blas_threads(), x.shape[0] // GROUP_ROWS)
+    if cores < 2:
+        product_in_groups(x, P, out)
+        return out
+    bounds = [x.shape[0] * k // cores // GROUP_ROWS * GROUP_ROWS for k in range(cores)] + [x.shape[0]]
+    with one_blas_thread():
+        on_each_core(lambda k: product_in_groups(x[bounds[k]:bounds[k + 1]], P, out[bounds[k]:bounds[k + 1]]),
+                     list(range(cores)))
+    return out
+
+
+@inline
+def row_product_blocks(x, flat, width, out, c_lo, c_hi):
+    """out (F,) = x (K,) @ W for the columns of blocks c_lo .. c_hi - 1 of P = pack(W), given as
+    P.reshape(-1) (`flat`, blocks of `width` columns). Every number is summed in k order, as in a
+    tile of rows: a row's numbers never depend on whether it was computed alone or beside others.
+    One row has no tile of rows to reuse each loaded vector, so four blocks run at once (eight
+    accumulators: enough independent fused multiply-adds to keep four streams of the matrix
+    loading)."""
+    K = x.shape[0]
+    V = width // 2
+    c = c_lo
+    while c + 4 <= c_hi:
         base = c * K * width
+        step = K * width
         a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vector_zero(flat)  # values: eight accumulators
-        for k in range(q):
+        for k in range(K):
             i = base + k * width
-            a0 = vector_fma(a0, vector_load(flat, i), x[k])
-            b0 = vector_fma(b0, vector_load(flat, i + V), x[k])
-            i += q * width
-            a1 = vector_fma(a1, vector_load(flat, i), x[q + k])
-            b1 = vector_fma(b1, vector_load(flat, i + V), x[q + k])
-            i += q * width
-            a2 = vector_fma(a2, vector_load(flat, i), x[2 * q + k])
-            b2 = vector_fma(b2, vector_load(flat, i + V), x[2 * q + k])
-            i += q * width
-            a3 = vector_fma(a3, vector_load(flat, i), x[3 * q + k])
-            b3 = vector_fma(b3, vector_load(flat, i + V), x[3 * q + k])
-        for k in range(4 * q, K):  # K not a multiple of 4
-            a0 = vector_fma(a0, vector_load(flat, base + k * width), x[k])
-            b0 = vector_fma(b0, vector_load(flat, base + k * width + V), x[k])
-        a0 = vector_fma(vector_fma(vector_fma(a0, a1, one), a2, one), a3, one)  # + 1 * a: exact additions
-        b0 = vector_fma(vector_fma(vector_fma(b0, b1, one), b2, one), b3, one)
-        col = c * width
-        if col + width <= F:
-            vector_store(out, col, a0)
-            vector_store(out, col + V, b0)
-        else:  # a last block that is part padding
-            tile = np.empty(width, dtype=out.dtype)
-            vector_store(tile, 0, a0)
-            vector_store(tile, V, b0)
-            for j in range(F - col):
-                out[col + j] = tile[j]
+            s = x[k]
+            a0 = vector_fma(a0, vector_load(flat, i), s)
+            b0 = vector_fma(b0, vector_load(flat, i + V), s)
+            a1 = vector_fma(a1, vector_load(flat, i + step), s)
+            b1 = vector_fma(b1, vector_load(flat, i + step + V), s)
+            a2 = vector_fma(a2, vector_load(flat, i + 2 * step), s)
+            b2 = vector_fma(b2, vector_load(flat, i + 2 * step + V), s)
+            a3 = vector_fma(a3, vector_load(flat, i + 3 * step), s)
+            b3 = vector_fma(b3, vector_load(flat, i + 3 * step + V), s)
+        _store_row_vector(a0, b0, out, c * width, width)
+        _store_row_vector(a1, b1, out, (c + 1) * width, width)
+        _store_row_vector(a2, b2, out, (c + 2) * width, width)
+        _store_row_vector(a3, b3, out, (c + 3) * width, width)
+        c += 4
+    while c < c_hi:
+        a, b = _row_block_sums(x, flat, c * K * width, width)
+        _store_row_vector(a, b, out, c * width, width)
+        c += 1
+
+
+@kernel
+def product_row(x, P, out):
+    """out (F,) = x (K,) @ W for P = pack(W): `row_product_blocks` over every block (one row on one
+    core: batch-1 generation where no helper shares the product)."""
+    row_product_blocks(x, P.reshape(-1), P.shape[2], out, 0, P.shape[0])

@@ -20,7 +20,7 @@ from numba import types
 
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel, overload_by_type
-from rnncli.kernels.packed import GROUP_ROWS, pack, product_in_groups, product_rows
+from rnncli.kernels.packed import pack, product_row, product_rows, rows_product
 from rnncli.kernels.two_cores import shared_product
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
@@ -48,24 +48,12 @@ def single_step(weights_class):
     return register
 
 
-@inline
-def times(x, W):
-    """x (B, K) @ W (K, F) into a new (B, F) array. np.dot's form with an output array: the form
-    without one compiles ~0.4 s longer, and these steps are compiled on a first sample."""
-    out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
-    np.dot(x, W, out)
-    return out
-
-
 def step_times(x, W, P):
-    """x (B, K) @ W (K, F) into a new (B, F) array, for the single step. P is W packed, None
+    """x (B, K) @ W (K, F) into a new (B, F) array, for the single step. P is W packed
     (`packed_matrix`), an empty 1-D array: the product is already in the layer's input (`fused`),
-    and this gives zeros, or (W packed, a mailbox): each row's product shared with a helper on the
-    second core (two_cores.py; batch-1 generation). With P packed and two rows or more (the
-    samples of one core's shard): our kernel (packed.py); else np.dot: for one row, OpenBLAS
-    streams W on both cores, faster than one core. Chosen by P's type when compiled: a step without
-    packed weights (the kernel a first sample compiles without the helper) contains no packed code
-    (1.1 s of a cold start)."""
+    and this gives zeros, or (W packed, a mailbox): the product shared with a helper on the second
+    core (two_cores.py). Always our kernel (packed.py), never a BLAS: every number is one chain of
+    fused multiply-adds in k order, whichever rows run beside it and on whichever CPU."""
     raise NotImplementedError("step_times runs inside Numba kernels only")
 
 
@@ -81,8 +69,6 @@ def packed_at(stack, index):
 
 @overload_by_type(step_times)
 def _step_times(x, W, P):
-    if isinstance(P, types.NoneType):
-        return lambda x, W, P: times(x, W)
     if isinstance(P, types.Array) and P.ndim == 1:
         return lambda x, W, P: np.zeros((x.shape[0], W.shape[1]), dtype=x.dtype)
     if isinstance(P, types.BaseTuple):
@@ -95,10 +81,11 @@ def _step_times(x, W, P):
         return on_two_cores
 
     def with_packed(x, W, P):
-        if x.shape[0] < 2:  # one row: OpenBLAS streams W on both cores (see above)
-            return times(x, W)
         out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
-        product_rows(x, P, out)
+        if x.shape[0] == 1:
+            product_row(x[0], P, out[0])
+        else:
+            product_rows(x, P, out)
         return out
 
     return with_packed
@@ -186,18 +173,18 @@ def input_weights(layers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 Packing = bool | np.ndarray
-"""How the single step's matrices are held (`step_times`): False, as they are (np.dot); True,
-packed, for steps of many rows on one core; a mailbox (two_cores.new_mailbox()), packed and each
-row's product shared with a helper on the second core (batch-1 generation)."""
+"""How the single step's matrices are held (`step_times`): True, packed, for steps on one core; a
+mailbox (two_cores.new_mailbox()), packed and each product shared with a helper on the second core
+(a few rows: batch-1 generation, a beam). Either way the same matrices and the same arithmetic
+(packed.py: every number one chain of fused multiply-adds in k order), so a row's numbers never
+depend on which, nor on the rows beside it."""
 
 
 def packed_matrix(W: np.ndarray, packed: Packing):
-    """W (K, F), or each matrix of a stack W (L, K, F), held as `packed` says (packed.py: (blocks,
-    K, 2V) a matrix), for `step_times`; None when not packed (the step then uses np.dot)."""
-    if packed is False:
-        return None
+    """W (K, F), or each matrix of a stack W (L, K, F), packed (packed.py: (blocks, K, 2V) a matrix)
+    for `step_times`, with the mailbox when `packed` is one."""
     P = pack(W) if W.ndim == 2 else np.ascontiguousarray(np.stack([pack(w) for w in W]))
-    return P if packed is True else (P, packed)
+    return (P, packed) if isinstance(packed, np.ndarray) else P
 
 
 def packed_inputs(Wx0: np.ndarray, WxR: np.ndarray, packed: Packing) -> tuple:
@@ -205,20 +192,12 @@ def packed_inputs(Wx0: np.ndarray, WxR: np.ndarray, packed: Packing) -> tuple:
     return packed_matrix(Wx0, packed), packed_matrix(WxR, packed)
 
 
-def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: Packing, fuse: bool = False) -> tuple:
+def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: Packing) -> tuple:
     """For a cell whose step multiplies h<t-1> by all of Wh (L, H, G*H) and adds it to x<t> @ Wx:
-    (Wx0 packed, WxR packed, Wh packed, Wxh0, WxhR), the last two None unless fused. Packed (True)
-    for steps of many rows on one core. Fused: one product per layer over [x<t>, h<t-1>] against
-    [Wx; Wh] (Wxh0 (D+H, G*H), WxhR (L-1, 2H, G*H)) and Wh's own product marked as taken
-    (`step_times`): fewer, larger products for two cores to share. With plain weights only when
-    `fuse` (OpenBLAS's threads; measured, batch-1 generation at the char-rnn size, alternating, AMD
-    EPYC: rnn 19.3k -> 23.9k tokens/s, lstm 7.44k -> 7.45k, gru-simple 13.1k -> 12.3k; so only the
-    rnn asks); shared with a helper (a mailbox), always: [Wx; Wh] packed as the layer input's
-    matrix, each layer one request to the helper instead of two (measured below)."""
-    if packed is True:
-        return *packed_inputs(Wx0, WxR, True), packed_matrix(Wh, True), None, None
-    if packed is False and not fuse:
-        return None, None, None, None, None
+    (Wxh0 packed, WxhR packed, a mark, Wxh0, WxhR). One product per layer over [x<t>, h<t-1>]
+    against [Wx; Wh] (Wxh0 (D+H, G*H), WxhR (L-1, 2H, G*H)), Wh's own product marked as taken
+    (`step_times`): fewer, larger products (for two cores to share: one request to the helper per
+    layer instead of two), and one form whether a helper shares them or not."""
     Wxh0 = np.ascontiguousarray(np.concatenate([Wx0, Wh[0]]))
     if Wh.shape[0] > 1:
         WxhR = np.ascontiguousarray(np.concatenate([WxR, Wh[1:]], axis=1))
@@ -229,25 +208,10 @@ def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: Pack
 
 def input_product(x: np.ndarray, W: np.ndarray) -> np.ndarray:
     """x (M, K) @ W (K, F) for a chunk's input side (x @ Wx forward, d(xw) @ Wx^T backward), M = the
-    chunk's T*B positions, through our packed kernel (packed.product_in_groups): 16 rows at a time
-    against the packed W ran at 105-110 GFLOP/s where OpenBLAS ran at 97-103 (one core, 1600 x 512
-    @ 512 x 2048 and 1600 x 2048 @ 2048 x 512). Always this kernel, in a shard on its core or else
-    with the rows split over the cores: a row's numbers then never depend on the rows beside it or
-    on how many cores there are (`--workers` gives the bytes of one process)."""
-    from rnncli.kernels.blas import blas_threads, on_each_core, one_blas_thread
-
-    x = np.ascontiguousarray(x)
-    P = pack(W)
-    out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
-    cores = min(blas_threads(), x.shape[0] // GROUP_ROWS)
-    if cores < 2:
-        product_in_groups(x, P, out)
-        return out
-    bounds = [x.shape[0] * k // cores // GROUP_ROWS * GROUP_ROWS for k in range(cores)] + [x.shape[0]]
-    with one_blas_thread():
-        on_each_core(lambda k: product_in_groups(x[bounds[k]:bounds[k + 1]], P, out[bounds[k]:bounds[k + 1]]),
-                     list(range(cores)))
-    return out
+    chunk's T*B positions: packed.rows_product (16 rows at a time against the packed W ran at
+    105-110 GFLOP/s where OpenBLAS ran at 97-103, one core, 1600 x 512 @ 512 x 2048 and 1600 x 2048
+    @ 2048 x 512)."""
+    return rows_product(x, W)
 
 
 class Cell:
@@ -331,7 +295,7 @@ class Cell:
         the notes, each (T, B, H); `saved` is the fourth part of the chunk's cache. None for the plain RNN."""
         return {}
 
-    def step_weights(self, layers: list[dict], packed: Packing = False):
+    def step_weights(self, layers: list[dict], packed: Packing = True):
         """The stacked weights of a stack of this cell (`layers`: each layer's parameters), as the
         named tuple its registered single step reads; each matrix held as `packed` says (`Packing`)."""
         raise NotImplementedError

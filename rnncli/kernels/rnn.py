@@ -112,9 +112,9 @@ class RNNCell(Cell):
         dpre, dh0 = rnn_backward(dhs, dstateT[0], pack(p["Wh"].T), hs, self.relu)
         return dpre, (dh0,)
 
-    def step_weights(self, layers, packed=False):
+    def step_weights(self, layers, packed=True):
         dtype = layers[0]["Wx"].dtype
         Wx0, WxR = input_weights(layers)
         Wh = stacked(layers, "Wh", dtype)
-        matrices = step_matrices(Wx0, WxR, Wh, packed, fuse=True)  # one product per layer at batch 1
+        matrices = step_matrices(Wx0, WxR, Wh, packed)
         return RNNWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), self.relu, *matrices)

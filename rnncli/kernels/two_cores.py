@@ -167,7 +167,7 @@ def _numbers_at(at, shape, like):
 
 
 @inline
-def _blocks_of_product(x, flat, width, out, c_lo, c_hi):
+def blocks_of_product(x, flat, width, out, c_lo, c_hi):
     """out (B, F) = x (B, K) @ W for blocks c_lo .. c_hi - 1 of the packed W (`flat`): one row by
     the one-row kernel, more by the tiles of rows (packed.py)."""
     if x.shape[0] == 1:
@@ -177,13 +177,13 @@ def _blocks_of_product(x, flat, width, out, c_lo, c_hi):
 
 
 @inline
-def _requested_half(mailbox, like):
+def requested_half(mailbox, like):
     """The helper's half of the posted request, computed from the addresses in the mailbox."""
     B, K, width, end = mailbox[ROWS], mailbox[INNER], mailbox[WIDTH], mailbox[END]
     x = _numbers_at(mailbox[X_AT], (B, K), like)
     out = _numbers_at(mailbox[OUT_AT], (B, mailbox[COLUMNS]), like)
     flat = _numbers_at(mailbox[P_AT], end * K * width, like)  # the blocks up to the last one
-    _blocks_of_product(x, flat, width, out, mailbox[FIRST], end)
+    blocks_of_product(x, flat, width, out, mailbox[FIRST], end)
 
 
 @kernel
@@ -203,9 +203,28 @@ def serve(mailbox, like):
             continue
         seen = request
         if claim(mailbox, CLAIMED, request):
-            _requested_half(mailbox, like)
+            requested_half(mailbox, like)
             store_release(mailbox, DONE, request)
         since = cycle_count()
+
+
+@inline
+def post_request(x, flat, K, width, blocks, mailbox, out):
+    """Post the product x @ W (W packed as `flat`, `blocks` of `width` columns) for the helper: its
+    half is the second half of the blocks. -> (the request's number, the first of its blocks)."""
+    end = (blocks + 1) // 2
+    request = mailbox[POSTED] + 1
+    mailbox[X_AT] = address(x)
+    mailbox[P_AT] = address(flat)
+    mailbox[OUT_AT] = address(out)
+    mailbox[INNER] = K
+    mailbox[COLUMNS] = out.shape[1]
+    mailbox[WIDTH] = width
+    mailbox[FIRST] = end
+    mailbox[END] = blocks
+    mailbox[ROWS] = x.shape[0]
+    store_release(mailbox, POSTED, request)
+    return request, end
 
 
 @kernel
@@ -214,28 +233,17 @@ def shared_product(x, P, mailbox, out):
     first half of the blocks here and the second by the helper (or here too, when no helper has
     claimed it). A matrix under SHARED_MIN_BYTES is computed here whole: one row against 256 KB took
     3.3 us shared and 2.5 on one core, 512 KB 4.2 and 5.0 us, 1 MB 7.3-7.8 and 11.1-11.4 us (AMD
-    EPYC, the matrix in cache)."""
+    EPYC, the matrix in cache). Whoever computes a block, its numbers are the same (packed.py)."""
     blocks, K, width = P.shape
     flat = P.reshape(-1)
     request = -1  # none: a matrix under SHARED_MIN_BYTES is computed here whole
     end = blocks
     if P.size * P.itemsize >= SHARED_MIN_BYTES:
-        end = (blocks + 1) // 2
-        request = mailbox[POSTED] + 1
-        mailbox[X_AT] = address(x)
-        mailbox[P_AT] = address(flat)
-        mailbox[OUT_AT] = address(out)
-        mailbox[INNER] = K
-        mailbox[COLUMNS] = out.shape[1]
-        mailbox[WIDTH] = width
-        mailbox[FIRST] = end
-        mailbox[END] = blocks
-        mailbox[ROWS] = x.shape[0]
-        store_release(mailbox, POSTED, request)
+        request, end = post_request(x, flat, K, width, blocks, mailbox, out)
     lo, hi = 0, end
     while True:  # this side's blocks, then the helper's if no helper claimed them: one call site of
         # the product, which Numba would compile anew at each (three: 14.1 s against 4.5)
-        _blocks_of_product(x, flat, width, out, lo, hi)
+        blocks_of_product(x, flat, width, out, lo, hi)
         if request < 0 or lo > 0:
             return
         if not claim(mailbox, CLAIMED, request):  # the helper took them
