@@ -31,6 +31,7 @@ from rnncli.data import Corpus
 from rnncli.examples import encode_examples, epoch_batches, label_set, make_batch, read_examples, split_examples
 from rnncli.predict import classify, tag, translate
 from rnncli.setup import new_run
+from rnncli.tasks import get_task  # noqa: E402
 from rnncli.tokenizers import fit_tokenizer
 from rnncli.train import train
 
@@ -45,13 +46,13 @@ def load(task: str, seed: int):
     path = SHARED / train_name
     if not path.exists():
         sys.exit(f"{path} not found: the task benchmarks read ../shared/corpora")
-    train_ex = read_examples(task, Corpus(str(path)))
+    train_ex = read_examples(get_task(task), Corpus(str(path)))
     if dev_name:
-        dev_ex = read_examples(task, Corpus(str(SHARED / dev_name)))
+        dev_ex = read_examples(get_task(task), Corpus(str(SHARED / dev_name)))
     else:
         train_ex, dev_ex = split_examples(train_ex, 0.1, seed)
     tokenizer = fit_tokenizer(TokenizerConfig(level="word"), ["\n".join(train_ex.texts()) + "\n"])
-    labels = label_set(train_ex) if task != "translate" else []
+    labels = label_set(train_ex)
     return train_ex, dev_ex, tokenizer, labels, embed
 
 
@@ -131,7 +132,7 @@ def run_torch(task, bidirectional, data, args) -> dict:
     tokens = steps = epoch = 0
     while time.monotonic() - start < args.budget:
         for indices in epoch_batches(encoded, 32, args.seed, epoch):
-            batch = make_batch(task, encoded, indices)
+            batch = make_batch(get_task(task), encoded, indices)
             loss = net.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()

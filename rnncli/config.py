@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, fields
 from rnncli.errors import ConfigError
 
 LEVELS = ("char", "word", "subword")
-TASKS = ("lm", "classify", "tag", "translate")  # tasks.py
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 MAX_LAYERS = 32
 MAX_WIDTH = 1 << 16
@@ -66,27 +65,24 @@ class ModelConfig:
     layers: int = 2  # L stacked recurrent layers
     dropout: float = 0.0  # inverted dropout on each layer's output (training only)
     tie_weights: bool = False  # output projection = embedding^T (needs embed == hidden)
-    task: str = "lm"  # lm | classify | tag | translate (tasks.py)
+    task: str = "lm"  # lm | classify | tag | translate (the registry: tasks/__init__.py)
     bidirectional: bool = False  # every level a forward and a reversed layer (not for lm)
     labels: list[str] = field(default_factory=list)  # classify: the classes; tag: the tags
 
     def check(self) -> None:
         from rnncli.kernels.cells import get_cell
+        from rnncli.tasks import TASKS
 
         get_cell(self.cell)  # an unknown name says which exist
-        if self.task not in TASKS:
+        if not isinstance(self.task, str) or self.task not in TASKS:
             raise ConfigError("task", f"must be one of {', '.join(TASKS)}, not {self.task!r}")
         if not isinstance(self.bidirectional, bool):
             raise ConfigError("bidirectional", f"must be true or false, not {self.bidirectional!r}")
-        if self.bidirectional and self.task == "lm":
-            raise ConfigError("bidirectional", "is not for a language model, which must not see the tokens "
-                                               "it predicts (use it with --task classify, tag or translate)")
-        if self.tie_weights and self.task != "lm":
-            raise ConfigError("tie_weights", "is for the language model only")
         if not isinstance(self.labels, list) or not all(isinstance(x, str) for x in self.labels):
             raise ConfigError("labels", "must be a list of strings")
-        if self.task in ("classify", "tag") and len(self.labels) < 2:
-            raise ConfigError("labels", f"a {self.task} model needs at least 2 labels, not {len(self.labels)}")
+        refused = TASKS[self.task].check_config(self)
+        if refused:
+            raise ConfigError(*refused)
         for name in ("hidden", "embed", "layers"):
             _whole(name, getattr(self, name), 1)
         if self.layers > MAX_LAYERS:

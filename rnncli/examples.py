@@ -1,12 +1,7 @@
-"""Labelled examples for the task models (tasks.py): reading the three formats, encoding them with
-the model's tokenizer, and batching them by length.
-
-Formats (UTF-8 text, `-` for stdin, as for a corpus):
-  classify   `label<TAB>text` per line; a first line whose label field is `label` is a header.
-  tag        CoNLL columns: the token first, its tag last (whitespace-separated); a blank line ends
-             a sentence; `-DOCSTART-` lines are skipped.
-  translate  `source<TAB>target` per line; further columns are ignored.
-Blank lines (outside tagging) are skipped; a line that does not fit its format is an error naming it.
+"""Labelled examples for the task models (tasks/): reading them in their task's format (each task's
+module: classify.py, tag.py, translate.py), encoding them with the model's tokenizer, and batching
+them by length. Files are UTF-8 text, `-` for stdin, as for a corpus; blank lines (outside tagging)
+are skipped; a line that does not fit its format is an error naming it.
 
 Tags and pieces: at the word level each CoNLL token is one token (or a few, when the word
 tokenizer splits it); at the char and subword levels a token is several pieces. Either way a
@@ -35,10 +30,9 @@ import numpy as np
 
 from rnncli.data import Corpus
 from rnncli.errors import RnncliError
-from rnncli.tasks import Batch
+from rnncli.tasks.base import Task
+from rnncli.tasks.models import Batch
 from rnncli.tokenizers import EOS, UNK, WordTokenizer
-
-HEADER_LABEL = "label"
 
 
 @dataclass
@@ -46,7 +40,7 @@ class Examples:
     """Raw examples of one task: sources (text; for tagging, the list of tokens) and targets (a
     label; a list of tags; a target text)."""
 
-    task: str
+    task: Task
     sources: list
     targets: list
 
@@ -59,81 +53,20 @@ class Examples:
     def texts(self):
         """Every text a tokenizer should know, one per line."""
         for source, target in zip(self.sources, self.targets, strict=True):
-            yield " ".join(source) if self.task == "tag" else source
-            if self.task == "translate":
-                yield target
+            yield from self.task.texts(source, target)
 
 
-def read_examples(task: str, corpus: Corpus) -> Examples:
+def read_examples(task: Task, corpus: Corpus) -> Examples:
     """Every example in `corpus`; raises RnncliError naming the first line that does not fit."""
-    reader = {"classify": _read_classify, "tag": _read_tagged, "translate": _read_pairs}[task]
-    sources, targets = reader(corpus)
+    sources, targets = task.read(corpus)
     if not sources:
-        raise RnncliError(f"{corpus.name}: holds no {task} examples ({FORMAT_HINT[task]})")
+        raise RnncliError(f"{corpus.name}: holds no {task.name} examples ({task.format_hint})")
     return Examples(task, sources, targets)
 
 
-FORMAT_HINT = {
-    "classify": "expected lines of label<TAB>text",
-    "tag": "expected CoNLL lines: token ... tag, a blank line between sentences",
-    "translate": "expected lines of source<TAB>target",
-}
-
-
-def _fields(corpus: Corpus, task: str):
-    for number, line in enumerate(corpus.lines(), 1):
-        if line.strip():
-            parts = line.split("\t")
-            if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
-                raise RnncliError(f"{corpus.name}:{number}: {FORMAT_HINT[task]}")
-            yield number, parts
-
-
-def _read_classify(corpus: Corpus):
-    labels, texts = [], []
-    for number, parts in _fields(corpus, "classify"):
-        if number == 1 and parts[0].strip() == HEADER_LABEL:
-            continue
-        labels.append(parts[0].strip())
-        texts.append("\t".join(parts[1:]).strip())
-    return texts, labels
-
-
-def _read_pairs(corpus: Corpus):
-    sources, targets = [], []
-    for _, parts in _fields(corpus, "translate"):
-        sources.append(parts[0].strip())
-        targets.append(parts[1].strip())
-    return sources, targets
-
-
-def _read_tagged(corpus: Corpus):
-    sentences, tags = [], []
-    tokens: list[str] = []
-    labels: list[str] = []
-    for number, line in enumerate(list(corpus.lines()) + [""], 1):
-        columns = line.split()
-        if not columns:
-            if tokens:
-                sentences.append(tokens)
-                tags.append(labels)
-            tokens, labels = [], []
-            continue
-        if columns[0] == "-DOCSTART-":
-            continue
-        if len(columns) < 2:
-            raise RnncliError(f"{corpus.name}:{number}: {FORMAT_HINT['tag']}")
-        tokens.append(columns[0])
-        labels.append(columns[-1])
-    return sentences, tags
-
-
 def label_set(examples: Examples) -> list[str]:
-    """The labels a model learns: sorted; for tagging, `O` first."""
-    if examples.task == "classify":
-        return sorted(set(examples.targets))
-    tags = {t for sentence in examples.targets for t in sentence}
-    return sorted(tags, key=lambda t: (t != "O", t))
+    """The labels a model learns (sorted; for tagging, `O` first)."""
+    return examples.task.label_set(examples.targets)
 
 
 # ---- encoding --------------------------------------------------------------------------------------
@@ -183,18 +116,9 @@ def encode_examples(examples: Examples, tokenizer, labels: list[str]) -> Encoded
     index = {label: i for i, label in enumerate(labels)}
     inputs, targets = [], []
     for source, target in zip(examples.sources, examples.targets, strict=True):
-        if examples.task == "classify":
-            inputs.append(text_ids(tokenizer, source))
-            targets.append(index.get(target, -1))
-        elif examples.task == "tag":
-            ids, last = token_pieces(tokenizer, source)
-            tags = np.full(len(ids), -1, np.int64)
-            tags[last] = [index.get(t, -1) for t in target]
-            inputs.append(ids)
-            targets.append(tags)
-        else:
-            inputs.append(text_ids(tokenizer, source))
-            targets.append(np.append(text_ids(tokenizer, target), EOS))
+        ids, target_ids = examples.task.encode(source, target, tokenizer, index)
+        inputs.append(ids)
+        targets.append(target_ids)
     return Encoded(inputs, targets)
 
 
@@ -243,21 +167,10 @@ def drop_rare_inputs(batch: Batch, rare: np.ndarray, p: float, rng: np.random.Ge
     return replace(batch, inputs=np.where(hit, UNK, batch.inputs))
 
 
-def make_batch(task: str, encoded: Encoded, indices: np.ndarray) -> Batch:
-    """A Batch (tasks.py) of examples with one input length."""
+def make_batch(task: Task, encoded: Encoded, indices: np.ndarray) -> Batch:
+    """A Batch (tasks/models.py) of examples with one input length."""
     inputs = np.stack([encoded.inputs[i] for i in indices], axis=1)  # (T, B)
-    if task == "classify":
-        return Batch(inputs, np.array([encoded.targets[i] for i in indices], np.int64))
-    if task == "tag":
-        return Batch(inputs, np.stack([encoded.targets[i] for i in indices], axis=1))
-    longest = max(len(encoded.targets[i]) for i in indices)
-    targets = np.full((longest, len(indices)), -1, np.int64)
-    decoder_inputs = np.full((longest, len(indices)), EOS, np.int64)
-    for b, i in enumerate(indices):
-        y = encoded.targets[i]
-        targets[:len(y), b] = y
-        decoder_inputs[1:len(y), b] = y[:-1]  # <EOS>, y<1>, ..., y<n-1>: the target shifted right
-    return Batch(inputs, targets, decoder_inputs)
+    return task.batch(inputs, [encoded.targets[i] for i in indices])
 
 
 def split_examples(examples: Examples, fraction: float, seed: int) -> tuple[Examples, Examples | None]:

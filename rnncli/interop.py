@@ -33,6 +33,7 @@ import numpy as np
 from rnncli.checkpoint import Checkpoint
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict, to_dict
 from rnncli.errors import RnncliError, UsageError
+from rnncli.tasks import get_task
 
 TORCH_MODULES = {"lstm": "nn.LSTM", "gru-cudnn": "nn.GRU", "rnn": "nn.RNN", "rnn-relu": "nn.RNN(nonlinearity='relu')"}
 NOT_IN_TORCH = {
@@ -65,18 +66,13 @@ def tokenizer_from_metadata(meta: dict[str, str]):
 
 def _stacks(m: ModelConfig) -> list[tuple[str, str, int]]:
     """(rnncli prefix, PyTorch module name, directions) of each recurrent stack of a model."""
-    directions = 2 if m.bidirectional else 1
-    return [("", "rnn", directions)] + ([("decoder.", "decoder_rnn", 1)] if m.task == "translate" else [])
+    return [(prefix, module, 2 if m.bidirectional and both_ways else 1)
+            for prefix, module, both_ways in get_task(m.task).stacks()]
 
 
 def _heads(m: ModelConfig) -> list[tuple[str, str]]:
     """(rnncli name, PyTorch name) of the embeddings and the output layer; W matrices transpose."""
-    if m.task == "lm":
-        return [("embed.weight", "embedding.weight"), ("output.W", "decoder.weight"), ("output.b", "decoder.bias")]
-    if m.task == "translate":
-        return [("embed.weight", "embedding.weight"), ("decoder.embed.weight", "decoder_embedding.weight"),
-                ("decoder.output.W", "output.weight"), ("decoder.output.b", "output.bias")]
-    return [("embed.weight", "embedding.weight"), ("output.W", "output.weight"), ("output.b", "output.bias")]
+    return get_task(m.task).torch_names()
 
 
 def _layers(m: ModelConfig):

@@ -18,6 +18,7 @@ import numpy as np
 
 from rnncli.checkpoint import Checkpoint
 from rnncli.errors import UsageError
+from rnncli.tasks import get_task
 
 OPSET = 17
 NOT_IN_ONNX = {"gru-simple": "ONNX's GRU always has a reset gate (gru-simple has only the update gate)"}
@@ -106,6 +107,79 @@ def _stack(g: _Graph, m, p: dict, prefix: str, x: str, directions: int, h0: list
     return x, finals_h, finals_c
 
 
+class _TaskGraph:
+    """The forms of graph the tasks build (each task's `onnx_graph` picks its own): the embedding,
+    the stack and a log-softmax head, wired for a language model, a label model or a translator.
+    Each returns the graph's (inputs, outputs)."""
+
+    def __init__(self, g: _Graph, m, p: dict, helper, TensorProto):
+        self.g, self.m, self.p, self.helper, self.TensorProto = g, m, p, helper, TensorProto
+        self.H, self.L, self.V = m.hidden, m.layers, m.vocab_size
+        self.lstm = m.cell.startswith("lstm")
+        self.directions = 2 if m.bidirectional else 1
+        g.const("keep2", np.array([0, 0, -1], np.int64))
+        g.const("E", np.asarray(p["embed.weight"], np.float32))
+
+    def tensor(self, name, dtype, shape):
+        return self.helper.make_tensor_value_info(name, dtype, shape)
+
+    def log_softmax_of(self, x: str, W: np.ndarray, b: np.ndarray) -> str:
+        g = self.g
+        g.const("Wy", np.ascontiguousarray(W, np.float32))
+        g.const("by", np.asarray(b, np.float32))
+        logits = g.node("Add", [g.node("MatMul", [x, "Wy"], ["logits0"]), "by"], ["logits"])
+        return g.node("LogSoftmax", [logits], ["logprobs"], axis=-1)
+
+    def language_model(self) -> tuple[list, list]:
+        """tokens (T, B), h0 [, c0] (L, B, H) -> logprobs (T, B, V), hT [, cT] (L, B, H)."""
+        g, m, p, L, H, V, T = self.g, self.m, self.p, self.L, self.H, self.V, self.TensorProto
+        g.node("Gather", ["E", "tokens"], ["x0"], axis=0)
+        h0 = [g.node("Slice", ["h0", g.const(f"from{i}", np.array([i], np.int64)),
+                               g.const(f"to{i}", np.array([i + 1], np.int64))], [f"h0_{i}"]) for i in range(L)]
+        c0 = [g.node("Slice", ["c0", f"from{i}", f"to{i}"], [f"c0_{i}"]) for i in range(L)] if self.lstm else None
+        top, finals_h, finals_c = _stack(g, m, p, "", "x0", 1, h0, c0)
+        self.log_softmax_of(top, p["embed.weight"].T if m.tie_weights else p["output.W"], p["output.b"])
+        g.node("Concat", finals_h, ["hT"], axis=0)
+        inputs = [self.tensor("tokens", T.INT64, ["T", "B"]), self.tensor("h0", T.FLOAT, [L, "B", H])]
+        outputs = [self.tensor("logprobs", T.FLOAT, ["T", "B", V]), self.tensor("hT", T.FLOAT, [L, "B", H])]
+        if self.lstm:
+            g.node("Concat", finals_c, ["cT"], axis=0)
+            inputs.append(self.tensor("c0", T.FLOAT, [L, "B", H]))
+            outputs.append(self.tensor("cT", T.FLOAT, [L, "B", H]))
+        return inputs, outputs
+
+    def label_model(self, from_final_states: bool) -> tuple[list, list]:
+        """tokens (T, B) -> logprobs (B, C) from the top level's final states (forward and reversed
+        side by side), or (T, B, C) from the stack's output at every position."""
+        g, m, p, T = self.g, self.m, self.p, self.TensorProto
+        g.node("Gather", ["E", "tokens"], ["x0"], axis=0)
+        top, finals_h, _ = _stack(g, m, p, "", "x0", self.directions, None, None)
+        C = len(m.labels)
+        if from_final_states:  # the top level's final states (directions, B, H) -> (B, directions*H)
+            t = g.node("Transpose", [finals_h[-1]], ["final_t"], perm=[1, 0, 2])
+            top = g.node("Reshape", [t, g.const("rows", np.array([0, -1], np.int64))], ["features"])
+        self.log_softmax_of(top, p["output.W"], p["output.b"])
+        shape = ["B", C] if from_final_states else ["T", "B", C]
+        return [self.tensor("tokens", T.INT64, ["T", "B"])], [self.tensor("logprobs", T.FLOAT, shape)]
+
+    def translator(self) -> tuple[list, list]:
+        """source (T, B) and target_in (T', B) -> logprobs (T', B, V); each encoder level's final
+        states (both directions summed) start the decoder's."""
+        g, m, p, T = self.g, self.m, self.p, self.TensorProto
+        g.node("Gather", ["E", "source"], ["x0"], axis=0)
+        _, finals_h, finals_c = _stack(g, m, p, "", "x0", self.directions, None, None)
+        axis0 = g.const("axis0", np.array([0], np.int64))
+        h0 = [g.node("ReduceSum", [h, axis0], [f"dec_h0_{i}"], keepdims=1) for i, h in enumerate(finals_h)]
+        c0 = [g.node("ReduceSum", [c, axis0], [f"dec_c0_{i}"], keepdims=1) for i, c in enumerate(finals_c)] \
+            if self.lstm else None
+        g.const("E_dec", np.asarray(p["decoder.embed.weight"], np.float32))
+        g.node("Gather", ["E_dec", "target_in"], ["y0"], axis=0)
+        top, _, _ = _stack(g, m, p, "decoder.", "y0", 1, h0, c0)
+        self.log_softmax_of(top, p["decoder.output.W"], p["decoder.output.b"])
+        inputs = [self.tensor("source", T.INT64, ["T", "B"]), self.tensor("target_in", T.INT64, ["U", "B"])]
+        return inputs, [self.tensor("logprobs", T.FLOAT, ["U", "B", self.V])]
+
+
 def to_onnx(ck: Checkpoint):
     """The model as an onnx.ModelProto. A language model:
         tokens (T, B), h0 [, c0] (L, B, H) -> logprobs (T, B, V), hT [, cT] (L, B, H)
@@ -121,62 +195,9 @@ def to_onnx(ck: Checkpoint):
     m = ck.model
     if m.cell in NOT_IN_ONNX:
         raise UsageError(f"a {m.cell} model cannot be exported to ONNX: {NOT_IN_ONNX[m.cell]}")
-    H, L, V = m.hidden, m.layers, m.vocab_size
-    lstm = m.cell.startswith("lstm")
-    p = ck.params
     g = _Graph(helper, numpy_helper)
-    g.const("keep2", np.array([0, 0, -1], np.int64))
-    g.const("E", np.asarray(p["embed.weight"], np.float32))
-    directions = 2 if m.bidirectional else 1
-    inputs, outputs = [], []
-
-    def tensor(name, dtype, shape):
-        return helper.make_tensor_value_info(name, dtype, shape)
-
-    def log_softmax_of(x: str, W: np.ndarray, b: np.ndarray) -> str:
-        g.const("Wy", np.ascontiguousarray(W, np.float32))
-        g.const("by", np.asarray(b, np.float32))
-        logits = g.node("Add", [g.node("MatMul", [x, "Wy"], ["logits0"]), "by"], ["logits"])
-        return g.node("LogSoftmax", [logits], ["logprobs"], axis=-1)
-
-    if m.task == "lm":
-        g.node("Gather", ["E", "tokens"], ["x0"], axis=0)
-        h0 = [g.node("Slice", ["h0", g.const(f"from{i}", np.array([i], np.int64)),
-                               g.const(f"to{i}", np.array([i + 1], np.int64))], [f"h0_{i}"]) for i in range(L)]
-        c0 = [g.node("Slice", ["c0", f"from{i}", f"to{i}"], [f"c0_{i}"]) for i in range(L)] if lstm else None
-        top, finals_h, finals_c = _stack(g, m, p, "", "x0", 1, h0, c0)
-        log_softmax_of(top, p["embed.weight"].T if m.tie_weights else p["output.W"], p["output.b"])
-        g.node("Concat", finals_h, ["hT"], axis=0)
-        inputs = [tensor("tokens", TensorProto.INT64, ["T", "B"]), tensor("h0", TensorProto.FLOAT, [L, "B", H])]
-        outputs = [tensor("logprobs", TensorProto.FLOAT, ["T", "B", V]), tensor("hT", TensorProto.FLOAT, [L, "B", H])]
-        if lstm:
-            g.node("Concat", finals_c, ["cT"], axis=0)
-            inputs.append(tensor("c0", TensorProto.FLOAT, [L, "B", H]))
-            outputs.append(tensor("cT", TensorProto.FLOAT, [L, "B", H]))
-    elif m.task in ("classify", "tag"):
-        g.node("Gather", ["E", "tokens"], ["x0"], axis=0)
-        top, finals_h, _ = _stack(g, m, p, "", "x0", directions, None, None)
-        C = len(m.labels)
-        if m.task == "classify":  # the top level's final states (directions, B, H) -> (B, directions*H)
-            t = g.node("Transpose", [finals_h[-1]], ["final_t"], perm=[1, 0, 2])
-            top = g.node("Reshape", [t, g.const("rows", np.array([0, -1], np.int64))], ["features"])
-        log_softmax_of(top, p["output.W"], p["output.b"])
-        inputs = [tensor("tokens", TensorProto.INT64, ["T", "B"])]
-        shape = ["B", C] if m.task == "classify" else ["T", "B", C]
-        outputs = [tensor("logprobs", TensorProto.FLOAT, shape)]
-    else:  # translate
-        g.node("Gather", ["E", "source"], ["x0"], axis=0)
-        _, finals_h, finals_c = _stack(g, m, p, "", "x0", directions, None, None)
-        axis0 = g.const("axis0", np.array([0], np.int64))
-        h0 = [g.node("ReduceSum", [h, axis0], [f"dec_h0_{i}"], keepdims=1) for i, h in enumerate(finals_h)]
-        c0 = [g.node("ReduceSum", [c, axis0], [f"dec_c0_{i}"], keepdims=1) for i, c in enumerate(finals_c)] \
-            if lstm else None
-        g.const("E_dec", np.asarray(p["decoder.embed.weight"], np.float32))
-        g.node("Gather", ["E_dec", "target_in"], ["y0"], axis=0)
-        top, _, _ = _stack(g, m, p, "decoder.", "y0", 1, h0, c0)
-        log_softmax_of(top, p["decoder.output.W"], p["decoder.output.b"])
-        inputs = [tensor("source", TensorProto.INT64, ["T", "B"]), tensor("target_in", TensorProto.INT64, ["U", "B"])]
-        outputs = [tensor("logprobs", TensorProto.FLOAT, ["U", "B", V])]
+    inputs, outputs = get_task(m.task).onnx_graph(_TaskGraph(g, m, ck.params, helper, TensorProto))
+    L, H = m.layers, m.hidden
     graph = helper.make_graph(g.nodes, f"rnncli-{m.task}-{m.cell}-{L}x{H}", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="rnncli")
     onnx.checker.check_model(model)

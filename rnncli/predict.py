@@ -13,20 +13,18 @@ from rnncli.checkpoint import Checkpoint
 from rnncli.config import SampleConfig
 from rnncli.errors import UsageError
 from rnncli.examples import length_batches, split_words, text_ids, token_pieces
-from rnncli.tasks import Batch, build_model, sub_params
+from rnncli.tasks import build_model, get_task
+from rnncli.tasks.models import Batch, sub_params
 from rnncli.tokenizers import EOS
-
-COMMAND = {"lm": "rnncli sample (or score)", "classify": "rnncli classify", "tag": "rnncli tag",
-           "translate": "rnncli translate"}
-WHAT = {"lm": "a language model", "classify": "a classifier", "tag": "a tagger", "translate": "a translator"}
 
 
 def require_task(ck: Checkpoint, task: str | tuple, path: str) -> None:
     """Refuse a model of another task, naming the command that uses it."""
     tasks = (task,) if isinstance(task, str) else task
     if ck.model.task not in tasks:
-        raise UsageError(f"{path} is {WHAT[ck.model.task]} (--task {ck.model.task}), not "
-                         f"{' or '.join(WHAT[t] for t in tasks)}; use {COMMAND[ck.model.task]}")
+        its = get_task(ck.model.task)
+        raise UsageError(f"{path} is {its.what} (--task {its.name}), not "
+                         f"{' or '.join(get_task(t).what for t in tasks)}; use {its.command}")
 
 
 def _by_length(inputs: list[np.ndarray], batch_size: int = 256):
@@ -98,30 +96,3 @@ def translate(ck: Checkpoint, sources, c: SampleConfig) -> Iterator[str]:
         else:
             tokens, _ = sample_from(decoder, dec_params, state, context, c, rng, weights)
         yield ck.tokenizer.decode([t for t in tokens if t != EOS]).strip()
-
-
-# ---- evaluate ------------------------------------------------------------------------------------
-
-
-def evaluate(ck: Checkpoint, corpus, c: SampleConfig | None = None) -> dict:
-    """The task's figures on a labelled file (a Corpus): classification report, conlleval's,
-    BLEU; for a language model, `score --file --continuous`'s."""
-    from rnncli import metrics
-
-    task = ck.model.task
-    if task == "lm":
-        from rnncli.score import continuous_report
-
-        return {"task": task, **continuous_report(ck, corpus)}
-    from rnncli.examples import read_examples
-
-    examples = read_examples(task, corpus)
-    if task == "classify":
-        predicted = [p.label for p in classify(ck, examples.sources)]
-        return {"task": task, **metrics.classification_report(examples.targets, predicted, ck.model.labels)}
-    if task == "tag":
-        return {"task": task, **metrics.conll_report(examples.targets, tag(ck, examples.sources))}
-    hypotheses = list(translate(ck, examples.sources, c or SampleConfig(temperature=0.0, length=200)))
-    return {"task": task, **metrics.corpus_bleu(hypotheses, examples.targets),
-            "examples": [{"source": s, "reference": r, "translation": h}
-                         for s, r, h in list(zip(examples.sources, examples.targets, hypotheses, strict=True))[:5]]}

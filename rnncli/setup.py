@@ -20,7 +20,7 @@ from rnncli.files import check_writable
 from rnncli.model import Model
 from rnncli.optim import Optimizer
 from rnncli.runfiles import default_out
-from rnncli.tasks import load_model_checkpoint, model_layout  # noqa: F401 - where commands find them
+from rnncli.tasks import get_task, load_model_checkpoint, model_layout  # noqa: F401 - where commands find them
 from rnncli.train import DTYPE, Run
 
 RESUMABLE = {"epochs", "max_steps", "max_time", "lr", "clip", "lr_decay", "patience", "eval_every",
@@ -140,7 +140,7 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
     if req.resume and req.init_from:
         raise UsageError("--resume and --init-from cannot be combined: resume continues a run, "
                          "init-from starts a new one from its weights")
-    if req.train.max_time > 0 and req.model.task == "lm" and not (req.resume or req.init_from):
+    if req.train.max_time > 0 and get_task(req.model.task).stream and not (req.resume or req.init_from):
         for name, value in FOR_A_TIME_BUDGET.items():
             if name not in req.explicit and not (name == "lr" and req.train.optimizer not in ("adam", "adamw")):
                 setattr(req.model if hasattr(req.model, name) else req.train, name, value)
@@ -159,18 +159,19 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
             model.check()
     else:
         model, tok_config, tokenizer = req.model, req.tokenizer, None
-        if model.task != "lm" and "level" not in req.explicit:
-            tok_config.level = "word"
+        if "level" not in req.explicit:
+            tok_config.level = get_task(model.task).default_level
         tok_config.check()
         if "embed" not in req.explicit:
             model.embed = model.hidden if model.tie_weights else (64 if tok_config.level == "char" else 256)
         model.vocab_size = max(model.vocab_size, 2)
-        if model.task in ("classify", "tag"):
+        if get_task(model.task).labelled:
             model.labels = ["?", "?"]  # checked with the real labels once they are read
         model.check()  # before fitting a tokenizer, which may take long; the vocabulary comes next
-    read = _read_corpus if model.task == "lm" else _read_examples
+    stream = get_task(model.task).stream
+    read = _read_corpus if stream else _read_examples
     train_data, val_data, corpus_info, tokenizer = read(req, corpus, model, tok_config, tokenizer)
-    if model.task == "lm":
+    if stream:
         check_memory(model, req.train)
     if req.resume:
         old = base.state.get("corpus", {})
@@ -225,15 +226,16 @@ def _read_examples(req: TrainRequest, corpus, model: ModelConfig, tok_config: To
     from rnncli.examples import checksum, encode_examples, label_set, read_examples, split_examples
     from rnncli.tokenizers import fit_tokenizer
 
-    examples = read_examples(model.task, corpus)
+    task = get_task(model.task)
+    examples = read_examples(task, corpus)
     if req.valid:
-        train_ex, val_ex = examples, read_examples(model.task, Corpus(req.valid, req.encoding, req.errors))
+        train_ex, val_ex = examples, read_examples(task, Corpus(req.valid, req.encoding, req.errors))
     else:
         train_ex, val_ex = split_examples(examples, req.train.val_fraction, req.train.seed)
     if tokenizer is None:
         tokenizer = fit_tokenizer(tok_config, ["\n".join(train_ex.texts()) + "\n"])
         model.vocab_size = tokenizer.vocab_size
-        if model.task in ("classify", "tag"):
+        if task.labelled:
             model.labels = label_set(train_ex)
             if len(model.labels) < 2:
                 raise UsageError(f"{corpus.name}: every example has the label {model.labels[0]!r}; "

@@ -170,8 +170,9 @@ class ExampleFeed:
 
     def __init__(self, model, run: Run, train: Encoded, val: Encoded | None):
         from rnncli.examples import length_batches, rare_inputs
+        from rnncli.tasks import get_task
 
-        self.model, self.task, self.seed, self.B = model, run.model.task, run.train.seed, run.train.batch_size
+        self.model, self.task, self.seed, self.B = model, get_task(run.model.task), run.train.seed, run.train.batch_size
         self.train, self.val = train, val
         self.train_tokens, self.val_tokens = train.tokens(), 0 if val is None else val.tokens()
         self.steps_per_epoch = len(length_batches(train.lengths(), self.B))
@@ -217,12 +218,12 @@ def train(run: Run, train_data, val_data, out: str, on_event: Callable[[Event], 
     `train_data`/`val_data`: token ids for the language model, encoded examples (examples.py) for
     a task. Saves `out` (last) and `best_path(out)`; returns the final summary event."""
     from rnncli.allocator import keep_freed_memory
-    from rnncli.tasks import build_model
+    from rnncli.tasks import build_model, get_task
 
     keep_freed_memory()
     c = run.train
     model = build_model(run.model)
-    feed_class = StreamFeed if run.model.task == "lm" else ExampleFeed
+    feed_class = StreamFeed if get_task(run.model.task).stream else ExampleFeed
     feed = feed_class(model, run, train_data, val_data)
     has_val = val_data is not None
     n_chunks = feed.steps_per_epoch

@@ -111,7 +111,7 @@ def test_training_and_scoring_from_a_memory_map(tmp_path, monkeypatch):
 
 def test_drop_rare_inputs_replaces_only_words_seen_once():
     from rnncli.examples import Encoded, drop_rare_inputs, rare_inputs
-    from rnncli.tasks import Batch
+    from rnncli.tasks.models import Batch
     from rnncli.tokenizers import UNK
 
     encoded = Encoded([np.array([5, 6, 6, 7]), np.array([8, 6, 9])], [0, 1])

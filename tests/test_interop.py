@@ -234,7 +234,8 @@ def task_model(request, tmp_path_factory):
 
 
 def rnncli_logprobs(ck, source, target_in=None):
-    from rnncli.tasks import Batch, build_model, sub_params
+    from rnncli.tasks import build_model
+    from rnncli.tasks.models import Batch, sub_params
 
     model = build_model(ck.model)
     if ck.model.task == "translate":

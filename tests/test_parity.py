@@ -87,7 +87,8 @@ TASK_CELLS = ("lstm", "gru-cudnn", "rnn", "rnn-relu")  # those with a PyTorch mo
 def test_task_parity_with_committed_pytorch_reference(task, cell, dtype, tol):
     """Bidirectional nn.LSTM/GRU/RNN(num_layers=2) + nn.Linear (tag, classify from h_n; an encoder
     starting a decoder for translate), written by make_torch_task_reference.py."""
-    from rnncli.tasks import Batch, build_model
+    from rnncli.tasks import build_model
+    from rnncli.tasks.models import Batch
 
     with np.load(REFERENCE / f"task-{task}-{cell}.npz", allow_pickle=False) as f:
         ref = {k: f[k] for k in f.files}

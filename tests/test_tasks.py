@@ -8,7 +8,8 @@ import pytest
 
 from rnncli.config import ModelConfig
 from rnncli.kernels.cells import CELL_NAMES
-from rnncli.tasks import Batch, build_model
+from rnncli.tasks import build_model
+from rnncli.tasks.models import Batch
 from tests.gradcheck import assert_close_grads, numerical_grad
 
 V, T, B = 7, 4, 3

@@ -12,6 +12,8 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
+from rnncli.tasks import get_task
+
 
 def _fmt_time(seconds: float | None) -> str:
     if seconds is None:
@@ -24,12 +26,6 @@ def _fmt_time(seconds: float | None) -> str:
 
 def _fmt_loss(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-UNIT = {"lm": "token", "classify": "example", "tag": "tag", "translate": "target token"}
-NEXT = {"lm": "rnncli sample --model {out}", "classify": 'rnncli classify --model {out} "a text to label"',
-        "tag": 'rnncli tag --model {out} "A sentence to tag."',
-        "translate": 'rnncli translate --model {out} "a text to translate"'}
-
 
 class TrainDisplay:
     def __init__(self, run, as_json: bool = False, quiet: bool = False, verbose: bool = False):
@@ -123,7 +119,7 @@ class TrainDisplay:
                   "interrupted": "interrupted"}.get(summary["stop_reason"], summary["stop_reason"])
         console.print(f"{reason} after {summary['steps']} steps, {summary['tokens_seen']:,} tokens, "
                       f"{_fmt_time(summary['seconds'])}: train loss {_fmt_loss(summary['train_loss'])}, "
-                      f"validation loss {_fmt_loss(summary['val_loss'])} nats/{UNIT[self.run.model.task]}"
+                      f"validation loss {_fmt_loss(summary['val_loss'])} nats/{get_task(self.run.model.task).unit}"
                       + (f" (validation during the run took {summary['eval_share']:.1%} of it, on a sample of "
                          f"{summary['val_sample_tokens']:,} tokens until the end)" if summary.get("val_sample_tokens")
                          else ""), highlight=False)
@@ -132,4 +128,4 @@ class TrainDisplay:
         if summary["stop_reason"] == "interrupted":
             self.err.print(f"interrupted: resume with  rnncli train {corpus} --resume {out}", highlight=False)
         else:
-            console.print(f"next: {NEXT[self.run.model.task].format(out=out)}", highlight=False)
+            console.print(f"next: {get_task(self.run.model.task).next_hint.format(out=out)}", highlight=False)

@@ -162,52 +162,17 @@ def evaluate(
     """
     from rnncli.config import SampleConfig
     from rnncli.data import Corpus
-    from rnncli.predict import evaluate as run
+    from rnncli.tasks import get_task
 
     config = SampleConfig(length=200, temperature=0.0, beam=beam)
     config.check()
     corpus = Corpus(file)
     corpus.check_codec()
     ck = load_model(model)
-    report = run(ck, corpus, config)
+    task = get_task(ck.model.task)
+    report = task.evaluate(ck, corpus, config)
     utf8_stdout()
     if as_json:
         print_json(report)
         return
-    sys.stdout.write(_report_text(report))
-
-
-def _report_text(r: dict) -> str:
-    task = r["task"]
-    if task == "lm":
-        from rnncli.cli.score_output import continuous_text
-
-        return continuous_text(r) + "\n"
-    if task == "classify":
-        width = max(len(name) for name in r["labels"])
-        lines = [f"{r['examples']:,} examples: accuracy {100 * r['accuracy']:.2f}%, macro F1 {100 * r['macro_f1']:.2f}",
-                 f"{'':{width}}  precision  recall     F1  support"]
-        for name, c in r["per_class"].items():
-            lines.append(f"{name:{width}}  {100 * c['precision']:9.2f}  {100 * c['recall']:6.2f}  "
-                         f"{100 * c['f1']:5.2f}  {c['support']:7,}")
-        lines.append("confusion (rows: true label, columns: predicted)")
-        lines.append(f"{'':{width}}  " + "  ".join(f"{n:>{max(len(n), 5)}}" for n in r["labels"]))
-        for name, row in zip(r["labels"], r["confusion"], strict=True):
-            lines.append(f"{name:{width}}  " + "  ".join(f"{v:>{max(len(n), 5)},}" for n, v in
-                                                         zip(r["labels"], row, strict=True)))
-        return "\n".join(lines) + "\n"
-    if task == "tag":
-        lines = [f"processed {r['tokens']:,} tokens with {r['phrases']:,} phrases; found: {r['found']:,} phrases; "
-                 f"correct: {r['correct']:,}.",
-                 f"accuracy: {100 * r['accuracy']:6.2f}%; precision: {100 * r['precision']:6.2f}%; "
-                 f"recall: {100 * r['recall']:6.2f}%; FB1: {100 * r['f1']:6.2f}"]
-        for name, t in r["per_type"].items():
-            lines.append(f"{name:>17}: precision: {100 * t['precision']:6.2f}%; recall: {100 * t['recall']:6.2f}%; "
-                         f"FB1: {100 * t['f1']:6.2f}  {t['predicted']}")
-        return "\n".join(lines) + "\n"
-    lines = [f"{r['sentences']:,} sentences: BLEU {r['bleu']:.2f} "
-             f"({'/'.join(f'{p:.1f}' for p in r['precisions'])}, brevity penalty {r['brevity_penalty']:.3f}, "
-             f"length {r['hypothesis_length']:,}/{r['reference_length']:,}), exact match {100 * r['exact_match']:.1f}%"]
-    for e in r["examples"]:
-        lines.append(f"  {e['source']}  ->  {e['translation']}   (reference: {e['reference']})")
-    return "\n".join(lines) + "\n"
+    sys.stdout.write(task.report_text(report))

@@ -6,8 +6,10 @@
                                summed when bidirectional) are the initial states of a decoder, a
                                language model over the target: ŷ<t> = P(y<t> | y<1..t-1>, x)
 
-The language model (the notes' one-to-many) is `model.Model`; `build_model` gives the model of any
-configuration. A batch holds examples of one input length (examples.py groups them), so no input
+The language model (the notes' one-to-many) is `model.Model`; the registry's `build_model` (this
+package's __init__) gives the model of any configuration.
+
+A batch holds examples of one input length (examples.py groups them), so no input
 is padded: h<T> is every example's last state, the reversed layer starts at every example's last
 token, and an encoder's final state is exact. Only the decoder's targets are padded at the end,
 with target -1, which the loss ignores.
@@ -25,7 +27,6 @@ import numpy as np
 
 from rnncli.config import ModelConfig
 from rnncli.cores import ShardedCache, batch_shards, mask_rows, on_cores, target_shares, weighted_sum
-from rnncli.heads import SequenceLabelHead, TagHead
 from rnncli.kernels.blas import one_blas_thread
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_row_gradient, log_softmax_rows, softmax_cross_entropy
@@ -55,25 +56,6 @@ class Batch:
             return None if a is None else np.ascontiguousarray(a[..., rows])
 
         return Batch(at(self.inputs), at(self.targets), at(self.decoder_inputs))
-
-
-def build_model(config: ModelConfig):
-    """The model of a configuration's task."""
-    return {"lm": Model, "classify": LabelModel, "tag": LabelModel, "translate": Translator}[config.task](config)
-
-
-def model_layout(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], int]:
-    """What a stored configuration implies: parameter shapes and arrays per layer state."""
-    config.check()
-    model = build_model(config)
-    return model.param_shapes(), model.state_arrays()
-
-
-def load_model_checkpoint(path: str, training_state: bool = True, allow_nonfinite: bool = False):
-    """A checkpoint of any task's model, checked against the layout its configuration implies."""
-    from rnncli.checkpoint import load_checkpoint
-
-    return load_checkpoint(path, model_layout, training_state, allow_nonfinite)
 
 
 def sub_params(params: Params, prefix: str) -> Params:
@@ -123,11 +105,11 @@ class LabelModel:
     """Classifier and tagger: an encoder and a label head over its output (heads.py): one label per
     sequence (classify, the notes' many-to-one) or one per position (tag, many-to-many T_x = T_y)."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, head):
+        """`head`: the task's label head class (heads.py), given by the task (classify.py, tag.py)."""
         self.config = config
         self.cell = get_cell(config.cell)
         self.encoder = Encoder(config)
-        head = SequenceLabelHead if config.task == "classify" else TagHead
         self.head = head(self.encoder.stack.width, len(config.labels), config.hidden, config.bidirectional)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -191,13 +173,13 @@ class LabelModel:
         if not shards:
             return self._logprobs_whole(params, batch)
         parts = on_cores(lambda rows: self._logprobs_whole(params, batch.rows(rows)), shards)
-        return np.concatenate(parts, axis=0 if self.config.task == "classify" else 1)
+        return np.concatenate(parts, axis=self.head.batch_axis)
 
     def _logprobs_whole(self, params: Params, batch: Batch) -> np.ndarray:
         with self.threads():
             top, _, _ = self.encoder.forward(params, batch.inputs, keep=False)
             out = log_softmax_rows(self.head.logits(params, self.head.features(top)))
-        return out if self.config.task == "classify" else out.reshape(top.shape[0], top.shape[1], -1)
+        return self.head.shaped(out, top)
 
 
 @dataclass
