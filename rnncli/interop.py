@@ -35,6 +35,7 @@ from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict, 
 from rnncli.errors import RnncliError, UsageError
 from rnncli.tasks import get_task
 
+# Every cell of the registry (kernels/cells.py) is in one of these two (a test walks the registry).
 TORCH_MODULES = {"lstm": "nn.LSTM", "gru-cudnn": "nn.GRU", "rnn": "nn.RNN", "rnn-relu": "nn.RNN(nonlinearity='relu')"}
 NOT_IN_TORCH = {
     "gru": "the notes' GRU applies its reset gate before the recurrent product; nn.GRU after it "
@@ -90,6 +91,8 @@ def to_torch(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     m = ck.model
     if m.cell in NOT_IN_TORCH:
         raise UsageError(f"a {m.cell} model cannot be exported for PyTorch: {NOT_IN_TORCH[m.cell]}")
+    if m.cell not in TORCH_MODULES:
+        raise UsageError(f"a {m.cell} model cannot be exported for PyTorch: rnncli has no PyTorch module for this cell")
     p = ck.params
     tensors = {}
     for ours, theirs in _heads(m):

@@ -30,29 +30,46 @@ def _blocks(a: np.ndarray, H: int, order: list[int], axis: int = 0) -> np.ndarra
     return np.concatenate([parts[i] for i in order], axis=axis)
 
 
+def _lstm(p: dict, H: int, Wx, Wh, b, zeros) -> tuple[str, dict, dict]:
+    order = [0, 3, 1, 2]  # rnncli [i, f, g, o] -> ONNX [i, o, f, c]
+    arrays = {"W": _blocks(Wx, H, order), "R": _blocks(Wh, H, order),
+              "B": np.concatenate([_blocks(b, H, order), zeros])}
+    if "peep" in p:
+        arrays["P"] = np.concatenate([p["peep"][0], p["peep"][2], p["peep"][1]])  # [p_i, p_o, p_f]
+    return "LSTM", arrays, {}
+
+
+def _gru_cudnn(p: dict, H: int, Wx, Wh, b, zeros) -> tuple[str, dict, dict]:
+    order = [1, 0, 2]  # [r, z, n] -> [z, r, h]
+    rb = np.concatenate([np.zeros(2 * H, b.dtype), p["bhn"]])  # R's bias: only b_hn, inside the reset
+    arrays = {"W": _blocks(Wx, H, order), "R": _blocks(Wh, H, order),
+              "B": np.concatenate([_blocks(b, H, order), rb])}
+    return "GRU", arrays, {"linear_before_reset": 1}
+
+
+def _gru_notes(p: dict, H: int, Wx, Wh, b, zeros) -> tuple[str, dict, dict]:
+    sign = np.concatenate([-np.ones(H), np.ones(2 * H)]).astype(b.dtype)  # z = 1 - Γ_u
+    arrays = {"W": Wx * sign[:, None], "R": Wh * sign[:, None], "B": np.concatenate([b * sign, zeros])}
+    return "GRU", arrays, {"linear_before_reset": 0}
+
+
+def _rnn(activation: str):
+    def form(p: dict, H: int, Wx, Wh, b, zeros) -> tuple[str, dict, dict]:
+        return "RNN", {"W": Wx, "R": Wh, "B": np.concatenate([b, zeros])}, {"activations": [activation]}
+
+    return form
+
+
+# Every cell of the registry (kernels/cells.py) is here or in NOT_IN_ONNX (a test walks the registry):
+# a cell without a form is refused, never exported as another.
+ONNX_FORMS = {"lstm": _lstm, "lstm-peephole": _lstm, "gru-cudnn": _gru_cudnn, "gru": _gru_notes,
+              "rnn": _rnn("Tanh"), "rnn-relu": _rnn("Relu")}
+
+
 def _layer_weights(cell: str, p: dict, H: int) -> tuple[str, dict, dict]:
     """(operator, its W/R/B (/P) arrays with the direction axis, its attributes) for one layer."""
     Wx, Wh, b = p["Wx"].T, p["Wh"].T, p["b"]  # (G*H, D), (G*H, H), (G*H,)
-    zeros = np.zeros_like(b)
-    if cell.startswith("lstm"):
-        order = [0, 3, 1, 2]  # rnncli [i, f, g, o] -> ONNX [i, o, f, c]
-        arrays = {"W": _blocks(Wx, H, order), "R": _blocks(Wh, H, order),
-                  "B": np.concatenate([_blocks(b, H, order), zeros])}
-        if cell == "lstm-peephole":
-            arrays["P"] = np.concatenate([p["peep"][0], p["peep"][2], p["peep"][1]])  # [p_i, p_o, p_f]
-        return "LSTM", arrays, {}
-    if cell == "gru-cudnn":
-        order = [1, 0, 2]  # [r, z, n] -> [z, r, h]
-        rb = np.concatenate([np.zeros(2 * H, b.dtype), p["bhn"]])  # R's bias: only b_hn, inside the reset
-        arrays = {"W": _blocks(Wx, H, order), "R": _blocks(Wh, H, order),
-                  "B": np.concatenate([_blocks(b, H, order), rb])}
-        return "GRU", arrays, {"linear_before_reset": 1}
-    if cell == "gru":
-        sign = np.concatenate([-np.ones(H), np.ones(2 * H)]).astype(b.dtype)  # z = 1 - Γ_u
-        arrays = {"W": Wx * sign[:, None], "R": Wh * sign[:, None], "B": np.concatenate([b * sign, zeros])}
-        return "GRU", arrays, {"linear_before_reset": 0}
-    return "RNN", {"W": Wx, "R": Wh, "B": np.concatenate([b, zeros])}, \
-        {"activations": ["Relu" if cell == "rnn-relu" else "Tanh"]}
+    return ONNX_FORMS[cell](p, H, Wx, Wh, b, np.zeros_like(b))
 
 
 class _Graph:
@@ -195,6 +212,8 @@ def to_onnx(ck: Checkpoint):
     m = ck.model
     if m.cell in NOT_IN_ONNX:
         raise UsageError(f"a {m.cell} model cannot be exported to ONNX: {NOT_IN_ONNX[m.cell]}")
+    if m.cell not in ONNX_FORMS:
+        raise UsageError(f"a {m.cell} model cannot be exported to ONNX: rnncli has no ONNX form for this cell")
     g = _Graph(helper, numpy_helper)
     inputs, outputs = get_task(m.task).onnx_graph(_TaskGraph(g, m, ck.params, helper, TensorProto))
     L, H = m.layers, m.hidden

@@ -34,12 +34,15 @@ def kernel_families() -> list[str]:
     return families
 
 
-FAMILIES = kernel_families()
+# A machine whose environment pins OpenBLAS's kernels (some processors need it: an older build
+# computes wrong results or crashes with its own choice there) keeps them: no other family is tried.
+PINNED = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+FAMILIES = [] if PINNED else kernel_families()
 
 
 def rnncli(*args, env: dict | None = None) -> str:
     """Run `python -m rnncli ARGS` as its own process with `env` added; its stdout."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "OMP_"))}
+    full = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     full.update(env or {})
     done = subprocess.run([sys.executable, "-m", "rnncli", *map(str, args)], capture_output=True, text=True,
                           env=full, cwd=ROOT, timeout=600)
@@ -110,6 +113,8 @@ def test_workers_give_the_same_bytes(lstm_model, text, reference):
 def test_this_machine_runs_a_kernel_family():
     """On x86-64 with AVX2 at least the Haswell and Zen families run; elsewhere (ARM) there is no
     family to compare and the test says so."""
+    if PINNED:
+        pytest.skip(f"this machine pins OpenBLAS's kernels ({PINNED}): no other family is run here")
     if not FAMILIES:
         pytest.skip("no OpenBLAS x86 kernel family to compare on this CPU")
     assert "Haswell" in FAMILIES
