@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@# so that a command does not compile ~45 modules at every start (~0.1 s) where bytecode is not written.
 	$(PYTHON) -m compileall -q rnncli
 	@echo "compiling the generation kernels once (about a minute), so that the first rnncli sample starts at once"
-	$(PYTHON) -m rnncli.precompile
+	$(PYTHON) -m rnncli.execution.precompile
 	@touch $(STAMP)
 
 # PyTorch is a test/bench reference only (parity tests, --vs-torch). Pin the CPU wheel.

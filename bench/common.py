@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 from rnncli.config import ModelConfig  # noqa: E402
 from rnncli.kernels.cells import get_cell  # noqa: E402
-from rnncli.model import Model  # noqa: E402
-from rnncli.optim import Optimizer  # noqa: E402
+from rnncli.models.model import Model  # noqa: E402
+from rnncli.training.optim import Optimizer  # noqa: E402
 
 CONFIGS = {
     "small": {"layers": 1, "hidden": 128, "embed": 64, "batch": 32, "seq": 64},
@@ -69,7 +69,7 @@ def forward_flops_per_token(cell: str, cfg: dict, V: int = VOCAB) -> float:
 
 class RnncliModel:
     def __init__(self, cell: str, cfg: dict, V: int = VOCAB, seed: int = 0):
-        from rnncli.allocator import keep_freed_memory
+        from rnncli.execution.allocator import keep_freed_memory
 
         keep_freed_memory()  # as `rnncli train` and `score` do (it helps PyTorch in this process as much)
         self.config = ModelConfig(cell=cell, vocab_size=V, embed=cfg["embed"], hidden=cfg["hidden"],
@@ -93,8 +93,8 @@ class RnncliModel:
 
     def generate(self, n: int, temperature: float = 0.8, batch: int = 1) -> None:
         """n tokens for each of `batch` samples, generated side by side."""
-        from rnncli.cores import batch_shards, step_packing
-        from rnncli.sample import generate_rows
+        from rnncli.execution.cores import batch_shards, step_packing
+        from rnncli.inference.sample import generate_rows
 
         shards = batch_shards(batch)  # as `rnncli sample -n` does
         weights = self.model.step_weights(self.params, packed=step_packing(batch, n, self.params))

@@ -25,10 +25,10 @@ import numpy as np
 from common import ROOT, machine, torch_available, write_results
 
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
-from rnncli.data import Corpus, encode_corpus, split_validation
-from rnncli.setup import TrainRequest, new_run, prepare
-from rnncli.tokenizers import fit_tokenizer
-from rnncli.train import train
+from rnncli.text.data import Corpus, encode_corpus, split_validation
+from rnncli.text.tokenizers import fit_tokenizer
+from rnncli.training.request import TrainRequest, new_run, prepare
+from rnncli.training.train import train
 
 CANDIDATES = [ROOT / "corpora" / "downloads" / "tinyshakespeare.txt",
               ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"]

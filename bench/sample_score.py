@@ -34,8 +34,8 @@ def side_by_side(cell: str, cfg: dict, repeats: int, ceiling: float, rows: list[
     import numpy as np
 
     from rnncli.config import SampleConfig
-    from rnncli.sample import beam_search_nbest
-    from rnncli.tokenizers import EOS
+    from rnncli.inference.sample import beam_search_nbest
+    from rnncli.text.tokenizers import EOS
 
     m = RnncliModel(cell, cfg)
     batch1 = next(r["rnncli_tokens_per_s"] for r in rows if r["cell"] == cell and r["work"] == "generate")

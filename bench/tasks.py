@@ -4,7 +4,7 @@ bidirectional and forward-only; and an encoder–decoder on Tatoeba English–Fr
 held out; rnncli only).
 
 Both sides read the same examples through the same tokenizer, in the same batches (examples of
-one length together, order from the seed and the epoch: rnncli.examples), with the same model:
+one length together, order from the seed and the epoch: rnncli.text.examples), with the same model:
 embedding 128 (100 for tagging), one LSTM layer of 128 (bidirectional or not), Adam 2e-3, clip 5,
 batch 32. The budget covers the training loop only (no validation during it on either side);
 then dev is scored with rnncli's metrics for both. PyTorch runs with 2 threads.
@@ -24,16 +24,18 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, machine, torch_available, write_results
 
-from rnncli import metrics
-from rnncli.checkpoint import Checkpoint
 from rnncli.config import ModelConfig, SampleConfig, TokenizerConfig, TrainConfig
-from rnncli.data import Corpus
-from rnncli.examples import encode_examples, epoch_batches, label_set, make_batch, read_examples, split_examples
-from rnncli.predict import classify, tag, translate
-from rnncli.setup import new_run
-from rnncli.tasks import get_task  # noqa: E402
-from rnncli.tokenizers import fit_tokenizer
-from rnncli.train import train
+from rnncli.formats.checkpoint import Checkpoint
+from rnncli.inference.predict import classify, tag, translate
+from rnncli.tasks import (
+    get_task,  # noqa: E402
+    metrics,
+)
+from rnncli.text.data import Corpus
+from rnncli.text.examples import encode_examples, epoch_batches, label_set, make_batch, read_examples, split_examples
+from rnncli.text.tokenizers import fit_tokenizer
+from rnncli.training.request import new_run
+from rnncli.training.train import train
 
 SHARED = ROOT.parent / "shared" / "corpora"
 DATA = {"classify": ("sst2-train.tsv", "sst2-dev.tsv", 128),

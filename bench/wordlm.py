@@ -32,7 +32,7 @@ from pathlib import Path
 
 from common import ROOT, machine, write_results
 
-from rnncli.tokenizers import MAX_WORD_CHARS, WordTokenizer
+from rnncli.text.tokenizers import MAX_WORD_CHARS, WordTokenizer
 
 SHARED = ROOT.parent / "shared" / "corpora"
 EXAMPLES = "https://github.com/pytorch/examples"

@@ -121,7 +121,7 @@ class TrainConfig:
     seed: int = 1234  # initialisation, batching and dropout
 
     def check(self) -> None:
-        from rnncli.schedule import SCHEDULES
+        from rnncli.training.schedule import SCHEDULES
 
         if self.schedule not in SCHEDULES:
             raise ConfigError("schedule", f"must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")

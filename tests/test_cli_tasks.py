@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rnncli.setup import load_model_checkpoint
+from rnncli.training.request import load_model_checkpoint
 from tests.conftest import CORPORA, run_cli
 
 SENTIMENT, SENTIMENT_TEST = CORPORA / "sentiment.tsv", CORPORA / "sentiment-test.tsv"
@@ -206,7 +206,7 @@ def test_words_seen_once_teach_the_model_unk(tmp_path):
     """Every training word has its own entry, so <UNK> (what unseen words become) would never occur
     in training: with --unk-dropout (default 0.5) words seen once sometimes become <UNK> and its
     embedding is learnt; with 0 it never moves (Adam never moves a row that never had a gradient)."""
-    from rnncli.tokenizers import UNK
+    from rnncli.text.tokenizers import UNK
 
     corpus = with_names_seen_once(tmp_path)
     common = ["--task", "tag", "--hidden", "16", "--embed", "8", "--layers", "1", "--epochs", "1", "--seed", "3"]

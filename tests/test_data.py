@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from rnncli.data import Corpus, count_lines, encode_corpus, token_stats
 from rnncli.errors import RnncliError, UsageError
-from rnncli.tokenizers import EOS, CharTokenizer, WordTokenizer
+from rnncli.text.data import Corpus, count_lines, encode_corpus, token_stats
+from rnncli.text.tokenizers import EOS, CharTokenizer, WordTokenizer
 
 
 def write(tmp_path, data: bytes, name="c.txt"):
@@ -97,7 +97,7 @@ def test_large_corpora_are_encoded_to_a_memory_map(tmp_path):
 def test_training_and_scoring_from_a_memory_map(tmp_path, monkeypatch):
     import json
 
-    import rnncli.data as data
+    import rnncli.text.data as data
     from tests.conftest import CORPORA, run_cli
 
     monkeypatch.setattr(data, "SPILL_BYTES", 0)
@@ -110,9 +110,9 @@ def test_training_and_scoring_from_a_memory_map(tmp_path, monkeypatch):
 
 
 def test_drop_rare_inputs_replaces_only_words_seen_once():
-    from rnncli.examples import Encoded, drop_rare_inputs, rare_inputs
     from rnncli.tasks.models import Batch
-    from rnncli.tokenizers import UNK
+    from rnncli.text.examples import Encoded, drop_rare_inputs, rare_inputs
+    from rnncli.text.tokenizers import UNK
 
     encoded = Encoded([np.array([5, 6, 6, 7]), np.array([8, 6, 9])], [0, 1])
     rare = rare_inputs(encoded, 12)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from rnncli.config import ModelConfig
-from rnncli.explain import gradient_norms, inputs_of, propose_units, text_features
-from rnncli.explain_page import STRIP_TOKENS
+from rnncli.inference.explain import gradient_norms, inputs_of, propose_units, text_features
+from rnncli.inference.explain_page import STRIP_TOKENS
 from rnncli.kernels.activations import sigmoid
-from rnncli.model import Model
+from rnncli.models.model import Model
 from tests.conftest import run_cli
 
 PEAR = "The apple and pear salad was sweet."
@@ -134,9 +134,9 @@ def test_gradient_norms_match_finite_differences(cell):
 def test_one_pass_gives_the_state_and_scores_the_others_compute(request, fixture):
     """The trace's own log-probabilities are score's (to float32 rounding), and the gradient chart
     started from the trace's state equals the one that reads its prefix itself."""
-    from rnncli.explain import passage, trace
-    from rnncli.score import score_ids
-    from rnncli.setup import load_model_checkpoint
+    from rnncli.inference.explain import passage, trace
+    from rnncli.inference.score import score_ids
+    from rnncli.training.request import load_model_checkpoint
 
     ck = load_model_checkpoint(str(request.getfixturevalue(fixture)), training_state=False)
     p = passage(ck, "The cook made a golden grape juice, and the apple and pear salad was sweet. " * 3, False)

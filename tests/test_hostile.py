@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rnncli.errors import RnncliError
-from rnncli.setup import load_model_checkpoint
+from rnncli.training.request import load_model_checkpoint
 from tests.conftest import CORPORA, ROOT, run_cli
 from tests.test_robustness import rewrite
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from rnncli import safetensors
 from rnncli.errors import RnncliError
-from rnncli.interop import NOT_IN_TORCH, TORCH_MODULES
+from rnncli.formats import safetensors
+from rnncli.formats.interop import NOT_IN_TORCH, TORCH_MODULES
 from rnncli.kernels.cells import CELL_NAMES
-from rnncli.setup import load_model_checkpoint
+from rnncli.training.request import load_model_checkpoint
 from tests.conftest import CORPORA, run_cli
 
 TINY = ("--layers", "2", "--hidden", "8", "--embed", "6", "--seq-len", "8", "--batch-size", "2", "--max-steps", "3",

@@ -164,7 +164,7 @@ def test_a_ctrl_c_whose_exception_is_lost_still_stops_the_job(char_model, long_t
     import os
     import signal
 
-    import rnncli.shards as shards
+    import rnncli.jobs.shards as shards
 
     real = shards.run_shard
 

@@ -8,7 +8,7 @@ import pytest
 
 from rnncli.kernels.blas import one_blas_thread
 from rnncli.kernels.cells import CELL_NAMES, get_cell
-from rnncli.layers import Layer, Stack
+from rnncli.models.layers import Layer, Stack
 from tests.gradcheck import assert_close_grads, numerical_grad
 
 T, B, D, H = 4, 3, 5, 6

@@ -4,7 +4,7 @@ sacrebleu itself, classification against counts done by hand."""
 
 import pytest
 
-from rnncli.metrics import chunks, classification_report, conll_report, corpus_bleu, tokenize_13a
+from rnncli.tasks.metrics import chunks, classification_report, conll_report, corpus_bleu, tokenize_13a
 
 
 def test_iob2_phrases_start_at_b():

@@ -6,7 +6,7 @@ import pytest
 
 from rnncli.config import ModelConfig
 from rnncli.kernels.cells import CELL_NAMES as CELLS
-from rnncli.model import Model
+from rnncli.models.model import Model
 from tests.gradcheck import assert_close_grads, numerical_grad
 
 T, B, V = 4, 3, 7
@@ -115,7 +115,7 @@ def test_initial_loss_near_log_vocab_and_tiny_model_overfits(cell):
 def test_shards_gradients_sum_when_one_is_by_rows_and_another_dense():
     """A language model's embedding gradient comes by rows from a shard with fewer positions than
     the vocabulary and dense from one with more (its per-token table): the sum takes both."""
-    from rnncli.cores import weighted_sum
+    from rnncli.execution.cores import weighted_sum
     from rnncli.kernels.output import RowGradient
 
     dense = np.arange(12, dtype=np.float32).reshape(4, 3)
@@ -126,7 +126,7 @@ def test_shards_gradients_sum_when_one_is_by_rows_and_another_dense():
 
 
 def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
 
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     assert cores.batch_shards(32) == [slice(0, 16), slice(16, 32)]
@@ -151,7 +151,7 @@ def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
 def test_a_batch_in_shards_gives_the_whole_batchs_loss_gradients_and_states(cell, vocab, tie, dropout, monkeypatch):
     """Shards of 8 and 9 rows; a vocabulary of 300 > T*B takes the per-position projection and the
     embedding's row gradient (untied) or dense one (tied); some targets are ignored (negative)."""
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
 
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     B17 = 17
@@ -190,7 +190,7 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_gradients_and_states(cell
 
 def test_loss_gradients_through_shards(monkeypatch):
     """The float64 gradient check of the sharded pass against central differences."""
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
 
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     cfg = ModelConfig(cell="lstm", vocab_size=V, embed=3, hidden=3, layers=2)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from rnncli.optim import Optimizer, global_norm
+from rnncli.training.optim import Optimizer, global_norm
 
 STEPS = 4
 

@@ -9,7 +9,7 @@ import pytest
 
 from rnncli.config import ModelConfig
 from rnncli.kernels.cells import CELL_NAMES as CELLS
-from rnncli.model import Model
+from rnncli.models.model import Model
 
 REFERENCE = Path(__file__).parent / "reference"
 

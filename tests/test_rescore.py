@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import rnncli.rescore as rescore_module
+import rnncli.inference.rescore as rescore_module
 from tests.conftest import run_cli
 
 NBEST = """utt1-1 The apple and pear salad was sweet.

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnncli.config import TokenizerConfig
-from rnncli.data import Corpus, encode_corpus
 from rnncli.errors import RnncliError
-from rnncli.setup import load_model_checkpoint as load_checkpoint
-from rnncli.tokenizers import fit_tokenizer
+from rnncli.text.data import Corpus, encode_corpus
+from rnncli.text.tokenizers import fit_tokenizer
+from rnncli.training.request import load_model_checkpoint as load_checkpoint
 from tests.conftest import CORPORA, ROOT, run_cli
 
 TINY = ("--cell", "gru", "--layers", "1", "--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2",
@@ -317,7 +317,7 @@ SMALL = ("--cell", "lstm", "--layers", "1", "--hidden", "16", "--embed", "8", "-
 
 
 def test_disk_full_at_save_time_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    import rnncli.checkpoint as ck_module
+    import rnncli.formats.checkpoint as ck_module
 
     out = tmp_path / "full.npz"
     assert run_cli("train", CORPORA / "demo.txt", *SMALL, "--max-steps", "2", "--out", out).exit_code == 0

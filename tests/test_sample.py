@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from rnncli.checkpoint import save_checkpoint
+from rnncli.formats.checkpoint import save_checkpoint
 from rnncli.kernels.cells import CELL_NAMES
 from rnncli.kernels.generate import choose_token
 from rnncli.kernels.two_cores import new_mailbox
-from rnncli.model import Model
-from rnncli.setup import load_model_checkpoint as load_checkpoint
-from rnncli.tokenizers import EOS, UNK
+from rnncli.models.model import Model
+from rnncli.text.tokenizers import EOS, UNK
+from rnncli.training.request import load_model_checkpoint as load_checkpoint
 from tests.conftest import run_cli
 
 
@@ -312,9 +312,9 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     """64 samples as two shards of 32 rows, one per core, give the bytes of one batch of 64, each row
     from its own uniforms; a shard whose rows all ended stops early and its rows read <EOS> from
     there."""
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
     from rnncli.config import ModelConfig
-    from rnncli.sample import generate_rows
+    from rnncli.inference.sample import generate_rows
 
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)
@@ -351,10 +351,10 @@ def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
     """One sample with each product shared by both cores (the helper serving beside the generating
     kernel, two_cores.py; the layers' matrices large enough to share) gives the bytes of the step on
     one core, from the same uniforms; the helper computed its halves and was stopped."""
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
     from rnncli.config import ModelConfig
+    from rnncli.inference.sample import generate_rows
     from rnncli.kernels import two_cores
-    from rnncli.sample import generate_rows
 
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     model = Model(ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=384, layers=2))
@@ -384,7 +384,7 @@ def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
     """`step_packing`: up to a tile's rows (4), the helper for a long enough sample of a model with a
     matrix worth sharing, once the helper's kernel is compiled; a beam with the helper at any width
     and length; else packed weights on one core (in shards for many rows)."""
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
     from rnncli.config import ModelConfig
     from rnncli.kernels import two_cores
 
@@ -463,10 +463,10 @@ def test_a_wide_beam_without_a_helper_steps_on_one_core(monkeypatch):
     """A beam of 16 of a model too small to share with a helper steps its rows on one core even with
     two (it steps from Python: handing rows to the other core and back at every step costs more than
     the step), packed, and ends with the hypotheses of one BLAS thread."""
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
     import rnncli.kernels.blas as blas
     from rnncli.config import ModelConfig, SampleConfig
-    from rnncli.sample import beam_search_nbest
+    from rnncli.inference.sample import beam_search_nbest
 
     cfg = ModelConfig(cell="lstm", vocab_size=30, embed=6, hidden=40, layers=2)
     model = Model(cfg)
@@ -498,10 +498,10 @@ def test_a_beam_with_the_helper_finds_the_hypotheses_of_one_core(monkeypatch):
     """A beam of a model with a matrix worth sharing runs every step's products on both cores (a
     helper on the second computing half of each product's blocks, for all the hypotheses at once),
     and ends with the hypotheses of the beam stepped on one core."""
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
     from rnncli.config import ModelConfig, SampleConfig
+    from rnncli.inference.sample import beam_search_nbest
     from rnncli.kernels import two_cores
-    from rnncli.sample import beam_search_nbest
 
     cfg = ModelConfig(cell="lstm", vocab_size=30, embed=6, hidden=256, layers=1)
     model = Model(cfg)
@@ -529,7 +529,7 @@ def test_a_beam_with_the_helper_finds_the_hypotheses_of_one_core(monkeypatch):
 
 
 def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
 
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     many = run_cli("sample", "--model", char_model, "-n", "20", "--length", "3", "--verbose", "--seed", "1")

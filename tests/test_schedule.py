@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from rnncli.schedule import FLOOR, lr_factor
-from rnncli.setup import FOR_A_TIME_BUDGET, load_model_checkpoint
+from rnncli.training.request import FOR_A_TIME_BUDGET, load_model_checkpoint
+from rnncli.training.schedule import FLOOR, lr_factor
 from tests.conftest import CORPORA, run_cli
 
 SMALL = ("--cell", "gru", "--layers", "1", "--hidden", "16", "--embed", "8", "--seq-len", "16", "--batch-size", "4")

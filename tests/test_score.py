@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from rnncli.model import Model
-from rnncli.score import score_sentences
-from rnncli.setup import load_model_checkpoint as load_checkpoint
+from rnncli.inference.score import score_sentences
+from rnncli.models.model import Model
+from rnncli.training.request import load_model_checkpoint as load_checkpoint
 from tests.conftest import CORPORA, run_cli
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from rnncli.config import ModelConfig
-from rnncli.data import Corpus
 from rnncli.errors import ConfigError
 from rnncli.kernels.cells import CELL_NAMES
 from rnncli.tasks import TASKS, build_model, get_task
-from rnncli.tokenizers import EOS
+from rnncli.text.data import Corpus
+from rnncli.text.tokenizers import EOS
 from tests.conftest import CORPORA, ROOT
 
 SAMPLE_FILES = {"classify": "sentiment.tsv", "tag": "ner.txt", "translate": "dates.tsv"}
@@ -66,7 +66,7 @@ def test_every_task_says_which_options_it_allows(name):
 
 @pytest.mark.parametrize("name", [n for n, t in TASKS.items() if not t.stream])
 def test_every_example_task_reads_encodes_and_batches_its_own_file(name):
-    from rnncli.tokenizers import WordTokenizer
+    from rnncli.text.tokenizers import WordTokenizer
 
     task = get_task(name)
     sources, targets = task.read(Corpus(str(CORPORA / SAMPLE_FILES[name])))
@@ -98,16 +98,18 @@ def test_no_module_outside_the_registry_compares_a_task_name():
 
 
 def test_every_task_module_is_in_the_registry():
-    modules = {p.stem for p in Path(ROOT / "rnncli" / "tasks").glob("*.py")} - {"__init__", "base", "models"}
-    assert modules == set(TASKS)
+    """A module of rnncli/tasks/ that defines a TASK is registered under its own name."""
+    modules = {p.stem for p in Path(ROOT / "rnncli" / "tasks").glob("*.py")
+               if re.search(r"^TASK = ", p.read_text(encoding="utf-8"), flags=re.M)}
+    assert modules == set(TASKS) and all(TASKS[m].name == m for m in modules)
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_every_cell_has_an_export_form_or_a_reason_for_none(cell):
     """No silent fallback: each cell maps onto an ONNX operator and a PyTorch module, or is refused
     with its reason (a new cell must say which)."""
-    from rnncli.interop import NOT_IN_TORCH, TORCH_MODULES
-    from rnncli.onnx_export import NOT_IN_ONNX, ONNX_FORMS
+    from rnncli.formats.interop import NOT_IN_TORCH, TORCH_MODULES
+    from rnncli.formats.onnx_export import NOT_IN_ONNX, ONNX_FORMS
 
     assert (cell in ONNX_FORMS) != (cell in NOT_IN_ONNX)
     assert (cell in TORCH_MODULES) != (cell in NOT_IN_TORCH)

@@ -89,7 +89,7 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_and_gradients(task, bidir
     """17 examples as shards of 8 and 9, one per core (cores.py), against the whole batch: loss,
     gradients and label log-probabilities; padded targets (tag, translate) weigh each shard's share.
     Then the float64 gradient check through the shards."""
-    import rnncli.cores as cores
+    import rnncli.execution.cores as cores
 
     monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     rng = np.random.default_rng(9)

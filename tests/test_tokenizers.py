@@ -3,10 +3,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnncli.checkpoint import load_tokenizer, save_tokenizer
 from rnncli.config import TokenizerConfig
 from rnncli.errors import RnncliError, UsageError
-from rnncli.tokenizers import (
+from rnncli.formats.checkpoint import load_tokenizer, save_tokenizer
+from rnncli.text.tokenizers import (
     EOS,
     UNK,
     CharTokenizer,

@@ -152,7 +152,7 @@ def utf8_stdout() -> None:
 
 def model_path(path: str | None) -> str | None:
     """The checkpoint a command uses: `path`, else $RNNCLI_MODEL, else the model trained last here."""
-    from rnncli.runfiles import latest_model
+    from rnncli.training.runfiles import latest_model
 
     return path or latest_model()
 
@@ -170,7 +170,7 @@ def load_model(path: str | None, allow_nonfinite: bool = False, task: str | tupl
                          "or pass --model PATH (or set RNNCLI_MODEL)")
     ck = load_model_checkpoint(path, training_state=False, allow_nonfinite=allow_nonfinite)
     if task is not None:
-        from rnncli.predict import require_task
+        from rnncli.inference.predict import require_task
 
         require_task(ck, task, path)
     return ck

@@ -72,7 +72,7 @@ class TrainDisplay:
                       f"batch {r.train.batch_size} x {r.train.seq_len}, {r.train.optimizer} at lr {r.train.lr:g}, "
                       f"{r.train.schedule} schedule")
             if self.verbose:
-                from rnncli.cores import how_a_batch_runs
+                from rnncli.execution.cores import how_a_batch_runs
 
                 header += "\n" + how_a_batch_runs(r.train.batch_size)
             if self.live:

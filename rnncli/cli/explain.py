@@ -1,6 +1,6 @@
 """`rnncli explain`: a page showing what a language model predicts on a text, what its cells track
-and how its gradients fade; the numbers are computed in rnncli/explain.py, the page drawn by
-rnncli/explain_page.py."""
+and how its gradients fade; the numbers are computed in rnncli/inference/explain.py, the page drawn by
+rnncli/inference/explain_page.py."""
 
 from __future__ import annotations
 
@@ -87,20 +87,20 @@ def explain(
     unit_list = parse_units(units)
     output = output or (None if as_json else "explain.html")  # --json alone prints, writes no page
     if output and output != "-":
-        from rnncli.files import check_writable
+        from rnncli.formats.files import check_writable
 
         check_writable(output, "page", streams=True)
-    from rnncli.runfiles import latest_model
+    from rnncli.training.runfiles import latest_model
 
     path = model or latest_model() or ""
     ck = load_model(path, task="lm")
     others = [(load_model(other, task="lm"), other) for group in compare or [] for other in group.split(",") if other]
     if file:
-        from rnncli.data import Corpus
+        from rnncli.text.data import Corpus
 
         texts = [Corpus(file).read_text()]
     announce_compilation()
-    from rnncli.explain import explain as explain_text
+    from rnncli.inference.explain import explain as explain_text
 
     data = explain_text(ck, path, texts, whole=bool(file), layer=layer, units=unit_list, steps=steps,
                         compare=others)
@@ -109,14 +109,14 @@ def explain(
         print_json(data)
     if not output:
         return
-    from rnncli.explain_page import render
+    from rnncli.inference.explain_page import render
 
     page = render(data, "bits" if bits else "nats")
     if output == "-":
         utf8_stdout()
         sys.stdout.write(page)
         return
-    from rnncli.files import atomic_write
+    from rnncli.formats.files import atomic_write
 
     atomic_write(output, lambda f: f.write(page.encode("utf-8")), "page", streams=True)
     if os.path.isfile(output):

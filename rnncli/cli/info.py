@@ -49,8 +49,8 @@ def info(
 
     Example: rnncli info runs/demo-gru.npz
     """
-    from rnncli.checkpoint import describe
-    from rnncli.runfiles import latest_model
+    from rnncli.formats.checkpoint import describe
+    from rnncli.training.runfiles import latest_model
 
     path = checkpoint or latest_model() or ""
     d = describe(load_model(path or None, allow_nonfinite=True), path)

@@ -1,5 +1,5 @@
 """`rnncli export` and `rnncli import`: models to and from PyTorch's layout (safetensors files);
-the mapping is in rnncli/interop.py."""
+the mapping is in rnncli/formats/interop.py."""
 
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ def export(
     """
     import os
 
-    from rnncli import interop, safetensors
     from rnncli.errors import UsageError
-    from rnncli.files import check_writable
-    from rnncli.runfiles import latest_model
+    from rnncli.formats import interop, safetensors
+    from rnncli.formats.files import check_writable
+    from rnncli.training.runfiles import latest_model
 
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
@@ -44,8 +44,8 @@ def export(
     if to == "onnx":
         import json
 
-        from rnncli.files import atomic_write
-        from rnncli.onnx_export import to_onnx
+        from rnncli.formats.files import atomic_write
+        from rnncli.formats.onnx_export import to_onnx
 
         graph = to_onnx(ck)
         output = output or stem + ".onnx"
@@ -84,11 +84,11 @@ def import_(
 
     Example: rnncli import model.safetensors --vocab vocab.json -o imported.npz
     """
-    from rnncli import interop, safetensors
-    from rnncli.checkpoint import save_checkpoint
     from rnncli.errors import UsageError
-    from rnncli.files import check_writable
-    from rnncli.setup import check_loaded
+    from rnncli.formats import interop, safetensors
+    from rnncli.formats.checkpoint import save_checkpoint
+    from rnncli.formats.files import check_writable
+    from rnncli.training.request import check_loaded
 
     check_writable(output, "checkpoint")
     if file.endswith((".pt", ".pth", ".bin")):

@@ -1,4 +1,4 @@
-"""The options and the display of a job in shards (rnncli/shards.py), shared by `score --file`,
+"""The options and the display of a job in shards (rnncli/jobs/shards.py), shared by `score --file`,
 `rescore`, `tokenize --encode` and `sample -n`: --workers, --ray, --output, --resume, --shard-lines;
 one progress bar on a terminal (plain lines every few seconds elsewhere); bad lines and failed
 shards reported in one line each."""
@@ -40,8 +40,8 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     Bad lines are reported (and make the exit status 1 once the output is written); shards that
     failed for good are reported with their lines, and leave the parts for --resume."""
     from rnncli.errors import RnncliError, UsageError
-    from rnncli.files import check_writable
-    from rnncli.shards import RETRIES, PartStore, file_digest, local_runner, run_job
+    from rnncli.formats.files import check_writable
+    from rnncli.jobs.shards import RETRIES, PartStore, file_digest, local_runner, run_job
 
     if ray and workers != 1:
         raise UsageError("give --workers or --ray, not both (on Ray, the cluster's CPUs set the parallelism)")
@@ -65,7 +65,7 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
         stream = None
         emit = sys.stdout.write
     if ray:
-        from rnncli.ray_jobs import ray_runner
+        from rnncli.jobs.ray_jobs import ray_runner
 
         runner = ray_runner(ray, path)
     else:

@@ -14,7 +14,7 @@ def read_history(path: str) -> tuple[str, list[dict]]:
     import os
 
     from rnncli.errors import UsageError
-    from rnncli.runfiles import parse_metrics, read_metrics
+    from rnncli.training.runfiles import parse_metrics, read_metrics
 
     if path == "-":
         import sys
@@ -72,7 +72,7 @@ def plot(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    from rnncli.files import atomic_write
+    from rnncli.formats.files import atomic_write
 
     try:  # a PNG may go to a stream (-o /dev/stdout, a FIFO) as well as to a file
         atomic_write(output, lambda f: fig.savefig(f, format="png"), "plot", streams=True)

@@ -1,4 +1,4 @@
-"""`rnncli rescore`: n-best lists rescored with the model; the work is in rnncli/rescore.py."""
+"""`rnncli rescore`: n-best lists rescored with the model; the work is in rnncli/inference/rescore.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rnncli.cli.common import (
     utf8_stdout,
 )
 from rnncli.cli.jobs import Output, RayAddress, Resume, ShardLines, Workers, run_sharded
-from rnncli.shards import SHARD_LINES
+from rnncli.jobs.shards import SHARD_LINES
 
 
 @app.command()
@@ -49,9 +49,9 @@ def rescore(
 
     Example: rnncli rescore nbest.txt --best > best.txt
     """
-    from rnncli.data import Corpus
-    from rnncli.rescore import Rescore, check_weight, utterance_of
-    from rnncli.shards import LineSource, preload
+    from rnncli.inference.rescore import Rescore, check_weight, utterance_of
+    from rnncli.jobs.shards import LineSource, preload
+    from rnncli.text.data import Corpus
 
     check_weight(weight)
     corpus = Corpus(nbest)

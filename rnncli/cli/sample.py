@@ -1,4 +1,4 @@
-"""`rnncli sample`: streamed generation; the work is in rnncli/sample.py."""
+"""`rnncli sample`: streamed generation; the work is in rnncli/inference/sample.py."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def sample(
     """
     from rnncli.config import SampleConfig
     from rnncli.errors import UsageError
-    from rnncli.sample import encode_prime, generate_samples, sample_record, stdout_writer
+    from rnncli.inference.sample import encode_prime, generate_samples, sample_record, stdout_writer
 
     prime = command_line_text([prime], "--prime")[0]
     stop = command_line_text([stop], "--stop")[0] if stop is not None else None
@@ -75,7 +75,7 @@ def sample(
                           until_eos=until_eos, stop=stop, num_samples=num_samples, seed=seed)
     config.check()
     if prime_file:
-        from rnncli.data import Corpus
+        from rnncli.text.data import Corpus
 
         prime = Corpus(prime_file).read_text()
     many = num_samples > 1 and beam == 0  # a job: groups of samples generated side by side
@@ -89,8 +89,8 @@ def sample(
         m = ck.model
         sys.stderr.write(f"model: {m.cell} {m.layers}x{m.hidden}, {ck.tokenizer.level} vocabulary "
                          f"{m.vocab_size}, trained {ck.state.get('step', 0)} steps\n")
-        from rnncli.cores import how_samples_run
-        from rnncli.sample import SAMPLE_GROUP
+        from rnncli.execution.cores import how_samples_run
+        from rnncli.inference.sample import SAMPLE_GROUP
 
         if workers == 1 and not ray:  # (worker processes get their own share of the cores)
             rows = beam or min(num_samples, SAMPLE_GROUP)
@@ -99,8 +99,8 @@ def sample(
         sys.stderr.write(f"warning: the prime has {unknown} token(s) outside the vocabulary; read as <UNK>\n")
     utf8_stdout()
     if many:
-        from rnncli.sample import SAMPLE_GROUP, SampleGroups, sample_entropy
-        from rnncli.shards import CountSource, preload
+        from rnncli.inference.sample import SAMPLE_GROUP, SampleGroups, sample_entropy
+        from rnncli.jobs.shards import CountSource, preload
 
         preload(path, "model", ck)
         task = SampleGroups(prime, config, sample_entropy(seed), as_json)

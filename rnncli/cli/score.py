@@ -1,4 +1,4 @@
-"""`rnncli score`: sentences ranked or a file summarised; the work is in rnncli/score.py."""
+"""`rnncli score`: sentences ranked or a file summarised; the work is in rnncli/inference/score.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from rnncli.cli.common import (
     utf8_stdout,
 )
 from rnncli.cli.jobs import Output, RayAddress, Resume, ShardLines, Workers, run_sharded
-from rnncli.shards import SHARD_LINES
+from rnncli.jobs.shards import SHARD_LINES
 
 
 @app.command()
@@ -103,12 +103,12 @@ def score(
     announce_compilation()
     utf8_stdout()
     if file:
-        from rnncli.data import Corpus
+        from rnncli.text.data import Corpus
 
         corpus = Corpus(file)
         if not continuous:
-            from rnncli.score import ScoreLines, file_score
-            from rnncli.shards import LineSource, preload
+            from rnncli.inference.score import ScoreLines, file_score
+            from rnncli.jobs.shards import LineSource, preload
 
             preload(path, "model", ck)
             mode = "keep" if filtering else ("jsonl" if fmt in ("json", "jsonl") else "tsv") if per_line else "summary"
@@ -122,7 +122,7 @@ def score(
                 print_file_score(file_score(corpus.name, outcome.counts), fmt, unit)
             return
         if continuous:
-            from rnncli.score import continuous_report
+            from rnncli.inference.score import continuous_report
 
             record = continuous_report(ck, corpus)
             if fmt in ("json", "jsonl"):
@@ -130,7 +130,7 @@ def score(
             else:
                 print(continuous_text(record))
             return
-    from rnncli.score import score_sentences
+    from rnncli.inference.score import score_sentences
 
     scores = score_sentences(ck, texts, eos=not no_eos)
     print_sentence_scores(ck, scores, fmt, unit, per_token)

@@ -10,7 +10,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from rnncli.score import UNIT_FACTOR
+from rnncli.inference.score import UNIT_FACTOR
 
 UNIT_NAME = {"ln": "logprob", "log10": "log10prob", "bits": "log2prob"}
 

@@ -1,5 +1,5 @@
 """`rnncli classify`, `tag`, `translate` and `evaluate`: the task models' commands; the work is in
-rnncli/predict.py."""
+rnncli/inference/predict.py."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _inputs(texts: list[str] | None, file: str | None) -> list[str]:
     if texts and file:
         raise UsageError("give texts or --file, not both")
     if file:
-        from rnncli.data import Corpus
+        from rnncli.text.data import Corpus
 
         lines = [line for line in Corpus(file).lines() if line.strip()]
         if not lines:
@@ -59,7 +59,7 @@ def classify(texts: TextsArgument = None, model: ModelOption = None, file: FileO
 
     Example: rnncli classify "There is nothing to like in this movie."
     """
-    from rnncli.predict import classify as run
+    from rnncli.inference.predict import classify as run
 
     inputs = _inputs(texts, file)
     ck = load_model(model, task="classify")
@@ -85,7 +85,7 @@ def tag(texts: TextsArgument = None, model: ModelOption = None, file: FileOption
     Example: rnncli tag "Yesterday, Harry Potter met Hermione Granger."
     """
     from rnncli.errors import UsageError
-    from rnncli.predict import tag_text
+    from rnncli.inference.predict import tag_text
 
     output_format = "json" if as_json else output_format
     if output_format not in ("text", "conll", "json"):
@@ -127,7 +127,7 @@ def translate(
     Example: rnncli translate "the 3rd of March 2021"
     """
     from rnncli.config import SampleConfig
-    from rnncli.predict import translate as run
+    from rnncli.inference.predict import translate as run
 
     config = SampleConfig(length=max_length, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
                           seed=seed)
@@ -161,8 +161,8 @@ def evaluate(
     Example: rnncli evaluate --model runs/ner.npz corpora/ner-test.txt
     """
     from rnncli.config import SampleConfig
-    from rnncli.data import Corpus
     from rnncli.tasks import get_task
+    from rnncli.text.data import Corpus
 
     config = SampleConfig(length=200, temperature=0.0, beam=beam)
     config.check()

@@ -17,7 +17,7 @@ from rnncli.cli.common import (
     user_errors,
 )
 from rnncli.cli.jobs import Output, RayAddress, Resume, ShardLines, Workers, run_sharded
-from rnncli.shards import SHARD_LINES
+from rnncli.jobs.shards import SHARD_LINES
 
 
 @app.command()
@@ -69,8 +69,8 @@ def tokenize(
     if encode:
         if not (vocab or model) or inputs:
             raise UsageError("--encode FILE takes the tokenizer of --vocab V or --model M, and no other input")
-        from rnncli.data import Corpus, EncodeLines
-        from rnncli.shards import LineSource
+        from rnncli.jobs.shards import LineSource
+        from rnncli.text.data import Corpus, EncodeLines
 
         corpus = Corpus(encode, encoding, errors)
         corpus.check_codec()
@@ -79,7 +79,7 @@ def tokenize(
                     corpus.name)
         return
     if vocab or model:
-        from rnncli.checkpoint import load_tokenizer
+        from rnncli.formats.checkpoint import load_tokenizer
 
         if not inputs:
             raise UsageError("give the text to tokenize, e.g. rnncli tokenize --vocab vocab.npz \"some text\"")
@@ -92,22 +92,22 @@ def tokenize(
         raise UsageError("--show must be 0 or more")
 
     from rnncli.config import TokenizerConfig
-    from rnncli.data import Corpus, count_lines, encode_corpus, token_stats
-    from rnncli.tokenizers import fit_tokenizer
+    from rnncli.text.data import Corpus, count_lines, encode_corpus, token_stats
+    from rnncli.text.tokenizers import fit_tokenizer
 
     corpus = Corpus(inputs[0], encoding, errors)
     config = TokenizerConfig(level=level, min_count=min_count, max_vocab=max_vocab, vocab_size=vocab_size,
                              lowercase=lowercase, spm_type=spm_type)
     config.check()
     if save:
-        from rnncli.files import check_writable
+        from rnncli.formats.files import check_writable
 
         check_writable(save, "tokenizer")  # before the work, not after it
     tok = fit_tokenizer(config, corpus.blocks())
     ids = encode_corpus(tok, corpus)
     stats = token_stats(ids, tok.vocab_size, count_lines(corpus))
     if save:
-        from rnncli.checkpoint import save_tokenizer
+        from rnncli.formats.checkpoint import save_tokenizer
 
         save_tokenizer(save, tok)
     top = [{"id": i, "token": tok.vocab[i], "count": n} for i, n in stats.most_frequent(show)]
@@ -134,7 +134,7 @@ def tokenize(
 
 
 def _show_pieces(tok, texts: list[str], as_json: bool) -> None:
-    from rnncli.tokenizers import UNK
+    from rnncli.text.tokenizers import UNK
 
     rows = [{"text": t, "tokens": [{"piece": p, "id": i, "token": tok.vocab[i]} for p, i in tok.pieces(t)]}
             for t in texts]

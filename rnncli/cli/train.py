@@ -1,4 +1,4 @@
-"""`rnncli train`: options to a TrainRequest, the run itself in rnncli/train.py."""
+"""`rnncli train`: options to a TrainRequest, the run itself in rnncli/training/train.py."""
 
 from __future__ import annotations
 
@@ -114,10 +114,10 @@ def train(
     from typer._click.core import ParameterSource
 
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
-    from rnncli.runfiles import set_latest
-    from rnncli.setup import TrainRequest, parse_duration, prepare
-    from rnncli.train import StopFlag
-    from rnncli.train import train as run_training
+    from rnncli.training.request import TrainRequest, parse_duration, prepare
+    from rnncli.training.runfiles import set_latest
+    from rnncli.training.train import StopFlag
+    from rnncli.training.train import train as run_training
 
     explicit = {name for name in ctx.params
                 if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}

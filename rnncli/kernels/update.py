@@ -1,4 +1,4 @@
-"""Fused parameter updates: one pass over each parameter array per step (see rnncli/optim.py)."""
+"""Fused parameter updates: one pass over each parameter array per step (see rnncli/training/optim.py)."""
 
 import numpy as np
 

@@ -40,7 +40,7 @@ def model_layout(config):
 
 def load_model_checkpoint(path: str, training_state: bool = True, allow_nonfinite: bool = False):
     """A checkpoint of any task's model, checked against the layout its configuration implies."""
-    from rnncli.checkpoint import load_checkpoint
+    from rnncli.formats.checkpoint import load_checkpoint
 
     return load_checkpoint(path, model_layout, training_state, allow_nonfinite)
 

@@ -105,3 +105,14 @@ class Task:
     def onnx_graph(self, graph) -> tuple[list, list]:
         """This task's inputs and outputs in an ONNX graph (onnx_export.Graph's task forms)."""
         raise NotImplementedError
+
+
+class LabelTask(Task):
+    """A task whose model is an encoder and a label head (tasks/models.py's LabelModel): classify, tag."""
+
+    labelled = True
+
+    def build(self, config):
+        from rnncli.tasks.models import LabelModel
+
+        return LabelModel(config, self.head_class())

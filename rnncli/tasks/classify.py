@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.tasks.base import Task, tab_fields
+from rnncli.tasks.base import LabelTask, tab_fields
 
 HEADER_LABEL = "label"
 
 
-class ClassifyTask(Task):
+class ClassifyTask(LabelTask):
     name = "classify"
     what = "a classifier"
     command = "rnncli classify"
     unit = "example"
     next_hint = 'rnncli classify --model {out} "a text to label"'
-    labelled = True
     format_hint = "expected lines of label<TAB>text"
 
     def read(self, corpus) -> tuple[list, list]:
@@ -34,7 +33,7 @@ class ClassifyTask(Task):
         return sorted(set(targets))
 
     def encode(self, source, target, tokenizer, index):
-        from rnncli.examples import text_ids
+        from rnncli.text.examples import text_ids
 
         return text_ids(tokenizer, source), index.get(target, -1)
 
@@ -44,18 +43,13 @@ class ClassifyTask(Task):
         return Batch(inputs, np.array(targets, np.int64))
 
     def head_class(self):
-        from rnncli.heads import SequenceLabelHead
+        from rnncli.models.heads import SequenceLabelHead
 
         return SequenceLabelHead
 
-    def build(self, config):
-        from rnncli.tasks.models import LabelModel
-
-        return LabelModel(config, self.head_class())
-
     def evaluate(self, ck, corpus, config) -> dict:
-        from rnncli import metrics
-        from rnncli.predict import classify
+        from rnncli.inference.predict import classify
+        from rnncli.tasks import metrics
 
         sources, targets = self.read(corpus)
         predicted = [p.label for p in classify(ck, sources)]

@@ -18,12 +18,12 @@ class LanguageModelTask(Task):
     default_level = "char"
 
     def build(self, config):
-        from rnncli.model import Model
+        from rnncli.models.model import Model
 
         return Model(config)
 
     def evaluate(self, ck, corpus, config) -> dict:
-        from rnncli.score import continuous_report
+        from rnncli.inference.score import continuous_report
 
         return {"task": self.name, **continuous_report(ck, corpus)}
 

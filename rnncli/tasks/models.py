@@ -26,12 +26,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rnncli.config import ModelConfig
-from rnncli.cores import ShardedCache, batch_shards, mask_rows, on_cores, target_shares, weighted_sum
+from rnncli.execution.cores import ShardedCache, batch_shards, mask_rows, on_cores, target_shares, weighted_sum
 from rnncli.kernels.blas import one_blas_thread
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_row_gradient, log_softmax_rows, softmax_cross_entropy
-from rnncli.layers import Stack
-from rnncli.model import Model
+from rnncli.models.layers import Stack
+from rnncli.models.model import Model
 
 Params = dict[str, np.ndarray]
 

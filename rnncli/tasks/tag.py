@@ -10,16 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from rnncli.errors import RnncliError
-from rnncli.tasks.base import Task
+from rnncli.tasks.base import LabelTask
 
 
-class TagTask(Task):
+class TagTask(LabelTask):
     name = "tag"
     what = "a tagger"
     command = "rnncli tag"
     unit = "tag"
     next_hint = 'rnncli tag --model {out} "A sentence to tag."'
-    labelled = True
     format_hint = "expected CoNLL lines: token ... tag, a blank line between sentences"
 
     def read(self, corpus) -> tuple[list, list]:
@@ -51,7 +50,7 @@ class TagTask(Task):
         return sorted(tags, key=lambda t: (t != "O", t))
 
     def encode(self, source, target, tokenizer, index):
-        from rnncli.examples import token_pieces
+        from rnncli.text.examples import token_pieces
 
         ids, last = token_pieces(tokenizer, source)
         tags = np.full(len(ids), -1, np.int64)
@@ -64,18 +63,13 @@ class TagTask(Task):
         return Batch(inputs, np.stack(targets, axis=1))
 
     def head_class(self):
-        from rnncli.heads import TagHead
+        from rnncli.models.heads import TagHead
 
         return TagHead
 
-    def build(self, config):
-        from rnncli.tasks.models import LabelModel
-
-        return LabelModel(config, self.head_class())
-
     def evaluate(self, ck, corpus, config) -> dict:
-        from rnncli import metrics
-        from rnncli.predict import tag
+        from rnncli.inference.predict import tag
+        from rnncli.tasks import metrics
 
         sources, targets = self.read(corpus)
         return {"task": self.name, **metrics.conll_report(targets, tag(ck, sources))}

@@ -31,8 +31,8 @@ class TranslateTask(Task):
         yield target
 
     def encode(self, source, target, tokenizer, index):
-        from rnncli.examples import text_ids
-        from rnncli.tokenizers import EOS
+        from rnncli.text.examples import text_ids
+        from rnncli.text.tokenizers import EOS
 
         return text_ids(tokenizer, source), np.append(text_ids(tokenizer, target), EOS)
 
@@ -40,7 +40,7 @@ class TranslateTask(Task):
         """Targets padded with -1 after each one's end; decoder inputs the targets shifted right
         behind <EOS>."""
         from rnncli.tasks.models import Batch
-        from rnncli.tokenizers import EOS
+        from rnncli.text.tokenizers import EOS
 
         longest = max(len(y) for y in targets)
         padded = np.full((longest, len(targets)), -1, np.int64)
@@ -56,9 +56,9 @@ class TranslateTask(Task):
         return Translator(config)
 
     def evaluate(self, ck, corpus, config) -> dict:
-        from rnncli import metrics
         from rnncli.config import SampleConfig
-        from rnncli.predict import translate
+        from rnncli.inference.predict import translate
+        from rnncli.tasks import metrics
 
         sources, targets = self.read(corpus)
         hypotheses = list(translate(ck, sources, config or SampleConfig(temperature=0.0, length=200)))

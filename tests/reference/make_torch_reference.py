@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from rnncli.config import ModelConfig  # noqa: E402
 from rnncli.kernels.cells import CELL_NAMES as CELLS  # noqa: E402
-from rnncli.model import Model  # noqa: E402
+from rnncli.models.model import Model  # noqa: E402
 
 T, B, V, D, H, L = 5, 3, 11, 4, 6, 2
 

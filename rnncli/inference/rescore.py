@@ -20,10 +20,10 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from rnncli.checkpoint import Checkpoint
 from rnncli.errors import UsageError
-from rnncli.score import score_ids, sentence_ids
-from rnncli.shards import Part, Shard, Task
+from rnncli.formats.checkpoint import Checkpoint
+from rnncli.inference.score import score_ids, sentence_ids
+from rnncli.jobs.shards import Part, Shard, Task
 
 
 @dataclass

@@ -19,7 +19,7 @@ import struct
 import numpy as np
 
 from rnncli.errors import RnncliError
-from rnncli.files import atomic_write
+from rnncli.formats.files import atomic_write
 
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
           "U8": np.uint8, "BF16": None}  # bfloat16: the top half of a float32, widened on reading

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint
-from rnncli.data import chunks, contiguous_streams
 from rnncli.errors import UsageError
-from rnncli.model import Model, Params
-from rnncli.shards import Part, Shard, Task
-from rnncli.tokenizers import EOS, UNK
+from rnncli.formats.checkpoint import Checkpoint
+from rnncli.jobs.shards import Part, Shard, Task
+from rnncli.models.model import Model, Params
+from rnncli.text.data import chunks, contiguous_streams
+from rnncli.text.tokenizers import EOS, UNK
 
 BATCH_SENTENCES = 64
 TIME_CHUNK = 256
@@ -67,7 +67,7 @@ def sentence_ids(tokenizer, text: str, eos: bool) -> np.ndarray:
 
 def score_ids(ck: Checkpoint, sentences: list[np.ndarray]) -> list[np.ndarray]:
     """Per-token log-probabilities of each id sequence, each scored from the start state."""
-    from rnncli.allocator import keep_freed_memory
+    from rnncli.execution.allocator import keep_freed_memory
 
     keep_freed_memory()
     model, params = Model(ck.model), ck.params
@@ -206,7 +206,7 @@ def continuous_loss(ck: Checkpoint, ids: np.ndarray, batch_size: int, seq_len: i
     (contiguous streams, state carried across lines): the same number `train` reports."""
     if len(ids) < 2:
         raise UsageError("need at least two tokens to score a stream")
-    from rnncli.allocator import keep_freed_memory
+    from rnncli.execution.allocator import keep_freed_memory
 
     keep_freed_memory()
     return stream_loss(Model(ck.model), ck.params, ids, batch_size, seq_len)
@@ -214,7 +214,7 @@ def continuous_loss(ck: Checkpoint, ids: np.ndarray, batch_size: int, seq_len: i
 
 def continuous_report(ck: Checkpoint, corpus) -> dict:
     """`score --file --continuous` (and `evaluate` of a language model): a whole file as one stream."""
-    from rnncli.data import encode_corpus
+    from rnncli.text.data import encode_corpus
 
     ids = encode_corpus(ck.tokenizer, corpus)
     loss = continuous_loss(ck, ids, ck.train.batch_size, ck.train.seq_len)

@@ -7,7 +7,7 @@ The language-model head predicts the next token at every position (the notes' ou
 Parameters output.W (H, V) and output.b (V,); with tied weights output.W is absent and E^T is used
 (the embedding's gradient then receives the output layer's too).
 
-The task models (tasks.py) put a label head over their stack's output (T, B, width):
+The task models (tasks/models.py) put a label head over their stack's output (T, B, width):
   - `SequenceLabelHead` (many-to-one): ŷ = softmax(W_c [h_fwd<T>; h_rev<1>] + b_c), the final state
     of each direction side by side; the loss reaches the stack only through those two positions.
   - `TagHead` (many-to-many, T_x = T_y): ŷ<t> = softmax(W_t [h_fwd<t>; h_rev<t>] + b_t) at every

@@ -30,9 +30,9 @@ import re
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict, to_dict
 from rnncli.errors import RnncliError, UsageError
+from rnncli.formats.checkpoint import Checkpoint
 from rnncli.tasks import get_task
 
 # Every cell of the registry (kernels/cells.py) is in one of these two (a test walks the registry).
@@ -55,7 +55,7 @@ def tokenizer_metadata(tokenizer, config: TokenizerConfig) -> dict[str, str]:
 
 
 def tokenizer_from_metadata(meta: dict[str, str]):
-    from rnncli.tokenizers import tokenizer_from_arrays
+    from rnncli.text.tokenizers import tokenizer_from_arrays
 
     config = from_dict(TokenizerConfig, json.loads(meta["tokenizer_config"]))
     arrays = {"level": np.array(config.level), "vocab": np.array(json.loads(meta["vocabulary"]), dtype=np.str_),
@@ -263,8 +263,8 @@ def vocabulary_for_import(path: str, level: str, tensors: dict[str, np.ndarray],
     <UNK> at id 0 and <EOS> at 1: a vocabulary with them elsewhere (pytorch/examples puts `<eos>`
     wherever the corpus first had a line end) has the embedding's and the output layer's rows moved
     to match."""
-    from rnncli.checkpoint import load_tokenizer
-    from rnncli.tokenizers import tokenizer_from_arrays
+    from rnncli.formats.checkpoint import load_tokenizer
+    from rnncli.text.tokenizers import tokenizer_from_arrays
 
     if path.endswith(".npz"):
         tokenizer = load_tokenizer(path)

@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint, save_checkpoint
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
-from rnncli.data import chunk, contiguous_streams
 from rnncli.errors import RnncliError, UsageError
-from rnncli.examples import Encoded
-from rnncli.model import Model, ModelState, Params
-from rnncli.optim import Optimizer
-from rnncli.runfiles import append_metrics, best_path, metrics_path, run_lock
-from rnncli.schedule import lr_factor
-from rnncli.score import stream_loss
+from rnncli.formats.checkpoint import Checkpoint, save_checkpoint
+from rnncli.inference.score import stream_loss
+from rnncli.models.model import Model, ModelState, Params
+from rnncli.text.data import chunk, contiguous_streams
+from rnncli.text.examples import Encoded
+from rnncli.training.optim import Optimizer
+from rnncli.training.runfiles import append_metrics, best_path, metrics_path, run_lock
+from rnncli.training.schedule import lr_factor
 
 DTYPE = np.float32
 Event = dict
@@ -169,8 +169,8 @@ class ExampleFeed:
     samples_validation = False
 
     def __init__(self, model, run: Run, train: Encoded, val: Encoded | None):
-        from rnncli.examples import length_batches, rare_inputs
         from rnncli.tasks import get_task
+        from rnncli.text.examples import length_batches, rare_inputs
 
         self.model, self.task, self.seed, self.B = model, get_task(run.model.task), run.train.seed, run.train.batch_size
         self.train, self.val = train, val
@@ -186,7 +186,7 @@ class ExampleFeed:
         pass
 
     def step(self, run: Run, index: int):
-        from rnncli.examples import drop_rare_inputs, epoch_batches, make_batch
+        from rnncli.text.examples import drop_rare_inputs, epoch_batches, make_batch
 
         if self._epoch != run.epoch:
             self._epoch, self._order = run.epoch, epoch_batches(self.train, self.B, self.seed, run.epoch)
@@ -199,7 +199,7 @@ class ExampleFeed:
 
     def validate(self, params: Params, positions: int | None = None) -> float:
         """Mean loss per scored target over the whole validation set."""
-        from rnncli.examples import make_batch
+        from rnncli.text.examples import make_batch
 
         total, count = 0.0, 0
         for indices in self.val_batches:
@@ -217,7 +217,7 @@ def train(run: Run, train_data, val_data, out: str, on_event: Callable[[Event], 
     """Train until the first of: epochs, max_steps, max_time, early stopping, or a stop request.
     `train_data`/`val_data`: token ids for the language model, encoded examples (examples.py) for
     a task. Saves `out` (last) and `best_path(out)`; returns the final summary event."""
-    from rnncli.allocator import keep_freed_memory
+    from rnncli.execution.allocator import keep_freed_memory
     from rnncli.tasks import build_model, get_task
 
     keep_freed_memory()

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rnncli.errors import DATA, RnncliError, UsageError
-from rnncli.shards import Part, Task
+from rnncli.jobs.shards import Part, Task
 
 if TYPE_CHECKING:
-    from rnncli.tokenizers import Tokenizer
+    from rnncli.text.tokenizers import Tokenizer
 
 BLOCK_BYTES = 1 << 20  # read and encode 1 MiB at a time: memory stays near 4 bytes per token
 STDIN = "-"
@@ -224,7 +224,7 @@ class EncodeLines(Task):
     as_json: bool = False
 
     def run(self, tokenizer: Tokenizer, shard) -> Part:
-        from rnncli.tokenizers import EOS
+        from rnncli.text.tokenizers import EOS
 
         out = []
         tokens = 0
@@ -260,7 +260,7 @@ class TokenStats:
 
 
 def token_stats(ids: np.ndarray, vocab_size: int, lines: int) -> TokenStats:
-    from rnncli.tokenizers import UNK
+    from rnncli.text.tokenizers import UNK
 
     counts = np.zeros(vocab_size, dtype=np.int64)
     for start in range(0, len(ids), 1 << 22):  # in blocks: ids may be memory-mapped

@@ -18,7 +18,7 @@ singleton replacement of Lample et al. 2016), drawn from the run's RNG (a resume
 same): the model learns what to make of a word it does not know.
 
 Batches hold examples of one input length (translation: one source length), so inputs are never
-padded (tasks.py relies on it); a batch's order and content come from (seed, epoch) alone, so a
+padded (tasks/models.py relies on it); a batch's order and content come from (seed, epoch) alone, so a
 resumed run replays the same batches from its batch index.
 """
 
@@ -28,11 +28,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rnncli.data import Corpus
 from rnncli.errors import RnncliError
 from rnncli.tasks.base import Task
 from rnncli.tasks.models import Batch
-from rnncli.tokenizers import EOS, UNK, WordTokenizer
+from rnncli.text.data import Corpus
+from rnncli.text.tokenizers import EOS, UNK, WordTokenizer
 
 
 @dataclass

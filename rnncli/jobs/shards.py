@@ -10,7 +10,7 @@ output is the same byte for byte whoever runs it: one process, `--workers N` or 
     one process      the shards in turn, here
     --workers N      N processes (spawned), each loading the model once, its BLAS limited to
                      cores / N threads; at most 2N shards in flight, parts reordered on arrival
-    --ray ADDRESS    Ray tasks (rnncli/ray_jobs.py)
+    --ray ADDRESS    Ray tasks (rnncli/jobs/ray_jobs.py)
 
 With an output file, each finished part is also written as a part file beside it
 (`OUT.parts/00012.part`) and recorded in `OUT.parts/manifest.json` with what identifies the job
@@ -186,13 +186,13 @@ class PartStore:
         return os.path.join(self.folder, f"{index:05d}.part")
 
     def _write_manifest(self) -> None:
-        from rnncli.files import atomic_write
+        from rnncli.formats.files import atomic_write
 
         body = json.dumps({"job": self.job, "parts": {str(k): v for k, v in sorted(self.done.items())}}, indent=1)
         atomic_write(self.manifest_path, lambda f: f.write(body.encode("utf-8")), "manifest")
 
     def save(self, part: Part) -> None:
-        from rnncli.files import atomic_write
+        from rnncli.formats.files import atomic_write
 
         atomic_write(self._part_path(part.index), lambda f: f.write(part.text.encode("utf-8")), "part")
         self.done[part.index] = part.to_record()
@@ -207,7 +207,7 @@ class PartStore:
 
     def finish(self, output: str, indices: list[int]) -> None:
         """Concatenate the parts, in order, into `output` (atomically), then remove the folder."""
-        from rnncli.files import atomic_write
+        from rnncli.formats.files import atomic_write
 
         def write(f) -> None:
             for i in indices:
@@ -308,7 +308,7 @@ def _load(path: str | None, needs: str):
     if (path, needs) not in _worker_model:
         _worker_model.clear()
         if needs == "tokenizer":
-            from rnncli.checkpoint import load_tokenizer
+            from rnncli.formats.checkpoint import load_tokenizer
 
             _worker_model[(path, needs)] = load_tokenizer(path)
         else:
@@ -320,7 +320,7 @@ def _load(path: str | None, needs: str):
 
 def run_shard(task: Task, shard: Shard, path: str | None) -> Part:
     """One shard in this process, with what `path` holds loaded (once per process)."""
-    from rnncli.allocator import keep_freed_memory
+    from rnncli.execution.allocator import keep_freed_memory
 
     keep_freed_memory()
     _inject_fault(shard.index)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint
 from rnncli.errors import UsageError
+from rnncli.formats.checkpoint import Checkpoint
 from rnncli.tasks import get_task
 
 OPSET = 17

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from rnncli.errors import RnncliError, UsageError
-from rnncli.files import atomic_write
+from rnncli.formats.files import atomic_write
 
 FORMAT_VERSION = 1
 TOKENIZER_PREFIX = "tokenizer."
@@ -123,7 +123,7 @@ def save_tokenizer(path: str, tokenizer) -> None:
 
 def load_tokenizer(path: str):
     """The tokenizer stored in a vocabulary file or a model checkpoint."""
-    from rnncli.tokenizers import tokenizer_from_arrays
+    from rnncli.text.tokenizers import tokenizer_from_arrays
 
     arrays = load_npz(path)
     sub = {k[len(TOKENIZER_PREFIX):]: v for k, v in arrays.items() if k.startswith(TOKENIZER_PREFIX)}
@@ -228,7 +228,7 @@ def _check_state(state: dict, path: str) -> None:
 def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_state: bool,
                      allow_nonfinite: bool) -> Checkpoint:
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict
-    from rnncli.tokenizers import tokenizer_from_arrays
+    from rnncli.text.tokenizers import tokenizer_from_arrays
 
     kind = str(reader.get("kind", 4096)) if "kind" in reader else "file without a kind"
     if kind != "checkpoint":

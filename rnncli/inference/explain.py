@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint, describe
 from rnncli.errors import UsageError
-from rnncli.model import Model
-from rnncli.score import TIME_CHUNK, score_ids, sentence_ids
-from rnncli.tokenizers import EOS
+from rnncli.formats.checkpoint import Checkpoint, describe
+from rnncli.inference.score import TIME_CHUNK, score_ids, sentence_ids
+from rnncli.models.model import Model
+from rnncli.text.tokenizers import EOS
 
 TOP = 5  # predictions shown per position
 GRADIENT_STEPS = 100  # default K

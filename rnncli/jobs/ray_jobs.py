@@ -1,4 +1,4 @@
-"""Running a job's shards (rnncli/shards.py) on a Ray cluster: each shard a Ray task.
+"""Running a job's shards (rnncli/jobs/shards.py) on a Ray cluster: each shard a Ray task.
 
 The model file goes once into Ray's object store; each worker process writes it to a local file
 named by its digest and loads it once (shards.run_shard's cache). Ray runs a task again when its
@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 
 from rnncli.errors import RnncliError, UsageError
-from rnncli.shards import RETRIES, Part, Shard, Task, run_shard
+from rnncli.jobs.shards import RETRIES, Part, Shard, Task, run_shard
 
 
 def ray_runner(address: str, path: str | None):
@@ -95,7 +95,7 @@ def _ray_shard(task: Task, shard: Shard, digest: str | None, model_ref: list | N
         path = os.path.join(tempfile.gettempdir(), f"rnncli-model-{digest[:16]}.npz")
         if not os.path.exists(path):
             data = ray.get(model_ref[0])
-            from rnncli.files import atomic_write
+            from rnncli.formats.files import atomic_write
 
             atomic_write(path, lambda f: f.write(data.tobytes()), "model")
     return run_shard(task, shard, path)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint
 from rnncli.config import SampleConfig
-from rnncli.cores import batch_shards, on_cores, step_packing
-from rnncli.model import Model
-from rnncli.shards import Part, Task
-from rnncli.tokenizers import EOS, UNK
+from rnncli.execution.cores import batch_shards, on_cores, step_packing
+from rnncli.formats.checkpoint import Checkpoint
+from rnncli.jobs.shards import Part, Task
+from rnncli.models.model import Model
+from rnncli.text.tokenizers import EOS, UNK
 
 
 def encode_prime(tokenizer, prime: str) -> tuple[np.ndarray, int]:

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint
 from rnncli.config import SampleConfig
 from rnncli.errors import UsageError
-from rnncli.examples import length_batches, split_words, text_ids, token_pieces
+from rnncli.formats.checkpoint import Checkpoint
 from rnncli.tasks import build_model, get_task
 from rnncli.tasks.models import Batch, sub_params
-from rnncli.tokenizers import EOS
+from rnncli.text.examples import length_batches, split_words, text_ids, token_pieces
+from rnncli.text.tokenizers import EOS
 
 
 def require_task(ck: Checkpoint, task: str | tuple, path: str) -> None:
@@ -81,7 +81,7 @@ def tag_text(ck: Checkpoint, text: str) -> tuple[list[str], list[str]]:
 def translate(ck: Checkpoint, sources, c: SampleConfig) -> Iterator[str]:
     """Each source's translation, as soon as it is made: greedy (temperature 0), sampled, or the
     beam's best (`c.beam`), at most `c.length` tokens. The decoder's weights are stacked once."""
-    from rnncli.sample import beam_search_from, sample_from
+    from rnncli.inference.sample import beam_search_from, sample_from
 
     model = build_model(ck.model)
     decoder, dec_params = model.decoder, sub_params(ck.params, "decoder.")

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnncli.checkpoint import Checkpoint, refuse_nonfinite
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnncli.errors import RnncliError, UsageError
-from rnncli.files import check_writable
-from rnncli.model import Model
-from rnncli.optim import Optimizer
-from rnncli.runfiles import default_out
+from rnncli.formats.checkpoint import Checkpoint, refuse_nonfinite
+from rnncli.formats.files import check_writable
+from rnncli.models.model import Model
 from rnncli.tasks import get_task, load_model_checkpoint, model_layout  # noqa: F401 - where commands find them
-from rnncli.train import DTYPE, Run
+from rnncli.training.optim import Optimizer
+from rnncli.training.runfiles import default_out
+from rnncli.training.train import DTYPE, Run
 
 RESUMABLE = {"epochs", "max_steps", "max_time", "lr", "clip", "lr_decay", "patience", "eval_every",
              "weight_decay"}  # training options a resumed run may change
@@ -135,7 +135,7 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
     """Check everything, read and encode the data, build or restore the run. Writes nothing.
     Returns the run, the training and validation data (token ids for a language model, encoded
     examples for a task) and the checkpoint path."""
-    from rnncli.data import Corpus
+    from rnncli.text.data import Corpus
 
     if req.resume and req.init_from:
         raise UsageError("--resume and --init-from cannot be combined: resume continues a run, "
@@ -194,8 +194,8 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
 
 def _read_corpus(req: TrainRequest, corpus, model: ModelConfig, tok_config: TokenizerConfig, tokenizer):
     """A language model's data: the corpus as token ids, the validation ids apart."""
-    from rnncli.data import Corpus, encode_corpus, split_validation
-    from rnncli.tokenizers import fit_tokenizer
+    from rnncli.text.data import Corpus, encode_corpus, split_validation
+    from rnncli.text.tokenizers import fit_tokenizer
 
     if tokenizer is None:
         tokenizer = fit_tokenizer(tok_config, corpus.blocks())
@@ -222,9 +222,9 @@ def _read_corpus(req: TrainRequest, corpus, model: ModelConfig, tok_config: Toke
 def _read_examples(req: TrainRequest, corpus, model: ModelConfig, tok_config: TokenizerConfig, tokenizer):
     """A task's data: its examples read, the tokenizer and the labels fitted on the training ones,
     everything encoded."""
-    from rnncli.data import Corpus
-    from rnncli.examples import checksum, encode_examples, label_set, read_examples, split_examples
-    from rnncli.tokenizers import fit_tokenizer
+    from rnncli.text.data import Corpus
+    from rnncli.text.examples import checksum, encode_examples, label_set, read_examples, split_examples
+    from rnncli.text.tokenizers import fit_tokenizer
 
     task = get_task(model.task)
     examples = read_examples(task, corpus)

@@ -6,7 +6,7 @@ A layer reads its chunk forward in time, or reversed (`reverse=True`): then it r
 over x<T>, ..., x<1> and returns its outputs in the chunk's own order, so h<t> summarises x<t..T>.
 A bidirectional level is a forward and a reversed layer over the same input, their outputs side by
 side, (T, B, 2H): position t then sees the whole sequence. It has no place in a language model,
-which must not see the future; the task models (tasks.py) use it.
+which must not see the future; the task models (tasks/models.py) use it.
 
 A layer's parameters are named `<prefix>.<cell parameter>` (`layers.0.Wx`, reversed
 `layers.0.reverse.Wx`); the stack owns the prefixes. Dropout is inverted (masks scaled by

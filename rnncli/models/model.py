@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncli.config import ModelConfig
-from rnncli.cores import (
+from rnncli.execution.cores import (
     ShardedCache,
     batch_shards,
     joined_states,
@@ -32,13 +32,13 @@ from rnncli.cores import (
     target_shares,
     weighted_sum,
 )
-from rnncli.heads import HeadCache, LanguageModelHead
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_backward, embedding_forward, embedding_row_gradient
 from rnncli.kernels.packed import rows_product
 from rnncli.kernels.recurrent import Packing, State, packed_matrix
-from rnncli.layers import Stack
+from rnncli.models.heads import HeadCache, LanguageModelHead
+from rnncli.models.layers import Stack
 
 Params = dict[str, np.ndarray]
 ModelState = list[State]  # one State per layer

@@ -1,0 +1,2 @@
+"""From text to ids: tokenizers (tokenizers.py), corpora read in blocks (data.py), labelled
+examples encoded and batched by length (examples.py)."""
