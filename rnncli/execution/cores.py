@@ -141,6 +141,21 @@ class ShardedCache:
     dstate0: list | None = None  # the language model's: each layer's initial-state gradient, joined
 
 
+def loss_by_shards(shards: list[slice], forward, targets: np.ndarray) -> tuple[float, list, list[float]]:
+    """A batch's forward pass by its shards, each on a core of its own: forward(rows) -> (mean
+    loss of those rows, ...). -> the batch's mean loss (the shards' weighted by their share of the
+    scored targets), each shard's results, the shares."""
+    parts = on_cores(forward, shards)
+    shares = target_shares(targets, shards)
+    return sum(share * p[0] for share, p in zip(shares, parts, strict=True)), parts, shares
+
+
+def gradients_by_shards(backward, cache: ShardedCache) -> dict:
+    """The batch's gradients from its shards' (`loss_by_shards`): backward(a shard's cache) -> its
+    gradients, each on a core, summed weighted by the shards' shares."""
+    return weighted_sum(on_cores(backward, cache.parts), cache.shares)
+
+
 def target_shares(targets: np.ndarray, shards: list[slice]) -> list[float]:
     """Each shard's share of the scored targets (B last: (B,) or (T, B)); negative ones count for nothing."""
     counted = [int((targets[..., rows] >= 0).sum()) for rows in shards]

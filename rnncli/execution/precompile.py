@@ -55,8 +55,8 @@ def compile_training(cell: str) -> None:
         model = Model(ModelConfig(cell=cell, vocab_size=vocab, embed=3, hidden=4, layers=2))
         params = model.init_params(rng, np.float32)
         T, B = 3, 4  # two shards of two rows where two cores run
-        inputs = rng.integers(0, vocab, (T, B))
-        targets = rng.integers(0, vocab, (T, B))
+        inputs = rng.integers(0, vocab, (T, B)).astype(np.int32)  # a corpus's ids are int32 (text/data.py)
+        targets = rng.integers(0, vocab, (T, B)).astype(np.int32)
         loss, _, cache = model.forward(params, inputs, targets, model.initial_state(B))
         grads = model.backward(params, cache)
         Optimizer("adam", params, lr=1e-3, clip=5.0).step(params, grads)

@@ -25,12 +25,12 @@ from rnncli.config import ModelConfig
 from rnncli.execution.cores import (
     ShardedCache,
     batch_shards,
+    gradients_by_shards,
     joined_states,
+    loss_by_shards,
     mask_rows,
     on_cores,
     state_rows,
-    target_shares,
-    weighted_sum,
 )
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
@@ -127,9 +127,7 @@ class Model:
                                        np.ascontiguousarray(targets[:, rows]), state_rows(state0, rows),
                                        mask_rows(masks, rows))
 
-        parts = on_cores(part, shards)
-        shares = target_shares(targets, shards)
-        loss = sum(share * p[0] for share, p in zip(shares, parts, strict=True))
+        loss, parts, shares = loss_by_shards(shards, part, targets)
         return loss, joined_states([p[1] for p in parts]), ShardedCache(shards, [p[2] for p in parts], shares)
 
     def _forward_whole(self, params: Params, inputs: np.ndarray, targets: np.ndarray, state0: ModelState,
@@ -143,10 +141,10 @@ class Model:
         initial-state gradient goes to `cache.dstate0`."""
         if isinstance(cache, Cache):
             return self._backward_whole(params, cache)
-        grads = on_cores(lambda part: self._backward_whole(params, part), cache.parts)
+        grads = gradients_by_shards(lambda part: self._backward_whole(params, part), cache)
         cache.dstate0 = joined_states([[tuple(a * a.dtype.type(share) for a in layer) for layer in part.dstate0]
                                        for part, share in zip(cache.parts, cache.shares, strict=True)])
-        return weighted_sum(grads, cache.shares)
+        return grads
 
     def _backward_whole(self, params: Params, cache: Cache) -> Params:
         T, B = cache.inputs.shape

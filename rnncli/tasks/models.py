@@ -26,7 +26,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rnncli.config import ModelConfig
-from rnncli.execution.cores import ShardedCache, batch_shards, mask_rows, on_cores, target_shares, weighted_sum
+from rnncli.execution.cores import (
+    ShardedCache,
+    batch_shards,
+    gradients_by_shards,
+    loss_by_shards,
+    mask_rows,
+    on_cores,
+)
 from rnncli.kernels.blas import one_blas_thread
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_row_gradient, log_softmax_rows, softmax_cross_entropy
@@ -136,9 +143,8 @@ class LabelModel:
         shards = batch_shards(batch.inputs.shape[1])
         if not shards:
             return self._forward_whole(params, batch, masks)
-        parts = on_cores(lambda rows: self._forward_whole(params, batch.rows(rows), mask_rows(masks, rows)), shards)
-        shares = target_shares(batch.targets, shards)
-        loss = sum(share * p[0] for share, p in zip(shares, parts, strict=True))
+        loss, parts, shares = loss_by_shards(
+            shards, lambda rows: self._forward_whole(params, batch.rows(rows), mask_rows(masks, rows)), batch.targets)
         return loss, ShardedCache(shards, [p[1] for p in parts], shares)
 
     def _forward_whole(self, params: Params, batch: Batch, masks=None) -> tuple[float, TaskCache]:
@@ -150,7 +156,7 @@ class LabelModel:
 
     def backward(self, params: Params, cache: TaskCache | ShardedCache) -> Params:
         if isinstance(cache, ShardedCache):
-            return weighted_sum(on_cores(lambda part: self._backward_whole(params, part), cache.parts), cache.shares)
+            return gradients_by_shards(lambda part: self._backward_whole(params, part), cache)
         return self._backward_whole(params, cache)
 
     def _backward_whole(self, params: Params, cache: TaskCache) -> Params:
@@ -237,9 +243,7 @@ class Translator:
             part_masks = None if masks is None else tuple(mask_rows(m, rows) for m in masks)
             return self._forward_whole(params, batch.rows(rows), part_masks)
 
-        parts = on_cores(part, shards)
-        shares = target_shares(batch.targets, shards)
-        loss = sum(share * p[0] for share, p in zip(shares, parts, strict=True))
+        loss, parts, shares = loss_by_shards(shards, part, batch.targets)
         return loss, ShardedCache(shards, [p[1] for p in parts], shares)
 
     def _forward_whole(self, params: Params, batch: Batch, masks=None) -> tuple[float, TranslatorCache]:
@@ -251,7 +255,7 @@ class Translator:
 
     def backward(self, params: Params, cache: TranslatorCache | ShardedCache) -> Params:
         if isinstance(cache, ShardedCache):
-            return weighted_sum(on_cores(lambda part: self._backward_whole(params, part), cache.parts), cache.shares)
+            return gradients_by_shards(lambda part: self._backward_whole(params, part), cache)
         return self._backward_whole(params, cache)
 
     def _backward_whole(self, params: Params, cache: TranslatorCache) -> Params:
