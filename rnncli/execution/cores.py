@@ -106,8 +106,8 @@ def how_a_batch_runs(B: int) -> str:
     shards = batch_shards(B)
     where = (f"{len(shards)} shards of {B // len(shards)}+ rows, one per core, BLAS on one thread each" if shards
              else "whole, BLAS on its own threads")
-    return (f"engine: per-step and input-side products in rnncli's packed kernel ({VECTOR_BITS}-bit vectors), the "
-            f"weight gradients and the output layer in OpenBLAS (scipy's); a batch of {B} rows runs {where}")
+    return (f"engine: per-step, input-side and output-layer products in rnncli's packed kernel ({VECTOR_BITS}-bit "
+            f"vectors), the weight gradients in OpenBLAS (scipy's); a batch of {B} rows runs {where}")
 
 
 def how_samples_run(rows: int, tokens: int = 0, params: dict | None = None, beam: bool = False) -> str:
