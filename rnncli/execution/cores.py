@@ -60,7 +60,9 @@ def step_packing(rows: int, tokens: int, params: dict | None = None, beam: bool 
       (kernels/two_cores.py; lstm -n 1 / 2 / 3 / 4 10.4k / 16.7-18.7k / 23.2-26.2k / 27.0k, against
       7.5k / 9.4-10.1k / 13.0-14.4k / 18.3-19.5k in shards or OpenBLAS, gru -n 4 32.8k against
       25.7k), when that pays: a matrix of the step large enough to share (two_cores.SHARED_MIN_BYTES;
-      the small size's are not: its sample runs twice as fast on OpenBLAS), the sample long enough
+      the small size's are not: it ran twice as fast on OpenBLAS's threads as shared, and on one
+      core through the one-row kernel it matches the code that used OpenBLAS: small batch-1
+      generate 0.96-1.03x in the adjacent runs of 2026-12-06), the sample long enough
       to repay the start (packing the weights and loading the helper's kernel, ~50 ms for the lstm;
       one row saves 12-43 us a token, by cell: 1.4k-5k tokens to break even; more rows 0.7-0.9 ms a
       step: 55-70 steps), and the helper's kernel compiled.

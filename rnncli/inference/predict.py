@@ -1,5 +1,6 @@
-"""What a task model says about new text: labels, tags, translations, and how good they are on a
-labelled file (`evaluate`). The language model's own commands are `sample` and `score`.
+"""What a task model says about new text: labels, tags, translations (how good they are on a
+labelled file is each task's `evaluate`, tasks/). The language model's own commands are `sample`
+and `score`.
 """
 
 from __future__ import annotations
