@@ -93,16 +93,14 @@ class RnncliModel:
 
     def generate(self, n: int, temperature: float = 0.8, batch: int = 1) -> None:
         """n tokens for each of `batch` samples, generated side by side."""
-        from rnncli.execution.cores import batch_shards, step_packing
-        from rnncli.inference.sample import generate_rows
+        from rnncli.execution.steps import Steps
 
-        shards = batch_shards(batch)  # as `rnncli sample -n` does
-        weights = self.model.step_weights(self.params, packed=step_packing(batch, n, self.params))
+        steps = Steps(self.model, self.params, batch, n)  # as `rnncli sample -n` runs them
         h, c = self.model.step_state(self.model.initial_state(batch))
         out = np.empty((batch, n), np.int64)
         lps = np.empty((batch, n))
-        generate_rows(weights, shards, h, c, np.ones((1, batch), np.int64), self.rng.random((batch, n)), temperature,
-                      0, 1.0, False, np.zeros(batch, np.bool_), out, lps)
+        steps.generate(h, c, np.ones((1, batch), np.int64), self.rng.random((batch, n)), temperature, 0, 1.0, False,
+                       np.zeros(batch, np.bool_), out, lps)
 
 
 class TorchModel:

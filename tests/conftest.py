@@ -53,3 +53,11 @@ def word_model(tmp_path_factory) -> Path:
                      "--out", out, "--json")
     assert result.exit_code == 0, result.stderr
     return out
+
+
+def use_cores(monkeypatch, n: int) -> None:
+    """The engine's plan gives this process n cores for the rest of the test (execution/plan.py);
+    the plan before is restored after it."""
+    from rnncli.execution import plan
+
+    monkeypatch.setattr(plan, "_plan", plan.Plan(n))

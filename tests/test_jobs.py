@@ -178,14 +178,44 @@ def test_a_ctrl_c_whose_exception_is_lost_still_stops_the_job(char_model, long_t
 
     monkeypatch.setattr(shards, "run_shard", run_shard)
     out = tmp_path / "scores.tsv"
+    before = signal.getsignal(signal.SIGINT)  # Python's default handler, or SIG_IGN in a shell's background job
     result = run_cli("score", "--model", char_model, "--file", long_text, "--per-line", "--shard-lines", "300",
                      "-o", out)
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert not out.exists()
     manifest = json.loads((tmp_path / "scores.tsv.parts" / "manifest.json").read_text())
     assert sorted(map(int, manifest["parts"])) == [0, 1, 2]  # stopped once shard 2, running then, was done
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
     monkeypatch.setattr(shards, "run_shard", real)
     args = ("score", "--model", char_model, "--file", long_text, "--per-line", "--shard-lines", "300")
     ok(run_cli(*args, "-o", out, "--resume"))
     assert out.read_text() == ok(run_cli(*args))
+
+
+class _PlanOfTheWorker:
+    """A task that reports the engine's plan of the process running its shard."""
+
+    needs = "model"
+
+    def run(self, ck, shard):
+        from rnncli.execution.plan import current
+        from rnncli.jobs.shards import Part
+
+        return Part(shard.index, shard.first, len(shard.items), f"{current().cores}\n")
+
+    def describe(self) -> dict:
+        return {"task": "plan"}
+
+
+def test_each_worker_is_given_its_share_of_the_cores(monkeypatch):
+    """`--workers N`: each worker process runs with the plan it was given (cores / N, at least
+    one: execution/plan.py), whatever the BLAS it loads would say."""
+    from rnncli.execution import plan
+    from rnncli.jobs.shards import CountSource, local_runner
+
+    monkeypatch.setattr(plan, "machine_cores", lambda: 8)  # more than this machine's: what a worker reads is given
+    for name in plan.BLAS_THREADS:
+        monkeypatch.delenv(name, raising=False)
+    for workers, share in ((2, "4"), (3, "2")):
+        got = list(local_runner(workers, None)(_PlanOfTheWorker(), CountSource(workers, 1).shards()))
+        assert [part.text for _, part, error in got] == [share + "\n"] * workers, got

@@ -306,7 +306,8 @@ def test_one_row_alone_is_summed_as_in_a_tile(K, F, dtype):
     do, and so does a last block of one or two columns summed one number at a time (F = 33, 65,
     66): a row's numbers are the same alone, in a tile, or in the rows split over the cores
     (rows_product), and within rounding of the float64 product."""
-    from rnncli.kernels.packed import pack, product_row, product_rows, rows_product
+    from rnncli.execution.cores import rows_product
+    from rnncli.kernels.packed import pack, product_row, product_rows
 
     rng = np.random.default_rng(K * F)
     x = rng.standard_normal((37, K)).astype(dtype)

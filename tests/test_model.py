@@ -7,6 +7,7 @@ import pytest
 from rnncli.config import ModelConfig
 from rnncli.kernels.cells import CELL_NAMES as CELLS
 from rnncli.models.model import Model
+from tests.conftest import use_cores
 from tests.gradcheck import assert_close_grads, numerical_grad
 
 T, B, V = 4, 3, 7
@@ -126,24 +127,44 @@ def test_shards_gradients_sum_when_one_is_by_rows_and_another_dense():
 
 
 def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
+    """The plan's cores decide the shards (execution/plan.py), not the BLAS's thread state: a batch
+    under one BLAS thread still has its shards; a core's own part of spread work has none."""
     import rnncli.execution.cores as cores
+    from rnncli.kernels.blas import on_each_core, one_blas_thread
 
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    use_cores(monkeypatch, 2)
     assert cores.batch_shards(32) == [slice(0, 16), slice(16, 32)]
     assert cores.batch_shards(15) == [slice(0, 7), slice(7, 15)]
     assert cores.batch_shards(5) == [slice(0, 2), slice(2, 5)]
     assert cores.batch_shards(4) == [slice(0, 2), slice(2, 4)]
     assert cores.batch_shards(3) == [] and cores.batch_shards(1) == []  # a shard of one row: too small
-    monkeypatch.setattr(cores, "blas_threads", lambda: 3)
+    with one_blas_thread():
+        assert cores.batch_shards(32) == [slice(0, 16), slice(16, 32)]
+        assert on_each_core(lambda rows: cores.batch_shards(rows), [32, 32]) == [[], []]  # within a core's part
+    use_cores(monkeypatch, 3)
     assert cores.batch_shards(25) == [slice(0, 8), slice(8, 16), slice(16, 25)]
     assert cores.batch_shards(5) == [slice(0, 2), slice(2, 5)]  # two shards: a third would hold one row
-    monkeypatch.setattr(cores, "blas_threads", lambda: 1)
+    use_cores(monkeypatch, 1)  # a process given one core (a --workers worker, OPENBLAS_NUM_THREADS=1)
     assert cores.batch_shards(64) == []
-    monkeypatch.undo()
-    from rnncli.kernels.blas import one_blas_thread
 
-    with one_blas_thread():  # a process given one core (a --workers worker, OPENBLAS_NUM_THREADS=1)
-        assert cores.batch_shards(64) == []
+
+def test_the_plan_is_built_from_the_environment_and_a_jobs_share(monkeypatch):
+    """OPENBLAS_NUM_THREADS (or the first BLAS-thread variable set) caps the machine's cores; each
+    of N worker processes gets cores / N, at least one."""
+    from rnncli.execution import plan
+
+    monkeypatch.setattr(plan, "machine_cores", lambda: 8)
+    for name in plan.BLAS_THREADS:
+        monkeypatch.delenv(name, raising=False)
+    assert plan.Plan.from_environment() == plan.Plan(8)
+    assert plan.Plan.for_workers(2) == plan.Plan(4) and plan.Plan.for_workers(3) == plan.Plan(2)
+    assert plan.Plan.for_workers(100) == plan.Plan(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert plan.Plan.from_environment() == plan.Plan(3)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # read first, as OpenBLAS does
+    assert plan.Plan.from_environment() == plan.Plan(1)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "junk")  # not a count: the next one
+    assert plan.Plan.from_environment() == plan.Plan(3)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -151,9 +172,8 @@ def test_batch_shards_one_per_core_when_rows_allow(monkeypatch):
 def test_a_batch_in_shards_gives_the_whole_batchs_loss_gradients_and_states(cell, vocab, tie, dropout, monkeypatch):
     """Shards of 8 and 9 rows; a vocabulary of 300 > T*B takes the per-position projection and the
     embedding's row gradient (untied) or dense one (tied); some targets are ignored (negative)."""
-    import rnncli.execution.cores as cores
 
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    use_cores(monkeypatch, 2)
     B17 = 17
     cfg = ModelConfig(cell=cell, vocab_size=vocab, embed=5, hidden=5 if tie else 4, layers=2, dropout=dropout,
                       tie_weights=tie)
@@ -190,9 +210,8 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_gradients_and_states(cell
 
 def test_loss_gradients_through_shards(monkeypatch):
     """The float64 gradient check of the sharded pass against central differences."""
-    import rnncli.execution.cores as cores
 
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    use_cores(monkeypatch, 2)
     cfg = ModelConfig(cell="lstm", vocab_size=V, embed=3, hidden=3, layers=2)
     rng = np.random.default_rng(5)
     params = Model(cfg).init_params(rng, np.float64)

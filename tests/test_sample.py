@@ -12,7 +12,7 @@ from rnncli.kernels.two_cores import new_mailbox
 from rnncli.models.model import Model
 from rnncli.text.tokenizers import EOS, UNK
 from rnncli.training.request import load_model_checkpoint as load_checkpoint
-from tests.conftest import run_cli
+from tests.conftest import run_cli, use_cores
 
 
 def sample_json(model, *args):
@@ -312,26 +312,27 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     """64 samples as two shards of 32 rows, one per core, give the bytes of one batch of 64, each row
     from its own uniforms; a shard whose rows all ended stops early and its rows read <EOS> from
     there."""
-    import rnncli.execution.cores as cores
     from rnncli.config import ModelConfig
-    from rnncli.inference.sample import generate_rows
+    from rnncli.execution.steps import Steps
 
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)
     model = Model(cfg)
     rng = np.random.default_rng(3)
     params = {k: (v * 3).astype(np.float32) for k, v in model.init_params(rng).items()}
     N, n = 64, 30
-    shards = cores.batch_shards(N)
-    assert shards == [slice(0, 32), slice(32, 64)]
+    use_cores(monkeypatch, 2)
+    in_shards = Steps(model, params, N, n)
+    assert in_shards.shards == [slice(0, 32), slice(32, 64)] and in_shards.mailbox is None
+    use_cores(monkeypatch, 1)
+    whole = Steps(model, params, N, n)
+    assert whole.shards == [] and whole.mailbox is None
     context = np.full((1, N), EOS)
     uniforms = rng.random((N, n))
     results = []
-    for weights, parts in ((model.step_weights(params), shards), (model.step_weights(params), [])):
+    for steps in (in_shards, whole):
         h, c = model.step_state(model.initial_state(N))
         out, lps = np.empty((N, n), np.int64), np.empty((N, n))
-        got = generate_rows(weights, parts, h, c, context, uniforms, 0.9, 0, 1.0, False, np.zeros(N, np.bool_),
-                            out, lps)
+        got = steps.generate(h, c, context, uniforms, 0.9, 0, 1.0, False, np.zeros(N, np.bool_), out, lps)
         results.append((got, out, lps, h))
     (got, out, lps, h), (got2, out2, lps2, h2) = results
     assert got == got2 == n and out.tolist() == out2.tolist()
@@ -341,8 +342,7 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     finished[:32] = True  # the first shard's rows have all ended: it stops after one step
     h, c = model.step_state(model.initial_state(N))
     out = np.full((N, n), -1, np.int64)
-    got = generate_rows(model.step_weights(params, packed=True), shards, h, c, context, uniforms, 0.9, 0, 1.0, True,
-                        finished, out, lps)
+    got = in_shards.generate(h, c, context, uniforms, 0.9, 0, 1.0, True, finished, out, lps)
     assert got > 1 and (out[:32, 1:got] == EOS).all()
 
 
@@ -351,66 +351,68 @@ def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
     """One sample with each product shared by both cores (the helper serving beside the generating
     kernel, two_cores.py; the layers' matrices large enough to share) gives the bytes of the step on
     one core, from the same uniforms; the helper computed its halves and was stopped."""
-    import rnncli.execution.cores as cores
     from rnncli.config import ModelConfig
-    from rnncli.inference.sample import generate_rows
+    from rnncli.execution.steps import HELPER_MIN_STEPS, Steps
     from rnncli.kernels import two_cores
 
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
     model = Model(ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=384, layers=2))
     rng = np.random.default_rng(4)
     params = model.init_params(rng, np.float32)
     assert params["layers.1.Wx"].nbytes >= two_cores.SHARED_MIN_BYTES
     two_cores.compile_helper(np.float32)  # as make install does
-    packing = cores.step_packing(1, cores.HELPER_MIN_STEPS[1], params)
-    assert isinstance(packing, np.ndarray)  # one long sample on two cores: shared with the helper
+    use_cores(monkeypatch, 2)
+    shared = Steps(model, params, 1, HELPER_MIN_STEPS[1])
+    assert shared.mailbox is not None  # one long sample on two cores: shared with the helper
+    use_cores(monkeypatch, 1)
+    alone = Steps(model, params, 1, HELPER_MIN_STEPS[1])
+    assert alone.mailbox is None and alone.shards == []
     n = 60
     uniforms = rng.random((1, n))
     results = []
-    for weights in (model.step_weights(params, packed=packing), model.step_weights(params)):
+    for steps in (shared, alone):
         h, c = model.step_state(model.initial_state(1))
         out, lps = np.empty((1, n), np.int64), np.empty((1, n))
-        got = generate_rows(weights, [], h, c, np.array([[EOS, 3, 4]]).T, uniforms, 0.9, 0, 1.0, False,
-                            np.zeros(1, np.bool_), out, lps)
+        got = steps.generate(h, c, np.array([[EOS, 3, 4]]).T, uniforms, 0.9, 0, 1.0, False, np.zeros(1, np.bool_),
+                             out, lps)
         results.append((got, out, lps, h))
     (got, out, lps, h), (got2, out2, lps2, h2) = results
     assert got == got2 == n and out.tolist() == out2.tolist()
     np.testing.assert_array_equal(lps, lps2)
     np.testing.assert_array_equal(h, h2)
-    assert packing[two_cores.STOP] == 1 and packing[two_cores.POSTED] > 0
+    assert shared.mailbox[two_cores.STOP] == 1 and shared.mailbox[two_cores.POSTED] > 0
 
 
 def test_one_sample_runs_on_two_cores_only_where_that_pays(monkeypatch):
-    """`step_packing`: up to a tile's rows (4), the helper for a long enough sample of a model with a
+    """`step_form`: up to a tile's rows (4), the helper for a long enough sample of a model with a
     matrix worth sharing, once the helper's kernel is compiled; a beam with the helper at any width
     and length; else packed weights on one core (in shards for many rows)."""
-    import rnncli.execution.cores as cores
     from rnncli.config import ModelConfig
+    from rnncli.execution import steps
     from rnncli.kernels import two_cores
 
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    use_cores(monkeypatch, 2)
     monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: True)
     rng = np.random.default_rng(5)
     large = Model(ModelConfig(cell="lstm", vocab_size=11, embed=6, hidden=256, layers=1)).init_params(rng, np.float32)
     small = Model(ModelConfig(cell="lstm", vocab_size=11, embed=6, hidden=128, layers=1)).init_params(rng, np.float32)
-    long = cores.HELPER_MIN_STEPS[1]
+    long = steps.HELPER_MIN_STEPS[1]
     shared = lambda packing: isinstance(packing, np.ndarray)  # noqa: E731 - a mailbox
-    assert shared(cores.step_packing(1, long, large))
-    assert shared(cores.step_packing(3, long, large)) and shared(cores.step_packing(4, 200, large))  # a few rows
-    assert cores.step_packing(1, long - 1, large) is True  # a short sample does not repay the start
-    assert shared(cores.step_packing(2, cores.HELPER_MIN_STEPS[2], large))  # two rows: sooner
-    assert cores.step_packing(1, long, small) is True  # 1 x 128: faster on one core
-    assert cores.step_packing(5, 200, large) is True  # shards from 5 rows
-    assert cores.step_packing(64, 200, small) is True and cores.step_packing(15, 200, small) is True
-    assert shared(cores.step_packing(64, 10, large, beam=True)) and shared(cores.step_packing(2, 10, large, beam=True))
-    assert cores.step_packing(8, 10, small, beam=True) is True and cores.step_packing(2, 10, small, beam=True) is True
-    monkeypatch.setattr(cores, "blas_threads", lambda: 1)
-    assert cores.step_packing(1, long, large) is True  # one core
-    assert cores.step_packing(8, 10, large, beam=True) is True
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    assert shared(steps.step_form(1, long, large))
+    assert shared(steps.step_form(3, long, large)) and shared(steps.step_form(4, 200, large))  # a few rows
+    assert steps.step_form(1, long - 1, large) is True  # a short sample does not repay the start
+    assert shared(steps.step_form(2, steps.HELPER_MIN_STEPS[2], large))  # two rows: sooner
+    assert steps.step_form(1, long, small) is True  # 1 x 128: faster on one core
+    assert steps.step_form(5, 200, large) is True  # shards from 5 rows
+    assert steps.step_form(64, 200, small) is True and steps.step_form(15, 200, small) is True
+    assert shared(steps.step_form(64, 10, large, beam=True)) and shared(steps.step_form(2, 10, large, beam=True))
+    assert steps.step_form(8, 10, small, beam=True) is True and steps.step_form(2, 10, small, beam=True) is True
+    use_cores(monkeypatch, 1)
+    assert steps.step_form(1, long, large) is True  # one core
+    assert steps.step_form(8, 10, large, beam=True) is True
+    use_cores(monkeypatch, 2)
     monkeypatch.setattr(two_cores, "helper_compiled", lambda dtype: False)
-    assert cores.step_packing(1, long, large) is True  # a cold cache: one core (a first sample's start)
-    assert cores.step_packing(8, 10, large, beam=True) is True
+    assert steps.step_form(1, long, large) is True  # a cold cache: one core (a first sample's start)
+    assert steps.step_form(8, 10, large, beam=True) is True
 
 
 def _beam_walk(logits, scores, width, until_eos):
@@ -466,6 +468,7 @@ def test_a_wide_beam_without_a_helper_steps_on_one_core(monkeypatch):
     import rnncli.execution.cores as cores
     import rnncli.kernels.blas as blas
     from rnncli.config import ModelConfig, SampleConfig
+    from rnncli.execution import steps
     from rnncli.inference.sample import beam_search_nbest
 
     cfg = ModelConfig(cell="lstm", vocab_size=30, embed=6, hidden=40, layers=2)
@@ -485,8 +488,8 @@ def test_a_wide_beam_without_a_helper_steps_on_one_core(monkeypatch):
     handed.clear()
     found = []
     for threads in (2, 1):
-        monkeypatch.setattr(cores, "blas_threads", lambda threads=threads: threads)
-        assert cores.step_packing(16, 12, params, beam=True) is True
+        use_cores(monkeypatch, threads)
+        assert steps.step_form(16, 12, params, beam=True) is True
         found.append(beam_search_nbest(model, params, model.initial_state(1), np.array([EOS, 5, 7]), config))
     two, one = found
     assert handed == []  # no step handed to another core
@@ -498,8 +501,8 @@ def test_a_beam_with_the_helper_finds_the_hypotheses_of_one_core(monkeypatch):
     """A beam of a model with a matrix worth sharing runs every step's products on both cores (a
     helper on the second computing half of each product's blocks, for all the hypotheses at once),
     and ends with the hypotheses of the beam stepped on one core."""
-    import rnncli.execution.cores as cores
     from rnncli.config import ModelConfig, SampleConfig
+    from rnncli.execution import steps
     from rnncli.inference.sample import beam_search_nbest
     from rnncli.kernels import two_cores
 
@@ -518,8 +521,8 @@ def test_a_beam_with_the_helper_finds_the_hypotheses_of_one_core(monkeypatch):
     monkeypatch.setattr(two_cores, "serve", serve_and_keep)
     found = []
     for threads in (2, 1):
-        monkeypatch.setattr(cores, "blas_threads", lambda threads=threads: threads)
-        assert isinstance(cores.step_packing(6, 12, params, beam=True), np.ndarray) == (threads == 2)
+        use_cores(monkeypatch, threads)
+        assert isinstance(steps.step_form(6, 12, params, beam=True), np.ndarray) == (threads == 2)
         found.append(beam_search_nbest(model, params, model.initial_state(1), np.array([EOS, 5, 7]), config))
     shared, alone = found
     assert len(mailboxes) == 1 and mailboxes[0][two_cores.POSTED] > 0  # products posted for the helper (which
@@ -529,22 +532,22 @@ def test_a_beam_with_the_helper_finds_the_hypotheses_of_one_core(monkeypatch):
 
 
 def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
-    import rnncli.execution.cores as cores
+    from rnncli.execution import steps
 
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    use_cores(monkeypatch, 2)
     many = run_cli("sample", "--model", char_model, "-n", "20", "--length", "3", "--verbose", "--seed", "1")
     assert many.exit_code == 0, many.stderr
     assert "20 rows at a time, 2 shards of 10+ rows, one per core" in many.stderr
     few = run_cli("sample", "--model", char_model, "-n", "5", "--length", "3", "--verbose", "--seed", "1")
     assert few.exit_code == 0, few.stderr
     assert "5 rows at a time, 2 shards of 2+ rows, one per core" in few.stderr
-    monkeypatch.setattr(cores, "blas_threads", lambda: 1)
+    use_cores(monkeypatch, 1)
     alone = run_cli("sample", "--model", char_model, "-n", "6", "--length", "3", "--verbose", "--seed", "1")
     assert "6 rows at a time, on one core, the products in rnncli's packed kernel" in alone.stderr
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    use_cores(monkeypatch, 2)
     one = run_cli("sample", "--model", char_model, "--length", "3", "--verbose", "--seed", "1")
     assert "1 row at a time, on one core, the products in rnncli's packed kernel" in one.stderr
-    monkeypatch.setattr(cores, "HELPER_MIN_STEPS", (0, 5, 5, 5))  # a "long" sample, a "large" model, compiled
+    monkeypatch.setattr(steps, "HELPER_MIN_STEPS", (0, 5, 5, 5))  # a "long" sample, a "large" model, compiled
     monkeypatch.setattr("rnncli.kernels.two_cores.SHARED_MIN_BYTES", 0)
     monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: True)
     long = run_cli("sample", "--model", char_model, "--length", "40", "--verbose", "--seed", "1")

@@ -10,6 +10,7 @@ from rnncli.config import ModelConfig
 from rnncli.kernels.cells import CELL_NAMES
 from rnncli.tasks import build_model
 from rnncli.tasks.models import Batch
+from tests.conftest import use_cores
 from tests.gradcheck import assert_close_grads, numerical_grad
 
 V, T, B = 7, 4, 3
@@ -89,9 +90,8 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_and_gradients(task, bidir
     """17 examples as shards of 8 and 9, one per core (cores.py), against the whole batch: loss,
     gradients and label log-probabilities; padded targets (tag, translate) weigh each shard's share.
     Then the float64 gradient check through the shards."""
-    import rnncli.execution.cores as cores
 
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    use_cores(monkeypatch, 2)
     rng = np.random.default_rng(9)
     model = build_model(replace(config("lstm", task), bidirectional=bidirectional))
     params = model.init_params(rng, np.float64)
@@ -100,7 +100,7 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_and_gradients(task, bidir
     loss, cache = model.forward(params, b, masks)
     assert [len(range(17)[s]) for s in cache.shards] == [8, 9]
     grads = model.backward(params, cache)
-    monkeypatch.setattr(cores, "blas_threads", lambda: 1)  # the same batch whole
+    use_cores(monkeypatch, 1)  # the same batch whole
     loss2, cache2 = model.forward(params, b, masks)
     assert not hasattr(cache2, "shards")
     grads2 = model.backward(params, cache2)
@@ -109,7 +109,7 @@ def test_a_batch_in_shards_gives_the_whole_batchs_loss_and_gradients(task, bidir
         np.testing.assert_allclose(np.asarray(grads[k]), np.asarray(grads2[k]), rtol=1e-9, atol=1e-13, err_msg=k)
     if task != "translate":
         whole = model.logprobs(params, b)
-        monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+        use_cores(monkeypatch, 2)
         np.testing.assert_allclose(model.logprobs(params, b), whole, rtol=1e-12, atol=1e-13)
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    use_cores(monkeypatch, 2)
     check_gradients(model, params, b, masks)

@@ -15,7 +15,7 @@ import pytest
 
 from rnncli.models.model import Model
 from rnncli.training.request import load_model_checkpoint as load_checkpoint
-from tests.conftest import CORPORA, ROOT, run_cli
+from tests.conftest import CORPORA, ROOT, run_cli, use_cores
 
 DEMO = CORPORA / "demo.txt"
 
@@ -302,9 +302,8 @@ def test_a_round_one_checkpoint_loads_scores_samples_and_resumes_as_before(tmp_p
 
 def test_verbose_says_how_a_batch_runs(tmp_path, monkeypatch):
     """--verbose names which code computes which product and how the batch is split over the cores."""
-    import rnncli.execution.cores as cores
 
-    monkeypatch.setattr(cores, "blas_threads", lambda: 2)
+    use_cores(monkeypatch, 2)
     args = ("train", CORPORA / "demo.txt", "--hidden", "16", "--max-steps", "1", "--out", tmp_path / "m.npz")
     result = run_cli(*args, "--batch-size", "16", "--verbose")
     assert result.exit_code == 0, result.stderr

@@ -89,12 +89,13 @@ def sample(
         m = ck.model
         sys.stderr.write(f"model: {m.cell} {m.layers}x{m.hidden}, {ck.tokenizer.level} vocabulary "
                          f"{m.vocab_size}, trained {ck.state.get('step', 0)} steps\n")
-        from rnncli.execution.cores import how_samples_run
+        from rnncli.execution.steps import Steps
         from rnncli.inference.sample import SAMPLE_GROUP
+        from rnncli.models.model import Model
 
         if workers == 1 and not ray:  # (worker processes get their own share of the cores)
             rows = beam or min(num_samples, SAMPLE_GROUP)
-            sys.stderr.write(how_samples_run(rows, length, ck.params, beam=bool(beam)) + "\n")
+            sys.stderr.write(Steps(Model(m), ck.params, rows, length, beam=bool(beam)).describe() + "\n")
     if unknown and not quiet:
         sys.stderr.write(f"warning: the prime has {unknown} token(s) outside the vocabulary; read as <UNK>\n")
     utf8_stdout()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncli.config import SampleConfig
-from rnncli.execution.cores import batch_shards, on_cores, step_packing
+from rnncli.execution.steps import Steps
 from rnncli.formats.checkpoint import Checkpoint
 from rnncli.jobs.shards import Part, Task
 from rnncli.models.model import Model
@@ -40,21 +40,15 @@ class Sample:
     logprob: float  # model log-probability (temperature 1) of the generated tokens
 
 
-def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rngs: list[np.random.Generator],
-                  burst: int = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig,
+                  rngs: list[np.random.Generator]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Generate len(rngs) samples side by side, row b drawing from rngs[b]; yield their tokens and
-    log-probabilities, (N, n) each, in bursts, until length, every row's <EOS> (with until_eos) or
-    the caller stops iterating. A row's tokens after its <EOS> are not meaningful. Bursts of 256
-    with the helper on the second core (its start each call: 20k tokens of the char-rnn rnn 1.64 ->
-    1.57 s); the bursts' sizes do not change the samples."""
-    from rnncli.kernels.two_cores import shared_mailbox
-
+    log-probabilities, (N, n) each, in bursts (as long as the engine's run wants them: steps.py),
+    until length, every row's <EOS> (with until_eos) or the caller stops iterating. A row's tokens
+    after its <EOS> are not meaningful; the bursts' sizes do not change the samples."""
     N = len(rngs)
     model = Model(ck.model)
-    shards = batch_shards(N)
-    weights = model.step_weights(ck.params, packed=step_packing(N, c.length, ck.params))
-    if shared_mailbox(weights) is not None:
-        burst = max(burst, 256)
+    steps = Steps(model, ck.params, N, c.length)
     h, cstate = model.step_state(model.initial_state(N, ck.params["embed.weight"].dtype))
     context = np.repeat(np.concatenate([[EOS], prime_ids]).astype(np.int64)[:, None], N, axis=1)  # (T, N)
     finished = np.zeros(N, np.bool_)
@@ -65,49 +59,14 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig, rngs: 
         out = np.empty((N, n), np.int64)
         lps = np.empty((N, n), np.float64)
         uniforms = np.stack([rng.random(n) for rng in rngs])
-        got = generate_rows(weights, shards, h, cstate, context, uniforms, c.temperature, c.top_k, c.top_p,
-                            c.until_eos, finished, out, lps)
+        got = steps.generate(h, cstate, context, uniforms, c.temperature, c.top_k, c.top_p, c.until_eos, finished,
+                             out, lps)
         yield out[:, :got], lps[:, :got]
         done += got
         if got < n:  # every row stopped at <EOS>
             return
         context = np.ascontiguousarray(out[:, got - 1:got].T)  # (1, N)
-        size = burst
-
-
-def generate_rows(weights, shards: list[slice], h, c, context, uniforms, temperature, top_k, top_p, until_eos,
-                  finished, out, lps) -> int:
-    """kernels/generate.py's `generate` over the rows of `shards` (cores.batch_shards; [] for all rows at
-    once), one shard per core: the rows of a batch of samples never meet, so each core generates its
-    shard's rows on its own, BLAS on one thread and the stack's products through the packed kernel
-    (`weights` from `Model.step_weights(params, packed=True)`), with no hand-over between the cores
-    at every token. The same uniforms per row: the same samples, up to the rounding of the products.
-    Weights shared with a helper (a few samples: cores.step_packing) run all rows at once, each
-    product's columns split between the cores. Measured (AMD EPYC, 2 cores, 64 samples of the
-    char-rnn lstm): bench/README.md."""
-    from rnncli.kernels.generate import generate
-    from rnncli.kernels.two_cores import shared_mailbox, with_helper
-
-    def whole() -> int:
-        return generate(*weights, h, c, context, uniforms, temperature, top_k, top_p, until_eos, finished, out, lps)
-
-    mailbox = shared_mailbox(weights)
-    if mailbox is not None:  # each product on both cores (kernels/two_cores.py)
-        return with_helper(mailbox, whole, h)
-    if not shards:
-        return whole()
-
-    def part(rows: slice) -> int:
-        h_part, c_part = np.ascontiguousarray(h[:, rows]), np.ascontiguousarray(c[:, rows])  # (L, rows, H)
-        got = generate(*weights, h_part, c_part, np.ascontiguousarray(context[:, rows]), uniforms[rows], temperature,
-                       top_k, top_p, until_eos, finished[rows], out[rows], lps[rows])
-        h[:, rows], c[:, rows] = h_part, c_part
-        return got
-
-    steps = on_cores(part, shards)
-    for rows, got in zip(shards, steps, strict=True):  # a shard that stopped early: all its rows had ended
-        out[rows, got:max(steps)] = EOS
-    return max(steps)
+        size = steps.burst
 
 
 def beam_search(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig) -> list[tuple[list[int], float]]:
@@ -129,16 +88,13 @@ def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: Sampl
     """Beam search of width c.beam: the hypotheses (tokens, log-probability) it ends with, ranked by
     log-probability per token (length-normalised), best first. <UNK> is never extended. All beams
     advance together, one batched model step per token (its products shared with a helper on the
-    second core where it can run, else on one core: cores.step_packing), and each step's choice is
+    second core where it can run, else on one core: execution/steps.py), and each step's choice is
     one kernel (`beam_candidates`); a hypothesis's tokens are a row of `history`, its state a row of
-    h, c. `weights`: `model.step_weights(params)`."""
-    from rnncli.kernels.two_cores import shared_mailbox, with_helper
-
-    weights = weights or model.step_weights(params, packed=step_packing(c.beam, c.length, params, beam=True))
-    mailbox = shared_mailbox(weights)
-    if mailbox is None:
+    h, c. `weights`: `model.step_weights(params)` (a decoder's, stepped on one core)."""
+    if weights is not None:
         return _beam_search(model, state, context, c, weights)
-    return with_helper(mailbox, lambda: _beam_search(model, state, context, c, weights), model.step_state(state)[0])
+    steps = Steps(model, params, c.beam, c.length, beam=True)
+    return steps.run(lambda: _beam_search(model, state, context, c, steps.weights), model.step_state(state)[0])
 
 
 def _beam_search(model: Model, state, context: np.ndarray, c: SampleConfig, weights) -> list[tuple[list[int], float]]:

@@ -84,8 +84,11 @@ def _ray_error(err: Exception) -> str:
 
 
 def _ray_shard(task: Task, shard: Shard, digest: str | None, model_ref: list | None) -> Part:
-    """A Ray task: the model from the object store (written to a local file and loaded once per
-    worker process), then the shard."""
+    """A Ray task, given one core (Ray's default for a task; execution/plan.py): the model from the
+    object store (written to a local file and loaded once per worker process), then the shard."""
+    from rnncli.execution.plan import Plan, use
+
+    use(Plan(1))
     path = None
     if digest is not None:
         import tempfile

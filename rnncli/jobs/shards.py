@@ -327,16 +327,6 @@ def run_shard(task: Task, shard: Shard, path: str | None) -> Part:
     return task.run(_load(path, task.needs), shard)
 
 
-BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def local_runner(workers: int, path: str | None):
     """Runs shards here (`workers` = 1) or on a pool of processes: yields (shard, part or None, error)."""
     if workers < 1:
@@ -360,11 +350,13 @@ def local_runner(workers: int, path: str | None):
     def pool_runner(task: Task, shards: Iterable[Shard]):
         import multiprocessing
 
-        threads = max(1, cores() // workers)
+        from rnncli.execution.plan import BLAS_THREADS, Plan, use
+
+        share = Plan.for_workers(workers)  # each worker's plan: cores / N, at least one
         saved = {k: os.environ.get(k) for k in BLAS_THREADS}
-        os.environ.update({k: str(threads) for k in BLAS_THREADS})  # the workers' BLAS: cores / N threads
+        os.environ.update({k: str(share.cores) for k in BLAS_THREADS})  # the BLAS's threads when a worker loads it
         try:
-            pool = multiprocessing.get_context("spawn").Pool(workers)
+            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=use, initargs=(share,))
         finally:
             for k, v in saved.items():
                 if v is None:

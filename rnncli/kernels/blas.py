@@ -105,14 +105,24 @@ def one_blas_thread():
         set_(threads)
 
 
-def blas_threads() -> int:
-    """The threads the BLAS may use now: the cores this process was given (OPENBLAS_NUM_THREADS and
-    the like, or all it sees); 1 without a BLAS whose threads can be set."""
+def blas_threads_settable() -> bool:
+    """Whether the BLAS that Numba calls has threads that can be set (scipy's OpenBLAS)."""
+    return _threads_control() is not None
+
+
+def set_blas_threads(threads: int) -> None:
+    """The BLAS's threads for the products outside any core's part (execution/plan.py sets them)."""
     control = _threads_control()
-    return control[0]() if control is not None else 1
+    if control is not None:
+        control[1](threads)
 
 
 _in_parallel = threading.local()  # set while a thread runs its part of `on_each_core`
+
+
+def in_a_part() -> bool:
+    """Whether the calling thread runs one core's part of work spread by `on_each_core`."""
+    return getattr(_in_parallel, "active", False)
 
 
 def _part(work, item):
@@ -130,7 +140,7 @@ def on_each_core(work, items: list) -> list:
     a worker (nested), one after the other."""
     global _workers, _worker_count
     control = _threads_control()
-    if len(items) < 2 or control is None or control[0]() != 1 or getattr(_in_parallel, "active", False):
+    if len(items) < 2 or control is None or control[0]() != 1 or in_a_part():
         return [work(item) for item in items]
     if _worker_count < len(items) - 1:
         from concurrent.futures import ThreadPoolExecutor

@@ -405,31 +405,6 @@ def _store_row_vector(a, b, out, col, width):
             out[col + j] = tile[j]
 
 
-def rows_product(x: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """x (M, K) @ W (K, F), any M, by this kernel: W packed, 16 rows of x at a time against every
-    block (`product_in_groups`), on one core, or with the rows split over the cores when BLAS may
-    use two and the call is not already one core's part (blas.on_each_core). Every product whose
-    rows are a model's positions goes through here (the input side, the output layer and their
-    gradients w.r.t. the rows), never through a BLAS: OpenBLAS rounds a row differently depending
-    on how many rows share the call and on the CPU's kernel family (Haswell, SkylakeX, Zen), so
-    its rows' numbers would depend on how the work was split and where it ran; here every number
-    is one chain of fused multiply-adds in k order, whoever computes it."""
-    from rnncli.kernels.blas import blas_threads, on_each_core, one_blas_thread
-
-    x = np.ascontiguousarray(x)
-    P = pack(W)
-    out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
-    cores = min(blas_threads(), x.shape[0] // GROUP_ROWS)
-    if cores < 2:
-        product_in_groups(x, P, out)
-        return out
-    bounds = [x.shape[0] * k // cores // GROUP_ROWS * GROUP_ROWS for k in range(cores)] + [x.shape[0]]
-    with one_blas_thread():
-        on_each_core(lambda k: product_in_groups(x[bounds[k]:bounds[k + 1]], P, out[bounds[k]:bounds[k + 1]]),
-                     list(range(cores)))
-    return out
-
-
 @inline
 def row_product_blocks(x, flat, width, out, c_lo, c_hi):
     """out (F,) = x (K,) @ W for the columns of blocks c_lo .. c_hi - 1 of P = pack(W), given as

@@ -20,7 +20,7 @@ from numba import types
 
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel, overload_by_type
-from rnncli.kernels.packed import pack, product_row, product_rows, rows_product
+from rnncli.kernels.packed import pack, product_row, product_rows
 from rnncli.kernels.two_cores import shared_product
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)
@@ -208,9 +208,11 @@ def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: Pack
 
 def input_product(x: np.ndarray, W: np.ndarray) -> np.ndarray:
     """x (M, K) @ W (K, F) for a chunk's input side (x @ Wx forward, d(xw) @ Wx^T backward), M = the
-    chunk's T*B positions: packed.rows_product (16 rows at a time against the packed W ran at
+    chunk's T*B positions: execution/cores.rows_product (16 rows at a time against the packed W ran at
     105-110 GFLOP/s where OpenBLAS ran at 97-103, one core, 1600 x 512 @ 512 x 2048 and 1600 x 2048
     @ 2048 x 512)."""
+    from rnncli.execution.cores import rows_product
+
     return rows_product(x, W)
 
 

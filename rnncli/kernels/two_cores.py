@@ -28,7 +28,7 @@ wait: 24.5 us (171 GB/s) against 31.6 us through OpenBLAS's two threads and 50 u
 both cores reading a buffer of that size: 180 GB/s. Whole batch-1 generation at the char-rnn size
 (2 x 512), tokens/s: rnn 23.9k -> 33-39k, gru 8.2k -> 11.4-12.7k, lstm 7.3k -> 9.3-10.5k
 (bench/README.md); lstm -n 2 / 3 11.9k / 12.0k (a request per row) -> 16.7-18.7k / 23.2-26.2k
-(one for all rows). Chosen by cores.step_packing.
+(one for all rows). Chosen by execution/steps.py.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnncli.execution.cores import rows_product
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.output import log_softmax_rows, softmax_cross_entropy, target_logprobs
-from rnncli.kernels.packed import rows_product
 
 
 @dataclass

@@ -30,12 +30,12 @@ from rnncli.execution.cores import (
     loss_by_shards,
     mask_rows,
     on_cores,
+    rows_product,
     state_rows,
 )
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_backward, embedding_forward, embedding_row_gradient
-from rnncli.kernels.packed import rows_product
 from rnncli.kernels.recurrent import Packing, State, packed_matrix
 from rnncli.models.heads import HeadCache, LanguageModelHead
 from rnncli.models.layers import Stack
