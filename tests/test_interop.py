@@ -7,8 +7,7 @@ import pytest
 
 from rnncli.errors import RnncliError
 from rnncli.formats import safetensors
-from rnncli.formats.interop import NOT_IN_TORCH, TORCH_MODULES
-from rnncli.kernels.cells import CELL_NAMES
+from rnncli.kernels.cells import CELL_NAMES, get_cell
 from rnncli.training.request import load_model_checkpoint
 from tests.conftest import CORPORA, run_cli
 
@@ -48,13 +47,15 @@ def test_torch_export_round_trip(tmp_path, model_of):
     cell, path = model_of
     exported = tmp_path / "m.torch.safetensors"
     result = run_cli("export", path, "--to", "torch", "-o", exported)
-    if cell in NOT_IN_TORCH:
+    if get_cell(cell).torch_module is None:
         assert result.exit_code == 2 and cell in result.stderr and "Traceback" not in result.stderr
+        assert get_cell(cell).not_in_torch in result.stderr
         assert not exported.exists()
         return
     assert result.exit_code == 0, result.stderr
     tensors, meta = safetensors.read(str(exported))
-    assert meta["torch_module"] == TORCH_MODULES[cell] and json.loads(meta["vocabulary"])[:2] == ["<UNK>", "<EOS>"]
+    assert meta["torch_module"] == get_cell(cell).torch_module
+    assert json.loads(meta["vocabulary"])[:2] == ["<UNK>", "<EOS>"]
     back = tmp_path / "back.npz"
     result = run_cli("import", exported, "-o", back)
     assert result.exit_code == 0, result.stderr
@@ -64,7 +65,7 @@ def test_torch_export_round_trip(tmp_path, model_of):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("cell", list(TORCH_MODULES))
+@pytest.mark.parametrize("cell", [c for c in CELL_NAMES if get_cell(c).torch_module])
 def test_the_readme_snippet_rebuilds_the_model_in_pytorch(tmp_path, cell):
     """The export, loaded into nn.Embedding -> nn.LSTM/GRU/RNN -> nn.Linear as the README shows,
     gives the per-token log-probabilities `rnncli score` gives (<= 1e-4 in float32)."""
@@ -270,7 +271,7 @@ def test_task_models_round_trip_through_the_torch_layout(tmp_path, task_model):
     task, cell, path = task_model
     exported = tmp_path / "m.safetensors"
     result = run_cli("export", path, "--to", "torch", "-o", exported)
-    if cell in NOT_IN_TORCH:
+    if get_cell(cell).torch_module is None:
         assert result.exit_code == 2 and cell in result.stderr
         return
     assert result.exit_code == 0, result.stderr

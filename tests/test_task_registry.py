@@ -106,11 +106,19 @@ def test_every_task_module_is_in_the_registry():
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_every_cell_has_an_export_form_or_a_reason_for_none(cell):
-    """No silent fallback: each cell maps onto an ONNX operator and a PyTorch module, or is refused
-    with its reason (a new cell must say which)."""
-    from rnncli.formats.interop import NOT_IN_TORCH, TORCH_MODULES
-    from rnncli.formats.onnx_export import NOT_IN_ONNX, ONNX_FORMS
+    """No silent fallback: each cell owns its mapping onto an ONNX operator and a PyTorch module
+    (kernels/), or says why it has none and is refused with that reason (a new cell must say which)."""
+    from rnncli.kernels.cells import get_cell
+    from rnncli.kernels.recurrent import Cell
 
-    assert (cell in ONNX_FORMS) != (cell in NOT_IN_ONNX)
-    assert (cell in TORCH_MODULES) != (cell in NOT_IN_TORCH)
-    assert all(len(reason) > 20 for reason in (NOT_IN_ONNX.get(cell, "x" * 21), NOT_IN_TORCH.get(cell, "x" * 21)))
+    c = get_cell(cell)
+    has_onnx = type(c).onnx_layer is not Cell.onnx_layer
+    assert has_onnx != bool(c.not_in_onnx)
+    assert (c.torch_module is not None) != bool(c.not_in_torch)
+    assert all(len(reason) > 20 for reason in (c.not_in_onnx, c.not_in_torch) if reason)
+    if has_onnx:
+        H = 3
+        p = {k: np.ones(s, np.float32) for k, s in c.param_shapes(2, H).items()}
+        op, arrays, _ = c.onnx_layer(p, H)
+        assert op in ("LSTM", "GRU", "RNN") and arrays["W"].shape == (c.gates * H, 2)
+        assert arrays["R"].shape == (c.gates * H, H) and arrays["B"].shape == (2 * c.gates * H,)

@@ -33,16 +33,17 @@ import numpy as np
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict, to_dict
 from rnncli.errors import RnncliError, UsageError
 from rnncli.formats.checkpoint import Checkpoint
+from rnncli.kernels.cells import CELL_NAMES, get_cell
 from rnncli.tasks import get_task
 
-# Every cell of the registry (kernels/cells.py) is in one of these two (a test walks the registry).
-TORCH_MODULES = {"lstm": "nn.LSTM", "gru-cudnn": "nn.GRU", "rnn": "nn.RNN", "rnn-relu": "nn.RNN(nonlinearity='relu')"}
-NOT_IN_TORCH = {
-    "gru": "the notes' GRU applies its reset gate before the recurrent product; nn.GRU after it "
-           "(train --cell gru-cudnn for a model PyTorch can run)",
-    "gru-simple": "nn.GRU has no update-gate-only form",
-    "lstm-peephole": "nn.LSTM has no peephole connections",
-}
+
+def torch_module(cell: str) -> str:
+    """PyTorch's module for `cell`, as the cell says (Cell.torch_module in kernels/); refused, with the
+    cell's reason, for a cell PyTorch's modules cannot express."""
+    c = get_cell(cell)
+    if c.torch_module is None:
+        raise UsageError(f"a {cell} model cannot be exported for PyTorch: {c.not_in_torch}")
+    return c.torch_module
 
 
 def tokenizer_metadata(tokenizer, config: TokenizerConfig) -> dict[str, str]:
@@ -89,10 +90,7 @@ def _layers(m: ModelConfig):
 def to_torch(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The checkpoint's weights under PyTorch's names, and its configuration and tokenizer as text."""
     m = ck.model
-    if m.cell in NOT_IN_TORCH:
-        raise UsageError(f"a {m.cell} model cannot be exported for PyTorch: {NOT_IN_TORCH[m.cell]}")
-    if m.cell not in TORCH_MODULES:
-        raise UsageError(f"a {m.cell} model cannot be exported for PyTorch: rnncli has no PyTorch module for this cell")
+    module = torch_module(m.cell)
     p = ck.params
     tensors = {}
     for ours, theirs in _heads(m):
@@ -109,7 +107,7 @@ def to_torch(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         if m.cell == "gru-cudnn":
             bias_hh[2 * m.hidden :] = p[q + "bhn"]  # b_hn sits inside the reset gate's product
         tensors[f"{module}.bias_hh{suffix}"] = bias_hh
-    module = TORCH_MODULES[m.cell] + (" (bidirectional=True)" if m.bidirectional else "")
+    module += " (bidirectional=True)" if m.bidirectional else ""
     metadata = {"format": "rnncli-torch-1", "model_config": json.dumps(to_dict(m)), "torch_module": module,
                 **tokenizer_metadata(ck.tokenizer, ck.tokenizer_config)}
     return {k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata
@@ -198,7 +196,7 @@ def from_torch(tensors: dict[str, np.ndarray], tokenizer, tokenizer_config: Toke
     G = GH // H
     inferred = {4: "lstm", 3: "gru-cudnn", 1: "rnn"}[G]
     cell = cell or inferred
-    need(cell in TORCH_MODULES and {4: "lstm", 3: "gru-cudnn", 1: "rnn"}[G] == cell.removesuffix("-relu"),
+    need(cell in CELL_NAMES and get_cell(cell).torch_module is not None and inferred == cell.removesuffix("-relu"),
          f"--cell {cell} does not match the weights ({GH} = {G} x {H} gate rows: {inferred})")
     need(D0 == D, f"the embedding is {D} wide but weight_ih_l0 expects {D0}")
     need(W_out.shape == (V, H) and b_out.shape == (V,),

@@ -5,11 +5,10 @@
     outputs: logprobs (T, B, V) [log ŷ<t> after each token], hT (L, B, H) [, cT (L, B, H)]
 
 so a user can step it: feed a chunk with the states the previous chunk returned. Bidirectional
-layers are the operators' `direction="bidirectional"`; the task models' graphs are in `to_onnx`. Gates are
-reordered to ONNX's orders: the LSTM's [i, f, g, o] become `iofc` (peepholes `P` in `iof`); the
-GRU's become `zrh`, with `linear_before_reset=1` for gru-cudnn (PyTorch's form) and 0 for the notes'
-gru, whose update gate Γ_u is ONNX's 1 - z (so its rows are negated: σ(-a) = 1 - σ(a)). gru-simple
-has no ONNX operator and is refused. Needs the `onnx` package (`pip install 'rnncli[export]'`).
+layers are the operators' `direction="bidirectional"`; the task models' graphs are in `to_onnx`. Each
+cell maps its own layer to its ONNX operator (`Cell.onnx_layer`: the gates reordered to ONNX's
+orders) or says why it has none (`Cell.not_in_onnx`: gru-simple), and is then refused. Needs the
+`onnx` package (`pip install 'rnncli[export]'`).
 """
 
 from __future__ import annotations
@@ -18,58 +17,16 @@ import numpy as np
 
 from rnncli.errors import UsageError
 from rnncli.formats.checkpoint import Checkpoint
+from rnncli.kernels.cells import get_cell
 from rnncli.tasks import get_task
 
 OPSET = 17
-NOT_IN_ONNX = {"gru-simple": "ONNX's GRU always has a reset gate (gru-simple has only the update gate)"}
-
-
-def _blocks(a: np.ndarray, H: int, order: list[int], axis: int = 0) -> np.ndarray:
-    """The gate blocks of `a` (each H wide along `axis`) in another order."""
-    parts = np.split(a, a.shape[axis] // H, axis=axis)
-    return np.concatenate([parts[i] for i in order], axis=axis)
-
-
-def _lstm(p: dict, H: int, Wx, Wh, b, zeros) -> tuple[str, dict, dict]:
-    order = [0, 3, 1, 2]  # rnncli [i, f, g, o] -> ONNX [i, o, f, c]
-    arrays = {"W": _blocks(Wx, H, order), "R": _blocks(Wh, H, order),
-              "B": np.concatenate([_blocks(b, H, order), zeros])}
-    if "peep" in p:
-        arrays["P"] = np.concatenate([p["peep"][0], p["peep"][2], p["peep"][1]])  # [p_i, p_o, p_f]
-    return "LSTM", arrays, {}
-
-
-def _gru_cudnn(p: dict, H: int, Wx, Wh, b, zeros) -> tuple[str, dict, dict]:
-    order = [1, 0, 2]  # [r, z, n] -> [z, r, h]
-    rb = np.concatenate([np.zeros(2 * H, b.dtype), p["bhn"]])  # R's bias: only b_hn, inside the reset
-    arrays = {"W": _blocks(Wx, H, order), "R": _blocks(Wh, H, order),
-              "B": np.concatenate([_blocks(b, H, order), rb])}
-    return "GRU", arrays, {"linear_before_reset": 1}
-
-
-def _gru_notes(p: dict, H: int, Wx, Wh, b, zeros) -> tuple[str, dict, dict]:
-    sign = np.concatenate([-np.ones(H), np.ones(2 * H)]).astype(b.dtype)  # z = 1 - Γ_u
-    arrays = {"W": Wx * sign[:, None], "R": Wh * sign[:, None], "B": np.concatenate([b * sign, zeros])}
-    return "GRU", arrays, {"linear_before_reset": 0}
-
-
-def _rnn(activation: str):
-    def form(p: dict, H: int, Wx, Wh, b, zeros) -> tuple[str, dict, dict]:
-        return "RNN", {"W": Wx, "R": Wh, "B": np.concatenate([b, zeros])}, {"activations": [activation]}
-
-    return form
-
-
-# Every cell of the registry (kernels/cells.py) is here or in NOT_IN_ONNX (a test walks the registry):
-# a cell without a form is refused, never exported as another.
-ONNX_FORMS = {"lstm": _lstm, "lstm-peephole": _lstm, "gru-cudnn": _gru_cudnn, "gru": _gru_notes,
-              "rnn": _rnn("Tanh"), "rnn-relu": _rnn("Relu")}
 
 
 def _layer_weights(cell: str, p: dict, H: int) -> tuple[str, dict, dict]:
-    """(operator, its W/R/B (/P) arrays with the direction axis, its attributes) for one layer."""
-    Wx, Wh, b = p["Wx"].T, p["Wh"].T, p["b"]  # (G*H, D), (G*H, H), (G*H,)
-    return ONNX_FORMS[cell](p, H, Wx, Wh, b, np.zeros_like(b))
+    """(operator, its W/R/B (/P) arrays, its attributes) for one layer: the cell's own mapping
+    (Cell.onnx_layer in kernels/)."""
+    return get_cell(cell).onnx_layer(p, H)
 
 
 class _Graph:
@@ -210,10 +167,8 @@ def to_onnx(ck: Checkpoint):
     except ImportError:
         raise UsageError("exporting to ONNX needs the onnx package: pip install 'rnncli[export]'") from None
     m = ck.model
-    if m.cell in NOT_IN_ONNX:
-        raise UsageError(f"a {m.cell} model cannot be exported to ONNX: {NOT_IN_ONNX[m.cell]}")
-    if m.cell not in ONNX_FORMS:
-        raise UsageError(f"a {m.cell} model cannot be exported to ONNX: rnncli has no ONNX form for this cell")
+    if get_cell(m.cell).not_in_onnx:
+        raise UsageError(f"a {m.cell} model cannot be exported to ONNX: {get_cell(m.cell).not_in_onnx}")
     g = _Graph(helper, numpy_helper)
     inputs, outputs = get_task(m.task).onnx_graph(_TaskGraph(g, m, ck.params, helper, TensorProto))
     L, H = m.layers, m.hidden

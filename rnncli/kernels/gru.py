@@ -262,6 +262,8 @@ class SimpleGRUCell(Cell):
     name = "gru-simple"
     gates = 2
     paper = "Cho et al. 2014 (update gate only)"
+    not_in_torch = "nn.GRU has no update-gate-only form"
+    not_in_onnx = "ONNX's GRU always has a reset gate (gru-simple has only the update gate)"
 
     def recurrence(self, p, xw, state0, keep):
         hs, gates = gru_simple_forward(xw, pack(p["Wh"]), state0[0], keep)
@@ -292,6 +294,17 @@ class GRUCell(Cell):
     name = "gru"
     gates = 3
     paper = "Cho et al. 2014; Chung et al. 2014 (relevance gate before the product)"
+    not_in_torch = ("the notes' GRU applies its reset gate before the recurrent product; nn.GRU after it "
+                    "(train --cell gru-cudnn for a model PyTorch can run)")
+
+    def onnx_layer(self, p, H):
+        """ONNX's GRU with `linear_before_reset=0`: its gates `zrh` are the notes' [Γ_u, Γ_r, c~] with
+        z = 1 - Γ_u, so Γ_u's rows are negated (σ(-a) = 1 - σ(a))."""
+        b = p["b"]
+        sign = np.concatenate([-np.ones(H), np.ones(2 * H)]).astype(b.dtype)
+        arrays = {"W": p["Wx"].T * sign[:, None], "R": p["Wh"].T * sign[:, None],
+                  "B": np.concatenate([b * sign, np.zeros_like(b)])}
+        return "GRU", arrays, {"linear_before_reset": 0}
 
     def recurrence(self, p, xw, state0, keep):
         H = p["Wh"].shape[0]

@@ -24,6 +24,7 @@ from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import add_packed_product, pack, packed_product
 from rnncli.kernels.recurrent import (
     Cell,
+    gate_blocks,
     input_weights,
     packed_at,
     packed_inputs,
@@ -134,6 +135,17 @@ class CudnnGRUCell(Cell):
     name = "gru-cudnn"
     gates = 3
     paper = "Cho et al. 2014, in cuDNN's / PyTorch's form (reset gate after the product)"
+    torch_module = "nn.GRU"
+
+    def onnx_layer(self, p, H):
+        """ONNX's GRU with `linear_before_reset=1` (PyTorch's form): [r, z, n] reordered to its `zrh`;
+        R's bias is b_hn alone, inside the reset gate."""
+        order = [1, 0, 2]
+        b = p["b"]
+        rb = np.concatenate([np.zeros(2 * H, b.dtype), p["bhn"]])
+        arrays = {"W": gate_blocks(p["Wx"].T, H, order), "R": gate_blocks(p["Wh"].T, H, order),
+                  "B": np.concatenate([gate_blocks(b, H, order), rb])}
+        return "GRU", arrays, {"linear_before_reset": 1}
 
     def param_shapes(self, D, H):
         return {**super().param_shapes(D, H), "bhn": (H,)}

@@ -29,6 +29,7 @@ from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import pack, packed_product
 from rnncli.kernels.recurrent import (
     Cell,
+    gate_blocks,
     input_weights,
     packed_at,
     single_step,
@@ -198,6 +199,18 @@ class LSTMCell(Cell):
         self.peephole = peephole
         self.name = "lstm-peephole" if peephole else "lstm"
         self.paper = "Gers & Schmidhuber 2000" if peephole else "Hochreiter & Schmidhuber 1997"
+        self.torch_module = None if peephole else "nn.LSTM"
+        self.not_in_torch = "nn.LSTM has no peephole connections" if peephole else ""
+
+    def onnx_layer(self, p, H):
+        """ONNX's LSTM: gates [i, f, g, o] reordered to its `iofc`, peepholes `P` in `iof`."""
+        order = [0, 3, 1, 2]
+        b = p["b"]
+        arrays = {"W": gate_blocks(p["Wx"].T, H, order), "R": gate_blocks(p["Wh"].T, H, order),
+                  "B": np.concatenate([gate_blocks(b, H, order), np.zeros_like(b)])}
+        if self.peephole:
+            arrays["P"] = np.concatenate([p["peep"][0], p["peep"][2], p["peep"][1]])  # [p_i, p_o, p_f]
+        return "LSTM", arrays, {}
 
     def param_shapes(self, D, H):
         shapes = super().param_shapes(D, H)

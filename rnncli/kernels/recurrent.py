@@ -216,11 +216,28 @@ def input_product(x: np.ndarray, W: np.ndarray) -> np.ndarray:
     return rows_product(x, W)
 
 
+def gate_blocks(a: np.ndarray, H: int, order: list[int], axis: int = 0) -> np.ndarray:
+    """The gate blocks of `a` (each H wide along `axis`) in another order (another tool's)."""
+    parts = np.split(a, a.shape[axis] // H, axis=axis)
+    return np.concatenate([parts[i] for i in order], axis=axis)
+
+
 class Cell:
     name: str = ""
     gates: int = 1  # G
     state_size: int = 1  # arrays in the state: 1 (h) or 2 (h, c)
     paper: str = ""
+    # How other tools hold this cell: PyTorch's module (formats/interop.py: same gate order, so no
+    # block moves) and ONNX's operator (`onnx_layer`, formats/onnx_export.py); where a tool has none,
+    # why (a test walks the registry: every cell has one or the other, never a silent stand-in).
+    torch_module: str | None = None
+    not_in_torch: str = ""
+    not_in_onnx: str = ""
+
+    def onnx_layer(self, p: dict, H: int) -> tuple[str, dict, dict]:
+        """One layer's parameters `p` as ONNX's operator holds them: (operator, its W (G*H, D), R
+        (G*H, H), B (2*G*H,) [and P] arrays, its attributes). A cell without one says why in `not_in_onnx`."""
+        raise NotImplementedError(f"{self.name}: {self.not_in_onnx or 'no ONNX operator'}")
 
     def param_shapes(self, D: int, H: int) -> dict[str, tuple[int, ...]]:
         G = self.gates

@@ -102,6 +102,13 @@ class RNNCell(Cell):
     def __init__(self, relu: bool = False):
         self.relu = relu
         self.name = "rnn-relu" if relu else "rnn"
+        self.torch_module = "nn.RNN(nonlinearity='relu')" if relu else "nn.RNN"
+
+    def onnx_layer(self, p, H):
+        """ONNX's RNN, its activation Tanh or Relu."""
+        b = p["b"]
+        return ("RNN", {"W": p["Wx"].T, "R": p["Wh"].T, "B": np.concatenate([b, np.zeros_like(b)])},
+                {"activations": ["Relu" if self.relu else "Tanh"]})
 
     def recurrence(self, p, xw, state0, keep):
         hs = rnn_forward(xw, pack(p["Wh"]), state0[0], self.relu, keep)
