@@ -313,12 +313,19 @@ def _tail_columns(x, flat, base, width, out, col, n, accumulate):
             r += rows
 
 
-@inline
+@kernel
 def _product_blocks(x, flat, width, out, accumulate, c_lo, c_hi):
     """`_product` over blocks c_lo .. c_hi - 1 only. Rows in tiles of 4; the last 1-3 rows as a tile
     that repeats its last row in the missing places and stores only its own, so that the block
     streams once for them (each on its own, with two accumulators whose sums waited on each other:
-    6 samples of the char-rnn lstm on one core 11.1k -> 12.7k tokens/s; the same numbers)."""
+    6 samples of the char-rnn lstm on one core 11.1k -> 12.7k tokens/s; the same numbers).
+
+    A kernel the others call, not a helper inlined into them (and so is `row_product_blocks`): Numba
+    types and lowers an inlined helper again at every call site, and every cell's chunk kernels, its
+    step and generation call the product at several. Measured cold (AMD EPYC, one core beside a
+    busy one): the lstm's training kernels 43 -> 22 s, its generation kernels 67 -> 41 s, a first
+    lstm forward pass 27 -> 8 s; run time the same within the host's noise (small and char-rnn
+    sizes, train, score and generate, alternating runs: 0.95-1.14x)."""
     B, K = x.shape
     tile = np.empty(width, dtype=out.dtype)  # the last block of a row when it is cut short
     whole = B - B % TILE_ROWS
@@ -405,7 +412,7 @@ def _store_row_vector(a, b, out, col, width):
             out[col + j] = tile[j]
 
 
-@inline
+@kernel
 def row_product_blocks(x, flat, width, out, c_lo, c_hi):
     """out (F,) = x (K,) @ W for the columns of blocks c_lo .. c_hi - 1 of P = pack(W), given as
     P.reshape(-1) (`flat`, blocks of `width` columns). Every number is summed in k order, as in a
