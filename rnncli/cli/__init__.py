@@ -37,7 +37,27 @@ def main() -> None:
     # for calling cffi functions from kernels, which rnncli never does: the command-line process
     # declines them. (Code importing rnncli as a library is not affected.)
     sys.modules.setdefault("cffi", None)  # type: ignore[arg-type]
-    app()
+    sys.exit(run(sys.argv[1:]))
 
 
-__all__ = ["app", "main"]
+def run(args: list[str]) -> int:
+    """The app on `args` -> its exit status. A usage error (an unknown option, a value of the wrong
+    type, a missing argument) is one line on stderr and status 2, like every other refusal; Typer's
+    boxes are for --help only."""
+    import sys
+
+    usage_error = typer.BadParameter.__mro__[1]  # click's UsageError, as Typer raises it (it may vendor click)
+    try:
+        status = app(args, prog_name="rnncli", standalone_mode=False)
+    except usage_error as err:
+        where = f" (see `{err.ctx.command_path} --help`)" if err.ctx is not None else ""
+        message = " ".join(err.format_message().split()).removesuffix(".")
+        sys.stderr.write(f"error: {message[:1].lower() + message[1:]}{where}\n")
+        return 2
+    except typer.Abort:  # Ctrl-C while click itself reads input (no command's own handler)
+        sys.stderr.write("interrupted\n")
+        return 130
+    return status if isinstance(status, int) else 0
+
+
+__all__ = ["app", "main", "run"]
