@@ -65,3 +65,69 @@ def test_help_keeps_its_page(capsys):
     assert run(["score", "--help"]) == 0
     out, _ = capsys.readouterr()
     assert "Usage: rnncli score" in out and "--workers" in out
+
+
+# ---- an output that is the command's own input ------------------------------------------------
+
+
+def _output_onto_input_cases():
+    """(name, command line with IN for the input and OUT for the output, which input IN is): every
+    command that writes a file, its output given as one of its inputs."""
+    return [
+        ("train --out the corpus", ["train", "IN", "--max-steps", "1", "--out", "OUT"], "corpus"),
+        ("export onto the model", ["export", "IN", "--to", "safetensors", "-o", "OUT"], "model"),
+        ("export onnx onto the model", ["export", "IN", "--to", "onnx", "-o", "OUT"], "model"),
+        ("explain -o onto the model", ["explain", "some text", "--model", "IN", "-o", "OUT"], "model"),
+        ("score -o onto its file", ["score", "--model", "MODEL", "--file", "IN", "--per-line", "-o", "OUT"], "corpus"),
+        ("score -o onto the model", ["score", "--model", "IN", "--file", "CORPUS", "--per-line", "-o", "OUT"], "model"),
+        ("rescore -o onto the n-best", ["rescore", "IN", "--model", "MODEL", "-o", "OUT"], "nbest"),
+        ("sample -o onto the model", ["sample", "--model", "IN", "-n", "2", "--length", "5", "-o", "OUT"], "model"),
+        ("tokenize --save onto the corpus", ["tokenize", "IN", "--save", "OUT"], "corpus"),
+        ("tokenize --encode -o onto it", ["tokenize", "--model", "MODEL", "--encode", "IN", "-o", "OUT"], "corpus"),
+        ("import -o onto the file", ["import", "IN", "-o", "OUT"], "export"),
+        ("plot -o onto the metrics", ["plot", "IN", "-o", "OUT"], "metrics"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, char_model):
+    """One file of each kind a command reads, made once; each test copies the one it needs."""
+    folder = tmp_path_factory.mktemp("inputs")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("the cat sat on the mat\nthe dog sat too\n" * 20, encoding="utf-8")
+    nbest = folder / "nbest.txt"
+    nbest.write_text("utt1-1 the cat sat\nutt1-2 the cat sad\n", encoding="utf-8")
+    export = folder / "export.safetensors"
+    assert run(["export", str(char_model), "--to", "safetensors", "-o", str(export)]) == 0
+    metrics = folder / "run.metrics.jsonl"
+    metrics.write_text('{"step": 1, "tokens_seen": 10, "train_loss": 3.0, "val_loss": 3.1}\n', encoding="utf-8")
+    return {"corpus": corpus, "model": char_model, "nbest": nbest, "export": export, "metrics": metrics}
+
+
+@pytest.mark.parametrize("through", ["same path", "symbolic link", "hard link"])
+@pytest.mark.parametrize("name, args, kind", _output_onto_input_cases(), ids=[c[0] for c in _output_onto_input_cases()])
+def test_an_output_onto_its_own_input_is_refused_before_any_work(name, args, kind, through, inputs, tmp_path,
+                                                                  capsys, monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / inputs[kind].name
+    shutil.copy(inputs[kind], source)
+    before = source.read_bytes()
+    if through == "same path":
+        out = source
+    elif through == "symbolic link":
+        out = tmp_path / ("link-" + source.name)
+        out.symlink_to(source)
+    else:
+        out = tmp_path / ("hard-" + source.name)
+        os.link(source, out)
+    names = {"IN": str(source), "OUT": str(out), "MODEL": str(inputs["model"]), "CORPUS": str(inputs["corpus"])}
+    capsys.readouterr()
+    status = run([names.get(a, a) for a in args])
+    _, err = capsys.readouterr()
+    assert status == 2, err
+    assert err.startswith("error: ") and "input" in err and len(err.strip().split("\n")) == 1, err
+    assert source.read_bytes() == before  # the input is intact
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".parts", ".tmp"))]  # nothing begun

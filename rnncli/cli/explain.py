@@ -86,15 +86,15 @@ def explain(
         file = "-"
     unit_list = parse_units(units)
     output = output or (None if as_json else "explain.html")  # --json alone prints, writes no page
-    if output and output != "-":
-        from rnncli.formats.files import check_writable
-
-        check_writable(output, "page", streams=True)
+    from rnncli.formats.files import check_writable
     from rnncli.training.runfiles import latest_model
 
     path = model or latest_model() or ""
+    other_paths = [other for group in compare or [] for other in group.split(",") if other]
+    if output and output != "-":
+        check_writable(output, "page", streams=True, inputs=(path, file, *other_paths))
     ck = load_model(path, task="lm")
-    others = [(load_model(other, task="lm"), other) for group in compare or [] for other in group.split(",") if other]
+    others = [(load_model(other, task="lm"), other) for other in other_paths]
     if file:
         from rnncli.text.data import Corpus
 

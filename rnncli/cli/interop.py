@@ -50,7 +50,8 @@ def export(
         graph = to_onnx(ck)
         output = output or stem + ".onnx"
         beside = os.path.splitext(output)[0] + ".tokenizer.json"
-        check_writable(beside, "tokenizer")
+        check_writable(output, "ONNX model", inputs=(path,))
+        check_writable(beside, "tokenizer", inputs=(path,))
         atomic_write(output, lambda f: f.write(graph.SerializeToString()), "ONNX model")
         text = json.dumps(interop.tokenizer_metadata(ck.tokenizer, ck.tokenizer_config), ensure_ascii=False)
         atomic_write(beside, lambda f: f.write(text.encode("utf-8")), "tokenizer")
@@ -58,6 +59,7 @@ def export(
     else:
         tensors, metadata = interop.to_torch(ck) if to == "torch" else interop.to_rnncli(ck)
         output = output or stem + (".torch" if to == "torch" else "") + ".safetensors"
+        check_writable(output, "export", inputs=(path,))
         safetensors.write(output, tensors, metadata)
         written = {"output": output, "format": to, "tensors": {k: list(v.shape) for k, v in tensors.items()}}
     if as_json:
@@ -90,7 +92,7 @@ def import_(
     from rnncli.formats.files import check_writable
     from rnncli.training.request import check_loaded
 
-    check_writable(output, "checkpoint")
+    check_writable(output, "checkpoint", inputs=(file, vocab))
     if file.endswith((".pt", ".pth", ".bin")):
         raise UsageError(f"{file}: rnncli does not unpickle PyTorch files (a .pt file can run code when loaded); "
                          "save the state dict as safetensors: safetensors.torch.save_file(model.state_dict(), "

@@ -41,16 +41,18 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     failed for good are reported with their lines, and leave the parts for --resume."""
     from rnncli.errors import RnncliError, UsageError
     from rnncli.formats.files import check_writable
-    from rnncli.jobs.shards import RETRIES, PartStore, file_digest, local_runner, run_job
+    from rnncli.jobs.shards import RETRIES, PartStore, check_workers, file_digest, local_runner, run_job
 
     if ray and workers != 1:
         raise UsageError("give --workers or --ray, not both (on Ray, the cluster's CPUs set the parallelism)")
+    check_workers(workers)  # before anything is made on disk
+    inputs = (path, getattr(getattr(source, "corpus", None), "path", None))
     to_file = output not in (None, "-") and (not os.path.exists(output) or os.path.isfile(output))
     if resume and not to_file:
         raise UsageError("--resume finishes a job that writes a file: give the same -o FILE as before")
     store = None
     if to_file:
-        check_writable(output, "job's output")
+        check_writable(output, "job's output", inputs=inputs)
         if resume and getattr(getattr(source, "corpus", None), "path", None) == "-":
             raise UsageError("a job that reads stdin cannot be resumed: give its input as a file")
         job = {"task": task.describe(), "source": source.identity(), "model": file_digest(path) if path else None,
@@ -58,7 +60,7 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
         store = PartStore(output, job, resume)
         emit = None
     elif output not in (None, "-"):  # a stream: a FIFO, /dev/stdout
-        check_writable(output, "job's output", streams=True)
+        check_writable(output, "job's output", streams=True, inputs=inputs)
         stream = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
         emit = stream.write
     else:

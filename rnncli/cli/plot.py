@@ -47,6 +47,9 @@ def plot(
 
     if x_axis not in ("tokens", "steps"):
         raise UsageError("--x must be tokens or steps")
+    from rnncli.formats.files import check_writable
+
+    check_writable(output, "plot", streams=True, inputs=tuple(runs))
     histories = [read_history(path) for path in runs]
     if not any(h for _, h in histories):
         raise RnncliError("no evaluations recorded in these runs yet")

@@ -102,7 +102,7 @@ def tokenize(
     if save:
         from rnncli.formats.files import check_writable
 
-        check_writable(save, "tokenizer")  # before the work, not after it
+        check_writable(save, "tokenizer", inputs=tuple(inputs))  # before the work, not after it
     tok = fit_tokenizer(config, corpus.blocks())
     ids = encode_corpus(tok, corpus)
     stats = token_stats(ids, tok.vocab_size, count_lines(corpus))

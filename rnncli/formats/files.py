@@ -31,9 +31,24 @@ def _kind(path: str) -> str | None:
     return None if stat.S_ISREG(mode) else KINDS.get(stat.S_IFMT(mode), "special file")
 
 
-def check_writable(path: str, what: str, folder_may_be_made: bool = False, streams: bool = False) -> None:
+def same_file(a: str, b: str) -> bool:
+    """Whether paths `a` and `b` name one file: the same inode (through links, hard or symbolic), or
+    the same path once links are resolved (a file not made yet)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_writable(path: str, what: str, folder_may_be_made: bool = False, streams: bool = False,
+                   inputs: tuple = ()) -> None:
     """Refuse, before any work, a path that `atomic_write` would refuse (a missing folder too,
-    unless the caller makes it, as `train` does for its run's files)."""
+    unless the caller makes it, as `train` does for its run's files), and an output that is one of
+    the command's `inputs` (paths; None and "-" are skipped): writing it would replace what is read."""
+    for source in inputs:
+        if source not in (None, "", "-") and same_file(path, source):
+            raise UsageError(f"{path}: is also this command's input ({source}); writing the {what} there would "
+                             "replace it: give another output path")
     kind = _kind(path)
     if streams and kind in STREAMS:
         return

@@ -327,10 +327,25 @@ def run_shard(task: Task, shard: Shard, path: str | None) -> Part:
     return task.run(_load(path, task.needs), shard)
 
 
-def local_runner(workers: int, path: str | None):
-    """Runs shards here (`workers` = 1) or on a pool of processes: yields (shard, part or None, error)."""
+WORKERS_PER_CORE = 4  # beyond this, more processes add only memory (each loads the model) and hand-overs
+
+
+def check_workers(workers: int) -> None:
+    """Refuse a process count of 0 or less, or beyond WORKERS_PER_CORE per core this process may use."""
+    from rnncli.execution.plan import machine_cores
+
     if workers < 1:
         raise UsageError("--workers must be at least 1")
+    most = WORKERS_PER_CORE * machine_cores()
+    if workers > most:
+        raise UsageError(f"--workers {workers}: this machine gives rnncli {machine_cores()} core(s); more than {most} "
+                         f"worker processes ({WORKERS_PER_CORE} per core) only add memory, each loading the model: "
+                         f"give at most {most}")
+
+
+def local_runner(workers: int, path: str | None):
+    """Runs shards here (`workers` = 1) or on a pool of processes: yields (shard, part or None, error)."""
+    check_workers(workers)
 
     def in_process(task: Task, shards: Iterable[Shard]):
         for shard in shards:

@@ -147,7 +147,8 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
     req.train.check()
     out = req.out or (req.resume if req.resume else default_out(req.corpus, req.model.cell))
     if req.out or req.resume:
-        check_writable(out, "checkpoint", folder_may_be_made=True)  # before any work, not at the first save
+        check_writable(out, "checkpoint", folder_may_be_made=True,  # before any work, not at the first save
+                       inputs=(req.corpus, req.init_from, req.valid))
     corpus = Corpus(req.corpus, req.encoding, req.errors)
     corpus.check_codec()
     base = load_model_checkpoint(req.resume or req.init_from) if (req.resume or req.init_from) else None
