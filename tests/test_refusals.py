@@ -131,3 +131,30 @@ def test_an_output_onto_its_own_input_is_refused_before_any_work(name, args, kin
     assert err.startswith("error: ") and "input" in err and len(err.strip().split("\n")) == 1, err
     assert source.read_bytes() == before  # the input is intact
     assert not [p for p in tmp_path.iterdir() if p.name.endswith((".parts", ".tmp"))]  # nothing begun
+
+
+# ---- a refused job leaves nothing behind; process counts are bounded ---------------------------
+
+
+JOBS = {
+    "score": ["score", "--model", "MODEL", "--file", "CORPUS", "--per-line"],
+    "rescore": ["rescore", "NBEST", "--model", "MODEL"],
+    "tokenize": ["tokenize", "--model", "MODEL", "--encode", "CORPUS"],
+    "sample": ["sample", "--model", "MODEL", "-n", "2", "--length", "5", "--seed", "1"],
+}
+
+
+@pytest.mark.parametrize("workers", ["0", "-3", "100000"])
+@pytest.mark.parametrize("job", list(JOBS))
+def test_a_refused_job_leaves_nothing_and_the_next_one_runs(job, workers, inputs, tmp_path, capsys):
+    """--workers 0, negative or absurd: refused in one line before anything is made (no OUT.parts/
+    that would then refuse the correct command as an unfinished job), and no process is started."""
+    out = tmp_path / "out.txt"
+    names = {"MODEL": str(inputs["model"]), "CORPUS": str(inputs["corpus"]), "NBEST": str(inputs["nbest"])}
+    args = [names.get(a, a) for a in JOBS[job]] + ["-o", str(out)]
+    capsys.readouterr()
+    assert run([*args, "--workers", workers]) == 2
+    _, err = capsys.readouterr()
+    assert err.startswith("error: --workers") and len(err.strip().split("\n")) == 1, err
+    assert list(tmp_path.iterdir()) == []
+    assert run(args) == 0 and out.exists()
