@@ -158,3 +158,37 @@ def test_a_refused_job_leaves_nothing_and_the_next_one_runs(job, workers, inputs
     assert err.startswith("error: --workers") and len(err.strip().split("\n")) == 1, err
     assert list(tmp_path.iterdir()) == []
     assert run(args) == 0 and out.exists()
+
+
+# ---- invalid values: NaN for every number option ---------------------------------------------
+
+BASES = {  # a command line each option is tried in (MODEL, CORPUS, NBEST: the module's inputs)
+    "train": ["train", "CORPUS", "--max-steps", "1", "--out", "m.npz"],
+    "score": ["score", "--model", "MODEL", "--file", "CORPUS"],
+    "sample": ["sample", "--model", "MODEL", "--length", "3"],
+    "rescore": ["rescore", "NBEST", "--model", "MODEL"],
+    "translate": ["translate", "--model", "MODEL", "some text"],
+}
+
+
+def _float_options():
+    for name, command in _commands():
+        for flag, kind in _number_options(command):
+            if kind == "float":
+                yield name, flag
+
+
+def test_every_command_with_a_float_option_is_walked():
+    assert {name for name, _ in _float_options()} <= set(BASES)
+    assert len(list(_float_options())) >= 15
+
+
+@pytest.mark.parametrize("name, flag", list(_float_options()), ids=[f"{n} {f}" for n, f in _float_options()])
+def test_nan_is_refused_naming_the_option(name, flag, inputs, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    names = {"MODEL": str(inputs["model"]), "CORPUS": str(inputs["corpus"]), "NBEST": str(inputs["nbest"])}
+    capsys.readouterr()
+    status = run([names.get(a, a) for a in BASES[name]] + [flag, "nan"])
+    out, err = capsys.readouterr()
+    assert status == 2 and flag in err and len(err.strip().split("\n")) == 1, (out, err)
+    assert list(tmp_path.iterdir()) == []

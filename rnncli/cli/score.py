@@ -96,6 +96,9 @@ def score(
         raise UsageError("give --per-line or --keep-below/--keep-above, not both")
     if output and not line_output:
         raise UsageError("-o writes the lines of --per-line or --keep-below/--keep-above; a summary is printed")
+    for flag, bound in (("--keep-below", keep_below), ("--keep-above", keep_above)):
+        if bound is not None and bound != bound:  # NaN: no perplexity is below or above it
+            raise UsageError(f"{flag} must be a perplexity (a number), not nan")
     if filtering and (keep_below is not None and keep_above is not None and keep_above >= keep_below):
         raise UsageError("--keep-above must be below --keep-below (lines between the two are kept)")
     path = model_path(model)
