@@ -90,7 +90,7 @@ def _layers(m: ModelConfig):
 def to_torch(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The checkpoint's weights under PyTorch's names, and its configuration and tokenizer as text."""
     m = ck.model
-    module = torch_module(m.cell)
+    torch_name = torch_module(m.cell)
     p = ck.params
     tensors = {}
     for ours, theirs in _heads(m):
@@ -107,8 +107,8 @@ def to_torch(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         if m.cell == "gru-cudnn":
             bias_hh[2 * m.hidden :] = p[q + "bhn"]  # b_hn sits inside the reset gate's product
         tensors[f"{module}.bias_hh{suffix}"] = bias_hh
-    module += " (bidirectional=True)" if m.bidirectional else ""
-    metadata = {"format": "rnncli-torch-1", "model_config": json.dumps(to_dict(m)), "torch_module": module,
+    torch_name += " (bidirectional=True)" if m.bidirectional else ""
+    metadata = {"format": "rnncli-torch-1", "model_config": json.dumps(to_dict(m)), "torch_module": torch_name,
                 **tokenizer_metadata(ck.tokenizer, ck.tokenizer_config)}
     return {k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata
 
