@@ -192,3 +192,144 @@ def test_nan_is_refused_naming_the_option(name, flag, inputs, tmp_path, capsys, 
     out, err = capsys.readouterr()
     assert status == 2 and flag in err and len(err.strip().split("\n")) == 1, (out, err)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- what rnncli reads back that it wrote: JSON of the wrong shape ------------------------------
+
+
+def _interrupted_job(inputs, tmp_path, monkeypatch):
+    """A score job whose shard 2 fails every time: its other parts and manifest stay for --resume."""
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("".join(f"the cat sat on mat {i}\n" for i in range(40)), encoding="utf-8")
+    out = tmp_path / "scores.tsv"
+    args = ["score", "--model", str(inputs["model"]), "--file", str(corpus), "--per-line", "--shard-lines", "8",
+            "-o", str(out)]
+    monkeypatch.setenv("RNNCLI_FAULTS", "fail:2")
+    assert run(args) == 1
+    monkeypatch.delenv("RNNCLI_FAULTS")
+    return args, out, tmp_path / "scores.tsv.parts"
+
+
+MANIFEST_DAMAGE = {
+    "a list": lambda m: [m],
+    "parts a list": lambda m: {**m, "parts": list(m["parts"].values())},
+    "job missing": lambda m: {"parts": m["parts"]},
+    "a part's items a string": lambda m: {**m, "parts": {k: {**v, "items": "8"} for k, v in m["parts"].items()}},
+    "a part number not a number": lambda m: {**m, "parts": {"x" + k: v for k, v in m["parts"].items()}},
+    "a part's counts a list": lambda m: {**m, "parts": {k: {**v, "counts": [1]} for k, v in m["parts"].items()}},
+    "a part's digest missing": lambda m: {**m, "parts": {k: {x: y for x, y in v.items() if x != "sha256"}
+                                                         for k, v in m["parts"].items()}},
+    "null": lambda m: None,
+}
+
+
+@pytest.mark.parametrize("damage", list(MANIFEST_DAMAGE))
+def test_a_manifest_of_the_wrong_shape_is_refused_naming_the_field(damage, inputs, tmp_path, capsys, monkeypatch):
+    import json
+
+    args, out, parts = _interrupted_job(inputs, tmp_path, monkeypatch)
+    manifest = parts / "manifest.json"
+    manifest.write_text(json.dumps(MANIFEST_DAMAGE[damage](json.loads(manifest.read_text()))), encoding="utf-8")
+    capsys.readouterr()
+    assert run([*args, "--resume"]) == 1
+    _, err = capsys.readouterr()
+    assert err.startswith(f"error: {manifest}: ") and len(err.strip().split("\n")) == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "emptied", "changed", "removed"])
+def test_resume_reruns_a_part_that_fails_its_check(damage, inputs, tmp_path, capsys, monkeypatch):
+    """A part file truncated, emptied, changed in place (same size) or removed after the job stopped:
+    --resume says so, runs that part again, and the output is the whole job's, byte for byte."""
+    args, out, parts = _interrupted_job(inputs, tmp_path, monkeypatch)
+    part = parts / "00001.part"
+    text = part.read_bytes()
+    if damage == "truncated":
+        part.write_bytes(text[: len(text) // 2])
+    elif damage == "emptied":
+        part.write_bytes(b"")
+    elif damage == "changed":
+        part.write_bytes(text.replace(b"-", b"+", 1) if b"-" in text else b"x" + text[1:])
+    else:
+        part.unlink()
+    capsys.readouterr()
+    assert run([*args, "--resume"]) == 0
+    _, err = capsys.readouterr()
+    assert "part 1 (lines from 9) failed its check" in err and "running it again" in err, err
+    whole = tmp_path / "whole.tsv"
+    assert run([*args[:-1], str(whole)]) == 0
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def _safetensors_with(path, header: dict) -> None:
+    import json
+    import struct
+
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"\0" * 64)
+
+
+SAFETENSORS_DAMAGE = {
+    "offsets as strings": {"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", "8"]}},
+    "shape a string": {"w": {"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}},
+    "entry a list": {"w": [1, 2]},
+    "entry null": {"w": None},
+    "dtype a number": {"w": {"dtype": 3, "shape": [2], "data_offsets": [0, 8]}},
+    "offsets missing": {"w": {"dtype": "F32", "shape": [2]}},
+    "a bool in the shape": {"w": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}},
+    "metadata a list": {"__metadata__": ["x"], "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+}
+
+
+@pytest.mark.parametrize("damage", list(SAFETENSORS_DAMAGE))
+def test_a_safetensors_header_of_the_wrong_shape_is_refused(damage, tmp_path, capsys):
+    path = tmp_path / "m.safetensors"
+    _safetensors_with(path, SAFETENSORS_DAMAGE[damage])
+    capsys.readouterr()
+    assert run(["import", str(path), "-o", str(tmp_path / "out.npz")]) == 1
+    _, err = capsys.readouterr()
+    assert err.startswith(f"error: {path}: ") and len(err.strip().split("\n")) == 1, err
+    assert not (tmp_path / "out.npz").exists()
+
+
+METADATA_DAMAGE = {
+    "model_config a list": ("model_config", "[1]"),
+    "hidden a string": ("model_config", None),  # set below from the real one
+    "vocabulary an object": ("vocabulary", '{"a": 1}'),
+    "vocabulary of numbers": ("vocabulary", "[1, 2]"),
+    "tokenizer_config a list": ("tokenizer_config", "[]"),
+    "lowercase a string": ("tokenizer_config", None),
+}
+
+
+@pytest.mark.parametrize("damage", list(METADATA_DAMAGE))
+def test_an_exports_metadata_of_the_wrong_shape_is_refused(damage, inputs, tmp_path, capsys):
+    import json
+
+    from rnncli.formats import safetensors
+
+    tensors, metadata = safetensors.read(str(inputs["export"]))
+    key, value = METADATA_DAMAGE[damage]
+    if value is None:
+        stored = json.loads(metadata[key])
+        field = "hidden" if key == "model_config" else "lowercase"
+        value = json.dumps({**stored, field: "x"})
+    path = tmp_path / "damaged.safetensors"
+    safetensors.write(str(path), tensors, {**metadata, key: value})
+    capsys.readouterr()
+    assert run(["import", str(path), "-o", str(tmp_path / "out.npz")]) == 1
+    _, err = capsys.readouterr()
+    assert err.startswith(f"error: {path}: ") and len(err.strip().split("\n")) == 1, err
+    assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("line", ['[1, 2]', '{"step": "3", "tokens_seen": 10}', '{"step": 3, "tokens_seen": 10, '
+                                  '"val_loss": "low"}', '{"step": 3, "tokens_seen": [10]}', "null"])
+def test_a_metrics_line_of_the_wrong_shape_is_refused(line, tmp_path, capsys):
+    path = tmp_path / "run.metrics.jsonl"
+    path.write_text('{"step": 1, "tokens_seen": 5, "train_loss": 3.0, "val_loss": 3.2}\n' + line + "\n")
+    capsys.readouterr()
+    assert run(["plot", str(path), "-o", str(tmp_path / "c.png")]) == 1
+    _, err = capsys.readouterr()
+    assert err.startswith(f"error: {path}: line 2") and len(err.strip().split("\n")) == 1, err

@@ -58,6 +58,8 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
         job = {"task": task.describe(), "source": source.identity(), "model": file_digest(path) if path else None,
                "shard_lines": getattr(source, "shard_lines", None)}
         store = PartStore(output, job, resume)
+        for index, first, why in store.rejected:
+            sys.stderr.write(f"note: part {index} ({unit} from {first}) failed its check ({why}): running it again\n")
         emit = None
     elif output not in (None, "-"):  # a stream: a FIFO, /dev/stdout
         check_writable(output, "job's output", streams=True, inputs=inputs)

@@ -249,7 +249,7 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
         state = from_json_array(reader.get("state"))
         if not isinstance(state, dict):
             raise TypeError("state is not a mapping")
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, RnncliError) as err:
         raise RnncliError(f"{path}: damaged configuration ({err})") from None
     for what, part in (("training", train), ("tokenizer", tok_config)):
         try:

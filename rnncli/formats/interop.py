@@ -56,10 +56,13 @@ def tokenizer_metadata(tokenizer, config: TokenizerConfig) -> dict[str, str]:
 
 
 def tokenizer_from_metadata(meta: dict[str, str]):
+    from rnncli.formats.schema import ListOf, check
     from rnncli.text.tokenizers import tokenizer_from_arrays
 
     config = from_dict(TokenizerConfig, json.loads(meta["tokenizer_config"]))
-    arrays = {"level": np.array(config.level), "vocab": np.array(json.loads(meta["vocabulary"]), dtype=np.str_),
+    vocabulary = json.loads(meta["vocabulary"])
+    check(vocabulary, ListOf(str), "its metadata", "vocabulary")
+    arrays = {"level": np.array(config.level), "vocab": np.array(vocabulary, dtype=np.str_),
               "lowercase": np.array(config.lowercase)}
     if "sentencepiece_model" in meta:
         arrays["spm_model"] = np.frombuffer(bytes.fromhex(meta["sentencepiece_model"]), np.uint8)
@@ -248,7 +251,11 @@ def import_model(tensors: dict[str, np.ndarray], metadata: dict[str, str], sourc
         if cell is None and "model_config" in metadata:
             cell = json.loads(metadata["model_config"])["cell"]
         return from_torch(tensors, tokenizer, tok_config, cell, source)
-    except (KeyError, ValueError, TypeError) as err:
+    except RnncliError as err:
+        if str(err).startswith(source):
+            raise
+        raise RnncliError(f"{source}: damaged rnncli metadata ({err})") from None
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
         raise RnncliError(f"{source}: damaged rnncli metadata ({err!r})") from None
 
 

@@ -82,10 +82,10 @@ def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 
 def _read_tensor(f, start: int, data_size: int, name: str, info, path: str) -> np.ndarray:
-    try:
-        code, shape, (begin, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
-    except (KeyError, TypeError, ValueError):
-        raise RnncliError(f"{path}: damaged header entry for {name}") from None
+    from rnncli.formats.schema import ListOf, Pair, check
+
+    check(info, {"dtype": str, "shape": ListOf(int), "data_offsets": Pair(int, int)}, path, name)
+    code, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
     if code not in DTYPES:
         raise RnncliError(f"{path}: {name} has dtype {code}, which rnncli does not read")
     width = 2 if code == "BF16" else np.dtype(DTYPES[code]).itemsize

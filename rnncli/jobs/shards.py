@@ -155,14 +155,32 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
+def _part_record_schema():
+    from rnncli.formats.schema import ListOf, MapOf, Pair
+
+    return {"index": int, "first": int, "items": int, "counts": MapOf(float), "bad": ListOf(Pair(int, str)),
+            "bad_lines": int, "bytes": int, "sha256": str}
+
+
+def manifest_schema():
+    """What a manifest holds (checked when a job is resumed): the job, and each finished part's record
+    with the size and digest of its file."""
+    from rnncli.formats.schema import MapOf
+
+    return {"job": dict, "parts": MapOf(_part_record_schema(), keys=str.isdigit, keys_are="a part number")}
+
+
 class PartStore:
-    """`OUT.parts/`: one file per finished part and a manifest naming the job and its finished parts."""
+    """`OUT.parts/`: one file per finished part and a manifest naming the job and its finished parts,
+    each with what its file must hold (size, SHA-256), so that --resume trusts no part it cannot
+    verify: one that fails the check (truncated, changed, missing) runs again (`rejected` says why)."""
 
     def __init__(self, output: str, job: dict, resume: bool):
         self.folder = output + ".parts"
         self.manifest_path = os.path.join(self.folder, "manifest.json")
         self.job = job
         self.done: dict[int, dict] = {}
+        self.rejected: list[tuple[int, int, str]] = []  # (part, its first item, why) of parts that run again
         if os.path.exists(self.manifest_path):
             if not resume:
                 raise UsageError(f"{self.folder} holds an unfinished job: add --resume to finish it, or delete "
@@ -173,17 +191,39 @@ class PartStore:
             except (OSError, ValueError) as err:
                 raise RnncliError(f"{self.manifest_path}: unreadable ({err}); delete {self.folder} to start again") \
                     from None
-            if manifest.get("job") != job:
+            from rnncli.formats.schema import check
+
+            check(manifest, manifest_schema(), self.manifest_path)
+            if manifest["job"] != job:
                 raise UsageError(f"{self.folder} belongs to another job (different input, model or options); "
                                  "delete it to start this one")
-            self.done = {int(k): v for k, v in manifest.get("parts", {}).items()
-                         if os.path.exists(self._part_path(int(k)))}
+            for key, record in manifest["parts"].items():
+                why = self._failed_check(int(key), record)
+                if why:
+                    self.rejected.append((int(key), record["first"], why))
+                else:
+                    self.done[int(key)] = record
         else:
             os.makedirs(self.folder, exist_ok=True)
             self._write_manifest()
 
     def _part_path(self, index: int) -> str:
         return os.path.join(self.folder, f"{index:05d}.part")
+
+    def _failed_check(self, index: int, record: dict) -> str:
+        """Why part `index`'s file does not hold what its record says ("" when it does)."""
+        path = self._part_path(index)
+        if record["index"] != index:
+            return "its record names another part"
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return "its file is missing"
+        if size != record["bytes"]:
+            return f"its file holds {size:,} bytes, not {record['bytes']:,}"
+        if file_digest(path) != record["sha256"]:
+            return "its file was changed"
+        return ""
 
     def _write_manifest(self) -> None:
         from rnncli.formats.files import atomic_write
@@ -194,8 +234,9 @@ class PartStore:
     def save(self, part: Part) -> None:
         from rnncli.formats.files import atomic_write
 
-        atomic_write(self._part_path(part.index), lambda f: f.write(part.text.encode("utf-8")), "part")
-        self.done[part.index] = part.to_record()
+        data = part.text.encode("utf-8")
+        atomic_write(self._part_path(part.index), lambda f: f.write(data), "part")
+        self.done[part.index] = {**part.to_record(), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         self._write_manifest()
 
     def load(self, index: int, text: bool = True) -> Part:

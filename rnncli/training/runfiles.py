@@ -76,8 +76,17 @@ def append_metrics(out: str, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def _metrics_record():
+    from rnncli.formats.schema import Optional
+
+    loss = Optional(float)
+    return {"step": int, "tokens_seen": int, **{k: loss for k in ("train_loss", "val_loss")}}
+
+
 def parse_metrics(lines: list[str], name: str) -> list[dict]:
     """The records of a metrics file's lines; a line that is not one names its number."""
+    from rnncli.formats.schema import check
+
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -88,6 +97,8 @@ def parse_metrics(lines: list[str], name: str) -> list[dict]:
             raise RnncliError(f"{name}: line {number} is not JSON (expected a .metrics.jsonl file)") from None
         if not isinstance(record, dict) or "step" not in record or "tokens_seen" not in record:
             raise RnncliError(f"{name}: line {number} is not an rnncli metrics record")
+        record = {"train_loss": None, "val_loss": None, **record}  # (an evaluation may lack one)
+        check(record, _metrics_record(), f"{name}: line {number}")
         records.append(record)
     return records
 
