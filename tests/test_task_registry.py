@@ -11,7 +11,7 @@ import pytest
 from rnncli.config import ModelConfig
 from rnncli.errors import ConfigError
 from rnncli.kernels.cells import CELL_NAMES
-from rnncli.tasks import TASKS, build_model, get_task
+from rnncli.tasks import TASKS, build_model, check_model, get_task
 from rnncli.text.data import Corpus
 from rnncli.text.tokenizers import EOS
 from tests.conftest import CORPORA, ROOT
@@ -29,7 +29,7 @@ def test_the_registry_holds_the_four_tasks_and_refuses_others():
     with pytest.raises(KeyError, match="one of lm, classify, tag, translate"):
         get_task("summarize")
     with pytest.raises(ConfigError, match="task"):
-        ModelConfig(task="summarize").check()
+        check_model(ModelConfig(task="summarize"))
 
 
 @pytest.mark.parametrize("name", list(TASKS))
@@ -38,7 +38,7 @@ def test_every_task_describes_itself_and_builds_its_model(name):
     assert task.name == name and task.what and task.command.startswith("rnncli ") and task.unit
     assert "{out}" in task.next_hint
     cfg = config_for(task)
-    cfg.check()
+    check_model(cfg)
     model = build_model(cfg)
     shapes = model.param_shapes()
     assert "embed.weight" in shapes and shapes["embed.weight"] == (9, 4)
@@ -55,13 +55,13 @@ def test_every_task_says_which_options_it_allows(name):
         if option == "tie_weights":
             cfg.embed = cfg.hidden
         if allowed:
-            cfg.check()
+            check_model(cfg)
         else:
             with pytest.raises(ConfigError, match=option):
-                cfg.check()
+                check_model(cfg)
     if task.labelled:
         with pytest.raises(ConfigError, match="labels"):
-            ModelConfig(task=name, labels=["only"]).check()
+            check_model(ModelConfig(task=name, labels=["only"]))
 
 
 @pytest.mark.parametrize("name", [n for n, t in TASKS.items() if not t.stream])

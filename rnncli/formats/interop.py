@@ -34,7 +34,7 @@ from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict, 
 from rnncli.errors import RnncliError, UsageError
 from rnncli.formats.checkpoint import Checkpoint
 from rnncli.kernels.cells import CELL_NAMES, get_cell
-from rnncli.tasks import get_task
+from rnncli.tasks import check_model, get_task
 
 
 def torch_module(cell: str) -> str:
@@ -134,7 +134,7 @@ def from_torch_export(tensors: dict[str, np.ndarray], metadata: dict[str, str], 
     """The inverse of `to_torch` for any task, its configuration read from the metadata."""
     tokenizer, tok_config = tokenizer_from_metadata(metadata)
     m = from_dict(ModelConfig, json.loads(metadata["model_config"]))
-    m.check()
+    check_model(m)
 
     def tensor(name: str) -> np.ndarray:
         if name not in tensors:
@@ -218,7 +218,7 @@ def from_torch(tensors: dict[str, np.ndarray], tokenizer, tokenizer_config: Toke
         params["output.W"] = np.ascontiguousarray(W_out.T)
     params["output.b"] = b_out
     model = ModelConfig(cell=cell, vocab_size=V, embed=D, hidden=H, layers=layers, tie_weights=tied)
-    model.check()
+    check_model(model)
     return Checkpoint(model, TrainConfig(), tokenizer_config, tokenizer, params,
                       state={"corpus": {"name": f"imported from {source}"}})
 
@@ -227,7 +227,7 @@ def from_rnncli(tensors: dict[str, np.ndarray], metadata: dict[str, str], source
     """The inverse of `to_rnncli`: parameters under rnncli's names, configuration in the metadata."""
     tokenizer, tok_config = tokenizer_from_metadata(metadata)
     model = from_dict(ModelConfig, json.loads(metadata["model_config"]))
-    model.check()
+    check_model(model)
     return Checkpoint(model, TrainConfig(), tok_config, tokenizer, {k: np.asarray(v) for k, v in tensors.items()},
                       state={"corpus": {"name": f"imported from {source}"}})
 

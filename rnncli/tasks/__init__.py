@@ -26,6 +26,16 @@ def get_task(name: str) -> Task:
         raise KeyError(f"unknown task {name!r}: one of {', '.join(TASKS)}") from None
 
 
+def check_model(config) -> None:
+    """A model configuration checked whole: its task's name, its own fields (ModelConfig.check),
+    then what its task asks of it (bidirectional or not, labels, tied weights)."""
+    from rnncli.errors import ConfigError
+
+    if not isinstance(config.task, str) or config.task not in TASKS:
+        raise ConfigError("task", f"must be one of {', '.join(TASKS)}, not {config.task!r}")
+    config.check(TASKS[config.task].check_config)
+
+
 def build_model(config):
     """The model of a configuration's task."""
     return get_task(config.task).build(config)
@@ -33,7 +43,7 @@ def build_model(config):
 
 def model_layout(config):
     """What a stored configuration implies: parameter shapes and arrays per layer state."""
-    config.check()
+    check_model(config)
     model = build_model(config)
     return model.param_shapes(), model.state_arrays()
 

@@ -18,7 +18,7 @@ from rnncli.errors import RnncliError, UsageError
 from rnncli.formats.checkpoint import Checkpoint, refuse_nonfinite
 from rnncli.formats.files import check_writable
 from rnncli.models.model import Model
-from rnncli.tasks import get_task, load_model_checkpoint, model_layout  # noqa: F401 - where commands find them
+from rnncli.tasks import check_model, get_task, load_model_checkpoint, model_layout  # noqa: F401 - where commands find them
 from rnncli.training.optim import Optimizer
 from rnncli.training.runfiles import default_out
 from rnncli.training.train import DTYPE, Run
@@ -157,7 +157,7 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
         tokenizer, tok_config, model = base.tokenizer, base.tokenizer_config, base.model
         if req.init_from and "dropout" in req.explicit:
             model.dropout = req.model.dropout
-            model.check()
+            check_model(model)
     else:
         model, tok_config, tokenizer = req.model, req.tokenizer, None
         if "level" not in req.explicit:
@@ -168,7 +168,7 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
         model.vocab_size = max(model.vocab_size, 2)
         if get_task(model.task).labelled:
             model.labels = ["?", "?"]  # checked with the real labels once they are read
-        model.check()  # before fitting a tokenizer, which may take long; the vocabulary comes next
+        check_model(model)  # before fitting a tokenizer, which may take long; the vocabulary comes next
     stream = get_task(model.task).stream
     read = _read_corpus if stream else _read_examples
     train_data, val_data, corpus_info, tokenizer = read(req, corpus, model, tok_config, tokenizer)
