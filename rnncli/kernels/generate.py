@@ -4,7 +4,8 @@ the next token for many tokens per call, so Python runs once per call rather tha
 The recurrent layers run their cell's own single step (`layer_step`, registered by each cell
 module for its named tuple of stacked weights, see recurrent.py): these kernels are compiled for
 one cell at a time, the one whose weights they are given. The other arguments:
-    E (V, D) embedding, Wy (H, V) and by (V,) the output layer,
+    E (V, D) embedding, Wy (H, V) held as the step holds its matrices (recurrent.hold) and by (V,):
+    the output layer,
     h, c (L, B, H): the state, updated in place (c is unused by cells without a memory cell).
 """
 
@@ -18,13 +19,13 @@ EOS = 1
 
 
 @kernel
-def model_step(weights, E, Wy, by, Wy_packed, tokens, h, c):
+def model_step(weights, E, Wy, by, tokens, h, c):
     """Feed tokens (B,): -> next-token logits (B, V); h, c updated in place (generation, Model.step)."""
     x = np.empty((tokens.shape[0], E.shape[1]), dtype=E.dtype)
     for b in range(tokens.shape[0]):
         for d in range(E.shape[1]):  # element by element: a row assigned whole compiles a ~1 s error path
             x[b, d] = E[tokens[b], d]
-    logits = step_times(run_stack_step(weights, x, h, c), Wy, Wy_packed)
+    logits = step_times(run_stack_step(weights, x, h, c), Wy)
     add_row(logits, by)
     return logits
 
@@ -139,8 +140,8 @@ def choose_token(logits, temperature, top_k, top_p, u):
 
 
 @kernel
-def generate(weights, E, Wy, by, Wy_packed, h, c, context, uniforms, temperature, top_k, top_p, stop_at_eos, finished,
-             out_tokens, out_logprobs):
+def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, top_p, stop_at_eos, finished, out_tokens,
+             out_logprobs):
     """N sequences side by side (N = 1 for a single sample): feed each row its column of `context`
     (T, N) (a prime, or the last token generated), then choose up to n = out_tokens.shape[1] tokens
     per row, row b's step s with uniforms[b, s]. The state h, c (L, N, H) holds what came before the
@@ -156,7 +157,7 @@ def generate(weights, E, Wy, by, Wy_packed, h, c, context, uniforms, temperature
     for b in range(N):
         token[b] = context[0, b]
     for s in range(T - 1 + out_tokens.shape[1]):  # one call site of the step: it is compiled once
-        logits = _model_step_inline(weights, E, Wy, by, Wy_packed, token, h, c)  # (N, V)
+        logits = _model_step_inline(weights, E, Wy, by, token, h, c)  # (N, V)
         if s + 1 < T:  # still feeding the context: its next token
             for b in range(N):
                 token[b] = context[s + 1, b]

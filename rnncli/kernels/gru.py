@@ -33,13 +33,12 @@ from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import add_packed_product, pack, packed_product
 from rnncli.kernels.recurrent import (
     Cell,
+    fused_inputs,
+    held_layer,
+    hold,
     input_weights,
-    packed_at,
-    packed_inputs,
-    packed_matrix,
     single_step,
     stacked,
-    step_matrices,
     step_times,
 )
 
@@ -113,25 +112,19 @@ def gru_simple_backward(dhs, dhT, WhT_packed, h0, hs, gates):
 
 
 class SimpleGRUWeights(NamedTuple):
-    """A stack's weights for the single step: Wx0 (D, 2H), WxR (L-1, H, 2H), Wh (L, H, 2H), b (L, 2H),
-    and either the three matrices packed or [Wx; Wh] per layer (`step_matrices`)."""
+    """A stack's weights for the single step: b (L, 2H), and [Wx; Wh] per layer held (`fused_inputs`),
+    so the layer's input holds h<t-1> @ Wh."""
 
-    Wx0: np.ndarray
-    WxR: np.ndarray
-    Wh: np.ndarray
     b: np.ndarray
-    Wx0_packed: np.ndarray
-    WxR_packed: np.ndarray
-    Wh_packed: np.ndarray
-    Wxh0: np.ndarray
-    WxhR: np.ndarray
+    Wxh0: tuple
+    WxhR: tuple
 
 
 @single_step(SimpleGRUWeights)
 def gru_simple_step(weights, layer, xw, h, c):
     """One step of one layer, h updated in place."""
     gates = np.empty_like(xw)
-    _simple_gates(step_times(h, weights.Wh[layer], packed_at(weights.Wh_packed, layer)), xw, gates)
+    _simple_gates(np.zeros_like(xw), xw, gates)  # (the recurrent product is in xw already)
     _interpolate(gates, gates, 0, gates.shape[1] // 2, h.copy(), h)
 
 
@@ -226,21 +219,15 @@ def gru_backward(dhs, dhT, Wh_urT_packed, Wh_cT_packed, h0, hs, ur, cand):
 
 
 class GRUWeights(NamedTuple):
-    """A stack's weights for the single step: Wx0 (D, 3H), WxR (L-1, H, 3H), b (L, 3H), and Wh split
-    into its [u, r] block Wh_ur (L, H, 2H) and its c~ block Wh_c (L, H, H), each contiguous; the four
-    matrices packed (or empty: `step_times`)."""
+    """A stack's weights for the single step: b (L, 3H), and held (`hold`) Wx0 (D, 3H), WxR (L-1, H,
+    3H), and Wh split into its [u, r] block Wh_ur (L, H, 2H) and its c~ block Wh_c (L, H, H). No
+    [Wx; Wh]: the candidate's product waits for the relevance gate."""
 
-    Wx0: np.ndarray
-    WxR: np.ndarray
-    Wh_ur: np.ndarray
-    Wh_c: np.ndarray
     b: np.ndarray
-    Wx0_packed: np.ndarray
-    WxR_packed: np.ndarray
-    Wh_ur_packed: np.ndarray
-    Wh_c_packed: np.ndarray
-    Wxh0: None  # no [Wx; Wh]: the candidate's product waits for the relevance gate
-    WxhR: None
+    Wx0: tuple
+    WxR: tuple
+    Wh_ur: tuple
+    Wh_c: tuple
 
 
 @single_step(GRUWeights)
@@ -249,9 +236,9 @@ def gru_step(weights, layer, xw, h, c):
     B, H = h.shape
     ur = np.empty((B, 2 * H), dtype=h.dtype)
     rh = np.empty_like(h)
-    _update_relevance(step_times(h, weights.Wh_ur[layer], packed_at(weights.Wh_ur_packed, layer)), xw, h, ur, rh)
+    _update_relevance(step_times(h, held_layer(weights.Wh_ur, layer)), xw, h, ur, rh)
     cand = np.empty_like(h)
-    _candidate(step_times(rh, weights.Wh_c[layer], packed_at(weights.Wh_c_packed, layer)), xw, cand)
+    _candidate(step_times(rh, held_layer(weights.Wh_c, layer)), xw, cand)
     _interpolate(ur, cand, 0, 0, h.copy(), h)
 
 
@@ -279,9 +266,8 @@ class SimpleGRUCell(Cell):
 
     def step_weights(self, layers, packed=True):
         dtype = layers[0]["Wx"].dtype
-        Wx0, WxR = input_weights(layers)
-        Wh = stacked(layers, "Wh", dtype)
-        return SimpleGRUWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), *step_matrices(Wx0, WxR, Wh, packed))
+        return SimpleGRUWeights(stacked(layers, "b", dtype),
+                                *fused_inputs(*input_weights(layers), stacked(layers, "Wh", dtype), packed))
 
 
 def _split_Wh(Wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -338,5 +324,5 @@ class GRUCell(Cell):
         Wx0, WxR = input_weights(layers)
         Wh_ur = stacked([{"W": ur} for ur, _ in blocks], "W", dtype)
         Wh_c = stacked([{"W": c} for _, c in blocks], "W", dtype)
-        return GRUWeights(Wx0, WxR, Wh_ur, Wh_c, stacked(layers, "b", dtype), *packed_inputs(Wx0, WxR, packed),
-                          packed_matrix(Wh_ur, packed), packed_matrix(Wh_c, packed), None, None)
+        return GRUWeights(stacked(layers, "b", dtype), hold(Wx0, packed), hold(WxR, packed), hold(Wh_ur, packed),
+                          hold(Wh_c, packed))

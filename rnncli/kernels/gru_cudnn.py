@@ -25,10 +25,9 @@ from rnncli.kernels.packed import add_packed_product, pack, packed_product
 from rnncli.kernels.recurrent import (
     Cell,
     gate_blocks,
+    held_layer,
+    hold,
     input_weights,
-    packed_at,
-    packed_inputs,
-    packed_matrix,
     single_step,
     stacked,
     step_times,
@@ -104,19 +103,14 @@ def gru_cudnn_backward(dhs, dhT, WhT_packed, h0, hs, gates, ns, hns):
 
 
 class CudnnGRUWeights(NamedTuple):
-    """A stack's weights for the single step: Wx0 (D, 3H), WxR (L-1, H, 3H), Wh (L, H, 3H), b (L, 3H),
-    bhn (L, H), and the three matrices packed (or empty: `step_times`)."""
+    """A stack's weights for the single step: b (L, 3H), bhn (L, H), and held (`hold`) Wx0 (D, 3H),
+    WxR (L-1, H, 3H), Wh (L, H, 3H). No [Wx; Wh]: the n block's two products enter its gate apart."""
 
-    Wx0: np.ndarray
-    WxR: np.ndarray
-    Wh: np.ndarray
     b: np.ndarray
     bhn: np.ndarray
-    Wx0_packed: np.ndarray
-    WxR_packed: np.ndarray
-    Wh_packed: np.ndarray
-    Wxh0: None  # no [Wx; Wh]: the n block's two products enter its gate apart
-    WxhR: None
+    Wx0: tuple
+    WxR: tuple
+    Wh: tuple
 
 
 @single_step(CudnnGRUWeights)
@@ -126,7 +120,7 @@ def gru_cudnn_step(weights, layer, xw, h, c):
     rz = np.empty((B, 2 * H), dtype=h.dtype)
     hn = np.empty_like(h)
     n = np.empty_like(h)
-    hW = step_times(h, weights.Wh[layer], packed_at(weights.Wh_packed, layer))
+    hW = step_times(h, held_layer(weights.Wh, layer))
     _cudnn_gates(hW, xw, weights.bhn[layer], rz, hn, n, h.copy(), h)
 
 
@@ -170,6 +164,5 @@ class CudnnGRUCell(Cell):
     def step_weights(self, layers, packed=True):
         dtype = layers[0]["Wx"].dtype
         Wx0, WxR = input_weights(layers)
-        Wh = stacked(layers, "Wh", dtype)
-        return CudnnGRUWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), stacked(layers, "bhn", dtype),
-                               *packed_inputs(Wx0, WxR, packed), packed_matrix(Wh, packed), None, None)
+        return CudnnGRUWeights(stacked(layers, "b", dtype), stacked(layers, "bhn", dtype), hold(Wx0, packed),
+                               hold(WxR, packed), hold(stacked(layers, "Wh", dtype), packed))

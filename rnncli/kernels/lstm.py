@@ -29,13 +29,11 @@ from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import pack, packed_product
 from rnncli.kernels.recurrent import (
     Cell,
+    fused_inputs,
     gate_blocks,
     input_weights,
-    packed_at,
     single_step,
     stacked,
-    step_matrices,
-    step_times,
 )
 
 # The gate maths is split into short passes over few arrays: LLVM vectorises a loop only when it
@@ -152,20 +150,13 @@ def lstm_backward(dhs, dhT, dcT, WhT_packed, peep, peephole, c0, cs, gates):
 
 
 class LSTMWeights(NamedTuple):
-    """A stack's weights for the single step: Wx0 (D, 4H), WxR (L-1, H, 4H), Wh (L, H, 4H), b (L, 4H),
-    peep (L, 3, H) (zeros without peepholes), and either the three matrices packed or [Wx; Wh] per
-    layer (`step_matrices`)."""
+    """A stack's weights for the single step: b (L, 4H), peep (L, 3, H) (zeros without peepholes),
+    and [Wx; Wh] per layer held (`fused_inputs`), so the layer's input holds h<t-1> @ Wh."""
 
-    Wx0: np.ndarray
-    WxR: np.ndarray
-    Wh: np.ndarray
     b: np.ndarray
     peep: np.ndarray
-    Wx0_packed: np.ndarray
-    WxR_packed: np.ndarray
-    Wh_packed: np.ndarray
-    Wxh0: np.ndarray
-    WxhR: np.ndarray
+    Wxh0: tuple
+    WxhR: tuple
 
 
 class PeepholeLSTMWeights(LSTMWeights):
@@ -180,8 +171,7 @@ def _lstm_step(peephole: bool):
     def lstm_step(weights, layer, xw, h, c):
         gates = np.empty_like(xw)
         c_prev = c.copy()
-        hW = step_times(h, weights.Wh[layer], packed_at(weights.Wh_packed, layer))
-        _activate_gates(hW, xw, c_prev, weights.peep[layer], peephole, gates)
+        _activate_gates(np.zeros_like(xw), xw, c_prev, weights.peep[layer], peephole, gates)  # (h @ Wh in xw)
         _new_state(gates, c_prev, weights.peep[layer], peephole, c, h)
 
     return lstm_step
@@ -256,7 +246,5 @@ class LSTMCell(Cell):
         H = layers[0]["Wh"].shape[0]
         peep = [self._peep(lp, H, dtype) for lp in layers]
         weights = PeepholeLSTMWeights if self.peephole else LSTMWeights
-        Wx0, WxR = input_weights(layers)
-        Wh = stacked(layers, "Wh", dtype)
-        return weights(Wx0, WxR, Wh, stacked(layers, "b", dtype), np.ascontiguousarray(np.stack(peep)),
-                       *step_matrices(Wx0, WxR, Wh, packed))
+        return weights(stacked(layers, "b", dtype), np.ascontiguousarray(np.stack(peep)),
+                       *fused_inputs(*input_weights(layers), stacked(layers, "Wh", dtype), packed))

@@ -48,72 +48,67 @@ def single_step(weights_class):
     return register
 
 
-def step_times(x, W, P):
-    """x (B, K) @ W (K, F) into a new (B, F) array, for the single step. P is W packed
-    (`packed_matrix`), an empty 1-D array: the product is already in the layer's input (`fused`),
-    and this gives zeros, or (W packed, a mailbox): the product shared with a helper on the second
-    core (two_cores.py). Always our kernel (packed.py), never a BLAS: every number is one chain of
-    fused multiply-adds in k order, whichever rows run beside it and on whichever CPU."""
+def step_times(x, M):
+    """x (B, K) @ W (K, F) into a new (B, F) array, for the single step, W held as the seam chose
+    (`hold`): M = (W, P), P = pack(W), on one core; or (W, P, mailbox), the product shared with a
+    helper on the second core (two_cores.py). Always our kernel (packed.py), never a BLAS: every
+    number is one chain of fused multiply-adds in k order, whichever rows run beside it and on
+    whichever CPU."""
     raise NotImplementedError("step_times runs inside Numba kernels only")
 
 
+def held_layer(M, index):
+    """One layer's matrix of a held stack M (`hold` of an (L, K, F) stack): (W[index], P[index]),
+    with the mailbox when M has one."""
+    raise NotImplementedError("held_layer runs inside Numba kernels only")
+
+
 def layer_input(weights, layer, x, h):
-    """x (B, D) @ Wx (+ h (B, H) @ Wh when the stack's weights are `fused`) -> (B, G*H)."""
+    """x (B, D) @ Wx (+ h (B, H) @ Wh when the cell's step takes one product over [x<t>, h<t-1>]
+    against [Wx; Wh]: its weights hold `Wxh0`, `WxhR`) -> (B, G*H)."""
     raise NotImplementedError("layer_input runs inside Numba kernels only")
 
 
-def packed_at(stack, index):
-    """stack[index], or None for None: one layer's packed matrix (see step_times)."""
-    raise NotImplementedError("packed_at runs inside Numba kernels only")
-
-
 @overload_by_type(step_times)
-def _step_times(x, W, P):
-    if isinstance(P, types.Array) and P.ndim == 1:
-        return lambda x, W, P: np.zeros((x.shape[0], W.shape[1]), dtype=x.dtype)
-    if isinstance(P, types.BaseTuple):
+def _step_times(x, M):
+    if len(M) == 3:
 
-        def on_two_cores(x, W, P):
-            out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
-            shared_product(x, P[0], P[1], out)
+        def on_two_cores(x, M):
+            out = np.empty((x.shape[0], M[0].shape[1]), dtype=x.dtype)
+            shared_product(x, M[1], M[2], out)
             return out
 
         return on_two_cores
 
-    def with_packed(x, W, P):
-        out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
+    def on_one_core(x, M):
+        out = np.empty((x.shape[0], M[0].shape[1]), dtype=x.dtype)
         if x.shape[0] == 1:
-            product_row(x[0], P, out[0])
+            product_row(x[0], M[1], out[0])
         else:
-            product_rows(x, P, out)
+            product_rows(x, M[1], out)
         return out
 
-    return with_packed
+    return on_one_core
 
 
-@overload_by_type(packed_at)
-def _packed_at(stack, index):
-    if isinstance(stack, types.NoneType) or (isinstance(stack, types.Array) and stack.ndim == 1):
-        return lambda stack, index: stack  # None, or the mark of a product taken into the input
-    if isinstance(stack, types.BaseTuple):
-        return lambda stack, index: (stack[0][index], stack[1])  # shared with the helper (two_cores.py)
-    return lambda stack, index: stack[index]
+@overload_by_type(held_layer)
+def _held_layer(M, index):
+    if len(M) == 3:
+        return lambda M, index: (M[0][index], M[1][index], M[2])
+    return lambda M, index: (M[0][index], M[1][index])
 
 
 @overload_by_type(layer_input)
 def _layer_input(weights, layer, x, h):
-    if isinstance(weights.types[weights.fields.index("Wxh0")], types.NoneType):
+    if "Wxh0" not in weights.fields:
 
         def separate(weights, layer, x, h):
-            Wx = weights.Wx0 if layer == 0 else weights.WxR[layer - 1]
-            Wx_packed = weights.Wx0_packed if layer == 0 else packed_at(weights.WxR_packed, layer - 1)
-            return step_times(x, Wx, Wx_packed)
+            return step_times(x, weights.Wx0 if layer == 0 else held_layer(weights.WxR, layer - 1))
 
         return separate
 
     def fused(weights, layer, x, h):
-        W = weights.Wxh0 if layer == 0 else weights.WxhR[layer - 1]  # [Wx; Wh] (D+H, G*H)
-        P = weights.Wx0_packed if layer == 0 else packed_at(weights.WxR_packed, layer - 1)  # it held, or None
+        M = weights.Wxh0 if layer == 0 else held_layer(weights.WxhR, layer - 1)  # [Wx; Wh] (D+H, G*H)
         D = x.shape[1]
         z = np.empty((x.shape[0], D + h.shape[1]), dtype=x.dtype)  # [x, h<t-1>]
         for b in range(x.shape[0]):
@@ -121,7 +116,7 @@ def _layer_input(weights, layer, x, h):
                 z[b, d] = x[b, d]
             for j in range(h.shape[1]):
                 z[b, D + j] = h[b, j]
-        return step_times(z, W, P)
+        return step_times(z, M)
 
     return fused
 
@@ -173,37 +168,33 @@ def input_weights(layers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 Packing = bool | np.ndarray
-"""How the single step's matrices are held (`step_times`): True, packed, for steps on one core; a
-mailbox (two_cores.new_mailbox()), packed and each product shared with a helper on the second core
-(a few rows: batch-1 generation, a beam). Either way the same matrices and the same arithmetic
-(packed.py: every number one chain of fused multiply-adds in k order), so a row's numbers never
-depend on which, nor on the rows beside it."""
+"""How the single step's matrices are held (`hold`), the engine seam's choice (execution/steps.py):
+True, packed, for steps on one core; a mailbox (two_cores.new_mailbox()), packed and each product
+shared with a helper on the second core (a few rows: batch-1 generation, a beam). Either way the
+same matrices and the same arithmetic (packed.py: every number one chain of fused multiply-adds in
+k order), so a row's numbers never depend on which, nor on the rows beside it."""
 
 
-def packed_matrix(W: np.ndarray, packed: Packing):
-    """W (K, F), or each matrix of a stack W (L, K, F), packed (packed.py: (blocks, K, 2V) a matrix)
-    for `step_times`, with the mailbox when `packed` is one."""
+def hold(W: np.ndarray, form: Packing = True) -> tuple:
+    """W (K, F), or a stack of them (L, K, F), as the single step multiplies by it (`step_times`):
+    (W, W packed) (packed.py: (blocks, K, 2V) a matrix), with the mailbox when `form` is one. A
+    cell's `step_weights` holds each matrix its step multiplies by; the form is not the cell's."""
+    W = np.ascontiguousarray(W)
     P = pack(W) if W.ndim == 2 else np.ascontiguousarray(np.stack([pack(w) for w in W]))
-    return (P, packed) if isinstance(packed, np.ndarray) else P
+    return (W, P, form) if isinstance(form, np.ndarray) else (W, P)
 
 
-def packed_inputs(Wx0: np.ndarray, WxR: np.ndarray, packed: Packing) -> tuple:
-    """`packed_matrix` of the input weights (`input_weights`): Wx0 packed and WxR's matrices packed."""
-    return packed_matrix(Wx0, packed), packed_matrix(WxR, packed)
-
-
-def step_matrices(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, packed: Packing) -> tuple:
+def fused_inputs(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, form: Packing) -> tuple:
     """For a cell whose step multiplies h<t-1> by all of Wh (L, H, G*H) and adds it to x<t> @ Wx:
-    (Wxh0 packed, WxhR packed, a mark, Wxh0, WxhR). One product per layer over [x<t>, h<t-1>]
-    against [Wx; Wh] (Wxh0 (D+H, G*H), WxhR (L-1, 2H, G*H)), Wh's own product marked as taken
-    (`step_times`): fewer, larger products (for two cores to share: one request to the helper per
-    layer instead of two), and one form whether a helper shares them or not."""
-    Wxh0 = np.ascontiguousarray(np.concatenate([Wx0, Wh[0]]))
+    (Wxh0, WxhR) held, one product per layer over [x<t>, h<t-1>] against [Wx; Wh] (Wxh0 (D+H, G*H),
+    WxhR (L-1, 2H, G*H)): fewer, larger products (for two cores to share: one request to the helper
+    per layer instead of two). The layer's input xw then holds the recurrent product too."""
+    Wxh0 = np.concatenate([Wx0, Wh[0]])
     if Wh.shape[0] > 1:
-        WxhR = np.ascontiguousarray(np.concatenate([WxR, Wh[1:]], axis=1))
+        WxhR = np.concatenate([WxR, Wh[1:]], axis=1)
     else:  # a placeholder: a kernel argument needs an array
         WxhR = np.zeros((1, 2 * Wh.shape[1], Wh.shape[2]), Wh.dtype)
-    return *packed_inputs(Wxh0, WxhR, packed), np.zeros(0, Wh.dtype), Wxh0, WxhR
+    return hold(Wxh0, form), hold(WxhR, form)
 
 
 def input_product(x: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -316,7 +307,8 @@ class Cell:
 
     def step_weights(self, layers: list[dict], packed: Packing = True):
         """The stacked weights of a stack of this cell (`layers`: each layer's parameters), as the
-        named tuple its registered single step reads; each matrix held as `packed` says (`Packing`)."""
+        named tuple its registered single step reads; each matrix it multiplies by held (`hold`) in
+        the form `packed` the engine chose (`Packing`)."""
         raise NotImplementedError
 
     # ---- the single step ----------------------------------------------------------------------

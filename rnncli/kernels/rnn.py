@@ -18,12 +18,10 @@ from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import pack, packed_product
 from rnncli.kernels.recurrent import (
     Cell,
+    fused_inputs,
     input_weights,
-    packed_at,
     single_step,
     stacked,
-    step_matrices,
-    step_times,
 )
 
 
@@ -74,25 +72,19 @@ def rnn_backward(dhs, dhT, WhT_packed, hs, relu):
 
 
 class RNNWeights(NamedTuple):
-    """A stack's weights for the single step: Wx0 (D, H), WxR (L-1, H, H), Wh (L, H, H), b (L, H),
-    relu (the activation), and either the three matrices packed or [Wx; Wh] per layer (`step_matrices`)."""
+    """A stack's weights for the single step: b (L, H), relu (the activation), and [Wx; Wh] per layer
+    held (`fused_inputs`: Wxh0 (D+H, H), WxhR (L-1, 2H, H)), so the layer's input holds h<t-1> @ Wh."""
 
-    Wx0: np.ndarray
-    WxR: np.ndarray
-    Wh: np.ndarray
     b: np.ndarray
     relu: bool
-    Wx0_packed: np.ndarray
-    WxR_packed: np.ndarray
-    Wh_packed: np.ndarray
-    Wxh0: np.ndarray
-    WxhR: np.ndarray
+    Wxh0: tuple
+    WxhR: tuple
 
 
 @single_step(RNNWeights)
 def rnn_step(weights, layer, xw, h, c):
-    """One step of one layer: h = g(xw + h<t-1> @ Wh), in place."""
-    _rnn_math(step_times(h, weights.Wh[layer], packed_at(weights.Wh_packed, layer)), xw, weights.relu, h)
+    """One step of one layer: h = g(xw), xw = x<t> @ Wx + h<t-1> @ Wh + b, in place."""
+    _rnn_math(np.zeros_like(xw), xw, weights.relu, h)  # (the recurrent product is in xw already)
 
 
 class RNNCell(Cell):
@@ -121,7 +113,5 @@ class RNNCell(Cell):
 
     def step_weights(self, layers, packed=True):
         dtype = layers[0]["Wx"].dtype
-        Wx0, WxR = input_weights(layers)
-        Wh = stacked(layers, "Wh", dtype)
-        matrices = step_matrices(Wx0, WxR, Wh, packed)
-        return RNNWeights(Wx0, WxR, Wh, stacked(layers, "b", dtype), self.relu, *matrices)
+        return RNNWeights(stacked(layers, "b", dtype), self.relu,
+                          *fused_inputs(*input_weights(layers), stacked(layers, "Wh", dtype), packed))

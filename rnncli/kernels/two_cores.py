@@ -281,13 +281,6 @@ def helper_compiled(dtype) -> bool:
         return False
 
 
-def shared_mailbox(weights) -> np.ndarray | None:
-    """The mailbox of single-step weights held shared with a helper (Model.step_weights with a
-    mailbox: the output layer's matrix is (packed, mailbox)), else None."""
-    Wy_packed = weights[-1]
-    return Wy_packed[1] if isinstance(Wy_packed, tuple) else None
-
-
 def with_helper(mailbox: np.ndarray, work, like: np.ndarray):
     """work() (a call of a kernel whose products share `mailbox`) with the helper serving on the
     second core meanwhile, BLAS on one thread; -> what work returned. `like`: an array of the

@@ -36,7 +36,7 @@ from rnncli.execution.cores import (
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_backward, embedding_forward, embedding_row_gradient
-from rnncli.kernels.recurrent import Packing, State, packed_matrix
+from rnncli.kernels.recurrent import Packing, State, hold
 from rnncli.models.heads import HeadCache, LanguageModelHead
 from rnncli.models.layers import Stack
 
@@ -216,13 +216,13 @@ class Model:
     # ---- the single step (generation, beam search) -------------------------------------------
 
     def step_weights(self, params: Params, packed: Packing = True):
-        """Everything the single-step kernels read: (the cell's stacked weights, E, W_y, b_y, W_y as
-        `packed` holds it); `packed` (recurrent.Packing): the matrices packed, for steps of many rows
-        on one core (a shard of samples), or packed and shared with a helper on the second core."""
+        """Everything the single-step kernels read: (the cell's stacked weights, E, W_y held, b_y),
+        each matrix a step multiplies by held in the form `packed` (recurrent.Packing: packed, for
+        steps on one core; or packed and shared with a helper on the second core) that the engine
+        chose (execution/steps.py)."""
         c = np.ascontiguousarray
-        Wy = c(self.head.weight(params))
-        return (self.stack.step_weights(params, packed), c(params["embed.weight"]), Wy, c(params["output.b"]),
-                packed_matrix(Wy, packed))
+        return (self.stack.step_weights(params, packed), c(params["embed.weight"]),
+                hold(self.head.weight(params), packed), c(params["output.b"]))
 
     def step_state(self, state: ModelState) -> tuple[np.ndarray, np.ndarray]:
         """A per-layer state as the kernels' arrays h, c (L, B, H)."""
