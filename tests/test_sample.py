@@ -557,3 +557,32 @@ def test_verbose_says_how_the_samples_run(char_model, monkeypatch):
     assert "1 row(s) at a time, the products of 512 KB or more shared by both cores" in long.stderr
     monkeypatch.setattr("rnncli.kernels.two_cores.helper_compiled", lambda dtype: False)
     assert long.stdout == run_cli("sample", "--model", char_model, "--length", "40", "--seed", "1").stdout  # one core
+
+
+def test_once_the_helper_ran_a_short_sample_shares_it_too(monkeypatch):
+    """The helper's start is its kernels' load, once per process: after a cell's steps ran with it,
+    a sample of a few dozen tokens shares its products too (steps.HELPER_MIN_STEPS_WARM), and the
+    samples are the same bytes either way."""
+    from rnncli.config import ModelConfig
+    from rnncli.execution import steps
+    from rnncli.kernels import two_cores
+
+    monkeypatch.setattr(steps, "_helper_ran", set())
+    model = Model(ModelConfig(cell="lstm", vocab_size=11, embed=6, hidden=384, layers=1))
+    rng = np.random.default_rng(6)
+    params = model.init_params(rng, np.float32)
+    two_cores.compile_helper(np.float32)
+    use_cores(monkeypatch, 2)
+    n = 40
+    assert steps.Steps(model, params, 1, n).mailbox is None  # a cold process: one core
+    uniforms = rng.random((1, n))
+    outs = []
+    for which in ("long", "short"):
+        run = steps.Steps(model, params, 1, steps.HELPER_MIN_STEPS[1] if which == "long" else n)
+        assert run.mailbox is not None
+        h, c = model.step_state(model.initial_state(1))
+        out, lps = np.empty((1, n), np.int64), np.empty((1, n))
+        assert run.generate(h, c, np.array([[EOS]]), uniforms, 0.9, 0, 1.0, False, np.zeros(1, np.bool_), out, lps) == n
+        outs.append((out.tolist(), lps.tolist()))
+    assert outs[0] == outs[1]
+    assert steps.Steps(model, params, 1, steps.HELPER_MIN_STEPS_WARM - 1).mailbox is None  # too short still

@@ -42,18 +42,26 @@ from rnncli.execution.cores import on_cores
 from rnncli.execution.plan import Plan, cores_here
 
 HELPER_MIN_STEPS = (0, 2000, 100, 100, 100)  # by rows (1-4): the steps that repay the helper's start (above)
+# Once this process has run a cell's steps with the helper, its kernels are loaded and its start is a
+# hand-over to a waiting thread: a few steps repay it (a server, a library caller sampling again).
+# Measured (AMD EPYC, char-rnn lstm): a fresh `sample --length 1000` 0.93-1.03 s on one core against
+# 1.10-1.13 s with the helper (its kernels' load); in a warm process 200 tokens 212 -> 103 us a token.
+HELPER_MIN_STEPS_WARM = 32
+_helper_ran: set[tuple[str, str]] = set()  # (cell, number type) whose steps ran with the helper here
 BURST = 32  # tokens a generating call runs before it returns (output streams between them)
 HELPER_BURST = 256  # with the helper, whose start each call costs: 20k tokens of the char-rnn rnn 1.64 -> 1.57 s
 
 
-def step_form(rows: int, tokens: int, params: dict | None = None, beam: bool = False):
+def step_form(rows: int, tokens: int, params: dict | None = None, beam: bool = False, warm: bool = False):
     """How the single step holds its matrices (recurrent.Packing) for `rows` rows stepped together
     for up to `tokens` steps, with the model's `params`: a mailbox (two_cores.new_mailbox: shared
-    with a helper) where that pays (above), else True (packed, on one core a shard)."""
+    with a helper) where that pays (above; `warm`: the helper already ran this cell here), else True
+    (packed, on one core a shard)."""
     from rnncli.kernels.packed import TILE_ROWS
     from rnncli.kernels.two_cores import new_mailbox
 
-    wanted = beam or (rows <= TILE_ROWS and tokens >= HELPER_MIN_STEPS[rows])
+    needed = HELPER_MIN_STEPS_WARM if warm else HELPER_MIN_STEPS[min(rows, TILE_ROWS)]
+    wanted = beam or (rows <= TILE_ROWS and tokens >= needed)
     if wanted and _helper_can_run(params):
         return new_mailbox()
     return True
@@ -75,7 +83,8 @@ class Steps:
     steps: its step weights in the chosen form (`weights`, for kernels/generate.py), and the runs."""
 
     def __init__(self, model, params: dict, rows: int, tokens: int, beam: bool = False):
-        form = step_form(rows, tokens, params, beam)
+        self.key = (model.config.cell, str(next(iter(params.values())).dtype))
+        form = step_form(rows, tokens, params, beam, warm=self.key in _helper_ran)
         self.mailbox = form if isinstance(form, np.ndarray) else None  # the helper's, when it shares the products
         self.weights = model.step_weights(params, packed=form)
         self.shards = [] if self.mailbox is not None or beam else Plan(cores_here()).shards(rows)
@@ -89,7 +98,9 @@ class Steps:
             return work()
         from rnncli.kernels.two_cores import with_helper
 
-        return with_helper(self.mailbox, work, like)
+        result = with_helper(self.mailbox, work, like)
+        _helper_ran.add(self.key)
+        return result
 
     def generate(self, h, c, context, uniforms, temperature, top_k, top_p, until_eos, finished, out, lps) -> int:
         """kernels/generate.py's `generate` for every row (its arguments after the weights), in this
