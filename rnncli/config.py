@@ -81,6 +81,11 @@ class ModelConfig:
             raise ConfigError("bidirectional", f"must be true or false, not {self.bidirectional!r}")
         if not isinstance(self.labels, list) or not all(isinstance(x, str) for x in self.labels):
             raise ConfigError("labels", "must be a list of strings")
+        from collections import Counter
+
+        repeated = sorted(x for x, n in Counter(self.labels).items() if n > 1)
+        if repeated:
+            raise ConfigError("labels", f"must be unique, but {', '.join(map(repr, repeated[:5]))} repeat")
         refused = task_rules(self) if task_rules is not None else None
         if refused:
             raise ConfigError(*refused)

@@ -2,6 +2,7 @@
 the app itself. A usage error is one line on stderr and exit status 2 (Typer's boxes are for --help
 only), before anything is read or written."""
 
+import numpy as np
 import pytest
 import typer
 
@@ -333,3 +334,74 @@ def test_a_metrics_line_of_the_wrong_shape_is_refused(line, tmp_path, capsys):
     assert run(["plot", str(path), "-o", str(tmp_path / "c.png")]) == 1
     _, err = capsys.readouterr()
     assert err.startswith(f"error: {path}: line 2") and len(err.strip().split("\n")) == 1, err
+
+
+# ---- resources a user's option sizes, and values that cannot be used --------------------------
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "localhost:9"])
+def test_a_ray_address_where_nothing_listens_fails_at_once(address, inputs, capsys):
+    """Refused connections fail in one line (Ray itself would wait there without end)."""
+    capsys.readouterr()
+    status = run(["score", "--model", str(inputs["model"]), "--file", str(inputs["corpus"]), "--per-line",
+                  "--ray", address])
+    _, err = capsys.readouterr()
+    assert status == 1 and err.startswith(f"error: --ray {address}: nothing answers") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("address", ["nonsense", "host:port", ":6379"])
+def test_a_ray_address_that_is_not_one_is_a_usage_error(address, inputs, capsys):
+    capsys.readouterr()
+    assert run(["score", "--model", str(inputs["model"]), "--file", str(inputs["corpus"]), "--per-line",
+                "--ray", address]) == 2
+    assert "give HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("labels", [3, 40, 3000])
+def test_an_evaluation_grows_with_the_examples_not_the_square_of_the_labels(labels):
+    """Up to 30 labels the confusion matrix; beyond, the 20 most frequent confusions: the report's
+    size stays linear in the labels (3,000 labels made a 63 MB matrix), its numbers the same."""
+    import json
+
+    from rnncli.tasks import get_task, metrics
+
+    rng = np.random.default_rng(labels)
+    names = [f"label{i}" for i in range(labels)]
+    gold = [names[i] for i in rng.integers(0, labels, 5000)]
+    predicted = [g if rng.random() < 0.6 else names[rng.integers(0, labels)] for g in gold]
+    report = metrics.classification_report(gold, predicted, names)
+    assert report["accuracy"] == pytest.approx(np.mean([g == p for g, p in zip(gold, predicted, strict=True)]))
+    support = {n: gold.count(n) for n in set(gold)}
+    assert all(report["per_class"][n]["support"] == support.get(n, 0) for n in names)
+    if labels <= metrics.CONFUSION_MAX_LABELS:
+        assert sum(map(sum, report["confusion"])) == 5000
+    else:
+        assert "confusion" not in report and len(report["top_confusions"]) == metrics.TOP_CONFUSIONS
+        counts = [n for _, _, n in report["top_confusions"]]
+        assert counts == sorted(counts, reverse=True) and all(g != p for g, p, _ in report["top_confusions"])
+    assert len(json.dumps(report)) < 400 * labels + 20_000
+    text = get_task("classify").report_text(report)
+    assert len(text.splitlines()) < labels + 40
+
+
+def test_repeated_labels_are_refused():
+    from rnncli.config import ModelConfig
+    from rnncli.errors import ConfigError
+    from rnncli.tasks import check_model
+
+    with pytest.raises(ConfigError, match="labels.*'pos' repeat"):
+        check_model(ModelConfig(task="classify", labels=["neg", "pos", "pos"], vocab_size=9))
+
+
+def test_a_validation_set_whose_labels_training_never_saw_is_refused(tmp_path, capsys, monkeypatch):
+    """It would score nothing: 'validation loss 0.0000', saved as the best checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.tsv").write_text("".join(f"{'pos' if i % 2 else 'neg'}\tthe film was {i}\n"
+                                                for i in range(40)), encoding="utf-8")
+    (tmp_path / "valid.tsv").write_text("happy\tthe film\nsad\tthe end\n", encoding="utf-8")
+    capsys.readouterr()
+    status = run(["train", "train.tsv", "--task", "classify", "--valid", "valid.tsv", "--max-steps", "1",
+                  "--out", "m.npz"])
+    _, err = capsys.readouterr()
+    assert status == 2 and "valid.tsv: none of its 2 examples has a label the training examples have" in err, err
+    assert not (tmp_path / "m.npz").exists()

@@ -15,9 +15,30 @@ from collections.abc import Iterable
 from rnncli.errors import RnncliError, UsageError
 from rnncli.jobs.shards import RETRIES, Part, Shard, Task, run_shard
 
+CONNECT_TIMEOUT = 5.0  # seconds for a cluster's address to answer before ray.init is tried
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse an address HOST:PORT where nothing accepts a connection within `timeout` seconds (Ray's
+    own client would wait there without end); "local", "auto" and ray:// addresses are Ray's to find."""
+    import socket
+
+    if address in ("local", "auto") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray {address}: give HOST:PORT (a cluster's address, as `ray start --head` prints it), "
+                         "or local")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise RnncliError(f"--ray {address}: nothing answers there within {timeout:.0f} s ({err.strerror or err}); "
+                          "start a cluster with `ray start --head` or give its address") from None
+
 
 def ray_runner(address: str, path: str | None):
     """Runs shards as Ray tasks on the cluster at `address`: yields (shard, part or None, error)."""
+    check_reachable(address)
     try:
         import ray
     except ImportError:

@@ -62,6 +62,10 @@ class ClassifyTask(LabelTask):
         for name, c in r["per_class"].items():
             lines.append(f"{name:{width}}  {100 * c['precision']:9.2f}  {100 * c['recall']:6.2f}  "
                          f"{100 * c['f1']:5.2f}  {c['support']:7,}")
+        if "confusion" not in r:  # too many labels for a matrix: the most frequent confusions
+            lines.append(f"most frequent confusions ({len(r['labels']):,} labels: too many for a matrix)")
+            lines.extend(f"{n:7,}  {g} -> {p}" for g, p, n in r["top_confusions"])
+            return "\n".join(lines) + "\n"
         lines.append("confusion (rows: true label, columns: predicted)")
         lines.append(f"{'':{width}}  " + "  ".join(f"{n:>{max(len(n), 5)}}" for n in r["labels"]))
         for name, row in zip(r["labels"], r["confusion"], strict=True):

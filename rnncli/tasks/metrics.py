@@ -29,22 +29,32 @@ def _prf(tp: int, fp: int, fn: int) -> dict:
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
 
 
+CONFUSION_MAX_LABELS = 30  # beyond this many labels, the most frequent confusions instead of the matrix
+TOP_CONFUSIONS = 20
+
+
 def classification_report(gold: list[str], predicted: list[str], labels: list[str]) -> dict:
+    """Accuracy, each label's precision, recall, F1 and support, macro F1, and the confusion matrix
+    (rows: true label, columns: predicted) up to CONFUSION_MAX_LABELS labels, else the
+    TOP_CONFUSIONS most frequent (true, predicted, count) pairs: counted pair by pair, so the time
+    and the size grow with the examples, never with the square of the labels."""
     names = list(labels) + sorted(set(gold) - set(labels))
-    index = {name: i for i, name in enumerate(names)}
-    confusion = [[0] * len(names) for _ in names]
-    for g, p in zip(gold, predicted, strict=True):
-        confusion[index[g]][index[p]] += 1
+    pairs = Counter(zip(gold, predicted, strict=True))
+    support, chosen = Counter(gold), Counter(predicted)
     per_class = {}
-    for i, name in enumerate(names):
-        tp = confusion[i][i]
-        fp = sum(confusion[j][i] for j in range(len(names))) - tp
-        fn = sum(confusion[i]) - tp
-        per_class[name] = {**_prf(tp, fp, fn), "support": sum(confusion[i])}
-    correct = sum(confusion[i][i] for i in range(len(names)))
-    return {"examples": len(gold), "accuracy": correct / max(len(gold), 1),
-            "macro_f1": sum(c["f1"] for c in per_class.values()) / max(len(per_class), 1),
-            "per_class": per_class, "labels": names, "confusion": confusion}
+    for name in names:
+        tp = pairs[(name, name)]
+        per_class[name] = {**_prf(tp, chosen[name] - tp, support[name] - tp), "support": support[name]}
+    correct = sum(pairs[(name, name)] for name in names)
+    report = {"examples": len(gold), "accuracy": correct / max(len(gold), 1),
+              "macro_f1": sum(c["f1"] for c in per_class.values()) / max(len(per_class), 1),
+              "per_class": per_class, "labels": names}
+    if len(names) <= CONFUSION_MAX_LABELS:
+        report["confusion"] = [[pairs[(g, p)] for p in names] for g in names]
+    else:
+        wrong = sorted(((n, g, p) for (g, p), n in pairs.items() if g != p), key=lambda x: (-x[0], x[1], x[2]))
+        report["top_confusions"] = [[g, p, n] for n, g, p in wrong[:TOP_CONFUSIONS]]
+    return report
 
 
 # ---- tagging (conlleval) ---------------------------------------------------------------------------

@@ -167,7 +167,7 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
             model.embed = model.hidden if model.tie_weights else (64 if tok_config.level == "char" else 256)
         model.vocab_size = max(model.vocab_size, 2)
         if get_task(model.task).labelled:
-            model.labels = ["?", "?"]  # checked with the real labels once they are read
+            model.labels = ["?1", "?2"]  # checked with the real labels once they are read
         check_model(model)  # before fitting a tokenizer, which may take long; the vocabulary comes next
     stream = get_task(model.task).stream
     read = _read_corpus if stream else _read_examples
@@ -243,6 +243,11 @@ def _read_examples(req: TrainRequest, corpus, model: ModelConfig, tok_config: To
                                  "a model needs at least two to learn anything")
     train_data = encode_examples(train_ex, tokenizer, model.labels)
     val_data = None if val_ex is None else encode_examples(val_ex, tokenizer, model.labels)
+    if val_data is not None and val_data.inputs and not any((np.asarray(t) >= 0).any() for t in val_data.targets):
+        where = req.valid or "the validation split"
+        raise UsageError(f"{where}: none of its {len(val_data.inputs):,} examples has a label the training examples "
+                         f"have ({', '.join(model.labels[:8])}{', ...' if len(model.labels) > 8 else ''}): "
+                         "validation would score nothing; give a validation set with the training labels")
     info = {"name": corpus.name, "bytes": corpus.size_bytes(), "tokens": train_data.tokens(),
             "examples": len(train_ex), "train_checksum": checksum(train_data)}
     return train_data, val_data, info, tokenizer
