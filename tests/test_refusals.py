@@ -405,3 +405,17 @@ def test_a_validation_set_whose_labels_training_never_saw_is_refused(tmp_path, c
     _, err = capsys.readouterr()
     assert status == 2 and "valid.tsv: none of its 2 examples has a label the training examples have" in err, err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_more_workers_than_cores_says_what_it_does(inputs, tmp_path, capsys, monkeypatch):
+    from rnncli.execution import plan
+
+    monkeypatch.setattr(plan, "machine_cores", lambda: 1)
+    args = ["score", "--model", str(inputs["model"]), "--file", str(inputs["corpus"]), "--per-line"]
+    capsys.readouterr()
+    assert run([*args, "--workers", "2"]) == 0
+    shared, err = capsys.readouterr()
+    assert "note: --workers 2 on 1 core(s): the processes take turns" in err
+    assert run([*args, "--workers", "5"]) == 2  # beyond 4 per core
+    capsys.readouterr()
+    assert run(args) == 0 and capsys.readouterr().out == shared

@@ -46,6 +46,11 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     if ray and workers != 1:
         raise UsageError("give --workers or --ray, not both (on Ray, the cluster's CPUs set the parallelism)")
     check_workers(workers)  # before anything is made on disk
+    from rnncli.execution.plan import machine_cores
+
+    if workers > machine_cores() and not quiet:
+        sys.stderr.write(f"note: --workers {workers} on {machine_cores()} core(s): the processes take turns on the "
+                         "cores (one BLAS thread each); more than one per core rarely helps\n")
     inputs = (path, getattr(getattr(source, "corpus", None), "path", None))
     to_file = output not in (None, "-") and (not os.path.exists(output) or os.path.isfile(output))
     if resume and not to_file:
