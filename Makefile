@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@# An editable install leaves the package as source: byte-compile it once, as a wheel's install does,
 	@# so that a command does not compile ~45 modules at every start (~0.1 s) where bytecode is not written.
 	$(PYTHON) -m compileall -q rnncli
-	@echo "compiling the kernels a first run needs, on every core (about two minutes), so that it starts at once"
+	@echo "compiling the kernels a first run needs, on every core (a minute or two), so that it starts at once"
 	$(PYTHON) -m rnncli.execution.precompile
 	@touch $(STAMP)
 
