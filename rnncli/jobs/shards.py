@@ -193,7 +193,10 @@ class PartStore:
                     from None
             from rnncli.formats.schema import check
 
-            check(manifest, manifest_schema(), self.manifest_path)
+            try:
+                check(manifest, manifest_schema(), self.manifest_path)
+            except RnncliError as err:
+                raise RnncliError(f"{err}; delete {self.folder} to start the job again") from None
             if manifest["job"] != job:
                 raise UsageError(f"{self.folder} belongs to another job (different input, model or options); "
                                  "delete it to start this one")
