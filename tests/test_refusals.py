@@ -145,20 +145,32 @@ JOBS = {
 }
 
 
-@pytest.mark.parametrize("workers", ["0", "-3", "100000"])
-@pytest.mark.parametrize("job", list(JOBS))
-def test_a_refused_job_leaves_nothing_and_the_next_one_runs(job, workers, inputs, tmp_path, capsys):
-    """--workers 0, negative or absurd: refused in one line before anything is made (no OUT.parts/
-    that would then refuse the correct command as an unfinished job), and no process is started."""
+BAD_JOB_OPTIONS = {  # (job, option, value): values each job refuses
+    **{(job, "--workers", value): None for job in JOBS for value in ("0", "-3", "100000")},
+    **{(job, "--shard-lines", "0"): None for job in ("score", "rescore", "tokenize")},
+    ("sample", "--temperature", "-1"): None, ("sample", "--top-p", "2"): None, ("sample", "--top-k", "-2"): None,
+    ("rescore", "--weight", "2"): None, ("score", "--keep-below", "nan"): None,
+}
+
+
+@pytest.mark.parametrize("job, option, value", list(BAD_JOB_OPTIONS), ids=[" ".join(k) for k in BAD_JOB_OPTIONS])
+def test_a_refused_job_leaves_nothing_and_the_next_one_runs(job, option, value, inputs, tmp_path, capsys):
+    """A job's option out of range (--workers 0, negative or absurd, --shard-lines 0, a temperature
+    below 0, ...): refused in one line before anything is made (no OUT.parts/ that would then refuse
+    the correct command as an unfinished job), and no process is started."""
     out = tmp_path / "out.txt"
     names = {"MODEL": str(inputs["model"]), "CORPUS": str(inputs["corpus"]), "NBEST": str(inputs["nbest"])}
     args = [names.get(a, a) for a in JOBS[job]] + ["-o", str(out)]
+    good = []
+    if option == "--keep-below":  # (a filter instead of --per-line)
+        args.remove("--per-line")
+        good = [option, "1000"]
     capsys.readouterr()
-    assert run([*args, "--workers", workers]) == 2
+    assert run([*args, option, value]) == 2
     _, err = capsys.readouterr()
-    assert err.startswith("error: --workers") and len(err.strip().split("\n")) == 1, err
+    assert err.startswith(f"error: {option}") and len(err.strip().split("\n")) == 1, err
     assert list(tmp_path.iterdir()) == []
-    assert run(args) == 0 and out.exists()
+    assert run([*args, *good]) == 0 and out.exists()
 
 
 # ---- invalid values: NaN for every number option ---------------------------------------------
