@@ -7,6 +7,7 @@ import pytest
 import typer
 
 from rnncli.cli import app, run
+from tests.conftest import ROOT
 
 
 def _commands():
@@ -431,3 +432,36 @@ def test_more_workers_than_cores_says_what_it_does(inputs, tmp_path, capsys, mon
     assert run([*args, "--workers", "5"]) == 2  # beyond 4 per core
     capsys.readouterr()
     assert run(args) == 0 and capsys.readouterr().out == shared
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_ray_address_that_answers_but_is_not_ray_ends_at_a_signal(sig, inputs):
+    """A port that accepts connections and says nothing: Ray's client retries it in native code,
+    where signals waited ~35 s; rnncli waits for it in a thread, so SIGTERM and Ctrl-C end the
+    command at once (Ctrl-C with status 130), long before Ray or rnncli's own 60 s would give up."""
+    pytest.importorskip("ray")
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    try:
+        command = [sys.executable, "-m", "rnncli", "score", "--model", str(inputs["model"]), "--file",
+                   str(inputs["corpus"]), "--per-line", "--ray", f"127.0.0.1:{port}"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(4)  # (a signal sooner ends it as well)
+        process.send_signal(getattr(signal, sig))
+        start = time.monotonic()
+        _, err = process.communicate(timeout=60)
+        assert time.monotonic() - start < 20, err
+        assert process.returncode == (130 if sig == "SIGINT" else -signal.SIGTERM), err
+    finally:
+        listener.close()

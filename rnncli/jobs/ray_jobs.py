@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Iterable
 
 from rnncli.errors import RnncliError, UsageError
@@ -36,6 +37,44 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
                           "start a cluster with `ray start --head` or give its address") from None
 
 
+INIT_TIMEOUT = 60.0  # seconds for a cluster to complete Ray's handshake (a local one to start: three times that)
+
+
+def _connect(ray, timeout: float, **options) -> str | None:
+    """ray.init(**options) -> None, or why it failed. Ray's client retries an address that accepts
+    connections but is not a cluster inside native code, where neither Ctrl-C nor SIGTERM was seen
+    for ~35 s; run in a thread while this one waits in short steps, Ctrl-C ends the command at once
+    (exit 130), SIGTERM too (Ray sets its own handler only from the main thread), and a handshake
+    that has not completed within `timeout` seconds fails."""
+    import logging
+    import threading
+    import time
+
+    outcome: dict = {}
+
+    def connect() -> None:
+        try:
+            ray.init(**options)
+            outcome["done"] = True
+        except Exception as err:  # noqa: BLE001 - whatever Ray raises: cannot connect, refused, unauthenticated
+            outcome["error"] = str(err).splitlines()[0] if str(err) else type(err).__name__
+
+    logging.getLogger("ray").setLevel(logging.ERROR)  # (its note that no SIGTERM handler is set from a thread)
+    thread = threading.Thread(target=connect, name="rnncli-ray-init", daemon=True)
+    thread.start()
+    end = time.monotonic() + timeout
+    try:
+        while thread.is_alive() and time.monotonic() < end:
+            thread.join(0.2)  # back in Python five times a second: a signal is handled at once
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+        os._exit(130)  # Ray's thread can be neither stopped nor waited for at exit
+    if thread.is_alive():
+        return f"no answer within {timeout:.0f} s"
+    return outcome.get("error")
+
+
 def ray_runner(address: str, path: str | None):
     """Runs shards as Ray tasks on the cluster at `address`: yields (shard, part or None, error)."""
     check_reachable(address)
@@ -46,15 +85,15 @@ def ray_runner(address: str, path: str | None):
     import numpy as np
 
     env = {k: os.environ[k] for k in ("RNNCLI_FAULTS",) if k in os.environ}
-    try:
-        local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address == "local" else {}
-        ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=False, runtime_env={"env_vars": env} if env else None,
-                 **local)
-    except Exception as err:  # noqa: BLE001 - whatever Ray raises: cannot connect, refused, unauthenticated
-        raise RnncliError(f"--ray {address}: cannot reach a Ray cluster ({str(err).splitlines()[0]}); start one "
-                          "with `ray start --head` or give its address (a cluster with token authentication, as "
-                          "`ray start` makes them, also wants RAY_AUTH_MODE=token)") from None
+    local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address == "local" else {}
+    err = _connect(ray, INIT_TIMEOUT * (3 if address == "local" else 1),
+                   address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False,
+                   logging_level="ERROR", configure_logging=False, runtime_env={"env_vars": env} if env else None,
+                   **local)
+    if err is not None:
+        raise RnncliError(f"--ray {address}: cannot reach a Ray cluster ({err}); start one with `ray start --head` or "
+                          "give its address (a cluster with token authentication, as `ray start` makes them, also "
+                          "wants RAY_AUTH_MODE=token)")
     model = None
     if path is not None:
         with open(path, "rb") as f:
