@@ -252,8 +252,10 @@ def import_model(tensors: dict[str, np.ndarray], metadata: dict[str, str], sourc
             cell = json.loads(metadata["model_config"])["cell"]
         return from_torch(tensors, tokenizer, tok_config, cell, source)
     except RnncliError as err:
-        if str(err).startswith(source):
+        if str(err).startswith((source + ":", f"{vocab}:")):
             raise
+        if vocab is not None:  # the vocabulary came from that file
+            raise RnncliError(f"{vocab}: {err}") from None
         raise RnncliError(f"{source}: damaged rnncli metadata ({err})") from None
     except (KeyError, ValueError, TypeError, AttributeError) as err:
         raise RnncliError(f"{source}: damaged rnncli metadata ({err!r})") from None
