@@ -465,3 +465,39 @@ def test_a_ray_address_that_answers_but_is_not_ray_ends_at_a_signal(sig, inputs)
         assert process.returncode == (130 if sig == "SIGINT" else -signal.SIGTERM), err
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("job", list(JOBS))
+def test_an_output_device_that_refuses_the_write_is_named(job, inputs, capsys):
+    """-o /dev/full: one line naming it (it said 'cannot write to standard output')."""
+    import os
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    names = {"MODEL": str(inputs["model"]), "CORPUS": str(inputs["corpus"]), "NBEST": str(inputs["nbest"])}
+    capsys.readouterr()
+    assert run([names.get(a, a) for a in JOBS[job]] + ["-o", "/dev/full"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: /dev/full: could not write") and err.count("\n") == 1, err
+
+
+def test_a_checkpoint_whose_labels_repeat_is_refused_on_load(tmp_path, capsys, monkeypatch):
+    import json
+
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.tsv").write_text("".join(f"{'pos' if i % 2 else 'neg'}\tthe film was {i}\n"
+                                                for i in range(40)), encoding="utf-8")
+    assert run(["train", "train.tsv", "--task", "classify", "--hidden", "8", "--embed", "4", "--max-steps", "1",
+                "--out", "m.npz"]) == 0
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
+        arrays = dict(f)
+    config = json.loads(str(arrays["config"]))
+    config["model"]["labels"] = ["neg", "neg"]
+    arrays["config"] = np.array(json.dumps(config))
+    np.savez(tmp_path / "twice.npz", **arrays)
+    capsys.readouterr()
+    assert run(["classify", "--model", "twice.npz", "the film"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "labels" in err and "'neg' repeat" in err and err.count("\n") == 1, err

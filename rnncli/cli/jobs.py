@@ -69,7 +69,12 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     elif output not in (None, "-"):  # a stream: a FIFO, /dev/stdout
         check_writable(output, "job's output", streams=True, inputs=inputs)
         stream = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-        emit = stream.write
+
+        def emit(text: str) -> None:
+            try:
+                stream.write(text)
+            except OSError as err:
+                raise RnncliError(f"{output}: could not write ({err.strerror or err})") from None
     else:
         stream = None
         emit = sys.stdout.write
@@ -92,7 +97,10 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     finally:
         display.close()
         if not to_file and output not in (None, "-"):
-            stream.close()
+            try:
+                stream.close()
+            except OSError as err:  # what was still buffered
+                raise RnncliError(f"{output}: could not write ({err.strerror or err})") from None
     for shard, error in outcome.failed:
         last = shard.first + len(shard.items) - 1
         sys.stderr.write(f"error: shard {shard.index} ({unit} {shard.first}-{last}) failed {RETRIES} times: {error}\n")
