@@ -84,6 +84,8 @@ def _output_onto_input_cases():
         ("score -o onto the model", ["score", "--model", "IN", "--file", "CORPUS", "--per-line", "-o", "OUT"], "model"),
         ("rescore -o onto the n-best", ["rescore", "IN", "--model", "MODEL", "-o", "OUT"], "nbest"),
         ("sample -o onto the model", ["sample", "--model", "IN", "-n", "2", "--length", "5", "-o", "OUT"], "model"),
+        ("sample -o onto its prime", ["sample", "--model", "MODEL", "--prime-file", "IN", "-n", "2", "--length", "5",
+                                      "-o", "OUT"], "corpus"),
         ("tokenize --save onto the corpus", ["tokenize", "IN", "--save", "OUT"], "corpus"),
         ("tokenize --encode -o onto it", ["tokenize", "--model", "MODEL", "--encode", "IN", "-o", "OUT"], "corpus"),
         ("import -o onto the file", ["import", "IN", "-o", "OUT"], "export"),

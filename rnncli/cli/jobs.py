@@ -35,7 +35,7 @@ ShardLines = Annotated[int, typer.Option(help="Input lines per shard, the unit o
 
 
 def run_sharded(task, source, path: str | None, output: str | None, workers: int, ray: str | None,
-                resume: bool, name: str, unit: str = "lines", quiet: bool = False):
+                resume: bool, name: str, unit: str = "lines", quiet: bool = False, also_reads: tuple = ()):
     """Run a job and put its output where asked: stdout, a stream, or a file made from its parts.
     Bad lines are reported (and make the exit status 1 once the output is written); shards that
     failed for good are reported with their lines, and leave the parts for --resume."""
@@ -51,7 +51,7 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     if workers > machine_cores() and not quiet:
         sys.stderr.write(f"note: --workers {workers} on {machine_cores()} core(s): the processes take turns on the "
                          "cores (one BLAS thread each); more than one per core rarely helps\n")
-    inputs = (path, getattr(getattr(source, "corpus", None), "path", None))
+    inputs = (path, getattr(getattr(source, "corpus", None), "path", None), *also_reads)  # what -o must not be
     to_file = output not in (None, "-") and (not os.path.exists(output) or os.path.isfile(output))
     if resume and not to_file:
         raise UsageError("--resume finishes a job that writes a file: give the same -o FILE as before")

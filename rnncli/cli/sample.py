@@ -106,7 +106,7 @@ def sample(
         preload(path, "model", ck)
         task = SampleGroups(prime, config, sample_entropy(seed), as_json)
         run_sharded(task, CountSource(num_samples, SAMPLE_GROUP), path, output, workers, ray, resume, "sample",
-                    unit="samples", quiet=quiet)
+                    unit="samples", quiet=quiet, also_reads=(prime_file,))
         return
     for i, s in enumerate(generate_samples(ck, prime, config, None if as_json else stdout_writer)):
         if as_json:
