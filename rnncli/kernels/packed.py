@@ -385,18 +385,6 @@ def product_in_groups(x, P, out):
 
 
 @inline
-def _row_block_sums(x, flat, base, width):
-    """One row's two accumulators against the packed block starting at flat[base], summed in k
-    order (the tile kernel's order: the same numbers as that row in a tile)."""
-    V = width // 2
-    a = b = vector_zero(flat)
-    for k in range(x.shape[0]):
-        a = vector_fma(a, vector_load(flat, base + k * width), x[k])
-        b = vector_fma(b, vector_load(flat, base + k * width + V), x[k])
-    return a, b
-
-
-@inline
 def _store_row_vector(a, b, out, col, width):
     """out[col : col + 2V] = a row's two vectors, cut at out's size (a last block part padding)."""
     F = out.shape[0]
@@ -419,34 +407,55 @@ def row_product_blocks(x, flat, width, out, c_lo, c_hi):
     tile of rows: a row's numbers never depend on whether it was computed alone or beside others.
     One row has no tile of rows to reuse each loaded vector, so four blocks run at once (eight
     accumulators: enough independent fused multiply-adds to keep four streams of the matrix
-    loading)."""
+    loading), the last one to three as one such pass too, and a last five as one pass of ten."""
     K = x.shape[0]
     V = width // 2
+    step = K * width
     c = c_lo
-    while c + 4 <= c_hi:
-        base = c * K * width
-        step = K * width
-        a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vector_zero(flat)  # values: eight accumulators
-        for k in range(K):
-            i = base + k * width
-            s = x[k]
-            a0 = vector_fma(a0, vector_load(flat, i), s)
-            b0 = vector_fma(b0, vector_load(flat, i + V), s)
-            a1 = vector_fma(a1, vector_load(flat, i + step), s)
-            b1 = vector_fma(b1, vector_load(flat, i + step + V), s)
-            a2 = vector_fma(a2, vector_load(flat, i + 2 * step), s)
-            b2 = vector_fma(b2, vector_load(flat, i + 2 * step + V), s)
-            a3 = vector_fma(a3, vector_load(flat, i + 3 * step), s)
-            b3 = vector_fma(b3, vector_load(flat, i + 3 * step + V), s)
-        _store_row_vector(a0, b0, out, c * width, width)
-        _store_row_vector(a1, b1, out, (c + 1) * width, width)
-        _store_row_vector(a2, b2, out, (c + 2) * width, width)
-        _store_row_vector(a3, b3, out, (c + 3) * width, width)
-        c += 4
     while c < c_hi:
-        a, b = _row_block_sums(x, flat, c * K * width, width)
-        _store_row_vector(a, b, out, c * width, width)
-        c += 1
+        if c_hi - c == 5:  # four blocks and one: one pass of ten chains, not two passes (a vocabulary of 65
+            # at 256 bits: 4 blocks of 16 columns and 1 column)
+            a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = vector_zero(flat)  # values: ten accumulators
+            base = c * step
+            for k in range(K):
+                i = base + k * width
+                s = x[k]
+                a0 = vector_fma(a0, vector_load(flat, i), s)
+                b0 = vector_fma(b0, vector_load(flat, i + V), s)
+                a1 = vector_fma(a1, vector_load(flat, i + step), s)
+                b1 = vector_fma(b1, vector_load(flat, i + step + V), s)
+                a2 = vector_fma(a2, vector_load(flat, i + 2 * step), s)
+                b2 = vector_fma(b2, vector_load(flat, i + 2 * step + V), s)
+                a3 = vector_fma(a3, vector_load(flat, i + 3 * step), s)
+                b3 = vector_fma(b3, vector_load(flat, i + 3 * step + V), s)
+                a4 = vector_fma(a4, vector_load(flat, i + 4 * step), s)
+                b4 = vector_fma(b4, vector_load(flat, i + 4 * step + V), s)
+            _store_row_vector(a4, b4, out, (c + 4) * width, width)
+        else:  # four blocks, or the last 1-3 as four with the last repeated (one pass: each chain waits
+            # K fused multiply-adds whatever the number of blocks, so fewer passes is what pays)
+            a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vector_zero(flat)  # values: eight accumulators
+            last = c_hi - 1
+            s1, s2, s3 = min(c + 1, last) * step, min(c + 2, last) * step, min(c + 3, last) * step
+            base = c * step
+            for k in range(K):
+                o = k * width
+                s = x[k]
+                a0 = vector_fma(a0, vector_load(flat, base + o), s)
+                b0 = vector_fma(b0, vector_load(flat, base + o + V), s)
+                a1 = vector_fma(a1, vector_load(flat, s1 + o), s)
+                b1 = vector_fma(b1, vector_load(flat, s1 + o + V), s)
+                a2 = vector_fma(a2, vector_load(flat, s2 + o), s)
+                b2 = vector_fma(b2, vector_load(flat, s2 + o + V), s)
+                a3 = vector_fma(a3, vector_load(flat, s3 + o), s)
+                b3 = vector_fma(b3, vector_load(flat, s3 + o + V), s)
+        _store_row_vector(a0, b0, out, c * width, width)
+        if c + 1 < c_hi:
+            _store_row_vector(a1, b1, out, (c + 1) * width, width)
+        if c + 2 < c_hi:
+            _store_row_vector(a2, b2, out, (c + 2) * width, width)
+        if c + 3 < c_hi:
+            _store_row_vector(a3, b3, out, (c + 3) * width, width)
+        c += 5 if c_hi - c == 5 else 4
 
 
 @kernel
