@@ -503,3 +503,10 @@ def test_a_checkpoint_whose_labels_repeat_is_refused_on_load(tmp_path, capsys, m
     assert run(["classify", "--model", "twice.npz", "the film"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "labels" in err and "'neg' repeat" in err and err.count("\n") == 1, err
+
+
+def test_a_beams_history_beyond_memory_is_refused(inputs, capsys):
+    capsys.readouterr()
+    assert run(["sample", "--model", str(inputs["model"]), "--beam", "4", "--length", str(10**12)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --beam 4 x --length 1,000,000,000,000") and err.count("\n") == 1, err

@@ -97,6 +97,9 @@ def beam_search_nbest(model: Model, params, state, context: np.ndarray, c: Sampl
     return steps.run(lambda: _beam_search(model, state, context, c, steps.weights), model.step_state(state)[0])
 
 
+MAX_BEAM_TOKENS = 1 << 26  # a beam's token history, width x length: 512 MB of int64
+
+
 def _beam_search(model: Model, state, context: np.ndarray, c: SampleConfig, weights) -> list[tuple[list[int], float]]:
     from rnncli.kernels.generate import beam_candidates, model_step
 
@@ -104,6 +107,11 @@ def _beam_search(model: Model, state, context: np.ndarray, c: SampleConfig, weig
     for t in context:
         logits = model_step(*weights, np.array([t], np.int64), h, cell)
     width = min(c.beam, logits.shape[1] - 1)  # wider than the vocabulary less <UNK> changes nothing
+    if width * c.length > MAX_BEAM_TOKENS:
+        from rnncli.errors import UsageError
+
+        raise UsageError(f"--beam {c.beam} x --length {c.length:,}: the hypotheses would hold {width * c.length:,} "
+                         f"tokens (at most {MAX_BEAM_TOKENS:,}); lower --length or --beam")
     history = np.empty((width, c.length), np.int64)  # row j: the tokens of hypothesis j so far
     scores = np.zeros(1)
     finished: list[tuple[list[int], float]] = []
