@@ -45,7 +45,7 @@ HELPER_MIN_STEPS = (0, 2000, 100, 100, 100)  # by rows (1-4): the steps that rep
 # Once this process has run a cell's steps with the helper, its kernels are loaded and its start is a
 # hand-over to a waiting thread: a few steps repay it (a server, a library caller sampling again).
 # Measured (AMD EPYC, char-rnn lstm): a fresh `sample --length 1000` 0.93-1.03 s on one core against
-# 1.10-1.13 s with the helper (its kernels' load); in a warm process 200 tokens 212 -> 103 us a token.
+# 1.10-1.13 s with the helper (its kernels' load); in a warm process 200 tokens 219-227 -> 143-151 us a token.
 HELPER_MIN_STEPS_WARM = 32
 _helper_ran: set[tuple[str, str]] = set()  # (cell, number type) whose steps ran with the helper here
 BURST = 32  # tokens a generating call runs before it returns (output streams between them)
