@@ -264,6 +264,10 @@ def compile_helper(dtype=np.float32) -> None:
     stopped = new_mailbox()
     stop(stopped)
     serve(stopped, np.zeros((1, 1, 1), dtype))
+    _compiled[np.dtype(dtype).str] = True
+
+
+_compiled: dict[str, bool] = {}  # by number type: the answer of `helper_compiled`, asked once per process
 
 
 def helper_compiled(dtype) -> bool:
@@ -272,13 +276,19 @@ def helper_compiled(dtype) -> bool:
     A cold cache (cleared, or a fresh NUMBA_CACHE_DIR) makes batch 1 keep OpenBLAS's products
     instead: this form compiles ~1.5 s longer (measured, the lstm: generate 3.5 -> 4.5 s, the helper
     0.55 s), and a first sample must start within 4 s. Asks the dispatcher's cache directly (a Numba
-    internal: anything unexpected counts as not compiled)."""
-    try:
-        like = np.zeros((1, 1, 1), dtype)  # the state h (L, B, H), which the helper is given
-        signature = (serve.typeof_pyval(new_mailbox()), serve.typeof_pyval(like))
-        return signature in serve.overloads or serve._cache.load_overload(signature, serve.targetctx) is not None
-    except Exception:  # noqa: BLE001 - a probe only: the other form is always correct
-        return False
+    internal: anything unexpected counts as not compiled). Asked once per process and number type:
+    the probe loads the kernel from the cache, ~6 ms, which a caller stepping rows again and again
+    (a benchmark, a server) paid at every run of steps."""
+    key = np.dtype(dtype).str
+    if key not in _compiled:
+        try:
+            like = np.zeros((1, 1, 1), dtype)  # the state h (L, B, H), which the helper is given
+            signature = (serve.typeof_pyval(new_mailbox()), serve.typeof_pyval(like))
+            _compiled[key] = (signature in serve.overloads
+                              or serve._cache.load_overload(signature, serve.targetctx) is not None)
+        except Exception:  # noqa: BLE001 - a probe only: the other form is always correct
+            _compiled[key] = False
+    return _compiled[key]
 
 
 def with_helper(mailbox: np.ndarray, work, like: np.ndarray):
