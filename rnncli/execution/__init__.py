@@ -1,2 +1,3 @@
-"""How the work runs: the rows of a batch in shards, one per core (cores.py), compiling ahead at
-install (precompile.py), the allocator's settings (allocator.py)."""
+"""How the work runs, the engine's seam: the cores a process may use (plan.py), a batch's rows in
+shards, one per core (cores.py), many rows' single steps (steps.py), compiling ahead at install
+(precompile.py), the allocator's settings (allocator.py)."""
