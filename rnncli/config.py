@@ -187,39 +187,20 @@ def to_dict(obj) -> dict:
     return asdict(obj)
 
 
-def _of_type(value, hint) -> bool:
-    """Whether a stored (JSON) value fits a field's annotation: int, float, str, bool, list[str],
-    X | None (an int is not a bool; a float field takes an int)."""
+def _schema_of(hint):
+    """A field's annotation as a schema (formats/schema.py): int, float, str, bool, list[X], X | None."""
     import types
     import typing
 
+    from rnncli.formats.schema import Either, ListOf
+
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return any(_of_type(value, h) for h in typing.get_args(hint))
+        return Either(*(_schema_of(h) for h in typing.get_args(hint)))
     if hint is type(None):
-        return value is None
+        return None
     if typing.get_origin(hint) is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_of_type(v, item) for v in value)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _type_name(hint) -> str:
-    import typing
-
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
-    if hint in names:
-        return names[hint]
-    if typing.get_origin(hint) is list:
-        return f"a list of {_type_name(typing.get_args(hint)[0]).split(' ', 1)[1]}s"
-    if typing.get_args(hint):
-        return " or ".join(_type_name(h) for h in typing.get_args(hint))
-    return str(hint)
+        return ListOf(_schema_of(typing.get_args(hint)[0]))
+    return hint
 
 
 def from_dict(cls, values: dict):
@@ -228,12 +209,13 @@ def from_dict(cls, values: dict):
     import typing
 
     from rnncli.errors import RnncliError
+    from rnncli.formats.schema import check
 
     if not isinstance(values, dict):
         raise RnncliError(f"the {cls.__name__} must be a JSON object, not {type(values).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for name, value in values.items():
-        if name in known and not _of_type(value, hints[name]):
-            raise RnncliError(f"the {cls.__name__}'s {name} must be {_type_name(hints[name])}, not {value!r:.40}")
+        if name in known:
+            check(value, _schema_of(hints[name]), f"the {cls.__name__}", name)
     return cls(**{k: v for k, v in values.items() if k in known})
