@@ -41,7 +41,8 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     failed for good are reported with their lines, and leave the parts for --resume."""
     from rnncli.errors import RnncliError, UsageError
     from rnncli.formats.files import check_writable
-    from rnncli.jobs.shards import RETRIES, PartStore, check_workers, file_digest, local_runner, run_job
+    from rnncli.jobs.parts import PartStore, file_digest
+    from rnncli.jobs.shards import RETRIES, check_workers, local_runner, run_job
 
     if ray and workers != 1:
         raise UsageError("give --workers or --ray, not both (on Ray, the cluster's CPUs set the parallelism)")
