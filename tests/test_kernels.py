@@ -299,13 +299,15 @@ def test_a_rows_packed_product_does_not_depend_on_the_rows_beside_it():
         assert np.array_equal(part, whole[lo:hi]), (lo, hi)
 
 
-@pytest.mark.parametrize("K, F", [(70, 40), (512, 2048), (3, 200), (130, 33), (128, 65), (128, 66)])
+@pytest.mark.parametrize("K, F", [(70, 40), (512, 2048), (3, 200), (130, 33), (128, 65), (128, 66), (64, 129),
+                                  (64, 161), (40, 289), (9, 2)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_one_row_alone_is_summed_as_in_a_tile(K, F, dtype):
     """The one-row kernel (batch-1 generation) sums every number in k order, as the tiles of rows
     do, and so does a last block of one or two columns summed one number at a time (F = 33, 65,
-    66): a row's numbers are the same alone, in a tile, or in the rows split over the cores
-    (rows_product), and within rounding of the float64 product."""
+    66, 129, 161, 289: after passes of two, four and five blocks; F = 2: no whole block): a row's
+    numbers are the same alone, in a tile, or in the rows split over the cores (rows_product), and
+    within rounding of the float64 product."""
     from rnncli.execution.cores import rows_product
     from rnncli.kernels.packed import pack, product_row, product_rows
 

@@ -286,11 +286,11 @@ def test_a_row_steps_to_the_same_bytes_alone_beside_others_or_shared(cell):
     params = model.init_params(rng, np.float64)
     packed = model.step_weights(params)
     shared = model.step_weights(params, packed=new_mailbox())  # rows shared with a helper (none runs here)
-    fused = "Wxh0" in packed[0]._fields
+    fused = "WxhR" in packed[0]._fields
     assert fused == (cell not in ("gru", "gru-cudnn"))  # one product over [x, h] where the maths allows
-    first = packed[0].Wxh0 if fused else packed[0].Wx0
+    first = packed[0].Wx0
     assert len(first) == 2 and len(packed[2]) == 2  # every matrix held as (W, packed W) on one core ...
-    assert len(shared[0].Wxh0 if fused else shared[0].Wx0) == 3 and len(shared[2]) == 3  # ... + the mailbox
+    assert len(shared[0].Wx0) == 3 and len(shared[2]) == 3  # ... + the mailbox
     tokens = rng.integers(0, 11, 9)
     state = [tuple(rng.normal(size=a.shape) for a in layer) for layer in model.initial_state(9, np.float64)]
     logits, s1 = model.step(params, tokens, state, weights=packed)
@@ -307,6 +307,40 @@ def test_a_row_steps_to_the_same_bytes_alone_beside_others_or_shared(cell):
             np.testing.assert_array_equal(logits2, logits[rows])
             for a, b in zip(s1, s2, strict=True):
                 np.testing.assert_array_equal(a[0][rows], b[0])
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_a_table_of_the_first_layers_input_products_gives_the_same_bytes(cell, monkeypatch):
+    """Where it pays (a character vocabulary) the single step looks the first layer's input product
+    x<t> @ Wx up in a table of every token's (recurrent.inputs_table) instead of computing it: the
+    same logits and states, bit for bit, for one row or several, on one core or shared; a word-size
+    vocabulary, whose table would cost more steps than it saves, keeps computing it."""
+    from rnncli.config import ModelConfig
+    from rnncli.kernels import recurrent
+
+    for dtype in (np.float32, np.float64):
+        model = Model(ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2))
+        rng = np.random.default_rng(7)
+        params = model.init_params(rng, dtype)
+        for form in (True, new_mailbox()):
+            table = model.step_weights(params, packed=form)
+            with monkeypatch.context() as m:
+                m.setattr(recurrent, "TABLE_PAYS_WITHIN", 0)
+                computed = model.step_weights(params, packed=form)
+            assert table[0].Wx0[0].shape == (0, 40 * model.cell.gates) and table[1].shape == (11, 40 * model.cell.gates)
+            assert computed[0].Wx0[0].shape == (6, 40 * model.cell.gates) and computed[1].shape == (11, 6)
+            for rows in (1, 5):
+                tokens = rng.integers(0, 11, rows)
+                state = [tuple(rng.normal(size=a.shape).astype(dtype) for a in layer)
+                         for layer in model.initial_state(rows, dtype)]
+                logits, s1 = model.step(params, tokens, state, weights=table)
+                logits2, s2 = model.step(params, tokens, state, weights=computed)
+                assert logits.tobytes() == logits2.tobytes()
+                for a, b in zip(s1, s2, strict=True):
+                    assert a[0].tobytes() == b[0].tobytes()
+    words = Model(ModelConfig(cell=cell, vocab_size=5000, embed=64, hidden=32, layers=1))
+    weights = words.step_weights(words.init_params(np.random.default_rng(0)))
+    assert weights[1].shape == (5000, 64) and weights[0].Wx0[0].shape == (64, 32 * words.cell.gates)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru-cudnn"])

@@ -112,11 +112,12 @@ def gru_simple_backward(dhs, dhT, WhT_packed, h0, hs, gates):
 
 
 class SimpleGRUWeights(NamedTuple):
-    """A stack's weights for the single step: b (L, 2H), and [Wx; Wh] per layer held (`fused_inputs`),
-    so the layer's input holds h<t-1> @ Wh."""
+    """A stack's weights for the single step: b (L, 2H), and Wx, Wh held (`fused_inputs`), so the
+    layer's input holds h<t-1> @ Wh."""
 
     b: np.ndarray
-    Wxh0: tuple
+    Wx0: tuple
+    Wh0: tuple
     WxhR: tuple
 
 

@@ -151,11 +151,12 @@ def lstm_backward(dhs, dhT, dcT, WhT_packed, peep, peephole, c0, cs, gates):
 
 class LSTMWeights(NamedTuple):
     """A stack's weights for the single step: b (L, 4H), peep (L, 3, H) (zeros without peepholes),
-    and [Wx; Wh] per layer held (`fused_inputs`), so the layer's input holds h<t-1> @ Wh."""
+    and Wx, Wh held (`fused_inputs`), so the layer's input holds h<t-1> @ Wh."""
 
     b: np.ndarray
     peep: np.ndarray
-    Wxh0: tuple
+    Wx0: tuple
+    Wh0: tuple
     WxhR: tuple
 
 

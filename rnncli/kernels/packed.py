@@ -407,14 +407,34 @@ def row_product_blocks(x, flat, width, out, c_lo, c_hi):
     tile of rows: a row's numbers never depend on whether it was computed alone or beside others.
     One row has no tile of rows to reuse each loaded vector, so four blocks run at once (eight
     accumulators: enough independent fused multiply-adds to keep four streams of the matrix
-    loading), the last one to three as one such pass too, and a last five as one pass of ten."""
+    loading), a last two as one pass of four, a last five as one pass of ten, and a last block of
+    at most TAIL_COLUMNS columns as one chain per number inside the pass before it (as the tiles
+    of rows sum it, `_tail_columns`: a character vocabulary of 65 is two or four whole blocks and
+    one column, which cost a block's vectors for one number)."""
     K = x.shape[0]
+    F = out.shape[0]
     V = width // 2
     step = K * width
+    zero = out.dtype.type(0.0)
+    tail = 0  # columns of a last block summed one number at a time
+    if c_hi > c_lo and (c_hi - 1) * width + width > F and F - (c_hi - 1) * width <= TAIL_COLUMNS:
+        tail = F - (c_hi - 1) * width
+    hi = c_hi - (1 if tail else 0)  # the blocks summed as vectors
+    t_base = (c_hi - 1) * step
+    t1 = min(1, tail - 1)  # the tail's second column, or its first again
     c = c_lo
-    while c < c_hi:
-        if c_hi - c == 5:  # four blocks and one: one pass of ten chains, not two passes (a vocabulary of 65
-            # at 256 bits: 4 blocks of 16 columns and 1 column)
+    if c == hi and tail:  # no whole block: the tail alone
+        s0 = s1 = zero
+        for k in range(K):
+            s0 = scalar_fma(x[k], flat[t_base + k * width], s0)
+            s1 = scalar_fma(x[k], flat[t_base + k * width + t1], s1)
+        out[hi * width] = s0
+        if tail == 2:
+            out[hi * width + 1] = s1
+    while c < hi:
+        s0 = s1 = zero
+        last_pass = hi - c <= 4 or hi - c == 5
+        if hi - c == 5:  # four blocks and one: one pass of ten chains, not two passes
             a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = vector_zero(flat)  # values: ten accumulators
             base = c * step
             for k in range(K):
@@ -430,32 +450,56 @@ def row_product_blocks(x, flat, width, out, c_lo, c_hi):
                 b3 = vector_fma(b3, vector_load(flat, i + 3 * step + V), s)
                 a4 = vector_fma(a4, vector_load(flat, i + 4 * step), s)
                 b4 = vector_fma(b4, vector_load(flat, i + 4 * step + V), s)
+                if tail:
+                    s0 = scalar_fma(s, flat[t_base + k * width], s0)
+                    s1 = scalar_fma(s, flat[t_base + k * width + t1], s1)
             _store_row_vector(a4, b4, out, (c + 4) * width, width)
-        else:  # four blocks, or the last 1-3 as four with the last repeated (one pass: each chain waits
-            # K fused multiply-adds whatever the number of blocks, so fewer passes is what pays)
+        elif hi - c <= 2:  # one or two blocks: one pass of four chains (the last repeated)
+            a0 = a1 = b0 = b1 = vector_zero(flat)
+            base, s1_base = c * step, min(c + 1, hi - 1) * step
+            a2 = a3 = b2 = b3 = a0  # (not stored)
+            for k in range(K):
+                o = k * width
+                s = x[k]
+                a0 = vector_fma(a0, vector_load(flat, base + o), s)
+                b0 = vector_fma(b0, vector_load(flat, base + o + V), s)
+                a1 = vector_fma(a1, vector_load(flat, s1_base + o), s)
+                b1 = vector_fma(b1, vector_load(flat, s1_base + o + V), s)
+                if tail:
+                    s0 = scalar_fma(s, flat[t_base + o], s0)
+                    s1 = scalar_fma(s, flat[t_base + o + t1], s1)
+        else:  # four blocks, or the last three as four with the last repeated (one pass: each chain
+            # waits K fused multiply-adds whatever the number of blocks, so fewer passes is what pays)
             a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vector_zero(flat)  # values: eight accumulators
-            last = c_hi - 1
-            s1, s2, s3 = min(c + 1, last) * step, min(c + 2, last) * step, min(c + 3, last) * step
+            last = hi - 1
+            p1, p2, p3 = min(c + 1, last) * step, min(c + 2, last) * step, min(c + 3, last) * step
             base = c * step
             for k in range(K):
                 o = k * width
                 s = x[k]
                 a0 = vector_fma(a0, vector_load(flat, base + o), s)
                 b0 = vector_fma(b0, vector_load(flat, base + o + V), s)
-                a1 = vector_fma(a1, vector_load(flat, s1 + o), s)
-                b1 = vector_fma(b1, vector_load(flat, s1 + o + V), s)
-                a2 = vector_fma(a2, vector_load(flat, s2 + o), s)
-                b2 = vector_fma(b2, vector_load(flat, s2 + o + V), s)
-                a3 = vector_fma(a3, vector_load(flat, s3 + o), s)
-                b3 = vector_fma(b3, vector_load(flat, s3 + o + V), s)
+                a1 = vector_fma(a1, vector_load(flat, p1 + o), s)
+                b1 = vector_fma(b1, vector_load(flat, p1 + o + V), s)
+                a2 = vector_fma(a2, vector_load(flat, p2 + o), s)
+                b2 = vector_fma(b2, vector_load(flat, p2 + o + V), s)
+                a3 = vector_fma(a3, vector_load(flat, p3 + o), s)
+                b3 = vector_fma(b3, vector_load(flat, p3 + o + V), s)
+                if tail and last_pass:
+                    s0 = scalar_fma(s, flat[t_base + o], s0)
+                    s1 = scalar_fma(s, flat[t_base + o + t1], s1)
         _store_row_vector(a0, b0, out, c * width, width)
-        if c + 1 < c_hi:
+        if c + 1 < hi:
             _store_row_vector(a1, b1, out, (c + 1) * width, width)
-        if c + 2 < c_hi:
+        if c + 2 < hi:
             _store_row_vector(a2, b2, out, (c + 2) * width, width)
-        if c + 3 < c_hi:
+        if c + 3 < hi:
             _store_row_vector(a3, b3, out, (c + 3) * width, width)
-        c += 5 if c_hi - c == 5 else 4
+        if tail and last_pass:
+            out[hi * width] = s0
+            if tail == 2:
+                out[hi * width + 1] = s1
+        c += 5 if hi - c == 5 else 4
 
 
 @kernel

@@ -64,8 +64,10 @@ def held_layer(M, index):
 
 
 def layer_input(weights, layer, x, h):
-    """x (B, D) @ Wx (+ h (B, H) @ Wh when the cell's step takes one product over [x<t>, h<t-1>]
-    against [Wx; Wh]: its weights hold `Wxh0`, `WxhR`) -> (B, G*H)."""
+    """x (B, D) @ Wx (+ h (B, H) @ Wh when the cell's step adds the recurrent product to its input:
+    its weights hold `Wh0` and `WxhR`, the layers above the first as one product over [x<t>,
+    h<t-1>] against [Wx; Wh]) -> (B, G*H). The first layer's x may be its product already, a row of
+    a table of every token's (`inputs_table`): then its held Wx0 has no rows."""
     raise NotImplementedError("layer_input runs inside Numba kernels only")
 
 
@@ -100,15 +102,23 @@ def _held_layer(M, index):
 
 @overload_by_type(layer_input)
 def _layer_input(weights, layer, x, h):
-    if "Wxh0" not in weights.fields:
+    if "WxhR" not in weights.fields:
 
         def separate(weights, layer, x, h):
-            return step_times(x, weights.Wx0 if layer == 0 else held_layer(weights.WxR, layer - 1))
+            if layer > 0:
+                return step_times(x, held_layer(weights.WxR, layer - 1))
+            return x if weights.Wx0[0].shape[0] == 0 else step_times(x, weights.Wx0)
 
         return separate
 
     def fused(weights, layer, x, h):
-        M = weights.Wxh0 if layer == 0 else held_layer(weights.WxhR, layer - 1)  # [Wx; Wh] (D+H, G*H)
+        if layer == 0:  # x<t> @ Wx (or its table's row) + h<t-1> @ Wh: two chains, one addition
+            xw = x if weights.Wx0[0].shape[0] == 0 else step_times(x, weights.Wx0)
+            hW = step_times(h, weights.Wh0)
+            for b in range(xw.shape[0]):
+                for j in range(xw.shape[1]):
+                    xw[b, j] += hW[b, j]
+            return xw
         D = x.shape[1]
         z = np.empty((x.shape[0], D + h.shape[1]), dtype=x.dtype)  # [x, h<t-1>]
         for b in range(x.shape[0]):
@@ -116,7 +126,7 @@ def _layer_input(weights, layer, x, h):
                 z[b, d] = x[b, d]
             for j in range(h.shape[1]):
                 z[b, D + j] = h[b, j]
-        return step_times(z, M)
+        return step_times(z, held_layer(weights.WxhR, layer - 1))  # [Wx; Wh] (2H, G*H)
 
     return fused
 
@@ -186,15 +196,36 @@ def hold(W: np.ndarray, form: Packing = True) -> tuple:
 
 def fused_inputs(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, form: Packing) -> tuple:
     """For a cell whose step multiplies h<t-1> by all of Wh (L, H, G*H) and adds it to x<t> @ Wx:
-    (Wxh0, WxhR) held, one product per layer over [x<t>, h<t-1>] against [Wx; Wh] (Wxh0 (D+H, G*H),
-    WxhR (L-1, 2H, G*H)): fewer, larger products (for two cores to share: one request to the helper
-    per layer instead of two). The layer's input xw then holds the recurrent product too."""
-    Wxh0 = np.concatenate([Wx0, Wh[0]])
+    (Wx0, Wh0, WxhR) held, the first layer's two matrices apart (its input product may come from
+    a table, `inputs_table`) and one product per layer above over [x<t>, h<t-1>] against [Wx; Wh]
+    (WxhR (L-1, 2H, G*H)): fewer, larger products (for two cores to share: one request to the
+    helper per layer instead of two). The layer's input xw then holds the recurrent product too."""
     if Wh.shape[0] > 1:
         WxhR = np.concatenate([WxR, Wh[1:]], axis=1)
     else:  # a placeholder: a kernel argument needs an array
         WxhR = np.zeros((1, 2 * Wh.shape[1], Wh.shape[2]), Wh.dtype)
-    return hold(Wxh0, form), hold(WxhR, form)
+    return hold(Wx0, form), hold(Wh[0], form), hold(WxhR, form)
+
+
+TABLE_PAYS_WITHIN = 64  # steps: a table of every token's input product is built when it costs no more
+
+
+def inputs_table(E: np.ndarray, weights) -> tuple:
+    """(E, weights) of the single step, or (E @ Wx0, weights with an empty Wx0) where that pays:
+    the first layer's input product x<t> @ Wx0 for x<t> = E[token] is then a row of the table,
+    looked up rather than computed at every step. The same numbers: a row of the table is the
+    packed kernel's chain of fused multiply-adds in k order (`input_product`), as the step's own
+    product of that one row is. It pays where the table costs at most TABLE_PAYS_WITHIN steps of the
+    stack to build and is small: a character model's (small lstm 1 x 128: 64 x 512 of its 192 x 512
+    per layer-0 step), not a word model's (10,000 words into a 2 x 200 lstm: the work of ~2,500 steps)."""
+    W0 = weights.Wx0[0]
+    V, (D, F) = E.shape[0], W0.shape
+    step = sum(m[0].size for m in weights if isinstance(m, tuple))  # multiply-adds of a row's step
+    if V * D * F > TABLE_PAYS_WITHIN * step or V * F * E.itemsize > 64 << 20:
+        return E, weights
+    table = input_product(np.ascontiguousarray(E, dtype=W0.dtype), W0)
+    empty = hold(np.empty((0, F), W0.dtype), weights.Wx0[2] if len(weights.Wx0) == 3 else True)
+    return table, weights._replace(Wx0=empty)
 
 
 def input_product(x: np.ndarray, W: np.ndarray) -> np.ndarray:

@@ -73,11 +73,13 @@ def rnn_backward(dhs, dhT, WhT_packed, hs, relu):
 
 class RNNWeights(NamedTuple):
     """A stack's weights for the single step: b (L, H), relu (the activation), and [Wx; Wh] per layer
-    held (`fused_inputs`: Wxh0 (D+H, H), WxhR (L-1, 2H, H)), so the layer's input holds h<t-1> @ Wh."""
+    held (`fused_inputs`: Wx0 (D, H), Wh0 (H, H), WxhR (L-1, 2H, H)), so the layer's input holds
+    h<t-1> @ Wh."""
 
     b: np.ndarray
     relu: bool
-    Wxh0: tuple
+    Wx0: tuple
+    Wh0: tuple
     WxhR: tuple
 
 

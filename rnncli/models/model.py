@@ -36,7 +36,7 @@ from rnncli.execution.cores import (
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_backward, embedding_forward, embedding_row_gradient
-from rnncli.kernels.recurrent import Packing, State, hold
+from rnncli.kernels.recurrent import Packing, State, hold, inputs_table
 from rnncli.models.heads import HeadCache, LanguageModelHead
 from rnncli.models.layers import Stack
 
@@ -219,10 +219,11 @@ class Model:
         """Everything the single-step kernels read: (the cell's stacked weights, E, W_y held, b_y),
         each matrix a step multiplies by held in the form `packed` (recurrent.Packing: packed, for
         steps on one core; or packed and shared with a helper on the second core) that the engine
-        chose (execution/steps.py)."""
+        chose (execution/steps.py); E the embedding, or where that pays the table of each token's
+        first-layer input product (recurrent.inputs_table: the same numbers)."""
         c = np.ascontiguousarray
-        return (self.stack.step_weights(params, packed), c(params["embed.weight"]),
-                hold(self.head.weight(params), packed), c(params["output.b"]))
+        E, weights = inputs_table(c(params["embed.weight"]), self.stack.step_weights(params, packed))
+        return weights, E, hold(self.head.weight(params), packed), c(params["output.b"])
 
     def step_state(self, state: ModelState) -> tuple[np.ndarray, np.ndarray]:
         """A per-layer state as the kernels' arrays h, c (L, B, H)."""
