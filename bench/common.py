@@ -183,7 +183,7 @@ def arithmetic_peak(samples: int = 5) -> float:
     faster; the large sgemm above shows what a BLAS reaches of it."""
     import numba
 
-    from rnncli.kernels.packed import vector_fma, vector_load, vector_store
+    from rnncli.kernels.vectors import vector_fma, vector_load, vector_store
 
     @numba.njit(parallel=True)
     def spin(ones, out, reps):  # each thread's sums to out (parts, 16): nothing is optimised away

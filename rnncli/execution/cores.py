@@ -59,7 +59,7 @@ def rows_product(x: np.ndarray, W: np.ndarray) -> np.ndarray:
 def how_a_batch_runs(B: int) -> str:
     """One line for --verbose: which code computes which product, and on how many cores a batch of
     B rows runs."""
-    from rnncli.kernels.packed import VECTOR_BITS
+    from rnncli.kernels.vectors import VECTOR_BITS
 
     shards = batch_shards(B)
     where = (f"{len(shards)} shards of {B // len(shards)}+ rows, one per core, BLAS on one thread each" if shards

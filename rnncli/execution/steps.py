@@ -132,7 +132,7 @@ class Steps:
 
     def describe(self) -> str:
         """One line for `sample --verbose`: how the rows run."""
-        from rnncli.kernels.packed import VECTOR_BITS
+        from rnncli.kernels.vectors import VECTOR_BITS
 
         kernel = f"rnncli's packed kernel ({VECTOR_BITS}-bit vectors)"
         rows = self.rows

@@ -12,7 +12,7 @@ k by k:
 and the product runs over tiles of 4 rows x 2V columns: eight vector accumulators stay in
 registers while k runs over K, each step loading two vectors of P (contiguous: the block streams
 from memory in order) and one number of each row of x, broadcast into a fused multiply-add. The
-vectors are LLVM vector types, built by the intrinsics below (Numba has no vector type of its own).
+vectors are LLVM vector types, built by the intrinsics of vectors.py (Numba has no vector type of its own).
 
 Measured (AMD EPYC, one core; `bench/README.md`): (16 x 128) @ (128 x 512) 84 -> 114 GFLOP/s,
 (16 x 512) @ (512 x 2048) 78 -> 115 GFLOP/s against OpenBLAS computing the transposed result (the
@@ -25,141 +25,11 @@ as fast here (this AMD core splits 512-bit work in two anyway).
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
 
 from rnncli.kernels.jit import inline, kernel
+from rnncli.kernels.vectors import VECTOR_BITS, scalar_fma, vector_fma, vector_load, vector_store, vector_zero
 
-
-def _vector_bits() -> int:
-    """512 where the CPU Numba compiles for has AVX-512, else 256 (AVX2: sixteen vector registers,
-    which a tile's eight accumulators of 512 bits would overflow once split in two)."""
-    from numba.core import config
-
-    if config.CPU_FEATURES:  # Numba told to compile for other features (a portable cache)
-        return 512 if "+avx512f" in config.CPU_FEATURES else 256
-    if config.CPU_NAME and config.CPU_NAME != "host":  # another CPU, its features unsaid: the safe width
-        return 256
-    import llvmlite.binding as llvm
-
-    return 512 if llvm.get_host_cpu_features().get("avx512f", False) else 256
-
-
-VECTOR_BITS = _vector_bits()
 TILE_ROWS = 4
-
-
-class Vector(types.Type):
-    """An LLVM vector of `lanes` numbers of type `dtype` (a Numba float type)."""
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-        self.lanes = VECTOR_BITS // dtype.bitwidth
-        super().__init__(name=f"vector{self.lanes}x{dtype}")
-
-
-def _llvm_vector(dtype) -> ir.VectorType:
-    return ir.VectorType(ir.FloatType() if dtype.bitwidth == 32 else ir.DoubleType(), VECTOR_BITS // dtype.bitwidth)
-
-
-@register_model(Vector)
-class _VectorModel(models.PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _llvm_vector(fe_type.dtype))
-
-
-def _contiguous(array) -> None:
-    """Typing-time check: the vector loads and stores address an array's memory as flat, so a strided
-    view would be read or written in the wrong places."""
-    if not (isinstance(array, types.Array) and array.layout == "C"):
-        from numba.core.errors import TypingError
-
-        raise TypingError(f"vector loads and stores need a C-contiguous array, not {array}")
-
-
-def _address(context, builder, array_type, array, index, vector):
-    data = cgutils.create_struct_proxy(array_type)(context, builder, value=array).data
-    return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
-
-
-@intrinsic
-def vector_zero(typingctx, array):
-    """A vector of zeros of `array`'s element type."""
-
-    def codegen(context, builder, sig, args):
-        vector = _llvm_vector(sig.args[0].dtype)
-        return ir.Constant(vector, [0.0] * vector.count)
-
-    return Vector(array.dtype)(array), codegen
-
-
-@intrinsic
-def vector_load(typingctx, array, index):
-    """The vector at flat position `index` of a C-contiguous array (unaligned)."""
-    _contiguous(array)
-
-    def codegen(context, builder, sig, args):
-        vector = _llvm_vector(sig.args[0].dtype)
-        return builder.load(_address(context, builder, sig.args[0], args[0], args[1], vector), align=4)
-
-    return Vector(array.dtype)(array, index), codegen
-
-
-@intrinsic
-def vector_store(typingctx, array, index, value):
-    """Store a vector at flat position `index` of a C-contiguous array (unaligned)."""
-    _contiguous(array)
-
-    def codegen(context, builder, sig, args):
-        vector = _llvm_vector(sig.args[0].dtype)
-        builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1], vector), align=4)
-        return context.get_dummy_value()
-
-    return types.none(array, index, value), codegen
-
-
-@intrinsic
-def vector_fma(typingctx, acc, w, s):
-    """acc + w * s, fused, s a number broadcast to every lane; all three of one number type (rows of
-    one type against weights of another are refused when compiled, not rounded silently)."""
-    if acc != w or s != acc.dtype:
-        from numba.core.errors import TypingError
-
-        raise TypingError(f"vector_fma needs one number type, not {acc}, {w} and {s}")
-
-    def codegen(context, builder, sig, args):
-        acc, w, s = args
-        vector = _llvm_vector(sig.args[0].dtype)
-        lane0 = ir.Constant(ir.IntType(32), 0)
-        broadcast = builder.insert_element(ir.Constant(vector, ir.Undefined), s, lane0)
-        broadcast = builder.shuffle_vector(broadcast, ir.Constant(vector, ir.Undefined),
-                                           ir.Constant(ir.VectorType(ir.IntType(32), vector.count), [0] * vector.count))
-        kind = "f32" if sig.args[0].dtype.bitwidth == 32 else "f64"
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                             f"llvm.fma.v{vector.count}{kind}")
-        return builder.call(fma, [w, broadcast, acc])
-
-    return acc(acc, w, s), codegen
-
-
-@intrinsic
-def scalar_fma(typingctx, x, w, acc):
-    """x * w + acc, fused (one rounding: what a vector lane of `vector_fma` computes), all of one
-    float type."""
-    if not (isinstance(x, types.Float) and x == w == acc):
-        from numba.core.errors import TypingError
-
-        raise TypingError(f"scalar_fma needs one number type, not {x}, {w} and {acc}")
-
-    def codegen(context, builder, sig, args):
-        number = args[0].type
-        kind = "f32" if sig.args[0].bitwidth == 32 else "f64"
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(number, [number] * 3), f"llvm.fma.{kind}")
-        return builder.call(fma, list(args))
-
-    return x(x, w, acc), codegen
 
 
 def block_columns(dtype) -> int:
