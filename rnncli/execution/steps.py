@@ -15,8 +15,8 @@ The choice, measured at the char-rnn size on an AMD EPYC, tokens/s over all rows
   7.5k / 9.4-10.1k / 13.0-14.4k / 18.3-19.5k in shards or OpenBLAS, gru -n 4 32.8k against 25.7k),
   when that pays: a matrix of the step large enough to share (two_cores.SHARED_MIN_BYTES; the small
   size's are not: it ran twice as fast on OpenBLAS's threads as shared, and on one core through the
-  one-row kernel it matches the code that used OpenBLAS: small batch-1 generate 0.96-1.03x in the
-  adjacent runs of 2026-12-06), the sample long enough to repay the start (packing the weights and
+  one-row kernel, the first layer's input products from a table, it runs ahead of the code that
+  used OpenBLAS: small batch-1 generate 0.97-1.17x, 2026-12-07), the sample long enough to repay the start (packing the weights and
   loading the helper's kernel, ~50 ms for the lstm; one row saves 12-43 us a token, by cell: 1.4k-5k
   tokens to break even; more rows 0.7-0.9 ms a step: 55-70 steps), and the helper's kernel compiled.
 - More samples: packed, in shards (one per core, `Plan.shards`), each shard's steps in one call with
