@@ -11,14 +11,15 @@ Packing: every product the packed kernel's, summed in k order), so the choice is
 The choice, measured at the char-rnn size on an AMD EPYC, tokens/s over all rows:
 
 - Samples, up to a tile of the packed kernel's rows (4): packed and each product shared with a
-  helper on the second core (lstm -n 1 / 2 / 3 / 4 10.4k / 16.7-18.7k / 23.2-26.2k / 27.0k, against
-  7.5k / 9.4-10.1k / 13.0-14.4k / 18.3-19.5k in shards or OpenBLAS, gru -n 4 32.8k against 25.7k),
-  when that pays: a matrix of the step large enough to share (two_cores.SHARED_MIN_BYTES; the small
-  size's are not: it ran twice as fast on OpenBLAS's threads as shared, and on one core through the
-  one-row kernel, the first layer's input products from a table, it runs ahead of the code that
-  used OpenBLAS: small batch-1 generate 0.97-1.17x, 2026-12-07), the sample long enough to repay the start (packing the weights and
-  loading the helper's kernel, ~50 ms for the lstm; one row saves 12-43 us a token, by cell: 1.4k-5k
-  tokens to break even; more rows 0.7-0.9 ms a step: 55-70 steps), and the helper's kernel compiled.
+  helper on the second core (lstm -n 1 / 2 / 3 / 4 10.4k / 16.7-18.7k / 23.2-26.2k / 27.0k,
+  against 7.5k / 9.4-10.1k / 13.0-14.4k / 18.3-19.5k in shards or OpenBLAS, gru -n 4 32.8k against
+  25.7k), when that pays: a matrix of the step large enough to share (two_cores.SHARED_MIN_BYTES;
+  the small size's are not: it ran twice as fast on OpenBLAS's threads as shared, and on one core
+  through the one-row kernel, the first layer's input products from a table, it runs ahead of the
+  code that used OpenBLAS: small batch-1 generate 0.97-1.17x, 2026-12-07), the sample long enough
+  to repay the start (packing the weights and loading the helper's kernel, ~50 ms for the lstm;
+  one row saves 12-43 us a token, by cell: 1.4k-5k tokens to break even; more rows 0.7-0.9 ms a
+  step: 55-70 steps), and the helper's kernel compiled.
 - More samples: packed, in shards (one per core, `Plan.shards`), each shard's steps in one call with
   no hand-over between the cores: lstm -n 5 / 6 / 8 23.0k / 28.5k / 30.5k against 20.5k / 24.2k /
   28.3k with the helper (whose gate maths run on one core), gru -n 6 / 8 36.8k / 39.5k against 23.8k
