@@ -252,3 +252,20 @@ def dates_corpus(n_pairs: int = 6000, seed: int = 17) -> str:
             human = human.lower()
         lines.append(f"{human}\t{day.isoformat()}")
     return "\n".join(lines) + "\n"
+
+
+# The demo corpus as a folder of compressed files (the README trains on a folder): its lines in
+# three consecutive parts, gzip, bzip2 and xz, read back in sorted order as demo.txt itself.
+DEMO_PARTS = ("part-1.txt.gz", "part-2.txt.bz2", "part-3.txt.xz")
+
+
+def demo_parts() -> dict[str, bytes]:
+    import bz2
+    import gzip
+    import lzma
+
+    lines = demo_corpus().splitlines(keepends=True)
+    third = -(-len(lines) // 3)
+    packers = (lambda b: gzip.compress(b, mtime=0), bz2.compress, lzma.compress)
+    return {name: pack("".join(lines[i * third:(i + 1) * third]).encode("utf-8"))
+            for i, (name, pack) in enumerate(zip(DEMO_PARTS, packers, strict=True))}

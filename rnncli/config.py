@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from rnncli.errors import ConfigError
 
 LEVELS = ("char", "word", "subword")
+SPLITS = ("words", "whitespace")  # word level: how a line is cut into words
+BLANK_LINES = ("skip", "eos")  # word and subword levels: what a blank line is
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 MAX_LAYERS = 32
 MAX_WIDTH = 1 << 16
@@ -41,6 +43,8 @@ class TokenizerConfig:
     vocab_size: int = 2000  # subword: sentencepiece vocabulary size
     lowercase: bool = False  # word: fold case at fit and encode time
     spm_type: str = "unigram"  # subword: unigram | bpe
+    split: str = "words"  # word: words (words and punctuation marks) | whitespace (fields between spaces)
+    blank_lines: str = "skip"  # word, subword: skip | eos (a blank line is one <EOS>, as pytorch/examples reads)
 
     def check(self) -> None:
         if self.level not in LEVELS:
@@ -54,6 +58,15 @@ class TokenizerConfig:
             raise ConfigError("spm_type", f"must be unigram or bpe, not {self.spm_type!r}")
         if not isinstance(self.lowercase, bool):
             raise ConfigError("lowercase", f"must be true or false, not {self.lowercase!r}")
+        if self.split not in SPLITS:
+            raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        if self.split != "words" and self.level != "word":
+            raise ConfigError("split", f"cuts words: it applies to the word level, not {self.level}")
+        if self.blank_lines not in BLANK_LINES:
+            raise ConfigError("blank_lines", f"must be one of {', '.join(BLANK_LINES)}, not {self.blank_lines!r}")
+        if self.blank_lines != "skip" and self.level == "char":
+            raise ConfigError("blank_lines", "applies to the word and subword levels (at char level every line end, "
+                                             "a blank line's too, is <EOS>)")
 
 
 @dataclass

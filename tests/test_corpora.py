@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from corpora.synthetic import agreement_corpus, demo_corpus, markov_corpus, markov_source
+from corpora.synthetic import agreement_corpus, demo_corpus, demo_parts, markov_corpus, markov_source
 from tests.conftest import CORPORA
 
 
@@ -13,6 +13,13 @@ def test_shipped_corpora_match_the_generator():
     assert abs(meta["entropy_rate_nats_per_char"] - entropy) < 1e-12
     assert (CORPORA / "agreement.txt").read_text(encoding="utf-8") == agreement_corpus()
     assert (CORPORA / "demo.txt").read_text(encoding="utf-8") == demo_corpus()
+
+
+def test_the_demo_folder_is_the_demo_corpus_in_compressed_parts():
+    from rnncli.text.data import Corpus
+
+    assert sorted(p.name for p in (CORPORA / "demo-parts").iterdir()) == sorted(demo_parts())
+    assert Corpus(str(CORPORA / "demo-parts")).read_text() == demo_corpus()
 
 
 def test_entropy_rate_matches_empirical_log_loss():

@@ -110,7 +110,8 @@ def test_import_of_a_foreign_vocabulary_moves_the_reserved_rows(tmp_path):
     safetensors.write(str(tmp_path / "foreign.safetensors"), foreign)
     (tmp_path / "vocab.json").write_text(json.dumps([vocab[i] for i in order[:-2]] + ["<eos>", "<unk>"]))
     back = tmp_path / "back.npz"
-    result = run_cli("import", tmp_path / "foreign.safetensors", "--vocab", tmp_path / "vocab.json", "-o", back)
+    result = run_cli("import", tmp_path / "foreign.safetensors", "--vocab", tmp_path / "vocab.json", "-o", back,
+                     "--split", "words", "--blank-lines", "skip")  # read as the model was trained: rnncli's rule
     assert result.exit_code == 0, result.stderr
     a, b = per_token(path), per_token(back)
     assert [t["token"] for t in a[0]["per_token"]] == [t["token"] for t in b[0]["per_token"]]
@@ -195,7 +196,7 @@ def test_onnx_export_gives_the_log_probabilities_rnncli_scores(tmp_path, model_o
         return
     assert result.exit_code == 0, result.stderr
     tokenizer = json.loads((tmp_path / "m.tokenizer.json").read_text())
-    vocab = json.loads(tokenizer["vocabulary"])
+    vocab = tokenizer["vocabulary"]  # plain JSON: a list, not a JSON string inside JSON
     ck = load_model_checkpoint(str(path))
     L, H = ck.model.layers, ck.model.hidden
     ids = [vocab.index(c) if c in vocab else 0 for c in SENTENCE] + [1]

@@ -98,13 +98,14 @@ def test_a_failed_shard_is_named_and_the_job_resumes(char_model, long_text, tmp_
     assert other.exit_code == 0  # no parts left: --resume simply runs the job
 
 
-def test_bad_lines_are_left_out_counted_and_named(char_model, tmp_path):
+def test_bad_lines_are_counted_and_named_and_keep_their_lines(char_model, tmp_path):
     path = tmp_path / "nbest.txt"
     path.write_text("a-1 the apple\na-2\tbad\tnot-a-cost\nb-1 the pear\nb-2\tx\t1\t2\t3\n", encoding="utf-8")
     result = run_cli("rescore", path, "--model", char_model, "--workers", "2", "--shard-lines", "1")
     assert result.exit_code == 1
-    assert [line.split()[0] for line in result.stdout.splitlines()] == ["a-1", "b-1"]
-    assert "2 bad lines left out" in result.stderr and "line 2:" in result.stderr and "line 4:" in result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["a-1", "a-2", "b-1", "b-2"]
+    assert "2 bad lines each given the cost 1e+30" in result.stderr and "line 2:" in result.stderr
+    assert "line 4:" in result.stderr
 
 
 def test_a_bad_byte_deep_in_a_large_file_costs_one_line(char_model, long_text, tmp_path):

@@ -1,6 +1,7 @@
 """`rnncli rescore`: n-best lists in Kaldi's and the TSV form, costs that agree with `score`."""
 
 import json
+import math
 
 import pytest
 
@@ -77,3 +78,81 @@ def test_weight_out_of_range_is_refused(tmp_path, char_model):
     (tmp_path / "nbest.txt").write_text(NBEST)
     result = run_cli("rescore", tmp_path / "nbest.txt", "--model", char_model, "--weight", "1.5")
     assert result.exit_code == 2 and "--weight" in result.stderr
+
+
+def test_every_input_line_gets_one_output_line_and_a_bad_one_cannot_win(tmp_path, char_model):
+    """Kaldi's scripts check n-best lists line for line: a blank line stays blank, a malformed line
+    (an undecodable one deep in a file too: test_jobs) still gets its line (a cost of 1e+30, named
+    on stderr, exit status 1), and the good lines' costs are what they are alone."""
+    lines = [b"utt1-1 The apple and pear salad.", b"", b"utt1-2\tonly two fields", b"utt1-3\tfive\t1\t2\t3",
+             b"utt2-1\tThe cook.\t3.5", b"utt2-2\tThe cook.\tnot-a-cost"]
+    (tmp_path / "nbest.txt").write_bytes(b"\n".join(lines) + b"\n")
+    result = run_cli("rescore", tmp_path / "nbest.txt", "--model", char_model)
+    out = result.stdout.split("\n")[:-1]
+    assert result.exit_code == 1 and len(out) == len(lines)
+    assert out[1] == "" and out[2] == "utt1-2\t1e+30\t1e+30" and out[5] == "utt2-2\t1e+30\t1e+30"
+    assert out[3] == "utt1-3\t1e+30\t1e+30"
+    assert "3 bad lines" in result.stderr and "line 3" in result.stderr and "1e+30" in result.stderr
+    (tmp_path / "good.txt").write_text("utt1-1 The apple and pear salad.\nutt2-1\tThe cook.\t3.5\n")
+    good = run_cli("rescore", tmp_path / "good.txt", "--model", char_model)
+    assert good.exit_code == 0 and good.stdout.splitlines() == [out[0], out[4]]
+    best = run_cli("rescore", tmp_path / "nbest.txt", "--model", char_model, "--best")  # a bad line never wins
+    assert best.exit_code == 1 and best.stdout.splitlines() == ["utt1 The apple and pear salad.", "utt2 The cook."]
+
+
+def test_an_unknown_word_costs_what_it_is_told_to(tmp_path, word_model):
+    """A hypothesis with a word outside the vocabulary costs P(<UNK>) plus --unk-cost (a number, or
+    each word's -ln p from a file of `word probability` lines, the file's largest for a word it
+    lacks), so it cannot beat the same hypothesis with the right, known word for free."""
+    (tmp_path / "nbest.txt").write_text("u-1 the teacher\nu-2 the zqxj\nu-3 the zqxj vvkw\n")
+    plain = costs(run_cli("rescore", tmp_path / "nbest.txt", "--model", word_model))
+    priced = costs(run_cli("rescore", tmp_path / "nbest.txt", "--model", word_model, "--unk-cost", "7.5"))
+    assert priced["u-1"] == plain["u-1"]
+    assert priced["u-2"] == pytest.approx(plain["u-2"] + 7.5, abs=1e-5)
+    assert priced["u-3"] == pytest.approx(plain["u-3"] + 15.0, abs=1e-5)
+    (tmp_path / "unk.probs").write_text("zqxj 0.001\nother 0.0001\n")
+    by_word = costs(run_cli("rescore", tmp_path / "nbest.txt", "--model", word_model, "--unk-cost",
+                            tmp_path / "unk.probs"))
+    assert by_word["u-2"] == pytest.approx(plain["u-2"] - math.log(0.001), abs=1e-5)
+    assert by_word["u-3"] == pytest.approx(plain["u-3"] - math.log(0.001) - math.log(0.0001), abs=1e-5)
+    record = json.loads(run_cli("rescore", tmp_path / "nbest.txt", "--model", word_model, "--unk-cost", "1",
+                                "--json").stdout.splitlines()[2])
+    assert record["oov_words"] == 2
+    (tmp_path / "bad.probs").write_text("zqxj 0.001\nwrong 2\n")
+    refused = run_cli("rescore", tmp_path / "nbest.txt", "--model", word_model, "--unk-cost", tmp_path / "bad.probs")
+    assert refused.exit_code != 0 and "line 2" in refused.stderr and "Traceback" not in refused.stderr
+    refused = run_cli("rescore", tmp_path / "nbest.txt", "--model", word_model, "--unk-cost", "-1")
+    assert refused.exit_code == 2 and "--unk-cost" in refused.stderr
+
+
+def test_ignored_symbols_are_removed_before_scoring(tmp_path, word_model):
+    (tmp_path / "nbest.txt").write_text("u-1 the teacher\nu-2 [noise] the <SPOKEN_NOISE> teacher [noise]\n")
+    got = costs(run_cli("rescore", tmp_path / "nbest.txt", "--model", word_model, "--ignore", "[noise]",
+                        "--ignore", "<SPOKEN_NOISE> [laughter]"))
+    assert got["u-2"] == got["u-1"]
+    kept = costs(run_cli("rescore", tmp_path / "nbest.txt", "--model", word_model))
+    assert kept["u-2"] != kept["u-1"]
+
+
+def test_the_utterance_rule_is_stated_and_settable(tmp_path, char_model):
+    """By default an id's last `-N` is dropped (Kaldi's utt-id-N), which LibriSpeech-style utterance
+    ids also match; --utterance '^(.*)$' takes each id whole, so different utterances never merge."""
+    text = "".join(f"1089-134686-000{i}\tThe cook{'.' * i}\t{i}\n" for i in range(3))
+    (tmp_path / "nbest.tsv").write_text(text)
+    merged = run_cli("rescore", tmp_path / "nbest.tsv", "--model", char_model, "--best")
+    assert [line.split()[0] for line in merged.stdout.splitlines()] == ["1089-134686"]
+    whole = run_cli("rescore", tmp_path / "nbest.tsv", "--model", char_model, "--best", "--utterance", "^(.*)$")
+    assert [line.split()[0] for line in whole.stdout.splitlines()] == [f"1089-134686-000{i}" for i in range(3)]
+    nbest = "".join(f"1089-134686-0000-{n} The cook{'.' * n}\n" for n in (1, 2))
+    (tmp_path / "kaldi.txt").write_text(nbest)
+    kaldi = run_cli("rescore", tmp_path / "kaldi.txt", "--model", char_model, "--best")
+    assert [line.split()[0] for line in kaldi.stdout.splitlines()] == ["1089-134686-0000"]
+    for bad in ("(", "no-group"):
+        refused = run_cli("rescore", tmp_path / "kaldi.txt", "--model", char_model, "--utterance", bad)
+        assert refused.exit_code == 2 and "--utterance" in refused.stderr
+
+
+def test_the_command_states_the_engines_utterance_rule():
+    from rnncli.cli import rescore as command
+
+    assert command.KALDI_UTTERANCE == rescore_module.KALDI_UTTERANCE

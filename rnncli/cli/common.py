@@ -30,6 +30,11 @@ MODEL_OPTIONS = "Model"
 TRAINING_OPTIONS = "Training"
 STOP_OPTIONS = "When to stop"
 DATA_OPTIONS = "Data"
+STORE_HELP = ("Keep the corpus's token ids in this token store file: read when it holds this corpus cut by this "
+              "tokenizer, else made (again: a changed corpus is noticed).")
+GLOB_HELP = "In a folder, read the files whose names match this pattern (hidden ones never)."
+INPUTS_HELP = ("files, folders (their files matching --glob, sorted) or `-` for stdin; .gz, .bz2, .xz, .zst are "
+               "read decompressed")
 FILE_OPTIONS = "Checkpoints"
 GENERATION_OPTIONS = "Generation"
 SCORING_OPTIONS = "Scoring"
@@ -37,6 +42,12 @@ SCORING_OPTIONS = "Scoring"
 
 QUIET_HELP = "Print nothing but errors (and --json output)."
 VERBOSE_HELP = "Print more: every progress update, timings."
+
+
+def note(message: str) -> None:
+    """A line the user should see (on stderr, not mixed into the output)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def fail(message: str, code: int) -> None:

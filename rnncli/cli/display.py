@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 
 from rich.console import Console
@@ -104,7 +105,7 @@ class TrainDisplay:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    def finish(self, summary: dict, corpus: str) -> None:
+    def finish(self, summary: dict, corpus: list[str]) -> None:
         out = summary["checkpoint"]
         if self.as_json:
             keys = ("checkpoint", "best_checkpoint", "metrics", "train_loss", "val_loss", "best_val_loss", "steps",
@@ -126,6 +127,7 @@ class TrainDisplay:
         console.print(f"saved {out}" + (f" (best: {summary['best_checkpoint']})" if summary.get("best_checkpoint")
                                          else ""), highlight=False)
         if summary["stop_reason"] == "interrupted":
-            self.err.print(f"interrupted: resume with  rnncli train {corpus} --resume {out}", highlight=False)
+            self.err.print(f"interrupted: resume with  rnncli train {shlex.join(corpus)} --resume {out}",
+                           highlight=False)
         else:
             console.print(f"next: {get_task(self.run.model.task).next_hint.format(out=out)}", highlight=False)

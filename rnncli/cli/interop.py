@@ -53,7 +53,7 @@ def export(
         check_writable(output, "ONNX model", inputs=(path,))
         check_writable(beside, "tokenizer", inputs=(path,))
         atomic_write(output, lambda f: f.write(graph.SerializeToString()), "ONNX model")
-        text = json.dumps(interop.tokenizer_metadata(ck.tokenizer, ck.tokenizer_config), ensure_ascii=False)
+        text = json.dumps(interop.tokenizer_document(ck.tokenizer, ck.tokenizer_config), ensure_ascii=False)
         atomic_write(beside, lambda f: f.write(text.encode("utf-8")), "tokenizer")
         written = {"output": output, "format": to, "tokenizer": beside}
     else:
@@ -79,6 +79,11 @@ def import_(
                                               "a JSON list of tokens in id order, or one token per line. Not needed "
                                               "for a file `rnncli export` wrote.")] = None,
     level: Annotated[str, typer.Option(help="With a vocabulary list: char or word.")] = "word",
+    split: Annotated[str, typer.Option(help="A word vocabulary list: how the model's tool cut text into words, "
+                                            "whitespace (pytorch/examples, KenLM, SRILM) or words (rnncli's rule).")
+                     ] = "whitespace",
+    blank_lines: Annotated[str, typer.Option(help="A word vocabulary list: a blank line is one <EOS> (eos, as "
+                                                  "pytorch/examples reads text) or nothing (skip).")] = "eos",
     cell: Annotated[str | None, typer.Option(help="Override the cell read from the shapes (rnn-relu, which the "
                                              "shapes cannot tell from rnn).", show_default=False)] = None,
 ) -> None:
@@ -98,7 +103,7 @@ def import_(
                          "save the state dict as safetensors: safetensors.torch.save_file(model.state_dict(), "
                          "'model.safetensors')")
     tensors, metadata = safetensors.read(file)
-    ck = interop.import_model(tensors, metadata, file, vocab, level, cell)
+    ck = interop.import_model(tensors, metadata, file, vocab, level, cell, split, blank_lines)
     check_loaded(ck, file)
     save_checkpoint(output, ck)
     m = ck.model

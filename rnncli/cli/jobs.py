@@ -52,14 +52,15 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
     if workers > machine_cores() and not quiet:
         sys.stderr.write(f"note: --workers {workers} on {machine_cores()} core(s): the processes take turns on the "
                          "cores (one BLAS thread each); more than one per core rarely helps\n")
-    inputs = (path, getattr(getattr(source, "corpus", None), "path", None), *also_reads)  # what -o must not be
+    corpus = getattr(source, "corpus", None)
+    inputs = (path, *(corpus.files if corpus is not None else ()), *also_reads)  # what -o must not be
     to_file = output not in (None, "-") and (not os.path.exists(output) or os.path.isfile(output))
     if resume and not to_file:
         raise UsageError("--resume finishes a job that writes a file: give the same -o FILE as before")
     store = None
     if to_file:
         check_writable(output, "job's output", inputs=inputs)
-        if resume and getattr(getattr(source, "corpus", None), "path", None) == "-":
+        if resume and corpus is not None and corpus.is_stdin:
             raise UsageError("a job that reads stdin cannot be resumed: give its input as a file")
         job = {"task": task.describe(), "source": source.identity(), "model": file_digest(path) if path else None,
                "shard_lines": getattr(source, "shard_lines", None)}
@@ -113,8 +114,8 @@ def run_sharded(task, source, path: str | None, output: str | None, workers: int
         store.finish(output, sorted(store.done))
     if outcome.bad_lines:
         shown = "; ".join(f"line {n}: {why}" for n, why in outcome.bad)
-        raise RnncliError(f"{name}: {outcome.bad_lines:,} bad line{'s' * (outcome.bad_lines > 1)} left out of the "
-                          f"output ({shown})")
+        raise RnncliError(f"{name}: {outcome.bad_lines:,} bad line{'s' * (outcome.bad_lines > 1)} "
+                          f"{task.bad_lines_fate()} ({shown})")
     return outcome
 
 

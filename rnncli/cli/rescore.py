@@ -20,6 +20,8 @@ from rnncli.cli.common import (
 from rnncli.cli.jobs import Output, RayAddress, Resume, ShardLines, Workers, run_sharded
 from rnncli.jobs.shards import SHARD_LINES
 
+KALDI_UTTERANCE = r"^(.*)-\d+$"  # (inference/rescore.py's, here for --help without importing it)
+
 
 @app.command()
 @user_errors
@@ -34,6 +36,18 @@ def rescore(
                                                       "`utt-id text`.", rich_help_panel=SCORING_OPTIONS)] = False,
     no_eos: Annotated[bool, typer.Option("--no-eos", help="Leave out -ln P(<EOS> | hypothesis).",
                                          rich_help_panel=SCORING_OPTIONS)] = False,
+    unk_cost: Annotated[str | None, typer.Option(help="A cost added for each word outside the vocabulary (beyond "
+                                                      "P(<UNK>)), or a file of `word probability` lines (Kaldi's "
+                                                      "unk.probs: -ln p each; a word it lacks costs its largest).",
+                                                 rich_help_panel=SCORING_OPTIONS, show_default=False)] = None,
+    ignore: Annotated[list[str] | None, typer.Option(help="Symbols removed from each hypothesis before scoring "
+                                                          "(repeat it, or give several separated by spaces): "
+                                                          "--ignore '[noise] <SPOKEN_NOISE>'.",
+                                                     rich_help_panel=SCORING_OPTIONS, show_default=False)] = None,
+    utterance: Annotated[str, typer.Option(help="How an utterance id is found from a hypothesis id: a regular "
+                                                "expression whose first group is the utterance (default: Kaldi's "
+                                                "utt-id-N; `^(.*)$` when each id is an utterance's).",
+                                           rich_help_panel=SCORING_OPTIONS)] = KALDI_UTTERANCE,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
     workers: Workers = 1,
@@ -46,14 +60,21 @@ def rescore(
     """Rescore an n-best list: each hypothesis's cost -ln P under the model, as Kaldi writes it.
 
     The cost is the natural log with <EOS> included; with acoustic costs, the interpolated total.
+    Every input line gets one output line; a bad line is named on stderr, costs 1e+30 and makes the
+    exit status 1.
 
     Example: rnncli rescore nbest.txt --best > best.txt
     """
-    from rnncli.inference.rescore import Rescore, check_weight, utterance_of
+    from functools import partial
+
+    from rnncli.inference.rescore import Rescore, check_utterance_rule, check_weight, unk_cost_option, utterance_of
     from rnncli.jobs.shards import LineSource, preload
     from rnncli.text.data import Corpus
 
     check_weight(weight)
+    check_utterance_rule(utterance)
+    cost, costs = unk_cost_option(unk_cost) if unk_cost is not None else (0.0, None)
+    symbols = [s for value in ignore or [] for s in value.split()]
     corpus = Corpus(nbest)
     corpus.check_codec()
     path = model_path(model)
@@ -61,6 +82,7 @@ def rescore(
     preload(path, "model", ck)
     announce_compilation()
     utf8_stdout()
-    task = Rescore(eos=not no_eos, weight=weight, best=best, as_json=as_json)
-    source = LineSource(corpus, shard_lines, group=utterance_of)  # an utterance's hypotheses stay together
+    task = Rescore(eos=not no_eos, weight=weight, best=best, as_json=as_json, unk_cost=cost, unk_costs=costs,
+                   ignore=symbols, utterance=utterance)
+    source = LineSource(corpus, shard_lines, group=partial(utterance_of, pattern=utterance))  # an utterance stays whole
     run_sharded(task, source, path, output, workers, ray, resume, corpus.name, quiet=quiet)

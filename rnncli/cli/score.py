@@ -10,11 +10,13 @@ from rnncli.cli.common import (
     OUTPUT_OPTIONS,
     QUIET_HELP,
     SCORING_OPTIONS,
+    STORE_HELP,
     announce_compilation,
     app,
     command_line_text,
     load_model,
     model_path,
+    note,
     print_json,
     user_errors,
     utf8_stdout,
@@ -30,8 +32,9 @@ def score(
                                                       show_default=False)] = None,
     model: Annotated[str | None, typer.Option(help="Checkpoint (default: $RNNCLI_MODEL, else the last trained).",
                                               show_default=False)] = None,
-    file: Annotated[str | None, typer.Option("--file", "-f", help="Score every line of a file (`-` for stdin).",
-                                             rich_help_panel=SCORING_OPTIONS)] = None,
+    file: Annotated[list[str] | None, typer.Option("--file", "-f", help="Score every line of a file (`-` for stdin; "
+                                                                     "a folder: its files; repeat for more).",
+                                                   rich_help_panel=SCORING_OPTIONS)] = None,
     per_token: Annotated[bool, typer.Option(help="Show each token's probability.",
                                             rich_help_panel=SCORING_OPTIONS)] = False,
     no_eos: Annotated[bool, typer.Option(help="Leave P(<EOS> | sentence) out.",
@@ -39,6 +42,12 @@ def score(
     continuous: Annotated[bool, typer.Option(help="With --file: score the text as one stream, as training "
                                                   "validates (state carried across lines).",
                                              rich_help_panel=SCORING_OPTIONS)] = False,
+    streams: Annotated[int | None, typer.Option(help="With --continuous: contiguous streams scored side by side, "
+                                                     "each from a fresh state (default: the model's training batch "
+                                                     "size; pytorch/examples' word_language_model tests on 10).",
+                                                rich_help_panel=SCORING_OPTIONS, show_default=False)] = None,
+    store: Annotated[str | None, typer.Option(help="With --continuous: " + STORE_HELP, rich_help_panel=SCORING_OPTIONS,
+                                              show_default=False)] = None,
     log10: Annotated[bool, typer.Option(help="Report log10 probabilities.", rich_help_panel=OUTPUT_OPTIONS)] = False,
     bits: Annotated[bool, typer.Option(help="Report log2 probabilities.", rich_help_panel=OUTPUT_OPTIONS)] = False,
     output_format: Annotated[str, typer.Option("--format", help="text, tsv, json or jsonl.",
@@ -84,8 +93,14 @@ def score(
         raise UsageError('nothing to score: give sentences (rnncli score "some text") or --file F')
     if continuous and not file:
         raise UsageError("--continuous applies to --file")
+    if streams is not None and not continuous:
+        raise UsageError("--streams applies to --continuous")
+    if store and not continuous:
+        raise UsageError("--store applies to --continuous (a job reads its lines as they come)")
+    if streams is not None and streams < 1:
+        raise UsageError(f"--streams must be at least 1, not {streams}")
     if texts == ["-"]:
-        file = "-"
+        file = ["-"]
     filtering = keep_below is not None or keep_above is not None
     line_output = per_line or filtering
     job_options = workers != 1 or ray or output or resume or shard_lines != SHARD_LINES
@@ -127,7 +142,7 @@ def score(
         if continuous:
             from rnncli.inference.score import continuous_report
 
-            record = continuous_report(ck, corpus)
+            record = continuous_report(ck, corpus, streams, store, note)
             if fmt in ("json", "jsonl"):
                 print_json(record)
             else:

@@ -7,12 +7,15 @@ from typing import Annotated
 import typer
 
 from rnncli.cli.common import (
+    GLOB_HELP,
+    INPUTS_HELP,
     OUTPUT_OPTIONS,
     TOKENIZER_OPTIONS,
     app,
     command_line_text,
     console,
     load_model,
+    note,
     print_json,
     user_errors,
 )
@@ -25,7 +28,7 @@ from rnncli.jobs.shards import SHARD_LINES
 def tokenize(
     inputs: Annotated[
         list[str] | None,
-        typer.Argument(help="A corpus file (`-` for stdin); with --vocab/--model, texts to tokenize.",
+        typer.Argument(help=f"The corpus: {INPUTS_HELP}. With --vocab/--model: texts to tokenize.",
                        show_default=False),
     ] = None,
     level: Annotated[str, typer.Option(help="char, word or subword.", rich_help_panel=TOKENIZER_OPTIONS)] = "char",
@@ -39,6 +42,13 @@ def tokenize(
                                             rich_help_panel=TOKENIZER_OPTIONS)] = False,
     spm_type: Annotated[str, typer.Option(help="Subword level: unigram or bpe.",
                                           rich_help_panel=TOKENIZER_OPTIONS)] = "unigram",
+    split: Annotated[str, typer.Option(help="Word level: words (words and punctuation marks apart) or whitespace "
+                                            "(each field between spaces whole, as pytorch/examples, KenLM and SRILM "
+                                            "read text).", rich_help_panel=TOKENIZER_OPTIONS)] = "words",
+    blank_lines: Annotated[str, typer.Option(help="Word and subword levels: skip a blank line, or read it as one "
+                                                  "<EOS> (eos, as pytorch/examples does).",
+                                             rich_help_panel=TOKENIZER_OPTIONS)] = "skip",
+    glob: Annotated[str, typer.Option(help=GLOB_HELP)] = "*",
     encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.")] = "utf-8",
     errors: Annotated[str, typer.Option(help="On undecodable bytes: strict, replace or ignore.")] = "strict",
     show: Annotated[int, typer.Option(help="Show the N most frequent tokens.", rich_help_panel=OUTPUT_OPTIONS)] = 10,
@@ -48,8 +58,12 @@ def tokenize(
     model: Annotated[str | None, typer.Option(help="Tokenize texts with a model checkpoint's tokenizer.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (with --encode: JSON lines).",
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
-    encode: Annotated[str | None, typer.Option(help="With --vocab/--model: encode this file (`-` for stdin), one "
-                                                    "line of token ids per input line.", show_default=False)] = None,
+    encode: Annotated[list[str] | None, typer.Option(help="With --vocab/--model: encode this input (a file, a "
+                                                          "folder, `-` for stdin; repeat for more), one line of token "
+                                                          "ids per input line.", show_default=False)] = None,
+    store: Annotated[str | None, typer.Option(help="Encode the corpus (or --encode's input) into this token store, "
+                                                   "which train --store and score --store read.",
+                                              rich_help_panel=OUTPUT_OPTIONS, show_default=False)] = None,
     workers: Workers = 1,
     ray: RayAddress = None,
     output: Output = None,
@@ -66,14 +80,22 @@ def tokenize(
     job_options = workers != 1 or ray or output or resume or shard_lines != SHARD_LINES
     if job_options and not encode:
         raise UsageError("--workers, --ray, -o, --resume and --shard-lines apply to --encode")
+    if store and job_options:
+        raise UsageError("--store writes the token store itself: drop --workers, --ray, -o, --resume, --shard-lines")
     if encode:
         if not (vocab or model) or inputs:
             raise UsageError("--encode FILE takes the tokenizer of --vocab V or --model M, and no other input")
         from rnncli.jobs.shards import LineSource
         from rnncli.text.data import Corpus, EncodeLines
 
-        corpus = Corpus(encode, encoding, errors)
+        corpus = Corpus(encode, encoding, errors, glob)
         corpus.check_codec()
+        if store:
+            from rnncli.formats.checkpoint import load_tokenizer
+
+            tok = load_tokenizer(vocab) if vocab else load_model(model).tokenizer
+            _store(store, corpus, tok, tok.config(), as_json)
+            return
         source = vocab or model
         run_sharded(EncodeLines(as_json), LineSource(corpus, shard_lines), source, output, workers, ray, resume,
                     corpus.name)
@@ -86,8 +108,8 @@ def tokenize(
         tok = load_tokenizer(vocab) if vocab else load_model(model).tokenizer
         _show_pieces(tok, command_line_text(inputs, "the text to tokenize"), as_json)
         return
-    if len(inputs) != 1:
-        raise UsageError("give exactly one corpus file (or - for stdin)")
+    if not inputs:
+        raise UsageError("give the corpus: one or more files or folders (or - for stdin)")
     if show < 0:
         raise UsageError("--show must be 0 or more")
 
@@ -95,16 +117,23 @@ def tokenize(
     from rnncli.text.data import Corpus, count_lines, encode_corpus, token_stats
     from rnncli.text.tokenizers import fit_tokenizer
 
-    corpus = Corpus(inputs[0], encoding, errors)
+    corpus = Corpus(inputs, encoding, errors, glob)
     config = TokenizerConfig(level=level, min_count=min_count, max_vocab=max_vocab, vocab_size=vocab_size,
-                             lowercase=lowercase, spm_type=spm_type)
+                             lowercase=lowercase, spm_type=spm_type, split=split, blank_lines=blank_lines)
     config.check()
     if save:
         from rnncli.formats.files import check_writable
 
-        check_writable(save, "tokenizer", inputs=tuple(inputs))  # before the work, not after it
-    tok = fit_tokenizer(config, corpus.blocks())
-    ids = encode_corpus(tok, corpus)
+        check_writable(save, "tokenizer", inputs=tuple(corpus.files))  # before the work, not after it
+    if store:
+        from rnncli.text.data import encoded_blocks
+        from rnncli.text.store import stored_corpus
+
+        kept = stored_corpus(store, corpus, None, config, fit_tokenizer, lambda t: encoded_blocks(t, corpus), note)
+        tok, ids = kept.tokenizer, kept.ids
+    else:
+        tok = fit_tokenizer(config, corpus.blocks())
+        ids = encode_corpus(tok, corpus)
     stats = token_stats(ids, tok.vocab_size, count_lines(corpus))
     if save:
         from rnncli.formats.checkpoint import save_tokenizer
@@ -148,3 +177,16 @@ def _show_pieces(tok, texts: list[str], as_json: bool) -> None:
             piece = t["piece"].replace("\n", "\\n")
             parts.append(f"[red]{piece} = <UNK>[/]" if t["id"] == UNK else f"{piece} = {t['id']}")
         out.print(",  ".join(parts), highlight=False)
+
+
+def _store(path: str, corpus, tok, config, as_json: bool) -> None:
+    from rnncli.text.data import encoded_blocks
+    from rnncli.text.store import stored_corpus
+
+    kept = stored_corpus(path, corpus, tok, config, None, lambda t: encoded_blocks(t, corpus), note)
+    record = {"corpus": corpus.name, "store": path, "tokens": int(len(kept.ids)), "dtype": kept.ids.dtype.name,
+              "files": len(corpus.files)}
+    if as_json:
+        print_json(record)
+    else:
+        print(f"{path}: {record['tokens']:,} tokens of {corpus.name} ({record['dtype']})")

@@ -9,15 +9,19 @@ import typer
 from rnncli.cli.common import (
     DATA_OPTIONS,
     FILE_OPTIONS,
+    GLOB_HELP,
+    INPUTS_HELP,
     MODEL_OPTIONS,
     OUTPUT_OPTIONS,
     QUIET_HELP,
     STOP_OPTIONS,
+    STORE_HELP,
     TOKENIZER_OPTIONS,
     TRAINING_OPTIONS,
     VERBOSE_HELP,
     announce_compilation,
     app,
+    note,
     user_errors,
 )
 from rnncli.kernels.cells import CELL_NAMES
@@ -27,7 +31,7 @@ from rnncli.kernels.cells import CELL_NAMES
 @user_errors
 def train(
     ctx: typer.Context,
-    corpus: Annotated[str, typer.Argument(help="Training text (`-` for stdin).", show_default=False)],
+    corpus: Annotated[list[str], typer.Argument(help=f"Training text: {INPUTS_HELP}.", show_default=False)],
     level: Annotated[str, typer.Option(help="char, word or subword (default: char for lm, word for the other tasks).",
                                        rich_help_panel=TOKENIZER_OPTIONS, show_default=False)] = "char",
     min_count: Annotated[int, typer.Option(help="Rarer tokens become <UNK>.", rich_help_panel=TOKENIZER_OPTIONS)] = 1,
@@ -38,6 +42,12 @@ def train(
     lowercase: Annotated[bool, typer.Option(help="Word level: fold case.", rich_help_panel=TOKENIZER_OPTIONS)] = False,
     spm_type: Annotated[str, typer.Option(help="Subword level: unigram or bpe.",
                                           rich_help_panel=TOKENIZER_OPTIONS)] = "unigram",
+    split: Annotated[str, typer.Option(help="Word level: words (words and punctuation marks apart) or whitespace "
+                                            "(each field between spaces whole, as pytorch/examples, KenLM and SRILM "
+                                            "read text).", rich_help_panel=TOKENIZER_OPTIONS)] = "words",
+    blank_lines: Annotated[str, typer.Option(help="Word and subword levels: skip a blank line, or read it as one "
+                                                  "<EOS> (eos, as pytorch/examples does).",
+                                             rich_help_panel=TOKENIZER_OPTIONS)] = "skip",
     task: Annotated[str, typer.Option(help="lm (a language model), classify (label<TAB>text lines), tag (CoNLL "
                                            "columns) or translate (source<TAB>target lines).",
                                       rich_help_panel=MODEL_OPTIONS)] = "lm",
@@ -89,6 +99,9 @@ def train(
                                               rich_help_panel=DATA_OPTIONS)] = None,
     eval_every: Annotated[int, typer.Option(help="Steps between evaluations, 0 = ~4 per epoch.",
                                             rich_help_panel=DATA_OPTIONS)] = 0,
+    glob: Annotated[str, typer.Option(help=GLOB_HELP, rich_help_panel=DATA_OPTIONS)] = "*",
+    store: Annotated[str | None, typer.Option(help=STORE_HELP, rich_help_panel=DATA_OPTIONS,
+                                              show_default=False)] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.", rich_help_panel=DATA_OPTIONS)] = "utf-8",
     errors: Annotated[str, typer.Option(help="On undecodable bytes: strict, replace, ignore.",
                                         rich_help_panel=DATA_OPTIONS)] = "strict",
@@ -98,6 +111,9 @@ def train(
                                                rich_help_panel=FILE_OPTIONS)] = None,
     init_from: Annotated[str | None, typer.Option(help="Start from this checkpoint's weights and vocabulary.",
                                                   rich_help_panel=FILE_OPTIONS)] = None,
+    vocab: Annotated[str | None, typer.Option(help="Train with exactly this vocabulary: a `tokenize --save` file or "
+                                                   "a checkpoint (its tokenizer; the weights start afresh).",
+                                              rich_help_panel=TOKENIZER_OPTIONS, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP, rich_help_panel=OUTPUT_OPTIONS)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP,
                                           rich_help_panel=OUTPUT_OPTIONS)] = False,
@@ -131,9 +147,9 @@ def train(
                           max_steps=max_steps, max_time=parse_duration(max_time), val_fraction=val_fraction,
                           eval_every=eval_every, patience=patience, seed=seed),
         tokenizer=TokenizerConfig(level=level, min_count=min_count, max_vocab=max_vocab, vocab_size=vocab_size,
-                                  lowercase=lowercase, spm_type=spm_type),
+                                  lowercase=lowercase, spm_type=spm_type, split=split, blank_lines=blank_lines),
         explicit=explicit, out=out, valid=valid, resume=resume, init_from=init_from,
-        encoding=encoding, errors=errors,
+        encoding=encoding, errors=errors, glob=glob, vocab=vocab, store=store, on_note=note,
     )
     run, train_ids, val_ids, out_path = prepare(request)
     announce_compilation()

@@ -10,6 +10,7 @@ rename, so a crash at any moment leaves the previous complete file or the new on
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zipfile
@@ -123,9 +124,22 @@ def save_tokenizer(path: str, tokenizer) -> None:
 
 def load_tokenizer(path: str):
     """The tokenizer stored in a vocabulary file or a model checkpoint."""
+    return _tokenizer_of(load_npz(path), path)
+
+
+def load_tokenizer_bytes(data: bytes, source: str):
+    """The tokenizer of an .npz held in memory (a token store's), without pickle."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise RnncliError(f"{source}: damaged tokenizer ({err})") from None
+    return _tokenizer_of(arrays, source)
+
+
+def _tokenizer_of(arrays: dict[str, np.ndarray], path: str):
     from rnncli.text.tokenizers import tokenizer_from_arrays
 
-    arrays = load_npz(path)
     sub = {k[len(TOKENIZER_PREFIX):]: v for k, v in arrays.items() if k.startswith(TOKENIZER_PREFIX)}
     if not sub:
         raise RnncliError(f"{path}: holds no tokenizer (expected a file from `rnncli tokenize --save` "

@@ -55,6 +55,24 @@ def tokenizer_metadata(tokenizer, config: TokenizerConfig) -> dict[str, str]:
     return meta
 
 
+def tokenizer_document(tokenizer, config: TokenizerConfig) -> dict:
+    """The tokenizer beside an ONNX export (`<model>.tokenizer.json`), plain JSON for a script to
+    read: the vocabulary in id order (a token's id is its position; `unk_id`, `eos_id`), how text is
+    cut (`level`; a word model's `split`, its `word_pattern` for `"words"`, `lowercase`; `blank_lines`),
+    the sentencepiece model (hex) of a subword one, and the configuration it was fitted with."""
+    from rnncli.text.tokenizers import EOS, UNK, WORD_PATTERN
+
+    doc = {"format": "rnncli-tokenizer-1", "level": tokenizer.level, "vocabulary": list(tokenizer.vocab),
+           "unk_id": UNK, "eos_id": EOS, **{k: v for k, v in to_dict(tokenizer.config()).items()
+                                            if k in ("lowercase", "split", "blank_lines")},
+           "config": to_dict(config)}
+    if tokenizer.level == "word" and doc["split"] == "words":
+        doc["word_pattern"] = WORD_PATTERN.pattern
+    if tokenizer.level == "subword":
+        doc["sentencepiece_model"] = tokenizer.model.hex()
+    return doc
+
+
 def tokenizer_from_metadata(meta: dict[str, str]):
     from rnncli.formats.schema import ListOf, check
     from rnncli.text.tokenizers import tokenizer_from_arrays
@@ -63,7 +81,8 @@ def tokenizer_from_metadata(meta: dict[str, str]):
     vocabulary = json.loads(meta["vocabulary"])
     check(vocabulary, ListOf(str), "its metadata", "vocabulary")
     arrays = {"level": np.array(config.level), "vocab": np.array(vocabulary, dtype=np.str_),
-              "lowercase": np.array(config.lowercase)}
+              "lowercase": np.array(config.lowercase), "split": np.array(config.split),
+              "blank_lines": np.array(config.blank_lines)}
     if "sentencepiece_model" in meta:
         arrays["spm_model"] = np.frombuffer(bytes.fromhex(meta["sentencepiece_model"]), np.uint8)
     return tokenizer_from_arrays(arrays), config
@@ -233,9 +252,11 @@ def from_rnncli(tensors: dict[str, np.ndarray], metadata: dict[str, str], source
 
 
 def import_model(tensors: dict[str, np.ndarray], metadata: dict[str, str], source: str, vocab: str | None = None,
-                 level: str = "word", cell: str | None = None) -> Checkpoint:
+                 level: str = "word", cell: str | None = None, split: str = "whitespace",
+                 blank_lines: str = "eos") -> Checkpoint:
     """A checkpoint from a safetensors file's contents: rnncli's own export, or PyTorch's layout with
-    the vocabulary from the file's metadata or from `vocab`."""
+    the vocabulary from the file's metadata or from `vocab` (a list of words: cut from text by
+    `split`, a blank line `blank_lines`, as the tool that trained the model read its text)."""
     try:
         if metadata.get("format") == "rnncli-params-1":
             return from_rnncli(tensors, metadata, source)
@@ -243,7 +264,7 @@ def import_model(tensors: dict[str, np.ndarray], metadata: dict[str, str], sourc
         if own_export and json.loads(metadata["model_config"]).get("task", "lm") != "lm":
             return from_torch_export(tensors, metadata, source)
         if vocab is not None:
-            tokenizer, tok_config, tensors = vocabulary_for_import(vocab, level, tensors, source)
+            tokenizer, tok_config, tensors = vocabulary_for_import(vocab, level, tensors, source, split, blank_lines)
         elif "vocabulary" in metadata:
             tokenizer, tok_config = tokenizer_from_metadata(metadata)
         else:
@@ -264,7 +285,8 @@ def import_model(tensors: dict[str, np.ndarray], metadata: dict[str, str], sourc
 RESERVED_ALIASES = {0: ("<UNK>", "<unk>", "[UNK]", "<oov>"), 1: ("<EOS>", "<eos>", "</s>", "\n")}
 
 
-def vocabulary_for_import(path: str, level: str, tensors: dict[str, np.ndarray], source: str):
+def vocabulary_for_import(path: str, level: str, tensors: dict[str, np.ndarray], source: str,
+                          split: str = "whitespace", blank_lines: str = "eos"):
     """The tokenizer of `path` (an rnncli tokenizer file, a JSON list of tokens in id order, or one
     token per line) and the tensors with their vocabulary rows in rnncli's order. rnncli keeps
     <UNK> at id 0 and <EOS> at 1: a vocabulary with them elsewhere (pytorch/examples puts `<eos>`
@@ -275,9 +297,11 @@ def vocabulary_for_import(path: str, level: str, tensors: dict[str, np.ndarray],
 
     if path.endswith(".npz"):
         tokenizer = load_tokenizer(path)
-        return tokenizer, TokenizerConfig(level=tokenizer.level), tensors
+        return tokenizer, tokenizer.config(), tensors
     if level not in ("char", "word"):
         raise UsageError(f"--level must be char or word for a vocabulary list, not {level!r}")
+    config = TokenizerConfig(level=level, **({"split": split, "blank_lines": blank_lines} if level == "word" else {}))
+    config.check()
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -299,7 +323,8 @@ def vocabulary_for_import(path: str, level: str, tensors: dict[str, np.ndarray],
     order += [i for i in range(len(tokens)) if i not in order]
     vocab = ["<UNK>", "<EOS>"] + [tokens[i] for i in order[2:]]
     tokenizer = tokenizer_from_arrays({"level": np.array(level), "vocab": np.array(vocab, dtype=np.str_),
-                                       "lowercase": np.array(False)})
+                                       "lowercase": np.array(False), "split": np.array(config.split),
+                                       "blank_lines": np.array(config.blank_lines)})
     moved = dict(tensors)
     V = len(tokens)
     for name, value in tensors.items():
@@ -307,4 +332,4 @@ def vocabulary_for_import(path: str, level: str, tensors: dict[str, np.ndarray],
                                                        for p in DECODER_NAMES)
         if is_vocab_rows and np.ndim(value) >= 1 and np.shape(value)[0] == V:
             moved[name] = np.asarray(value)[order]
-    return tokenizer, TokenizerConfig(level=level), moved
+    return tokenizer, config, moved

@@ -212,12 +212,21 @@ def continuous_loss(ck: Checkpoint, ids: np.ndarray, batch_size: int, seq_len: i
     return stream_loss(Model(ck.model), ck.params, ids, batch_size, seq_len)
 
 
-def continuous_report(ck: Checkpoint, corpus) -> dict:
-    """`score --file --continuous` (and `evaluate` of a language model): a whole file as one stream."""
-    from rnncli.text.data import encode_corpus
+def continuous_report(ck: Checkpoint, corpus, streams: int | None = None, store: str | None = None,
+                      on_note=lambda note: None) -> dict:
+    """`score --file --continuous` (and `evaluate` of a language model): a whole file as one stream,
+    cut into `streams` contiguous streams (default: as the model trained, its batch size); its ids
+    from the token store `store` when it holds them (else encoded into it)."""
+    from rnncli.text.data import encode_corpus, encoded_blocks
 
-    ids = encode_corpus(ck.tokenizer, corpus)
-    loss = continuous_loss(ck, ids, ck.train.batch_size, ck.train.seq_len)
+    if store:
+        from rnncli.text.store import stored_corpus
+
+        ids = stored_corpus(store, corpus, ck.tokenizer, ck.tokenizer_config, None,
+                            lambda tok: encoded_blocks(tok, corpus), on_note).ids
+    else:
+        ids = encode_corpus(ck.tokenizer, corpus)
+    loss = continuous_loss(ck, ids, streams or ck.train.batch_size, ck.train.seq_len)
     return {"file": corpus.name, "tokens": int(len(ids)), "loss": loss, "perplexity": math.exp(loss)}
 
 

@@ -83,6 +83,10 @@ class Task:
     def run(self, ck, shard: Shard) -> Part:
         raise NotImplementedError
 
+    def bad_lines_fate(self) -> str:
+        """What became of the bad lines, for the job's closing error."""
+        return "left out of the output"
+
     def describe(self) -> dict:
         return {"task": type(self).__name__, **{k: v for k, v in vars(self).items()}}
 
@@ -98,14 +102,19 @@ class LineSource:
         if shard_lines < 1:
             raise UsageError("--shard-lines must be at least 1")
         self.corpus, self.shard_lines, self.group = corpus, shard_lines, group
-        self.size = os.path.getsize(corpus.path) if corpus.path != "-" and os.path.isfile(corpus.path) else None
+        plain = not corpus.is_stdin and not corpus.compressed and all(os.path.isfile(f) for f in corpus.files)
+        self.size = corpus.size_bytes() if plain else None  # a compressed size would not measure progress
         self.bytes_read = 0  # about: characters and newlines read
 
     def identity(self) -> dict:
-        if self.corpus.path == "-":
+        if self.corpus.is_stdin:
             return {"input": "<stdin>"}  # never resumed (run_sharded refuses --resume on stdin)
-        st = os.stat(self.corpus.path)
-        return {"input": os.path.abspath(self.corpus.path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        files = [os.stat(f) for f in self.corpus.files]
+        if len(files) == 1:
+            st = files[0]
+            return {"input": os.path.abspath(self.corpus.files[0]), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return {"inputs": [[os.path.abspath(f), st.st_size, st.st_mtime_ns] for f, st in zip(self.corpus.files, files,
+                                                                                              strict=True)]}
 
     def shards(self) -> Iterator[Shard]:
         lines: list[str] = []

@@ -19,52 +19,74 @@ import numpy as np
 
 from rnncli.errors import DATA, RnncliError, UsageError
 from rnncli.jobs.shards import Part, Task
+from rnncli.text.sources import STDIN, compression, expand_paths, open_bytes
 
 if TYPE_CHECKING:
     from rnncli.text.tokenizers import Tokenizer
 
 BLOCK_BYTES = 1 << 20  # read and encode 1 MiB at a time: memory stays near 4 bytes per token
-STDIN = "-"
 
 
 @dataclass
 class Corpus:
-    """A text source (a path, or `-` for stdin) with the decoding rules to read it.
+    """A text source with the decoding rules to read it: a path, several, or `-` for stdin. A folder
+    stands for its files matching `glob`, sorted (text/sources.py); compressed files are read
+    decompressed. The files follow one another as one text, each file's lines ending in `<EOS>` as
+    one file's do (a file without a final newline is given one before the next file's text).
 
     Text is UTF-8 by default, a leading BOM is dropped and CRLF / CR line ends become LF. stdin is
     read once into memory so it can be passed over twice (fit, then encode).
     """
 
-    path: str
+    path: str | list[str]
     encoding: str = "utf-8"
     errors: str = "strict"
+    glob: str = "*"
     _stdin_bytes: bytes | None = None
+    _files: list[str] | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+    @property
+    def files(self) -> list[str]:
+        """The files read, in order (folders expanded)."""
+        if self._files is None:
+            self._files = expand_paths(self.paths, self.glob)
+        return self._files
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.paths == [STDIN]
 
     @property
     def name(self) -> str:
-        return "<stdin>" if self.path == STDIN else self.path
+        if self.is_stdin:
+            return "<stdin>"
+        if len(self.files) == 1:
+            return self.files[0]
+        return f"{', '.join(self.paths)} ({len(self.files):,} files)"
+
+    @property
+    def compressed(self) -> bool:
+        return any(compression(f) for f in self.files)
 
     def size_bytes(self) -> int:
-        if self.path == STDIN:
+        """Bytes on disk (a compressed file's compressed size)."""
+        if self.is_stdin:
             return len(self._read_stdin())
-        return os.path.getsize(self.path)
+        return sum(os.path.getsize(f) for f in self.files)
 
     def _read_stdin(self) -> bytes:
         if self._stdin_bytes is None:
             self._stdin_bytes = sys.stdin.buffer.read()
         return self._stdin_bytes
 
-    def _open(self) -> io.BufferedIOBase:
-        if self.path == STDIN:
+    def _open(self, path: str) -> io.BufferedIOBase:
+        if path == STDIN:
             return io.BytesIO(self._read_stdin())
-        if not os.path.exists(self.path):
-            raise UsageError(f"{self.path}: no such file")
-        if os.path.isdir(self.path):
-            raise UsageError(f"{self.path}: is a directory, not a text file")
-        try:
-            return open(self.path, "rb")  # noqa: SIM115 - closed by the caller's `with`
-        except OSError as err:
-            raise RnncliError(f"{self.path}: cannot read ({err.strerror})") from None
+        return open_bytes(path)
 
     def check_codec(self) -> None:
         try:
@@ -77,8 +99,20 @@ class Corpus:
     def blocks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[str]:
         """Yield the text in blocks that each end at a line boundary (the last may not)."""
         self.check_codec()
-        with self._open() as f:
-            yield from _decode_blocks(f, self.name, self.encoding, self.errors, block_bytes)
+        files = self.files
+        any_text = False
+        for number, path in enumerate(files, 1):
+            last = ""
+            with self._open(path) as f:
+                for block in _decode_blocks(f, "<stdin>" if path == STDIN else path, self.encoding, self.errors,
+                                            block_bytes, may_be_empty=len(files) > 1):
+                    any_text = any_text or not block.isspace()
+                    last = block
+                    yield block
+            if last and not last.endswith("\n") and number < len(files):
+                yield "\n"
+        if not any_text:
+            raise RnncliError(f"{self.name}: the corpus is empty (no text besides whitespace)", DATA)
 
     def lines(self) -> Iterator[str]:
         """Yield lines without their newline."""
@@ -90,31 +124,33 @@ class Corpus:
 
     def decoded_lines(self, check_bytes: int = 1 << 16) -> Iterator[str | None]:
         """Each line decoded on its own (line ends dropped, a leading BOM too), None for a line that
-        is not valid text; after the first `check_bytes` pass the whole-file checks (not empty, not
-        binary, not UTF-16, this encoding). A job reads its input so: one bad line deep in a large
-        file is left out and counted rather than stopping it."""
-        head = self.blocks(check_bytes)
-        try:
-            next(head, None)  # raises for a file that is not text of this encoding
-        finally:
-            head.close()
-        with self._open() as f:
-            first = True
-            for raw in f:
-                if first and raw.startswith(codecs.BOM_UTF8):
-                    raw = raw[len(codecs.BOM_UTF8):]
-                first = False
-                raw = raw.rstrip(b"\n").rstrip(b"\r")
-                try:
-                    yield None if b"\x00" in raw else raw.decode(self.encoding, self.errors)
-                except UnicodeDecodeError:
-                    yield None
+        is not valid text; after each file's first `check_bytes` pass the whole-file checks (not
+        empty, not binary, not UTF-16, this encoding). A job reads its input so: one bad line deep
+        in a large file is left out and counted rather than stopping it."""
+        self.check_codec()
+        for path in self.files:
+            with self._open(path) as head:
+                for _ in _decode_blocks(head, "<stdin>" if path == STDIN else path, self.encoding, self.errors,
+                                        check_bytes, may_be_empty=len(self.files) > 1):
+                    break  # raises for a file that is not text of this encoding
+            with self._open(path) as f:
+                first = True
+                for raw in f:
+                    if first and raw.startswith(codecs.BOM_UTF8):
+                        raw = raw[len(codecs.BOM_UTF8):]
+                    first = False
+                    raw = raw.rstrip(b"\n").rstrip(b"\r")
+                    try:
+                        yield None if b"\x00" in raw else raw.decode(self.encoding, self.errors)
+                    except UnicodeDecodeError:
+                        yield None
 
     def read_text(self) -> str:
         return "".join(self.blocks())
 
 
-def _decode_blocks(f, name: str, encoding: str, errors: str, block_bytes: int) -> Iterator[str]:
+def _decode_blocks(f, name: str, encoding: str, errors: str, block_bytes: int,
+                   may_be_empty: bool = False) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder(encoding)(errors)
     consumed = 0  # bytes handed to the decoder so far
     carry = ""  # an unfinished line waiting for the next block
@@ -163,7 +199,7 @@ def _decode_blocks(f, name: str, encoding: str, errors: str, block_bytes: int) -
             yield text
         if final:
             break
-    if not any_text:
+    if not any_text and not may_be_empty:
         raise RnncliError(f"{name}: the corpus is empty (no text besides whitespace)", DATA)
 
 
@@ -171,47 +207,53 @@ def _decode_blocks(f, name: str, encoding: str, errors: str, block_bytes: int) -
 # Encoding a whole corpus into one int32 array, block by block.
 
 
-SPILL_BYTES = 64 << 20  # corpora larger than this are encoded to a memory-mapped temp file
+SPILL_BYTES = 64 << 20  # ids beyond this many bytes go to a memory-mapped temp file
+
+
+def encoded_blocks(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
+    """The corpus's token ids block by block, in order."""
+    for block in corpus.blocks(block_bytes):
+        yield tokenizer.encode(block)
 
 
 def encode_corpus(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int = BLOCK_BYTES,
                   spill_bytes: int | None = None) -> np.ndarray:
     """All token ids of a corpus, (N,) int32, encoded block by block.
 
-    Small corpora end up in one in-memory array (grown by doubling). A corpus larger than
-    `spill_bytes` (default SPILL_BYTES) is written block by block to an unlinked temp file and
-    returned memory-mapped, so the ids never need to fit in memory at once: the operating system
-    pages them in as training or scoring reads them.
+    Ids are gathered in memory (grown by doubling) until they pass `spill_bytes` (default
+    SPILL_BYTES); from there on they go, block by block, to an unlinked temp file that is returned
+    memory-mapped, so the ids never need to fit in memory at once (the operating system pages them
+    in as training or scoring reads them), whatever the files' compressed sizes.
     """
-    spill = SPILL_BYTES if spill_bytes is None else spill_bytes
-    if corpus.path != STDIN and corpus.size_bytes() > spill:
-        return _encode_to_memmap(tokenizer, corpus, block_bytes)
-    ids = np.empty(1 << 16, dtype=np.int32)
-    n = 0
-    for block in corpus.blocks(block_bytes):
-        chunk = tokenizer.encode(block)
-        if n + len(chunk) > len(ids):
-            grown = np.empty(max(2 * len(ids), n + len(chunk)), dtype=np.int32)
-            grown[:n] = ids[:n]
-            ids = grown
-        ids[n : n + len(chunk)] = chunk
-        n += len(chunk)
-    return ids[:n].copy() if n < len(ids) // 2 else ids[:n]
-
-
-def _encode_to_memmap(tokenizer: Tokenizer, corpus: Corpus, block_bytes: int) -> np.ndarray:
     import tempfile
 
-    with tempfile.TemporaryFile(prefix="rnncli-ids-") as f:  # unlinked: nothing is left behind
-        n = 0
-        for block in corpus.blocks(block_bytes):
-            chunk = tokenizer.encode(block)
-            f.write(chunk.astype(np.int32).tobytes())
+    spill = SPILL_BYTES if spill_bytes is None else spill_bytes
+    ids, n, spilled = np.empty(1 << 16, dtype=np.int32), 0, None
+    try:
+        for chunk in encoded_blocks(tokenizer, corpus, block_bytes):
+            chunk = chunk.astype(np.int32, copy=False)
+            if spilled is None and 4 * (n + len(chunk)) > spill:
+                spilled = tempfile.TemporaryFile(prefix="rnncli-ids-")  # unlinked: nothing is left behind
+                spilled.write(ids[:n].tobytes())
+                ids = ids[:0]
+            if spilled is not None:
+                spilled.write(chunk.tobytes())
+            else:
+                if n + len(chunk) > len(ids):
+                    grown = np.empty(max(2 * len(ids), n + len(chunk)), dtype=np.int32)
+                    grown[:n] = ids[:n]
+                    ids = grown
+                ids[n : n + len(chunk)] = chunk
             n += len(chunk)
-        f.flush()
+        if spilled is None:
+            return ids[:n].copy() if n < len(ids) // 2 else ids[:n]
+        spilled.flush()
         if n == 0:
             return np.zeros(0, dtype=np.int32)
-        return np.memmap(f, dtype=np.int32, mode="r", shape=(n,))  # the mapping outlives the file object
+        return np.memmap(spilled, dtype=np.int32, mode="r", shape=(n,))  # the mapping outlives the file object
+    finally:
+        if spilled is not None:
+            spilled.close()
 
 
 @dataclass
@@ -299,8 +341,8 @@ def contiguous_streams(ids: np.ndarray, B: int) -> np.ndarray:
 def chunk(streams: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets (T, B) of positions [start, end) of every stream, time-major, the targets
     one token ahead (end must be below the streams' length)."""
-    inputs = np.ascontiguousarray(streams[:, start:end].T)
-    targets = np.ascontiguousarray(streams[:, start + 1 : end + 1].T)
+    inputs = np.ascontiguousarray(streams[:, start:end].T, dtype=np.int32)  # a store's ids may be uint16
+    targets = np.ascontiguousarray(streams[:, start + 1 : end + 1].T, dtype=np.int32)
     return inputs, targets
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from rnncli.config import TokenizerConfig
+from rnncli.config import BLANK_LINES, SPLITS, TokenizerConfig
 from rnncli.errors import RnncliError, UsageError
 
 UNK = 0
@@ -54,6 +54,19 @@ class Tokenizer(ABC):
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"level": np.array(self.level), "vocab": np.array(self.vocab, dtype=np.str_)}
+
+    def config(self) -> TokenizerConfig:
+        """The settings this tokenizer cuts text by."""
+        return TokenizerConfig(level=self.level)
+
+
+def text_lines(text: str) -> list[str]:
+    """The lines of `text`: what lies between its line ends, a last line end ending the last line
+    (not starting an empty one), as Python reads a file's lines."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,60 +131,69 @@ NO_SPACE_AFTER = set("([{“$")
 
 
 class WordTokenizer(Tokenizer):
-    """Words and punctuation marks as separate tokens; every non-blank line ends in `<EOS>`.
+    """Words as tokens; every line ends in `<EOS>`.
 
-    Blank lines carry no sentence and are skipped. With `lowercase`, text is folded at fit and at
-    encode time alike, so a prime or a scored sentence gets the same treatment.
+    `split` cuts a line: "words", words (letters and digits, inner apostrophes kept) and each
+    punctuation mark apart; or "whitespace", every field between spaces whole, as pytorch/examples'
+    word_language_model, KenLM and SRILM read text (`[noise]`, `@-@`, `No.` stay one token each).
+    `blank_lines`: "skip" (a blank line carries no sentence) or "eos" (it is one `<EOS>`, as those
+    tools count it). With `lowercase`, text is folded at fit and at encode time alike, so a prime or
+    a scored sentence gets the same treatment.
     """
 
     level = "word"
 
-    def __init__(self, vocab: Sequence[str], lowercase: bool = False):
+    def __init__(self, vocab: Sequence[str], lowercase: bool = False, split: str = "words",
+                 blank_lines: str = "skip"):
         super().__init__(vocab)
-        self.lowercase = lowercase
+        self.lowercase, self.rule, self.blank_lines = lowercase, split, blank_lines
         self._index = {w: i for i, w in enumerate(self.vocab)}
         self._index["<unk>"] = UNK
         self._index.pop(EOS_TOKEN, None)  # a literal "<EOS>" in text is not the end of a line
 
     @classmethod
-    def split(cls, line: str, lowercase: bool) -> list[str]:
-        words = WORD_PATTERN.findall(line)
+    def split(cls, line: str, lowercase: bool, rule: str = "words") -> list[str]:
+        words = line.split() if rule == "whitespace" else WORD_PATTERN.findall(line)
         if lowercase:
             words = [w if w in ("<unk>", "<UNK>") else w.lower() for w in words]
         return words
 
     @classmethod
-    def fit(cls, blocks: Iterable[str], min_count: int = 1, max_vocab: int = 0,
-            lowercase: bool = False) -> WordTokenizer:
+    def fit(cls, blocks: Iterable[str], min_count: int = 1, max_vocab: int = 0, lowercase: bool = False,
+            split: str = "words", blank_lines: str = "skip") -> WordTokenizer:
         counts: Counter[str] = Counter()
         for block in blocks:
             for line in block.split("\n"):
-                counts.update(cls.split(line, lowercase))
+                counts.update(cls.split(line, lowercase, split))
         for marker in ("<unk>", "<UNK>", EOS_TOKEN):
             counts.pop(marker, None)
-        ranked = sorted((w for w, n in counts.items() if n >= min_count and len(w) <= MAX_WORD_CHARS),
+        longest = MAX_WORD_CHARS if split == "words" else 1 << 30  # a whitespace field is kept whole, any length
+        ranked = sorted((w for w, n in counts.items() if n >= min_count and len(w) <= longest),
                         key=lambda w: (-counts[w], w))
         if max_vocab:
             ranked = ranked[: max(0, max_vocab - len(RESERVED))]
-        return cls([*RESERVED, *ranked], lowercase)
+        return cls([*RESERVED, *ranked], lowercase, split, blank_lines)
+
+    def _lines(self, text: str):
+        """Each line's words, a line with none only when blank lines are `<EOS>`."""
+        for line in text_lines(text):
+            words = self.split(line, self.lowercase, self.rule)
+            if words or self.blank_lines == "eos":
+                yield words
 
     def encode(self, text: str) -> np.ndarray:
         ids: list[int] = []
         get = self._index.get
-        for line in text.split("\n"):
-            words = self.split(line, self.lowercase)
-            if words:
-                ids.extend(get(w, UNK) for w in words)
-                ids.append(EOS)
+        for words in self._lines(text):
+            ids.extend(get(w, UNK) for w in words)
+            ids.append(EOS)
         return np.array(ids, dtype=np.int32)
 
     def pieces(self, text: str) -> list[tuple[str, int]]:
         out: list[tuple[str, int]] = []
-        for line in text.split("\n"):
-            words = self.split(line, self.lowercase)
-            if words:
-                out.extend((w, self._index.get(w, UNK)) for w in words)
-                out.append((EOS_TOKEN, EOS))
+        for words in self._lines(text):
+            out.extend((w, self._index.get(w, UNK)) for w in words)
+            out.append((EOS_TOKEN, EOS))
         return out
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -184,14 +206,20 @@ class WordTokenizer(Tokenizer):
                 at_line_start = True
                 continue
             word = self.vocab[i]
-            if not at_line_start and word not in NO_SPACE_BEFORE and out[-1] not in NO_SPACE_AFTER:
+            if not at_line_start and (self.rule == "whitespace" or (word not in NO_SPACE_BEFORE
+                                                                    and out[-1] not in NO_SPACE_AFTER)):
                 out.append(" ")
             out.append(word)
             at_line_start = False
         return "".join(out)
 
+    def config(self) -> TokenizerConfig:
+        return TokenizerConfig(level=self.level, lowercase=self.lowercase, split=self.rule,
+                               blank_lines=self.blank_lines)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {**super().to_arrays(), "lowercase": np.array(self.lowercase)}
+        return {**super().to_arrays(), "lowercase": np.array(self.lowercase), "split": np.array(self.rule),
+                "blank_lines": np.array(self.blank_lines)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,20 +229,23 @@ class WordTokenizer(Tokenizer):
 class SubwordTokenizer(Tokenizer):
     """A sentencepiece model (unigram or BPE) trained in-process; kept as bytes.
 
-    The model is trained with unk_id=0 and eos_id=1, so its ids are ours directly.
+    The model is trained with unk_id=0 and eos_id=1, so its ids are ours directly. `blank_lines` as
+    for words: "skip" or "eos" (a blank line is one `<EOS>`).
     """
 
     level = "subword"
 
-    def __init__(self, model: bytes):
+    def __init__(self, model: bytes, blank_lines: str = "skip"):
         import sentencepiece as spm
 
+        self.blank_lines = blank_lines
         self.model = bytes(model)
         self._sp = spm.SentencePieceProcessor(model_proto=self.model)
         super().__init__([self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())])
 
     @classmethod
-    def fit(cls, blocks: Iterable[str], vocab_size: int = 2000, spm_type: str = "unigram") -> SubwordTokenizer:
+    def fit(cls, blocks: Iterable[str], vocab_size: int = 2000, spm_type: str = "unigram",
+            blank_lines: str = "skip") -> SubwordTokenizer:
         import sentencepiece as spm
 
         lines = [line for block in blocks for line in block.split("\n") if line.strip()]
@@ -234,23 +265,26 @@ class SubwordTokenizer(Tokenizer):
                     f"the largest size that works is {m.group(1)}: pass --vocab-size {m.group(1)}"
                 ) from None
             raise RnncliError(f"sentencepiece could not train: {str(err).splitlines()[0]}") from None
-        return cls(buf.getvalue())
+        return cls(buf.getvalue(), blank_lines)
+
+    def _lines(self, text: str) -> list[str]:
+        """The lines that are sentences: every line when blank lines are `<EOS>`, else the non-blank."""
+        lines = text_lines(text)
+        return lines if self.blank_lines == "eos" else [line for line in lines if line.strip()]
 
     def encode(self, text: str) -> np.ndarray:
-        lines = [line for line in text.split("\n") if line.strip()]
         ids: list[int] = []
-        for pieces in self._sp.encode(lines):
+        for pieces in self._sp.encode(self._lines(text)):
             ids.extend(pieces)
             ids.append(EOS)
         return np.array(ids, dtype=np.int32)
 
     def pieces(self, text: str) -> list[tuple[str, int]]:
         out: list[tuple[str, int]] = []
-        for line in text.split("\n"):
-            if line.strip():
-                ids = self._sp.encode(line)
-                out.extend((self._sp.id_to_piece(i), i) for i in ids)
-                out.append((EOS_TOKEN, EOS))
+        for line in self._lines(text):
+            ids = self._sp.encode(line)
+            out.extend((self._sp.id_to_piece(i), i) for i in ids)
+            out.append((EOS_TOKEN, EOS))
         return out
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -267,8 +301,12 @@ class SubwordTokenizer(Tokenizer):
             out.append(self._sp.decode(line))
         return "".join(out)
 
+    def config(self) -> TokenizerConfig:
+        return TokenizerConfig(level=self.level, vocab_size=self.vocab_size, blank_lines=self.blank_lines)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {**super().to_arrays(), "spm_model": np.frombuffer(self.model, dtype=np.uint8)}
+        return {**super().to_arrays(), "spm_model": np.frombuffer(self.model, dtype=np.uint8),
+                "blank_lines": np.array(self.blank_lines)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,8 +317,9 @@ def fit_tokenizer(config: TokenizerConfig, blocks: Iterable[str]) -> Tokenizer:
     if config.level == "char":
         return CharTokenizer.fit(blocks, config.min_count)
     if config.level == "word":
-        return WordTokenizer.fit(blocks, config.min_count, config.max_vocab, config.lowercase)
-    return SubwordTokenizer.fit(blocks, config.vocab_size, config.spm_type)
+        return WordTokenizer.fit(blocks, config.min_count, config.max_vocab, config.lowercase, config.split,
+                                 config.blank_lines)
+    return SubwordTokenizer.fit(blocks, config.vocab_size, config.spm_type, config.blank_lines)
 
 
 def tokenizer_from_arrays(arrays: dict[str, np.ndarray]) -> Tokenizer:
@@ -288,12 +327,16 @@ def tokenizer_from_arrays(arrays: dict[str, np.ndarray]) -> Tokenizer:
     try:
         level = str(arrays["level"])
         vocab = [str(v) for v in arrays["vocab"]]
+        split = str(arrays["split"]) if "split" in arrays else "words"  # (saved before rnncli had the choice)
+        blank_lines = str(arrays["blank_lines"]) if "blank_lines" in arrays else "skip"
+        if split not in SPLITS or blank_lines not in BLANK_LINES:
+            raise RnncliError(f"tokenizer data is damaged (split {split!r}, blank lines {blank_lines!r})")
         if level == "char":
             tok: Tokenizer = CharTokenizer(vocab)
         elif level == "word":
-            tok = WordTokenizer(vocab, bool(arrays["lowercase"]))
+            tok = WordTokenizer(vocab, bool(arrays["lowercase"]), split, blank_lines)
         elif level == "subword":
-            tok = SubwordTokenizer(np.asarray(arrays["spm_model"], dtype=np.uint8).tobytes())
+            tok = SubwordTokenizer(np.asarray(arrays["spm_model"], dtype=np.uint8).tobytes(), blank_lines)
         else:
             raise RnncliError(f"unknown tokenizer level {level!r}")
     except KeyError as err:

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnncli.errors import RnncliError, UsageError
-from rnncli.formats.checkpoint import Checkpoint, refuse_nonfinite
+from rnncli.formats.checkpoint import Checkpoint, load_tokenizer, refuse_nonfinite
 from rnncli.formats.files import check_writable
 from rnncli.models.model import Model
 from rnncli.tasks import check_model, get_task, load_model_checkpoint, model_layout  # noqa: F401 - where commands find them
 from rnncli.training.optim import Optimizer
 from rnncli.training.runfiles import default_out
 from rnncli.training.train import DTYPE, Run
+
+TOKENIZER_FIELDS = {f.name for f in fields(TokenizerConfig)}  # the options --vocab fixes
 
 RESUMABLE = {"epochs", "max_steps", "max_time", "lr", "clip", "lr_decay", "patience", "eval_every",
              "weight_decay"}  # training options a resumed run may change
@@ -118,7 +121,7 @@ def run_from_checkpoint(ck: Checkpoint, train: TrainConfig) -> Run:
 
 @dataclass
 class TrainRequest:
-    corpus: str
+    corpus: list[str]  # paths: files, folders, or ["-"]
     model: ModelConfig
     train: TrainConfig
     tokenizer: TokenizerConfig
@@ -127,8 +130,16 @@ class TrainRequest:
     valid: str | None = None
     resume: str | None = None
     init_from: str | None = None
+    vocab: str | None = None  # a frozen vocabulary: a tokenizer file or a checkpoint
+    store: str | None = None  # a token store of the corpus: used when it holds it, else made
+    on_note: Callable[[str], None] = lambda note: None  # what the user should know (a store made again)
     encoding: str = "utf-8"
     errors: str = "strict"
+    glob: str = "*"
+
+    def __post_init__(self):
+        if isinstance(self.corpus, str):
+            self.corpus = [self.corpus]
 
 
 def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
@@ -140,17 +151,23 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
     if req.resume and req.init_from:
         raise UsageError("--resume and --init-from cannot be combined: resume continues a run, "
                          "init-from starts a new one from its weights")
+    if req.vocab and (req.resume or req.init_from):
+        raise UsageError(f"--vocab with --{'resume' if req.resume else 'init-from'}: that checkpoint's vocabulary "
+                         "is the one used; drop --vocab")
+    given = sorted(TOKENIZER_FIELDS & req.explicit)
+    if req.vocab and given:
+        raise UsageError(f"--vocab {req.vocab} fixes the tokenizer; drop --{given[0].replace('_', '-')}")
     if req.train.max_time > 0 and get_task(req.model.task).stream and not (req.resume or req.init_from):
         for name, value in FOR_A_TIME_BUDGET.items():
             if name not in req.explicit and not (name == "lr" and req.train.optimizer not in ("adam", "adamw")):
                 setattr(req.model if hasattr(req.model, name) else req.train, name, value)
     req.train.check()
-    out = req.out or (req.resume if req.resume else default_out(req.corpus, req.model.cell))
+    out = req.out or (req.resume if req.resume else default_out(req.corpus[0], req.model.cell))
+    corpus = Corpus(req.corpus, req.encoding, req.errors, req.glob)
+    corpus.check_codec()
     if req.out or req.resume:
         check_writable(out, "checkpoint", folder_may_be_made=True,  # before any work, not at the first save
-                       inputs=(req.corpus, req.init_from, req.valid))
-    corpus = Corpus(req.corpus, req.encoding, req.errors)
-    corpus.check_codec()
+                       inputs=(*corpus.files, req.init_from, req.valid))
     base = load_model_checkpoint(req.resume or req.init_from) if (req.resume or req.init_from) else None
     if base is not None:
         _refuse_changes(req, base)
@@ -160,7 +177,11 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
             check_model(model)
     else:
         model, tok_config, tokenizer = req.model, req.tokenizer, None
-        if "level" not in req.explicit:
+        if req.vocab:
+            tokenizer = load_tokenizer(req.vocab)
+            tok_config = tokenizer.config()
+            model.vocab_size = tokenizer.vocab_size
+        elif "level" not in req.explicit:
             tok_config.level = get_task(model.task).default_level
         tok_config.check()
         if "embed" not in req.explicit:
@@ -170,6 +191,9 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
             model.labels = ["?1", "?2"]  # checked with the real labels once they are read
         check_model(model)  # before fitting a tokenizer, which may take long; the vocabulary comes next
     stream = get_task(model.task).stream
+    if req.store and not stream:
+        raise UsageError(f"--store keeps a language model's token stream; a {model.task} model reads labelled "
+                         "examples: drop --store")
     read = _read_corpus if stream else _read_examples
     train_data, val_data, corpus_info, tokenizer = read(req, corpus, model, tok_config, tokenizer)
     if stream:
@@ -189,19 +213,26 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
         run = new_run(model, req.train, tok_config, tokenizer, base.params if base is not None else None)
     run.corpus = corpus_info
     if base is not None and not (req.out or req.resume):
-        out = default_out(req.corpus, model.cell)  # --init-from: the checkpoint's cell names the run
+        out = default_out(req.corpus[0], model.cell)  # --init-from: the checkpoint's cell names the run
     return run, train_data, val_data, out
 
 
 def _read_corpus(req: TrainRequest, corpus, model: ModelConfig, tok_config: TokenizerConfig, tokenizer):
     """A language model's data: the corpus as token ids, the validation ids apart."""
-    from rnncli.text.data import Corpus, encode_corpus, split_validation
+    from rnncli.text.data import Corpus, encode_corpus, encoded_blocks, split_validation
     from rnncli.text.tokenizers import fit_tokenizer
 
-    if tokenizer is None:
-        tokenizer = fit_tokenizer(tok_config, corpus.blocks())
-        model.vocab_size = tokenizer.vocab_size
-    ids = encode_corpus(tokenizer, corpus)
+    if req.store:
+        from rnncli.text.store import stored_corpus
+
+        store = stored_corpus(req.store, corpus, tokenizer, tok_config, fit_tokenizer,
+                              lambda tok: encoded_blocks(tok, corpus), req.on_note)
+        tokenizer, ids = store.tokenizer, store.ids
+    else:
+        if tokenizer is None:
+            tokenizer = fit_tokenizer(tok_config, corpus.blocks())
+        ids = encode_corpus(tokenizer, corpus)
+    model.vocab_size = tokenizer.vocab_size
     if req.valid:
         train_ids, val_ids = ids, encode_corpus(tokenizer, Corpus(req.valid, req.encoding, req.errors))
         if len(val_ids) < 2:
@@ -277,7 +308,7 @@ def _refuse_changes(req: TrainRequest, base: Checkpoint) -> None:
     what = "--resume" if req.resume else "--init-from"
     model_opts = {"cell", "hidden", "layers", "embed", "tie_weights", "task", "bidirectional"}
     model_opts |= set() if req.init_from else {"dropout"}
-    tok_opts = {"level", "min_count", "max_vocab", "vocab_size", "lowercase", "spm_type"}
+    tok_opts = {"level", "min_count", "max_vocab", "vocab_size", "lowercase", "spm_type", "split", "blank_lines"}
     for name in sorted(req.explicit):
         if name in model_opts and getattr(req.model, name) != getattr(base.model, name):
             raise UsageError(f"{what}: --{name.replace('_', '-')} {getattr(req.model, name)} differs from the "
