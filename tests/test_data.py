@@ -125,3 +125,19 @@ def test_drop_rare_inputs_replaces_only_words_seen_once():
         assert 0.45 < share < 0.55 and ((out[t] == UNK) | (out[t] == inputs[t])).all()
     again = drop_rare_inputs(Batch(inputs, np.zeros(2000, np.int64)), rare, 0.5, np.random.default_rng(0)).inputs
     np.testing.assert_array_equal(out, again)  # the run's RNG decides: a resumed run draws the same
+
+
+@pytest.mark.parametrize("level", ["char", "word", "subword"])
+def test_encoding_on_several_processes_gives_the_same_ids(tmp_path, level):
+    """Blocks encoded by two worker processes, in order, are the ids of one process encoding them."""
+    from rnncli.config import TokenizerConfig
+    from rnncli.text.data import encoded_blocks
+    from rnncli.text.tokenizers import fit_tokenizer
+    from tests.conftest import CORPORA
+
+    path = write(tmp_path, (CORPORA / "demo.txt").read_bytes() * 3)
+    corpus = Corpus(path)
+    tok = fit_tokenizer(TokenizerConfig(level=level, vocab_size=120), corpus.blocks())
+    alone = np.concatenate(list(encoded_blocks(tok, corpus, block_bytes=4096, processes=1)))
+    shared = np.concatenate(list(encoded_blocks(tok, corpus, block_bytes=4096, processes=2)))
+    assert np.array_equal(alone, shared.astype(np.int32)) and len(alone) > 1000

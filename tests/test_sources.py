@@ -138,3 +138,13 @@ def test_an_output_among_a_folders_files_is_refused(tmp_path):
     result = run_cli("train", tmp_path, *TINY, "--level", "word", "--out", tmp_path / "b.txt")
     assert result.exit_code == 2 and "is also this command's input" in result.stderr
     assert (tmp_path / "b.txt").read_text() == "the pear\n"
+
+
+def test_glob_picks_a_folders_files_on_the_command_line(tmp_path):
+    make_folder(tmp_path)
+    every = json.loads(run_cli("tokenize", tmp_path, "--level", "word", "--json").stdout)
+    plain = run_cli("tokenize", tmp_path, "--level", "word", "--glob", "*.txt", "--json")
+    assert plain.exit_code == 0, plain.stderr
+    assert json.loads(plain.stdout)["lines"] == 4 and every["lines"] == 8  # a.txt, b/2.txt / all five
+    refused = run_cli("tokenize", tmp_path, "--glob", "*.csv")
+    assert refused.exit_code == 2 and "no files matching --glob '*.csv'" in refused.stderr

@@ -83,29 +83,30 @@ class CharTokenizer(Tokenizer):
         chars = self.vocab[2:]
         codes = np.array([ord(c) for c in chars], dtype=np.uint32)
         order = np.argsort(codes)
-        self._codes = codes[order]  # sorted code points of the vocabulary
-        self._ids = (order + 2).astype(np.int32)  # their ids
+        # id of every code point up to the vocabulary's largest (<UNK> where it has none, the newline
+        # <EOS>), and <UNK> in one slot past it for every code point beyond: one lookup a character
+        top = int(codes.max()) + 1 if len(codes) else 1
+        self._table = np.full(max(top, ord("\n") + 1) + 1, UNK, dtype=np.int32)
+        self._table[codes[order]] = (order + 2).astype(np.int32)
+        self._table[ord("\n")] = EOS
         self._text = np.array([UNK_TOKEN, "\n", *chars], dtype=object)
 
     @classmethod
     def fit(cls, blocks: Iterable[str], min_count: int = 1) -> CharTokenizer:
-        counts: Counter[int] = Counter()
+        counts = np.zeros(0, dtype=np.int64)  # occurrences of each code point
         for block in blocks:
-            code, n = np.unique(_code_points(block), return_counts=True)
-            counts.update(dict(zip(code.tolist(), n.tolist(), strict=True)))
-        counts.pop(ord("\n"), None)
-        chars = sorted(chr(c) for c, n in counts.items() if n >= min_count)
+            seen = np.bincount(_code_points(block))
+            if len(seen) > len(counts):
+                counts = np.concatenate([counts, np.zeros(len(seen) - len(counts), np.int64)])
+            counts[: len(seen)] += seen
+        if len(counts) > ord("\n"):
+            counts[ord("\n")] = 0
+        chars = [chr(c) for c in np.flatnonzero(counts >= max(min_count, 1)).tolist()]
         return cls([*RESERVED, *chars])
 
     def encode(self, text: str) -> np.ndarray:
         cps = _code_points(text)
-        if len(self._codes) == 0:
-            ids = np.full(len(cps), UNK, dtype=np.int32)
-        else:
-            pos = np.minimum(np.searchsorted(self._codes, cps), len(self._codes) - 1)
-            ids = np.where(self._codes[pos] == cps, self._ids[pos], UNK).astype(np.int32)
-        ids[cps == ord("\n")] = EOS
-        return ids
+        return self._table[np.minimum(cps, len(self._table) - 1)]
 
     def pieces(self, text: str) -> list[tuple[str, int]]:
         return list(zip(text, self.encode(text).tolist(), strict=True))

@@ -66,9 +66,14 @@ def check_loaded(ck: Checkpoint, source: str) -> None:
 
 def ids_checksum(ids: np.ndarray, block: int = 1 << 22) -> int:
     """CRC-32 of the token ids, read block by block (ids may be memory-mapped)."""
+    from rnncli.text.data import RELEASE_EVERY, release_pages
+
     crc = 0
     for start in range(0, len(ids), block):
         crc = zlib.crc32(np.ascontiguousarray(ids[start : start + block], dtype=np.int32).tobytes(), crc)
+        if (start + block) % RELEASE_EVERY < block:
+            release_pages(ids)
+    release_pages(ids)
     return crc
 
 
