@@ -85,13 +85,13 @@ class TokenStore:
         return None
 
 
-def write_store(path: str, tokenizer, config: TokenizerConfig, corpus, encoded) -> TokenStore:
-    """Write the store of `corpus` at `path`: `encoded` yields its ids block by block (as
-    data.encoded_blocks does), written as they come."""
+def write_store(path: str, tokenizer, config: TokenizerConfig, identity: dict, encoded) -> TokenStore:
+    """Write the store of the corpus `identity` names (corpus_identity, taken before it was first
+    read) at `path`: `encoded` yields its ids block by block (as data.encoded_blocks does), written
+    as they come."""
     from rnncli.formats.checkpoint import FORMAT_VERSION, tokenizer_arrays
     from rnncli.formats.files import atomic_write
 
-    identity = corpus_identity(corpus)
     dtype = ids_dtype(tokenizer.vocab_size)
 
     def write(f) -> None:
@@ -186,4 +186,4 @@ def stored_corpus(path: str, corpus, tokenizer, config: TokenizerConfig, fit: Ca
         on_note(f"note: {path}: {why}: encoding the corpus again")
     if tokenizer is None:
         tokenizer = fit(config, corpus.blocks())
-    return write_store(path, tokenizer, config, corpus, encoded(tokenizer))
+    return write_store(path, tokenizer, config, identity, encoded(tokenizer))
