@@ -156,3 +156,15 @@ def test_the_command_states_the_engines_utterance_rule():
     from rnncli.cli import rescore as command
 
     assert command.KALDI_UTTERANCE == rescore_module.KALDI_UTTERANCE
+
+
+def test_several_nbest_files_are_read_as_one(tmp_path, char_model):
+    import gzip
+
+    (tmp_path / "a.txt").write_text("utt1-1 The apple.\nutt1-2 The apples.\n")
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress(b"utt2-1 The pear.\nutt2-2 The bear.\n"))
+    (tmp_path / "all.txt").write_text("utt1-1 The apple.\nutt1-2 The apples.\nutt2-1 The pear.\nutt2-2 The bear.\n")
+    both = run_cli("rescore", tmp_path / "a.txt", tmp_path / "b.txt.gz", "--model", char_model, "--best")
+    whole = run_cli("rescore", tmp_path / "all.txt", "--model", char_model, "--best")
+    assert both.exit_code == 0, both.stderr
+    assert both.stdout == whole.stdout and len(both.stdout.splitlines()) == 2

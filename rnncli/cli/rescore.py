@@ -26,8 +26,10 @@ KALDI_UTTERANCE = r"^(.*)-\d+$"  # (inference/rescore.py's, here for --help with
 @app.command()
 @user_errors
 def rescore(
-    nbest: Annotated[str, typer.Argument(help="N-best list (`-` for stdin): `utt-id-N text` lines (Kaldi), or "
-                                              "`id<TAB>text<TAB>am_cost[<TAB>old_lm_cost]`.", show_default=False)],
+    nbest: Annotated[list[str], typer.Argument(help="N-best lists (files, folders, .gz..., `-` for stdin), read "
+                                                    "as one: `utt-id-N text` lines (Kaldi), or "
+                                                    "`id<TAB>text<TAB>am_cost[<TAB>old_lm_cost]`.",
+                                               show_default=False)],
     model: Annotated[str | None, typer.Option(help="Checkpoint (default: $RNNCLI_MODEL, else the last trained).",
                                               show_default=False)] = None,
     weight: Annotated[float, typer.Option(help="With acoustic costs: total = am + w * rnn + (1 - w) * old.",
