@@ -25,7 +25,8 @@ from wordlm import find  # noqa: E402
 
 from rnncli.config import TokenizerConfig  # noqa: E402
 from rnncli.execution.plan import machine_cores  # noqa: E402
-from rnncli.text.data import Corpus, encoded_blocks  # noqa: E402
+from rnncli.text.data import Corpus  # noqa: E402
+from rnncli.text.encoding import encoded_blocks  # noqa: E402
 from rnncli.text.tokenizers import fit_tokenizer  # noqa: E402
 
 

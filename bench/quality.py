@@ -25,7 +25,8 @@ import numpy as np
 from common import ROOT, machine, torch_available, write_results
 
 from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
-from rnncli.text.data import Corpus, encode_corpus, split_validation
+from rnncli.text.data import Corpus, split_validation
+from rnncli.text.encoding import encode_corpus
 from rnncli.text.tokenizers import fit_tokenizer
 from rnncli.training.request import TrainRequest, new_run, prepare
 from rnncli.training.train import train

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from rnncli.errors import RnncliError, UsageError
-from rnncli.text.data import Corpus, count_lines, encode_corpus, token_stats
+from rnncli.text.data import Corpus, count_lines, token_stats
+from rnncli.text.encoding import encode_corpus
 from rnncli.text.tokenizers import EOS, CharTokenizer, WordTokenizer
 
 
@@ -97,10 +98,10 @@ def test_large_corpora_are_encoded_to_a_memory_map(tmp_path):
 def test_training_and_scoring_from_a_memory_map(tmp_path, monkeypatch):
     import json
 
-    import rnncli.text.data as data
+    import rnncli.text.encoding as encoding
     from tests.conftest import CORPORA, run_cli
 
-    monkeypatch.setattr(data, "SPILL_BYTES", 0)
+    monkeypatch.setattr(encoding, "SPILL_BYTES", 0)
     out = tmp_path / "m.npz"
     result = run_cli("train", CORPORA / "demo.txt", "--cell", "gru", "--layers", "1", "--hidden", "16",
                      "--max-steps", "3", "--seq-len", "16", "--batch-size", "4", "--out", out, "--json")
@@ -131,7 +132,7 @@ def test_drop_rare_inputs_replaces_only_words_seen_once():
 def test_encoding_on_several_processes_gives_the_same_ids(tmp_path, level):
     """Blocks encoded by two worker processes, in order, are the ids of one process encoding them."""
     from rnncli.config import TokenizerConfig
-    from rnncli.text.data import encoded_blocks
+    from rnncli.text.encoding import encoded_blocks
     from rnncli.text.tokenizers import fit_tokenizer
     from tests.conftest import CORPORA
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from rnncli.config import TokenizerConfig
 from rnncli.errors import RnncliError
-from rnncli.text.data import Corpus, encode_corpus
+from rnncli.text.data import Corpus
+from rnncli.text.encoding import encode_corpus
 from rnncli.text.tokenizers import fit_tokenizer
 from rnncli.training.request import load_model_checkpoint as load_checkpoint
 from tests.conftest import CORPORA, ROOT, run_cli

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rnncli.errors import RnncliError, UsageError
-from rnncli.text.data import Corpus, encode_corpus
+from rnncli.text.data import Corpus
+from rnncli.text.encoding import encode_corpus
 from rnncli.text.sources import expand_paths
 from rnncli.text.tokenizers import WordTokenizer
 from tests.conftest import CORPORA, run_cli

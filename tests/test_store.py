@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from rnncli.errors import RnncliError
-from rnncli.text.data import Corpus, encode_corpus
+from rnncli.text.data import Corpus
+from rnncli.text.encoding import encode_corpus
 from rnncli.text.store import open_store
 from rnncli.training.request import load_model_checkpoint
 from tests.conftest import CORPORA, run_cli

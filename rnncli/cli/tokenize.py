@@ -114,7 +114,8 @@ def tokenize(
         raise UsageError("--show must be 0 or more")
 
     from rnncli.config import TokenizerConfig
-    from rnncli.text.data import Corpus, count_lines, encode_corpus, token_stats
+    from rnncli.text.data import Corpus, count_lines, token_stats
+    from rnncli.text.encoding import encode_corpus
     from rnncli.text.tokenizers import fit_tokenizer
 
     corpus = Corpus(inputs, encoding, errors, glob)
@@ -126,7 +127,7 @@ def tokenize(
 
         check_writable(save, "tokenizer", inputs=tuple(corpus.files))  # before the work, not after it
     if store:
-        from rnncli.text.data import encoded_blocks
+        from rnncli.text.encoding import encoded_blocks
         from rnncli.text.store import stored_corpus
 
         kept = stored_corpus(store, corpus, None, config, fit_tokenizer, lambda t: encoded_blocks(t, corpus), note)
@@ -180,7 +181,7 @@ def _show_pieces(tok, texts: list[str], as_json: bool) -> None:
 
 
 def _store(path: str, corpus, tok, config, as_json: bool) -> None:
-    from rnncli.text.data import encoded_blocks
+    from rnncli.text.encoding import encoded_blocks
     from rnncli.text.store import stored_corpus
 
     kept = stored_corpus(path, corpus, tok, config, None, lambda t: encoded_blocks(t, corpus), note)

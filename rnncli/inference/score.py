@@ -217,7 +217,7 @@ def continuous_report(ck: Checkpoint, corpus, streams: int | None = None, store:
     """`score --file --continuous` (and `evaluate` of a language model): a whole file as one stream,
     cut into `streams` contiguous streams (default: as the model trained, its batch size); its ids
     from the token store `store` when it holds them (else encoded into it)."""
-    from rnncli.text.data import encode_corpus, encoded_blocks
+    from rnncli.text.encoding import encode_corpus, encoded_blocks
 
     if store:
         from rnncli.text.store import stored_corpus

@@ -87,7 +87,7 @@ class TokenStore:
 
 def write_store(path: str, tokenizer, config: TokenizerConfig, identity: dict, encoded) -> TokenStore:
     """Write the store of the corpus `identity` names (corpus_identity, taken before it was first
-    read) at `path`: `encoded` yields its ids block by block (as data.encoded_blocks does), written
+    read) at `path`: `encoded` yields its ids block by block (as encoding.encoded_blocks does), written
     as they come."""
     from rnncli.formats.checkpoint import FORMAT_VERSION, tokenizer_arrays
     from rnncli.formats.files import atomic_write

@@ -66,7 +66,7 @@ def check_loaded(ck: Checkpoint, source: str) -> None:
 
 def ids_checksum(ids: np.ndarray, block: int = 1 << 22) -> int:
     """CRC-32 of the token ids, read block by block (ids may be memory-mapped)."""
-    from rnncli.text.data import RELEASE_EVERY, release_pages
+    from rnncli.text.encoding import RELEASE_EVERY, release_pages
 
     crc = 0
     for start in range(0, len(ids), block):
@@ -224,7 +224,8 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
 
 def _read_corpus(req: TrainRequest, corpus, model: ModelConfig, tok_config: TokenizerConfig, tokenizer):
     """A language model's data: the corpus as token ids, the validation ids apart."""
-    from rnncli.text.data import Corpus, encode_corpus, encoded_blocks, split_validation
+    from rnncli.text.data import Corpus, split_validation
+    from rnncli.text.encoding import encode_corpus, encoded_blocks
     from rnncli.text.tokenizers import fit_tokenizer
 
     if req.store:
