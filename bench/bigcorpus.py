@@ -10,7 +10,6 @@ and to start again from the store once it exists.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import subprocess
 import sys
@@ -21,25 +20,11 @@ from pathlib import Path
 from common import ROOT, machine, write_results
 
 sys.path.insert(0, str(ROOT))
+from encoding import make_corpus  # noqa: E402
 from wordlm import find  # noqa: E402
 
 MODEL = ["--level", "char", "--cell", "gru", "--layers", "2", "--hidden", "256", "--seq-len", "64",
          "--batch-size", "32", "--seed", "1"]
-
-
-def make_corpus(folder: Path, gigabytes: float, files: int = 48) -> int:
-    """`files` files of one text (the sources repeated) making about `gigabytes` GB, every third
-    gzip-compressed. -> the text's size in bytes."""
-    source = b"".join(find(name).read_bytes() for name in ("tinyshakespeare.txt", "wikitext2-valid.txt",
-                                                             "wikitext2-test.txt"))
-    per_file = int(gigabytes * (1 << 30)) // files
-    text = source * (per_file // len(source) + 1)
-    text = text[: text.rfind(b"\n", 0, per_file) + 1]
-    packed = gzip.compress(text, compresslevel=1)
-    for i in range(files):
-        name, data = (f"part-{i:03d}.txt.gz", packed) if i % 3 == 2 else (f"part-{i:03d}.txt", text)
-        (folder / name).write_bytes(data)
-    return len(text) * files
 
 
 def train(args: list[str]) -> dict:
@@ -70,7 +55,7 @@ def main() -> None:
         folder = Path(tmp) / "corpus"
         folder.mkdir()
         start = time.perf_counter()
-        results["text_bytes"] = make_corpus(folder, args.gb)
+        results["text_bytes"] = make_corpus(folder, args.gb * 1024, files=48, compresslevel=1)
         results["corpus_made_s"] = round(time.perf_counter() - start, 1)
         small = find("tinyshakespeare.txt")
         results["small"] = train([str(small), *MODEL, *budget, "--out", f"{tmp}/small.npz"])

@@ -30,19 +30,18 @@ from rnncli.text.encoding import encoded_blocks  # noqa: E402
 from rnncli.text.tokenizers import fit_tokenizer  # noqa: E402
 
 
-def make_corpus(folder: Path, megabytes: int, files: int = 12) -> int:
-    """`files` files holding the sources repeated to about `megabytes` MB in all, every third one
-    gzip-compressed. -> the text's size in bytes."""
+def make_corpus(folder: Path, megabytes: float, files: int = 12, compresslevel: int = 6) -> int:
+    """`files` files of one text (tiny-shakespeare and WikiText-2 repeated) making about `megabytes`
+    MB in all, every third one gzip-compressed. -> the text's size in bytes."""
     source = b"".join(find(name).read_bytes() for name in ("tinyshakespeare.txt", "wikitext2-valid.txt",
                                                              "wikitext2-test.txt"))
-    per_file = megabytes * (1 << 20) // files
+    per_file = int(megabytes * (1 << 20)) // files
     text = source * (per_file // len(source) + 1)
     text = text[: text.rfind(b"\n", 0, per_file) + 1]
+    packed = gzip.compress(text, compresslevel=compresslevel)
     for i in range(files):
-        if i % 3 == 2:
-            (folder / f"part-{i:02d}.txt.gz").write_bytes(gzip.compress(text, compresslevel=6))
-        else:
-            (folder / f"part-{i:02d}.txt").write_bytes(text)
+        name, data = (f"part-{i:03d}.txt.gz", packed) if i % 3 == 2 else (f"part-{i:03d}.txt", text)
+        (folder / name).write_bytes(data)
     return len(text) * files
 
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from common import machine, write_results
-from wordlm import DOWNLOADS, EXAMPLES, find
+from wordlm import add_reference_option, check_reference, find
 
 CONVERT = """
 import json, sys, torch
@@ -61,16 +61,11 @@ def rnncli_perplexity(safetensors: Path, vocab: Path, test: Path, folder: Path, 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reference", type=Path, default=DOWNLOADS / "word_language_model",
-                   help="pytorch/examples' word_language_model folder (default: cloned into bench/downloads/)")
+    add_reference_option(p)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=1111)
     args = p.parse_args()
-    if not (args.reference / "main.py").exists() and args.reference == DOWNLOADS / "word_language_model":
-        subprocess.run(["git", "clone", "--depth", "1", EXAMPLES, str(DOWNLOADS)], check=False)
-    if not (args.reference / "main.py").exists():
-        sys.exit(f"{args.reference}/main.py not found: git clone {EXAMPLES} and pass --reference "
-                 "examples/word_language_model")
+    check_reference(args.reference)
     reference = args.reference.resolve()
     result = {"benchmark": "imported_wordlm", "machine": machine(), "reference": str(args.reference),
               "epochs": args.epochs, "seed": args.seed}

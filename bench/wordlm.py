@@ -105,21 +105,30 @@ def run_rnncli(data: Path, epochs: int, seed: int, counts: dict, schedule: str) 
             "seconds": time.monotonic() - start}
 
 
+def add_reference_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reference", type=Path, default=DOWNLOADS / "word_language_model",
+                        help="pytorch/examples' word_language_model folder (default: cloned into bench/downloads/)")
+
+
+def check_reference(reference: Path) -> None:
+    """The reference's folder, cloned into bench/downloads/ when it is the default and missing."""
+    if not (reference / "main.py").exists() and reference == DOWNLOADS / "word_language_model":
+        subprocess.run(["git", "clone", "--depth", "1", EXAMPLES, str(DOWNLOADS)], check=False)
+    if not (reference / "main.py").exists():
+        sys.exit(f"{reference}/main.py not found: git clone {EXAMPLES} and pass --reference "
+                 "examples/word_language_model")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reference", type=Path, default=DOWNLOADS / "word_language_model",
-                   help="pytorch/examples' word_language_model folder (default: cloned into bench/downloads/)")
+    add_reference_option(p)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seed", type=int, default=1111)
     p.add_argument("--schedule", default="cooldown",
                    help="rnncli's schedule (its default) on top of the reference's rule; constant: that rule alone")
     p.add_argument("--skip-reference", action="store_true")
     args = p.parse_args()
-    if not (args.reference / "main.py").exists() and args.reference == DOWNLOADS / "word_language_model":
-        subprocess.run(["git", "clone", "--depth", "1", EXAMPLES, str(DOWNLOADS)], check=False)
-    if not (args.reference / "main.py").exists():
-        sys.exit(f"{args.reference}/main.py not found: git clone {EXAMPLES} and pass --reference "
-                 "examples/word_language_model")
+    check_reference(args.reference)
     clone = args.reference.resolve().parent
     commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True) \
         if (clone / ".git").exists() else None

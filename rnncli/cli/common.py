@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -39,6 +40,13 @@ FILE_OPTIONS = "Checkpoints"
 GENERATION_OPTIONS = "Generation"
 SCORING_OPTIONS = "Scoring"
 
+
+# The tokenizer's rules, as `train` and `tokenize` take them.
+Split = Annotated[str, typer.Option(help="Word level: words (words and punctuation marks apart) or whitespace (each "
+                                         "field between spaces whole, as pytorch/examples, KenLM and SRILM read "
+                                         "text).", rich_help_panel=TOKENIZER_OPTIONS)]
+BlankLines = Annotated[str, typer.Option(help="Word and subword levels: skip a blank line, or read it as one <EOS> "
+                                              "(eos, as pytorch/examples does).", rich_help_panel=TOKENIZER_OPTIONS)]
 
 QUIET_HELP = "Print nothing but errors (and --json output)."
 VERBOSE_HELP = "Print more: every progress update, timings."

@@ -11,6 +11,8 @@ from rnncli.cli.common import (
     INPUTS_HELP,
     OUTPUT_OPTIONS,
     TOKENIZER_OPTIONS,
+    BlankLines,
+    Split,
     app,
     command_line_text,
     console,
@@ -42,12 +44,8 @@ def tokenize(
                                             rich_help_panel=TOKENIZER_OPTIONS)] = False,
     spm_type: Annotated[str, typer.Option(help="Subword level: unigram or bpe.",
                                           rich_help_panel=TOKENIZER_OPTIONS)] = "unigram",
-    split: Annotated[str, typer.Option(help="Word level: words (words and punctuation marks apart) or whitespace "
-                                            "(each field between spaces whole, as pytorch/examples, KenLM and SRILM "
-                                            "read text).", rich_help_panel=TOKENIZER_OPTIONS)] = "words",
-    blank_lines: Annotated[str, typer.Option(help="Word and subword levels: skip a blank line, or read it as one "
-                                                  "<EOS> (eos, as pytorch/examples does).",
-                                             rich_help_panel=TOKENIZER_OPTIONS)] = "skip",
+    split: Split = "words",
+    blank_lines: BlankLines = "skip",
     glob: Annotated[str, typer.Option(help=GLOB_HELP)] = "*",
     encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.")] = "utf-8",
     errors: Annotated[str, typer.Option(help="On undecodable bytes: strict, replace or ignore.")] = "strict",
@@ -115,8 +113,7 @@ def tokenize(
 
     from rnncli.config import TokenizerConfig
     from rnncli.text.data import Corpus, count_lines, token_stats
-    from rnncli.text.encoding import encode_corpus
-    from rnncli.text.tokenizers import fit_tokenizer
+    from rnncli.text.store import corpus_ids
 
     corpus = Corpus(inputs, encoding, errors, glob)
     config = TokenizerConfig(level=level, min_count=min_count, max_vocab=max_vocab, vocab_size=vocab_size,
@@ -126,15 +123,7 @@ def tokenize(
         from rnncli.formats.files import check_writable
 
         check_writable(save, "tokenizer", inputs=tuple(corpus.files))  # before the work, not after it
-    if store:
-        from rnncli.text.encoding import encoded_blocks
-        from rnncli.text.store import stored_corpus
-
-        kept = stored_corpus(store, corpus, None, config, fit_tokenizer, lambda t: encoded_blocks(t, corpus), note)
-        tok, ids = kept.tokenizer, kept.ids
-    else:
-        tok = fit_tokenizer(config, corpus.blocks())
-        ids = encode_corpus(tok, corpus)
+    tok, ids = corpus_ids(corpus, None, config, store, note)
     stats = token_stats(ids, tok.vocab_size, count_lines(corpus))
     if save:
         from rnncli.formats.checkpoint import save_tokenizer
@@ -181,10 +170,9 @@ def _show_pieces(tok, texts: list[str], as_json: bool) -> None:
 
 
 def _store(path: str, corpus, tok, config, as_json: bool) -> None:
-    from rnncli.text.encoding import encoded_blocks
     from rnncli.text.store import stored_corpus
 
-    kept = stored_corpus(path, corpus, tok, config, None, lambda t: encoded_blocks(t, corpus), note)
+    kept = stored_corpus(path, corpus, tok, config, note)
     record = {"corpus": corpus.name, "store": path, "tokens": int(len(kept.ids)), "dtype": kept.ids.dtype.name,
               "files": len(corpus.files)}
     if as_json:

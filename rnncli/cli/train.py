@@ -19,6 +19,8 @@ from rnncli.cli.common import (
     TOKENIZER_OPTIONS,
     TRAINING_OPTIONS,
     VERBOSE_HELP,
+    BlankLines,
+    Split,
     announce_compilation,
     app,
     note,
@@ -42,12 +44,8 @@ def train(
     lowercase: Annotated[bool, typer.Option(help="Word level: fold case.", rich_help_panel=TOKENIZER_OPTIONS)] = False,
     spm_type: Annotated[str, typer.Option(help="Subword level: unigram or bpe.",
                                           rich_help_panel=TOKENIZER_OPTIONS)] = "unigram",
-    split: Annotated[str, typer.Option(help="Word level: words (words and punctuation marks apart) or whitespace "
-                                            "(each field between spaces whole, as pytorch/examples, KenLM and SRILM "
-                                            "read text).", rich_help_panel=TOKENIZER_OPTIONS)] = "words",
-    blank_lines: Annotated[str, typer.Option(help="Word and subword levels: skip a blank line, or read it as one "
-                                                  "<EOS> (eos, as pytorch/examples does).",
-                                             rich_help_panel=TOKENIZER_OPTIONS)] = "skip",
+    split: Split = "words",
+    blank_lines: BlankLines = "skip",
     task: Annotated[str, typer.Option(help="lm (a language model), classify (label<TAB>text lines), tag (CoNLL "
                                            "columns) or translate (source<TAB>target lines).",
                                       rich_help_panel=MODEL_OPTIONS)] = "lm",

@@ -217,15 +217,9 @@ def continuous_report(ck: Checkpoint, corpus, streams: int | None = None, store:
     """`score --file --continuous` (and `evaluate` of a language model): a whole file as one stream,
     cut into `streams` contiguous streams (default: as the model trained, its batch size); its ids
     from the token store `store` when it holds them (else encoded into it)."""
-    from rnncli.text.encoding import encode_corpus, encoded_blocks
+    from rnncli.text.store import corpus_ids
 
-    if store:
-        from rnncli.text.store import stored_corpus
-
-        ids = stored_corpus(store, corpus, ck.tokenizer, ck.tokenizer_config, None,
-                            lambda tok: encoded_blocks(tok, corpus), on_note).ids
-    else:
-        ids = encode_corpus(ck.tokenizer, corpus)
+    _, ids = corpus_ids(corpus, ck.tokenizer, ck.tokenizer_config, store, on_note)
     loss = continuous_loss(ck, ids, streams or ck.train.batch_size, ck.train.seq_len)
     return {"file": corpus.name, "tokens": int(len(ids)), "loss": loss, "perplexity": math.exp(loss)}
 

@@ -109,12 +109,11 @@ class LineSource:
     def identity(self) -> dict:
         if self.corpus.is_stdin:
             return {"input": "<stdin>"}  # never resumed (run_sharded refuses --resume on stdin)
-        files = [os.stat(f) for f in self.corpus.files]
-        if len(files) == 1:
-            st = files[0]
-            return {"input": os.path.abspath(self.corpus.files[0]), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-        return {"inputs": [[os.path.abspath(f), st.st_size, st.st_mtime_ns] for f, st in zip(self.corpus.files, files,
-                                                                                              strict=True)]}
+        stats = self.corpus.file_stats()
+        if len(stats) == 1:
+            path, size, mtime = stats[0]
+            return {"input": path, "bytes": size, "mtime_ns": mtime}
+        return {"inputs": stats}
 
     def shards(self) -> Iterator[Shard]:
         lines: list[str] = []

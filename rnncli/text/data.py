@@ -74,6 +74,15 @@ class Corpus:
     def compressed(self) -> bool:
         return any(compression(f) for f in self.files)
 
+    def file_stats(self) -> list[list]:
+        """[absolute path, size, mtime_ns] of each file: what the corpus is, short of reading it (a
+        job's identity for --resume, a token store's)."""
+        stats = []
+        for path in self.files:
+            st = os.stat(path)
+            stats.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
+        return stats
+
     def size_bytes(self) -> int:
         """Bytes on disk (a compressed file's compressed size)."""
         if self.is_stdin:

@@ -46,11 +46,7 @@ def corpus_identity(corpus) -> dict:
     shows up as a change the next time."""
     if corpus.is_stdin:
         raise UsageError("--store keeps the ids of files it can recognise again: give the corpus as files, not `-`")
-    files = []
-    for path in corpus.files:
-        st = os.stat(path)
-        files.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
-    return {"files": files, "encoding": corpus.encoding, "errors": corpus.errors}
+    return {"files": corpus.file_stats(), "encoding": corpus.encoding, "errors": corpus.errors}
 
 
 def same_tokenizer(a, b) -> bool:
@@ -168,11 +164,28 @@ def open_store(path: str) -> TokenStore:
     return TokenStore(path, ids, tokenizer, config, meta["corpus"])
 
 
-def stored_corpus(path: str, corpus, tokenizer, config: TokenizerConfig, fit: Callable, encoded: Callable,
+def corpus_ids(corpus, tokenizer, config: TokenizerConfig, store: str | None = None,
+               on_note: Callable[[str], None] = lambda note: None) -> tuple[object, np.ndarray]:
+    """A corpus's tokenizer (`tokenizer`, or one fitted with `config` when None) and its ids: from
+    (or into) the token store at `store` when one is given, else encoded here."""
+    if store:
+        kept = stored_corpus(store, corpus, tokenizer, config, on_note)
+        return kept.tokenizer, kept.ids
+    from rnncli.text.encoding import encode_corpus
+    from rnncli.text.tokenizers import fit_tokenizer
+
+    if tokenizer is None:
+        tokenizer = fit_tokenizer(config, corpus.blocks())
+    return tokenizer, encode_corpus(tokenizer, corpus)
+
+
+def stored_corpus(path: str, corpus, tokenizer, config: TokenizerConfig,
                   on_note: Callable[[str], None]) -> TokenStore:
     """The store at `path` of `corpus` cut by `tokenizer` (or, when None, by one fitted with
     `config`): the one there when it holds exactly that, else made (again) there, with a note."""
     from rnncli.formats.files import check_writable
+    from rnncli.text.encoding import encoded_blocks
+    from rnncli.text.tokenizers import fit_tokenizer
 
     identity = corpus_identity(corpus)
     check_writable(path, "token store", inputs=tuple(corpus.files))  # before any work
@@ -185,5 +198,5 @@ def stored_corpus(path: str, corpus, tokenizer, config: TokenizerConfig, fit: Ca
             return store
         on_note(f"note: {path}: {why}: encoding the corpus again")
     if tokenizer is None:
-        tokenizer = fit(config, corpus.blocks())
-    return write_store(path, tokenizer, config, identity, encoded(tokenizer))
+        tokenizer = fit_tokenizer(config, corpus.blocks())
+    return write_store(path, tokenizer, config, identity, encoded_blocks(tokenizer, corpus))

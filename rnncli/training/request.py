@@ -225,19 +225,10 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
 def _read_corpus(req: TrainRequest, corpus, model: ModelConfig, tok_config: TokenizerConfig, tokenizer):
     """A language model's data: the corpus as token ids, the validation ids apart."""
     from rnncli.text.data import Corpus, split_validation
-    from rnncli.text.encoding import encode_corpus, encoded_blocks
-    from rnncli.text.tokenizers import fit_tokenizer
+    from rnncli.text.encoding import encode_corpus
+    from rnncli.text.store import corpus_ids
 
-    if req.store:
-        from rnncli.text.store import stored_corpus
-
-        store = stored_corpus(req.store, corpus, tokenizer, tok_config, fit_tokenizer,
-                              lambda tok: encoded_blocks(tok, corpus), req.on_note)
-        tokenizer, ids = store.tokenizer, store.ids
-    else:
-        if tokenizer is None:
-            tokenizer = fit_tokenizer(tok_config, corpus.blocks())
-        ids = encode_corpus(tokenizer, corpus)
+    tokenizer, ids = corpus_ids(corpus, tokenizer, tok_config, req.store, req.on_note)
     model.vocab_size = tokenizer.vocab_size
     if req.valid:
         train_ids, val_ids = ids, encode_corpus(tokenizer, Corpus(req.valid, req.encoding, req.errors))
