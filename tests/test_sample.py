@@ -15,6 +15,14 @@ from rnncli.training.request import load_model_checkpoint as load_checkpoint
 from tests.conftest import run_cli, use_cores
 
 
+def settings(rows, temperature=0.9):
+    """The generating kernel's per-row sampling settings: every row at `temperature`, no top-k or top-p."""
+    from rnncli.config import SampleConfig
+    from rnncli.inference.sample import row_settings
+
+    return row_settings([SampleConfig(temperature=temperature)] * rows)
+
+
 def sample_json(model, *args):
     result = run_cli("sample", "--model", model, "--json", *args)
     assert result.exit_code == 0, result.stderr
@@ -215,7 +223,7 @@ def test_generation_kernel_matches_the_model_for_every_cell(cell):
     weights = model.step_weights(params)
     h, c = model.step_state(model.initial_state(1))
     out, lps = np.empty((1, 12), np.int64), np.empty((1, 12))
-    generate(*weights, h, c, prime[:, None], np.zeros((1, 12)), 0.0, 0, 1.0, False, np.zeros(1, np.bool_), out, lps)
+    generate(*weights, h, c, prime[:, None], np.zeros((1, 12)), *settings(1, 0.0), False, np.zeros(1, np.bool_), out, lps)
     out = out[0]
     fed = np.concatenate([prime, out[:-1]])[:, None]  # (T, 1)
     logprobs, _ = model.next_token_logprobs(params, fed, model.initial_state(1))
@@ -231,8 +239,9 @@ def test_generation_kernel_matches_the_model_for_every_cell(cell):
 def test_samples_side_by_side_are_the_samples_one_by_one(cell):
     """Row b of a batched generation is what batch 1 generates from row b's context and uniforms
     (the batched step is the same maths); a row that reached <EOS> stops counting, and the call
-    returns once every row has."""
-    from rnncli.config import ModelConfig
+    returns once every row has. Each row may have its own temperature, top-k and top-p."""
+    from rnncli.config import ModelConfig, SampleConfig
+    from rnncli.inference.sample import row_settings
     from rnncli.kernels.generate import generate
 
     cfg = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=8, layers=2)
@@ -244,18 +253,21 @@ def test_samples_side_by_side_are_the_samples_one_by_one(cell):
     uniforms = rng.random((4, 20))
     h, c = model.step_state(model.initial_state(4))
     together, lps = np.empty((4, 20), np.int64), np.empty((4, 20))
-    got = generate(*weights, h, c, contexts, uniforms, 0.9, 0, 1.0, False, np.zeros(4, np.bool_), together, lps)
+    configs = [SampleConfig(temperature=0.9), SampleConfig(temperature=0.0), SampleConfig(temperature=1.3, top_k=3),
+               SampleConfig(temperature=0.7, top_p=0.8)]  # each row its own settings (a server's requests)
+    got = generate(*weights, h, c, contexts, uniforms, *row_settings(configs), False, np.zeros(4, np.bool_), together,
+                   lps)
     assert got == 20
     for b in range(4):
         h1, c1 = model.step_state(model.initial_state(1))
         alone, lps1 = np.empty((1, 20), np.int64), np.empty((1, 20))
-        generate(*weights, h1, c1, contexts[:, b:b + 1], uniforms[b:b + 1], 0.9, 0, 1.0, False,
+        generate(*weights, h1, c1, contexts[:, b:b + 1], uniforms[b:b + 1], *row_settings(configs[b:b + 1]), False,
                  np.zeros(1, np.bool_), alone, lps1)
         assert together[b].tolist() == alone[0].tolist()
         np.testing.assert_allclose(lps[b], lps1[0], rtol=1e-4, atol=1e-5)
     finished = np.zeros(4, np.bool_)
     h, c = model.step_state(model.initial_state(4))
-    got = generate(*weights, h, c, contexts, uniforms, 0.9, 0, 1.0, True, finished, together, lps)
+    got = generate(*weights, h, c, contexts, uniforms, *settings(4), True, finished, together, lps)
     ends = [list(row[:got]).index(EOS) if EOS in row[:got] else None for row in together]
     assert finished.tolist() == [e is not None for e in ends]
     assert got == 20 or (all(finished) and got == max(ends) + 1)
@@ -368,7 +380,7 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     for steps in (in_shards, whole):
         h, c = model.step_state(model.initial_state(N))
         out, lps = np.empty((N, n), np.int64), np.empty((N, n))
-        got = steps.generate(h, c, context, uniforms, 0.9, 0, 1.0, False, np.zeros(N, np.bool_), out, lps)
+        got = steps.generate(h, c, context, uniforms, *settings(N), False, np.zeros(N, np.bool_), out, lps)
         results.append((got, out, lps, h))
     (got, out, lps, h), (got2, out2, lps2, h2) = results
     assert got == got2 == n and out.tolist() == out2.tolist()
@@ -378,7 +390,7 @@ def test_samples_in_shards_are_the_samples_of_one_batch(cell, monkeypatch):
     finished[:32] = True  # the first shard's rows have all ended: it stops after one step
     h, c = model.step_state(model.initial_state(N))
     out = np.full((N, n), -1, np.int64)
-    got = in_shards.generate(h, c, context, uniforms, 0.9, 0, 1.0, True, finished, out, lps)
+    got = in_shards.generate(h, c, context, uniforms, *settings(len(finished)), True, finished, out, lps)
     assert got > 1 and (out[:32, 1:got] == EOS).all()
 
 
@@ -408,7 +420,7 @@ def test_one_sample_on_two_cores_is_the_sample_on_one(cell, monkeypatch):
     for steps in (shared, alone):
         h, c = model.step_state(model.initial_state(1))
         out, lps = np.empty((1, n), np.int64), np.empty((1, n))
-        got = steps.generate(h, c, np.array([[EOS, 3, 4]]).T, uniforms, 0.9, 0, 1.0, False, np.zeros(1, np.bool_),
+        got = steps.generate(h, c, np.array([[EOS, 3, 4]]).T, uniforms, *settings(1), False, np.zeros(1, np.bool_),
                              out, lps)
         results.append((got, out, lps, h))
     (got, out, lps, h), (got2, out2, lps2, h2) = results
@@ -616,7 +628,7 @@ def test_once_the_helper_ran_a_short_sample_shares_it_too(monkeypatch):
         assert run.mailbox is not None
         h, c = model.step_state(model.initial_state(1))
         out, lps = np.empty((1, n), np.int64), np.empty((1, n))
-        assert run.generate(h, c, np.array([[EOS]]), uniforms, 0.9, 0, 1.0, False, np.zeros(1, np.bool_), out, lps) == n
+        assert run.generate(h, c, np.array([[EOS]]), uniforms, *settings(1), False, np.zeros(1, np.bool_), out, lps) == n
         outs.append((out.tolist(), lps.tolist()))
     assert outs[0] == outs[1]
     assert steps.Steps(model, params, 1, steps.HELPER_MIN_STEPS_WARM - 1).mailbox is None  # too short still

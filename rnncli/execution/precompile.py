@@ -40,8 +40,8 @@ def compile_generation(cell: str) -> None:
     for packed in (True, new_mailbox()):  # the mailbox's products computed whole here (no helper runs)
         weights = model.step_weights(params, packed)
         for top_k, top_p in ((0, 1.0), (2, 0.9)):
-            generate(*weights, h, c, np.array([[1]]), np.zeros((1, 1)), 1.0, top_k, top_p, False, finished, out,
-                     logprobs)
+            generate(*weights, h, c, np.array([[1]]), np.zeros((1, 1)), np.ones(1), np.array([top_k]),
+                     np.array([top_p]), False, finished, out, logprobs)
         model_step(*weights, np.array([1]), h, c)  # a beam's step
 
 

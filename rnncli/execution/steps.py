@@ -104,8 +104,8 @@ class Steps:
         return result
 
     def generate(self, h, c, context, uniforms, temperature, top_k, top_p, until_eos, finished, out, lps) -> int:
-        """kernels/generate.py's `generate` for every row (its arguments after the weights), in this
-        run's form: one shard per core, each core generating its shard's rows on its own with no
+        """kernels/generate.py's `generate` for every row (its arguments after the weights; the
+        sampling settings one per row, `row_settings`), in this run's form: one shard per core, each core generating its shard's rows on its own with no
         hand-over at every token (the rows of a batch of samples never meet), or all rows at once.
         The same uniforms per row: the same samples, whichever. -> the steps run (a shard that
         stopped early, all its rows ended, is filled with <EOS> up to the others)."""
@@ -122,7 +122,7 @@ class Steps:
         def part(rows: slice) -> int:
             h_part, c_part = np.ascontiguousarray(h[:, rows]), np.ascontiguousarray(c[:, rows])  # (L, rows, H)
             got = generate(*self.weights, h_part, c_part, np.ascontiguousarray(context[:, rows]), uniforms[rows],
-                           temperature, top_k, top_p, until_eos, finished[rows], out[rows], lps[rows])
+                           temperature[rows], top_k[rows], top_p[rows], until_eos, finished[rows], out[rows], lps[rows])
             h[:, rows], c[:, rows] = h_part, c_part
             return got
 

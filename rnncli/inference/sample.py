@@ -40,6 +40,12 @@ class Sample:
     logprob: float  # model log-probability (temperature 1) of the generated tokens
 
 
+def row_settings(configs: list[SampleConfig]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The generating kernel's sampling settings, one per row: temperature, top_k, top_p."""
+    return (np.array([c.temperature for c in configs], np.float64), np.array([c.top_k for c in configs], np.int64),
+            np.array([c.top_p for c in configs], np.float64))
+
+
 def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig,
                   rngs: list[np.random.Generator]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Generate len(rngs) samples side by side, row b drawing from rngs[b]; yield their tokens and
@@ -59,8 +65,7 @@ def sample_stream(ck: Checkpoint, prime_ids: np.ndarray, c: SampleConfig,
         out = np.empty((N, n), np.int64)
         lps = np.empty((N, n), np.float64)
         uniforms = np.stack([rng.random(n) for rng in rngs])
-        got = steps.generate(h, cstate, context, uniforms, c.temperature, c.top_k, c.top_p, c.until_eos, finished,
-                             out, lps)
+        got = steps.generate(h, cstate, context, uniforms, *row_settings([c] * N), c.until_eos, finished, out, lps)
         yield out[:, :got], lps[:, :got]
         done += got
         if got < n:  # every row stopped at <EOS>
@@ -144,8 +149,7 @@ def sample_from(model: Model, params, state, context: np.ndarray, c: SampleConfi
     out = np.empty((1, c.length), np.int64)
     lps = np.empty((1, c.length), np.float64)
     got = generate(*(weights or model.step_weights(params)), h, cstate, context.astype(np.int64)[:, None],
-                   rng.random((1, c.length)), c.temperature, c.top_k, c.top_p, c.until_eos, np.zeros(1, np.bool_),
-                   out, lps)
+                   rng.random((1, c.length)), *row_settings([c]), c.until_eos, np.zeros(1, np.bool_), out, lps)
     return out[0, :got].tolist(), float(lps[0, :got].sum())
 
 

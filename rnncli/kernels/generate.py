@@ -144,8 +144,10 @@ def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, to
              out_logprobs):
     """N sequences side by side (N = 1 for a single sample): feed each row its column of `context`
     (T, N) (a prime, or the last token generated), then choose up to n = out_tokens.shape[1] tokens
-    per row, row b's step s with uniforms[b, s]. The state h, c (L, N, H) holds what came before the
-    context and is updated. Each step is one batched model step: N rows share one pass over the weights.
+    per row, row b's step s with uniforms[b, s] and its own temperature[b], top_k[b], top_p[b]
+    (arrays (N,): a server's rows each keep their request's). The state h, c (L, N, H) holds what
+    came before the context and is updated. Each step is one batched model step: N rows share one
+    pass over the weights.
 
     finished (N,) marks rows that produced <EOS> (when stop_at_eos): they are stepped with the others
     but their tokens are not used. Returns how many steps were taken: fewer than n when every row has
@@ -165,7 +167,7 @@ def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, to
         n = s - (T - 1)
         running = 0
         for b in range(N):
-            chosen, lp = choose_token(logits[b], temperature, top_k, top_p, uniforms[b, n])
+            chosen, lp = choose_token(logits[b], temperature[b], top_k[b], top_p[b], uniforms[b, n])
             token[b] = chosen
             out_tokens[b, n] = chosen
             out_logprobs[b, n] = lp
