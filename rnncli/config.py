@@ -176,7 +176,7 @@ class SampleConfig:
     top_p: float = 1.0  # nucleus: smallest set with this much probability; 1 = all
     beam: int = 0  # beam width; 0 = sample
     until_eos: bool = False  # stop at the first <EOS>
-    stop: str | None = None  # stop once the text contains this string
+    stop: str | list[str] | None = None  # stop once the text contains this string (or one of these)
     num_samples: int = 1
     seed: int | None = None  # None: a fresh random seed each run
 
@@ -192,7 +192,7 @@ class SampleConfig:
             raise ConfigError("num_samples", f"with a beam of {self.beam}, at most {self.beam} (its best hypotheses)")
         if self.seed is not None:
             _at_least("seed", self.seed, 0, "0 or more")
-        if self.stop == "":
+        if self.stop == "" or (isinstance(self.stop, list) and not all(self.stop)):
             raise ConfigError("stop", "must not be empty")
 
 

@@ -223,7 +223,8 @@ def test_generation_kernel_matches_the_model_for_every_cell(cell):
     weights = model.step_weights(params)
     h, c = model.step_state(model.initial_state(1))
     out, lps = np.empty((1, 12), np.int64), np.empty((1, 12))
-    generate(*weights, h, c, prime[:, None], np.zeros((1, 12)), *settings(1, 0.0), False, np.zeros(1, np.bool_), out, lps)
+    generate(*weights, h, c, prime[:, None], np.zeros((1, 12)), *settings(1, 0.0), False, np.zeros(1, np.bool_), out,
+             lps)
     out = out[0]
     fed = np.concatenate([prime, out[:-1]])[:, None]  # (T, 1)
     logprobs, _ = model.next_token_logprobs(params, fed, model.initial_state(1))
@@ -628,7 +629,8 @@ def test_once_the_helper_ran_a_short_sample_shares_it_too(monkeypatch):
         assert run.mailbox is not None
         h, c = model.step_state(model.initial_state(1))
         out, lps = np.empty((1, n), np.int64), np.empty((1, n))
-        assert run.generate(h, c, np.array([[EOS]]), uniforms, *settings(1), False, np.zeros(1, np.bool_), out, lps) == n
+        got = run.generate(h, c, np.array([[EOS]]), uniforms, *settings(1), False, np.zeros(1, np.bool_), out, lps)
+        assert got == n
         outs.append((out.tolist(), lps.tolist()))
     assert outs[0] == outs[1]
     assert steps.Steps(model, params, 1, steps.HELPER_MIN_STEPS_WARM - 1).mailbox is None  # too short still

@@ -10,7 +10,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from rnncli.inference.score import UNIT_FACTOR
+from rnncli.inference.score import UNIT_FACTOR, sentence_record
 
 UNIT_NAME = {"ln": "logprob", "log10": "log10prob", "bits": "log2prob"}
 
@@ -19,20 +19,9 @@ def _emit(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-def sentence_record(ck, s, rank: int, per_token: bool) -> dict:
-    record = {"rank": rank, "text": s.text, "logprob": s.logprob, "log10prob": s.logprob / math.log(10),
-              "log2prob": s.logprob / math.log(2), "probability": math.exp(s.logprob), "tokens": s.tokens,
-              "oov": s.oov, "perplexity": s.perplexity}
-    if per_token:
-        names = ck.tokenizer.token_texts(s.ids)
-        record["per_token"] = [{"token": n, "id": i, "probability": math.exp(lp), "logprob": lp}
-                               for n, i, lp in zip(names, s.ids, s.logprobs, strict=True)]
-    return record
-
-
 def print_sentence_scores(ck, scores, fmt: str, unit: str, per_token: bool) -> None:
     ranked = sorted(scores, key=lambda s: -s.logprob)
-    records = [sentence_record(ck, s, rank + 1, per_token) for rank, s in enumerate(ranked)]
+    records = [{"rank": rank + 1, **sentence_record(ck, s, per_token)} for rank, s in enumerate(ranked)]
     f = UNIT_FACTOR[unit]
     col = UNIT_NAME[unit]
     if fmt == "json":

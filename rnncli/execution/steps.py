@@ -90,6 +90,13 @@ class Steps:
         self.weights = model.step_weights(params, packed=form)
         self.shards = [] if self.mailbox is not None or beam else Plan(cores_here()).shards(rows)
         self.burst = HELPER_BURST if self.mailbox is not None else BURST
+        self.rows, self.beam = rows, beam
+
+    def resize(self, rows: int) -> None:
+        """Step `rows` rows from now on (a server's batch changes between bursts): their shards; the
+        weights keep their form."""
+        if self.mailbox is None and not self.beam:
+            self.shards = Plan(cores_here()).shards(rows)
         self.rows = rows
 
     def run(self, work, like: np.ndarray):
@@ -105,8 +112,9 @@ class Steps:
 
     def generate(self, h, c, context, uniforms, temperature, top_k, top_p, until_eos, finished, out, lps) -> int:
         """kernels/generate.py's `generate` for every row (its arguments after the weights; the
-        sampling settings one per row, `row_settings`), in this run's form: one shard per core, each core generating its shard's rows on its own with no
-        hand-over at every token (the rows of a batch of samples never meet), or all rows at once.
+        sampling settings one per row, `row_settings`), in this run's form: one shard per core, each
+        core generating its shard's rows on its own with no hand-over at every token (the rows of a
+        batch of samples never meet), or all rows at once.
         The same uniforms per row: the same samples, whichever. -> the steps run (a shard that
         stopped early, all its rows ended, is filled with <EOS> up to the others)."""
         from rnncli.kernels.generate import generate

@@ -163,7 +163,7 @@ def continuation_text(tokenizer, context: list[int], tokens: list[int]) -> str:
     return tokenizer.decode(context + tokens)[len(tokenizer.decode(context)):]
 
 
-class _Growing:
+class Growing:
     """One sample as its bursts arrive: its tokens, log-probabilities and text so far, and whether it
     has ended (its <EOS> with until_eos, or its stop string)."""
 
@@ -221,7 +221,7 @@ def generate_samples(ck: Checkpoint, prime: str, c: SampleConfig, write=None) ->
             numbers = range(first, min(first + SAMPLE_GROUP, c.num_samples))
             yield from sample_group(ck, prime, c, numbers, entropy)
         return
-    one = _Growing(tokenizer, prime_ids, c)
+    one = Growing(tokenizer, prime_ids, c)
     if write:
         write(prime)
     for tokens, lps in sample_stream(ck, prime_ids, c, [np.random.default_rng(c.seed)]):
@@ -243,7 +243,7 @@ def sample_group(ck: Checkpoint, prime: str, c: SampleConfig, numbers: Iterable[
     i-th child of `entropy`'s seed sequence, so a sample is the same whichever group made it."""
     prime_ids, _ = encode_prime(ck.tokenizer, prime)
     rngs = [np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(i,))) for i in numbers]
-    samples = [_Growing(ck.tokenizer, prime_ids, c) for _ in rngs]
+    samples = [Growing(ck.tokenizer, prime_ids, c) for _ in rngs]
     for tokens, lps in sample_stream(ck, prime_ids, c, rngs):
         for b, sample in enumerate(samples):
             if not sample.ended:
@@ -288,18 +288,26 @@ class SampleGroups(Task):
                 "as_json": self.as_json}
 
 
-def _cut_at_stop(text: str, stop: str | None, searched: int) -> str | None:
-    """`text` up to and including the first `stop`, or None; `text[:searched]` is known to hold none."""
-    if not stop:
-        return None
-    at = text.find(stop, max(0, searched - len(stop) + 1))
-    return None if at < 0 else text[: at + len(stop)]
+def _stops(stop: str | list[str] | None) -> list[str]:
+    return [stop] if isinstance(stop, str) else list(stop or [])
 
 
-def _tokens_up_to_stop(tokenizer, prime_ids, tokens: list[int], start: int, stop: str) -> list[int]:
-    """The shortest prefix of `tokens` (at least `start` long) whose text contains `stop`."""
+def _cut_at_stop(text: str, stop: str | list[str] | None, searched: int) -> str | None:
+    """`text` up to and including the first stop string (one, or the earliest of several), or None;
+    `text[:searched]` is known to hold none."""
+    ends = []
+    for s in _stops(stop):
+        at = text.find(s, max(0, searched - len(s) + 1))
+        if at >= 0:
+            ends.append(at + len(s))
+    return text[: min(ends)] if ends else None
+
+
+def _tokens_up_to_stop(tokenizer, prime_ids, tokens: list[int], start: int, stop: str | list[str]) -> list[int]:
+    """The shortest prefix of `tokens` (at least `start` long) whose text contains a stop string."""
     for n in range(start, len(tokens) + 1):
-        if stop in continuation_text(tokenizer, list(prime_ids), tokens[:n]):
+        text = continuation_text(tokenizer, list(prime_ids), tokens[:n])
+        if any(s in text for s in _stops(stop)):
             return tokens[:n]
     return tokens
 

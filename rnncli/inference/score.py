@@ -55,6 +55,18 @@ class SentenceScore:
         return math.exp(-self.logprob / self.tokens) if self.tokens else float("nan")
 
 
+def sentence_record(ck: Checkpoint, s: SentenceScore, per_token: bool) -> dict:
+    """A sentence's score as `score --json` prints it (and the server's /v1/score answers)."""
+    record = {"text": s.text, "logprob": s.logprob, "log10prob": s.logprob / math.log(10),
+              "log2prob": s.logprob / math.log(2), "probability": math.exp(s.logprob), "tokens": s.tokens,
+              "oov": s.oov, "perplexity": s.perplexity}
+    if per_token:
+        names = ck.tokenizer.token_texts(s.ids)
+        record["per_token"] = [{"token": n, "id": i, "probability": math.exp(lp), "logprob": lp}
+                               for n, i, lp in zip(names, s.ids, s.logprobs, strict=True)]
+    return record
+
+
 def sentence_ids(tokenizer, text: str, eos: bool) -> np.ndarray:
     """Token ids of one sentence (newlines inside it are treated as spaces), ending in <EOS> if eos."""
     text = text.replace("\n", " ")

@@ -1,0 +1,571 @@
+"""`rnncli serve`'s HTTP side: an ASGI app (Starlette) over the batchers (batcher.py).
+
+Endpoints:
+    GET  /health           503 while the models load, then 200
+    GET  /v1/models        each model: task, cell, sizes, vocabulary, training corpus, validation loss
+    POST /v1/completions   OpenAI's completions (streamed as server-sent events with "stream")
+    POST /v1/score         texts -> per-token log-probabilities, total, perplexity, <UNK> count
+    POST /v1/rescore       n-best lines -> costs (rescore --json's records)
+    POST /v1/classify, /v1/tag, /v1/translate   a task model's answers (the commands' --json records)
+    GET  /metrics          Prometheus text
+
+Every model's work runs on its batcher's thread; the event loop only parses, waits and writes. No
+request names a file: the models are the ones the command line loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnncli.serve.batcher import Batcher, Row, Update
+from rnncli.serve.metrics import Metrics
+from rnncli.serve.protocol import (
+    Limits,
+    RequestError,
+    parse_completion,
+    parse_rescore,
+    parse_score,
+    parse_task,
+)
+
+ENDPOINT_TASKS = {"completions": "lm", "score": "lm", "rescore": "lm", "classify": "classify", "tag": "tag",
+                  "translate": "translate"}
+
+
+@dataclass
+class Served:
+    """One loaded model, as requests name it (its file's name without .npz)."""
+
+    name: str
+    path: str
+    ck: object
+    batcher: Batcher
+    created: int
+
+
+def model_name(path: str) -> str:
+    base = os.path.basename(path)
+    return base[:-4] if base.endswith(".npz") else base
+
+
+class Server:
+    """The models (loaded on a thread once the port is open: /health says 503 until then), the
+    limits, the key, and the figures."""
+
+    def __init__(self, paths: list[str], limits: Limits, api_key: str | None = None):
+        self.paths, self.limits, self.api_key = paths, limits, api_key
+        self.models: dict[str, Served] = {}
+        self.ready = False
+        self.failed: str | None = None
+        self.metrics = Metrics()
+        self.on_failure = lambda message: None
+
+    # ---- loading --------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        from rnncli.errors import RnncliError
+        from rnncli.tasks import load_model_checkpoint
+
+        try:
+            for path in self.paths:
+                ck = load_model_checkpoint(path, training_state=False)
+                name = model_name(path)
+                batcher = Batcher(ck, name)
+                self.models[name] = Served(name, path, ck, batcher, int(os.path.getmtime(path)))
+                if ck.model.task == "lm":
+                    _warm_up(batcher, ck)
+            self.ready = True
+        except (RnncliError, OSError) as err:
+            self.failed = f"{err}"
+            self.on_failure(self.failed)
+
+    def close(self) -> None:
+        for served in self.models.values():
+            served.batcher.stop()
+
+    def model_for(self, name: str | None, endpoint: str) -> Served:
+        """The model a request names, else the first one loaded for the endpoint's task."""
+        from rnncli.tasks import get_task
+
+        task = ENDPOINT_TASKS[endpoint]
+        if name is not None:
+            served = self.models.get(name)
+            if served is None:
+                raise RequestError(404, f"no model `{name}` here (loaded: {', '.join(self.models)})", "model")
+            if served.ck.model.task != task:
+                its = get_task(served.ck.model.task)
+                raise RequestError(400, f"`{name}` is {its.what}; /v1/{endpoint} needs {get_task(task).what}",
+                                   "model")
+            return served
+        for served in self.models.values():
+            if served.ck.model.task == task:
+                return served
+        raise RequestError(404, f"no {get_task(task).what} is loaded for /v1/{endpoint}", "model")
+
+    # ---- the app --------------------------------------------------------------------------------
+
+    def app(self):
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        routes = [Route("/health", self.health, methods=["GET"]),
+                  Route("/metrics", self.handler("metrics", self.show_metrics), methods=["GET"]),
+                  Route("/v1/models", self.handler("models", self.list_models), methods=["GET"]),
+                  Route("/v1/completions", self.handler("completions", self.completions), methods=["POST"]),
+                  Route("/v1/score", self.handler("score", self.score), methods=["POST"]),
+                  Route("/v1/rescore", self.handler("rescore", self.rescore), methods=["POST"])]
+        routes += [Route(f"/v1/{task}", self.handler(task, self.task_answer(task)), methods=["POST"])
+                   for task in ("classify", "tag", "translate")]
+        return Starlette(routes=routes)
+
+    def handler(self, endpoint: str, fn):
+        """fn(request) behind the key, the loading gate and the timeout, its errors as JSON, counted."""
+        from starlette.responses import JSONResponse
+
+        async def handle(request):
+            start = time.perf_counter()
+            try:
+                self._check_key(request)
+                if not self.ready:
+                    raise RequestError(503, "the models are still loading", headers={"Retry-After": "1"})
+                response = await asyncio.wait_for(fn(request), self.limits.timeout)
+            except RequestError as err:
+                response = JSONResponse(err.body(), err.status, headers=err.headers)
+            except TimeoutError:
+                err = RequestError(504, f"the request took longer than {self.limits.timeout:g} s (--timeout)")
+                response = JSONResponse(err.body(), 504)
+            if isinstance(response, EventStream):
+                response.on_end = lambda: self.metrics.request(endpoint, 200, time.perf_counter() - start)
+            else:
+                self.metrics.request(endpoint, response.status_code, time.perf_counter() - start)
+            return response
+
+        return handle
+
+    def _check_key(self, request) -> None:
+        if self.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+            raise RequestError(401, "a valid API key is required: `Authorization: Bearer KEY`",
+                               headers={"WWW-Authenticate": "Bearer"})
+
+    async def body(self, request) -> dict:
+        """The request's JSON object, read up to the body limit (413 beyond it)."""
+        limit = self.limits.body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"the body is {int(declared):,} bytes; at most {limit:,} (--max-body)")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise RequestError(413, f"the body is over {limit:,} bytes (--max-body)")
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise RequestError(400, f"the body is not valid JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise RequestError(400, f"the body must be a JSON object, not {type(body).__name__}")
+        return body
+
+    # ---- endpoints ------------------------------------------------------------------------------
+
+    async def health(self, request):
+        from starlette.responses import JSONResponse
+
+        if self.failed:
+            return JSONResponse({"status": "error", "error": self.failed}, 503)
+        if not self.ready:
+            return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "1"})
+        return JSONResponse({"status": "ok", "models": list(self.models)})
+
+    async def show_metrics(self, request):
+        from starlette.responses import PlainTextResponse
+
+        text = self.metrics.text({name: s.batcher for name, s in self.models.items()})
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    async def list_models(self, request):
+        from starlette.responses import JSONResponse
+
+        from rnncli.formats.checkpoint import describe
+
+        data = []
+        for s in self.models.values():
+            d = {k: v for k, v in describe(s.ck, s.path).items() if k not in ("history", "checkpoint")}
+            data.append({"id": s.name, "object": "model", "created": s.created, "owned_by": "rnncli", **d})
+        return JSONResponse({"object": "list", "data": data})
+
+    async def completions(self, request):
+        from starlette.responses import JSONResponse
+
+        from rnncli.inference.sample import encode_prime
+
+        req = parse_completion(await self.body(request), self.limits)
+        served = self.model_for(req.model, "completions")
+        batcher, tokenizer = served.batcher, served.ck.tokenizer
+        n = req.config.num_samples
+        wanted = n * len(req.prompts)
+        if batcher.rows_in_flight + wanted > self.limits.rows:
+            raise RequestError(429, f"the batch is full ({self.limits.rows} rows, --parallel); try again shortly",
+                               headers={"Retry-After": "1"})
+        loop = asyncio.get_running_loop()
+        choices: list[Choice] = []
+        for p, prompt in enumerate(req.prompts):
+            prime_ids, _ = encode_prime(tokenizer, prompt)
+            for i, rng in enumerate(_streams(req.config.seed, n)):
+                choice = Choice(p * n + i, prompt, prime_ids, asyncio.Queue())
+                send = _sender(loop, choice.queue)
+                choice.row = Row(tokenizer, prime_ids, req.config, rng, send, req.logprobs)
+                choices.append(choice)
+        echoes = None
+        if req.echo:
+            echoes = asyncio.ensure_future(self._scored(batcher, [c.prime_ids for c in choices[::n]]))
+        batcher.add_rows([c.row for c in choices])
+        answer = CompletionAnswer(served, req, choices, echoes, self.metrics)
+        if req.stream:
+            return EventStream(answer.events(), on_close=answer.cancel)
+        try:
+            return JSONResponse(await answer.whole())
+        finally:
+            answer.cancel()
+
+    async def _scored(self, batcher: Batcher, ids: list[np.ndarray]) -> list[np.ndarray]:
+        """Per-token log-probabilities of each id sequence, scored in the batcher's queue."""
+        if not any(len(s) for s in ids):
+            return [np.zeros(0) for _ in ids]
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        batcher.score(ids, _settler(loop, future))
+        return await future
+
+    async def _on_batcher(self, batcher: Batcher, fn):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        batcher.call(fn, _settler(loop, future))
+        return await future
+
+    async def score(self, request):
+        from starlette.responses import JSONResponse
+
+        from rnncli.inference.score import SentenceScore, sentence_ids, sentence_record
+
+        model, texts, eos, per_token = parse_score(await self.body(request), self.limits)
+        served = self.model_for(model, "score")
+        ids = [sentence_ids(served.ck.tokenizer, t, eos) for t in texts]
+        for i, (text, s) in enumerate(zip(texts, ids, strict=True)):
+            if len(s) == 0 or (eos and len(s) == 1 and not text.strip()):
+                raise RequestError(400, f"`input[{i}]` is empty: nothing to score", f"input[{i}]")
+        lps = await self._scored(served.batcher, ids)
+        data = []
+        for i, (t, s, lp) in enumerate(zip(texts, ids, lps, strict=True)):
+            record = sentence_record(served.ck, SentenceScore(t, s.tolist(), lp.tolist()), per_token)
+            data.append({"index": i, **record})
+        usage = {"prompt_tokens": sum(len(s) for s in ids), "total_tokens": sum(len(s) for s in ids)}
+        return JSONResponse({"object": "list", "model": served.name, "data": data, "usage": usage})
+
+    async def rescore(self, request):
+        from starlette.responses import JSONResponse
+
+        from rnncli.jobs.shards import Shard
+
+        model, lines, task = parse_rescore(await self.body(request), self.limits)
+        served = self.model_for(model, "rescore")
+        part = await self._on_batcher(served.batcher, lambda: task.run(served.ck, Shard(0, 1, lines)))
+        data = [json.loads(line) if line else None for line in part.text.split("\n")[:-1]]
+        return JSONResponse({"object": "list", "model": served.name, "data": data,
+                             "bad_lines": [{"line": number, "why": why} for number, why in part.bad]})
+
+    def task_answer(self, task: str):
+        async def answer(request):
+            from starlette.responses import JSONResponse
+
+            model, texts, config = parse_task(await self.body(request), self.limits, task)
+            served = self.model_for(model, task)
+            data = await self._on_batcher(served.batcher, lambda: task_records(served.ck, task, texts, config))
+            return JSONResponse({"object": "list", "model": served.name, "data": data})
+
+        return answer
+
+
+def task_records(ck, task: str, texts: list[str], config) -> list[dict]:
+    """A task model's answers as its command's --json records."""
+    from rnncli.inference import predict
+
+    if task == "classify":
+        return [{"text": c.text, "label": c.label, "probabilities": dict(c.probabilities)}
+                for c in predict.classify(ck, texts)]
+    if task == "tag":
+        out = []
+        for text in texts:
+            tokens, tags = predict.tag_text(ck, text)
+            out.append({"text": text, "tokens": tokens, "tags": tags})
+        return out
+    return [{"source": s, "translation": t} for s, t in zip(texts, predict.translate(ck, texts, config), strict=True)]
+
+
+def _streams(seed: int | None, n: int) -> list[np.random.Generator]:
+    """The random streams of n choices, as `rnncli sample` draws them: one sample from the seed's own
+    stream, several each from its child of the seed's sequence (sample_group)."""
+    from rnncli.inference.sample import sample_entropy
+
+    if n == 1:
+        return [np.random.default_rng(seed)]
+    entropy = sample_entropy(seed)
+    return [np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(i,))) for i in range(n)]
+
+
+def _sender(loop, queue: asyncio.Queue):
+    def send(update: Update) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, update)
+        except RuntimeError:  # the loop has closed: nobody is waiting
+            pass
+
+    return send
+
+
+def _settler(loop, future: asyncio.Future):
+    def settle(result, error) -> None:
+        def set_it():
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        try:
+            loop.call_soon_threadsafe(set_it)
+        except RuntimeError:
+            pass
+
+    return settle
+
+
+def _warm_up(batcher: Batcher, ck) -> None:
+    """One token generated, so that the first request does not load the kernels."""
+    from rnncli.config import SampleConfig
+
+    done = threading.Event()
+    row = Row(ck.tokenizer, np.zeros(0, np.int64), SampleConfig(length=1), np.random.default_rng(0),
+              lambda update: update.finish_reason and done.set())
+    batcher.add_rows([row])
+    done.wait(600)
+
+
+@dataclass
+class Choice:
+    """One choice of a completion as its updates arrive."""
+
+    index: int
+    prompt: str
+    prime_ids: np.ndarray
+    queue: asyncio.Queue
+    row: Row | None = None
+    text: str = ""  # generated so far (stop strings included: cut when sent)
+    sent: int = 0  # characters of `text` sent (streaming)
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top: list = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class CompletionAnswer:
+    """A completion request's choices, answered whole or as a stream of server-sent events."""
+
+    def __init__(self, served: Served, req, choices: list[Choice], echoes, metrics: Metrics):
+        self.served, self.req, self.choices, self.echoes, self.metrics = served, req, choices, echoes, metrics
+        self.id = "cmpl-" + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.stops = list(req.config.stop or [])
+        self.hold = max((len(s) for s in self.stops), default=1) - 1  # a stop string's start may be pending
+        self.start = time.perf_counter()
+
+    def cancel(self) -> None:
+        for c in self.choices:
+            c.row.cancel()
+
+    async def _next(self, c: Choice) -> Update:
+        update = await c.queue.get()
+        c.text += update.text
+        c.tokens += update.tokens
+        c.logprobs += update.logprobs
+        c.top += update.top
+        if update.finish_reason is not None:
+            if update.finish_reason.startswith("error"):
+                raise RequestError(500, f"generation failed: {update.finish_reason[7:]}")
+            c.finish_reason = update.finish_reason
+        return update
+
+    def _final_text(self, c: Choice) -> str:
+        """The generated text, a stop string it ended on left out (as OpenAI's API does)."""
+        if c.finish_reason == "stop":
+            for s in self.stops:
+                if c.text.endswith(s):
+                    return c.text[: -len(s)]
+        return c.text
+
+    async def _echo(self) -> list[np.ndarray] | None:
+        return None if self.echoes is None else await self.echoes
+
+    def _logprobs(self, c: Choice, tokens: list[int], logprobs: list[float], top: list, offset: int,
+                  context: list[int], prompt: np.ndarray | None = None, prompt_lps=None) -> dict | None:
+        """OpenAI's logprobs object for some tokens (the prompt's first, with echo): each token's text,
+        log-probability, likeliest alternatives (generated tokens only) and character offset."""
+        if not self.req.logprobs and prompt is None:
+            return None
+        tokenizer = self.served.ck.tokenizer
+        ids = ([] if prompt is None else prompt.tolist()) + tokens
+        lps = ([] if prompt_lps is None else prompt_lps.tolist()) + logprobs
+        tops = ([None] * (len(ids) - len(tokens))) + [
+            {tokenizer.token_texts([t])[0]: lp for t, lp in alts} for alts in top] if self.req.logprobs else None
+        offsets = []
+        for t in ids:
+            offsets.append(offset)
+            from rnncli.inference.sample import continuation_text
+
+            offset += len(continuation_text(tokenizer, context, [t]))
+            context = (context + [t])[-8:]
+        return {"tokens": tokenizer.token_texts(ids), "token_logprobs": lps,
+                "top_logprobs": tops if tops is not None else [None] * len(ids), "text_offset": offsets}
+
+    def _usage(self) -> dict:
+        prompt = sum(len(c.prime_ids) for c in self.choices[:: self.req.config.num_samples])
+        generated = sum(len(c.tokens) for c in self.choices)
+        return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
+
+    async def whole(self) -> dict:
+        for c in self.choices:
+            while c.finish_reason is None:
+                await self._next(c)
+        echoes = await self._echo()
+        out = []
+        for c in self.choices:
+            text = self._final_text(c)
+            prompt = c.prompt if self.req.echo else ""
+            logprobs = None
+            if self.req.logprobs or self.req.echo:
+                p = c.index // self.req.config.num_samples
+                prompt_ids = c.prime_ids if self.req.echo else None
+                logprobs = self._logprobs(c, c.tokens, c.logprobs, c.top, 0, [1] if self.req.echo else
+                                          [1, *c.prime_ids.tolist()][-8:], prompt_ids,
+                                          echoes[p] if echoes else None)
+                if not self.req.logprobs and logprobs is not None:  # echo alone: the prompt's figures
+                    logprobs["top_logprobs"] = [None] * len(logprobs["tokens"])
+            out.append({"index": c.index, "text": prompt + text, "logprobs": logprobs,
+                        "finish_reason": c.finish_reason})
+        self._observe()
+        return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.served.name,
+                "choices": out, "usage": self._usage()}
+
+    def _observe(self) -> None:
+        first = [c for c in self.choices if c.tokens]
+        if first:
+            elapsed = time.perf_counter() - self.start
+            tokens = sum(len(c.tokens) for c in self.choices)
+            self.metrics.stream(None, elapsed / max(tokens, 1))
+
+    def _chunk(self, index: int, text: str, logprobs, finish_reason) -> bytes:
+        chunk = {"id": self.id, "object": "text_completion", "created": self.created, "model": self.served.name,
+                 "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}]}
+        return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+
+    async def events(self):
+        """Server-sent events: with echo each prompt first; then each choice's text as its bursts
+        arrive (a stop string's possible start held back until decided), its last event with its
+        finish reason; `data: [DONE]` at the end."""
+        if self.req.echo:
+            echoes = await self._echo()
+            for c in self.choices:
+                p = c.index // self.req.config.num_samples
+                logprobs = self._logprobs(c, [], [], [], 0, [1], c.prime_ids, echoes[p])
+                yield self._chunk(c.index, c.prompt, logprobs, None)
+        pending = {asyncio.ensure_future(self._next(c)): c for c in self.choices}
+        first_token = None
+        tokens_sent = 0
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                c = pending.pop(task)
+                update = task.result()
+                if c.finish_reason is None:
+                    pending[asyncio.ensure_future(self._next(c))] = c
+                    text = c.text[c.sent: max(c.sent, len(c.text) - self.hold)]
+                else:
+                    text = self._final_text(c)[c.sent:]
+                c.sent += len(text)
+                if update.tokens and first_token is None:
+                    first_token = time.perf_counter() - self.start
+                tokens_sent += len(update.tokens)
+                base = len(c.prompt) if self.req.echo else 0
+                context = [1, *c.prime_ids.tolist(), *c.tokens[: len(c.tokens) - len(update.tokens)]][-8:]
+                logprobs = self._logprobs(c, update.tokens, update.logprobs, update.top,
+                                          base + len(c.text) - len(update.text), context) if self.req.logprobs else None
+                if text or logprobs or c.finish_reason:
+                    yield self._chunk(c.index, text, logprobs, c.finish_reason)
+        if self.req.include_usage:
+            chunk = {"id": self.id, "object": "text_completion", "created": self.created,
+                     "model": self.served.name, "choices": [], "usage": self._usage()}
+            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+        elapsed = time.perf_counter() - self.start
+        per_token = (elapsed - first_token) / (tokens_sent - 1) if first_token and tokens_sent > 1 else None
+        self.metrics.stream(first_token, per_token)
+
+
+class EventStream:
+    """A response of server-sent events from an async iterator of chunks; when it ends, fails or
+    the client leaves (noticed at once, or at the next write), `on_close` frees what it held."""
+
+    def __init__(self, events, on_close):
+        self.events, self.on_close = events, on_close
+        self.on_end = lambda: None
+        self.status_code = 200
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def stream() -> None:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream; charset=utf-8"),
+                                    (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]})
+            async for chunk in self.events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def client_left() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        streaming, watching = asyncio.ensure_future(stream()), asyncio.ensure_future(client_left())
+        try:
+            await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (streaming, watching):
+                task.cancel()
+            self.on_close()
+            self.on_end()
+        if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
+            err = streaming.exception()
+            if not isinstance(err, OSError):
+                sys.stderr.write(f"error: a stream failed: {err}\n")
+
+
+def check_host(host: str) -> str | None:
+    """A warning when the server listens beyond this machine."""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return (f"warning: listening on {host}: anyone who can reach this machine can use the models"
+            + ("" if os.environ.get("RNNCLI_API_KEY") else " (set --api-key or RNNCLI_API_KEY to require a key)"))
+

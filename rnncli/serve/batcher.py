@@ -1,0 +1,292 @@
+"""Continuous batching: one model's requests served together, on a thread of its own.
+
+A language model's generating rows (one per completion choice) advance together in bursts of up to
+BURST steps through the engine's many-rows path (`Steps.generate`: the rows in shards, one per
+core). Between bursts, rows that ended or whose client left are dropped and new ones join once
+their prompt has been fed (prompts of one length fed together). Scoring requests wait in one queue
+and are scored together, sorted by length (`score_ids`), up to SCORE_SENTENCES at a time between
+bursts; any other work (rescoring, a task model's answers) runs between bursts too, so the cores
+never serve two things at once and a long request does not stall the streams for long.
+
+A row's tokens depend only on its prompt, settings and random stream, never on the rows beside it
+or on where the bursts fall (#31: a row's numbers do not depend on how the work is split), so a
+seeded request gives the bytes `rnncli sample` gives with that seed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnncli.config import SampleConfig
+from rnncli.text.tokenizers import EOS, UNK
+
+BURST = 16  # steps a burst runs before rows may join or leave (time to a first token: one burst)
+SCORE_SENTENCES = 512  # sentences scored between two bursts
+
+
+@dataclass
+class Update:
+    """What a burst added to one row: its text, tokens and their log-probabilities, each token's
+    likeliest alternatives (when asked), and why it ended (None while it runs)."""
+
+    text: str
+    tokens: list[int]
+    logprobs: list[float]
+    top: list[list[tuple[int, float]]] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class Row:
+    """One completion choice: its prompt's ids, settings (`config.length` tokens at most, stop
+    strings, until_eos), random stream, and where its updates go (`send`, called on the batcher's
+    thread). `cancel()` (any thread) frees it at the next burst."""
+
+    def __init__(self, tokenizer, prime_ids: np.ndarray, config: SampleConfig, rng: np.random.Generator,
+                 send: Callable[[Update], None], top_logprobs: int = 0):
+        from rnncli.inference.sample import Growing
+
+        self.context = np.concatenate([[EOS], prime_ids]).astype(np.int64)
+        self.config, self.rng, self.send, self.top_logprobs = config, rng, send, top_logprobs
+        self.sample = Growing(tokenizer, prime_ids, config)
+        self.left = config.length
+        self.h = self.c = None  # (L, H) each, once the prompt is fed
+        self.next_input = EOS
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class _Scoring:
+    ids: list[np.ndarray]
+    done: Callable[[list[np.ndarray] | None, BaseException | None], None]
+    results: list[np.ndarray | None] = field(default_factory=list)
+    next: int = 0  # sentences handed to the scorer so far
+
+
+class Batcher:
+    """The thread that runs one model's work: generating rows (a language model), scoring queues,
+    and calls. `rows_in_flight` counts rows waiting or running; `stats` the figures /metrics shows."""
+
+    def __init__(self, ck, name: str):
+        self.ck, self.name = ck, name
+        self._wake = threading.Condition()
+        self._joining: list[Row] = []
+        self._rows: list[Row] = []
+        self._scoring: list[_Scoring] = []
+        self._calls: list[tuple[Callable, Callable]] = []
+        self._stopping = False
+        self.generated = self.scored = 0  # tokens, for /metrics
+        self._steps = None
+        self._thread = threading.Thread(target=self._serve, name=f"rnncli-batcher-{name}", daemon=True)
+        self._thread.start()
+
+    # ---- from any thread -----------------------------------------------------------------------
+
+    @property
+    def rows_in_flight(self) -> int:
+        return len(self._joining) + len(self._rows)
+
+    @property
+    def rows_running(self) -> int:
+        return len(self._rows)
+
+    @property
+    def queued(self) -> int:
+        """Rows waiting to join, sentences waiting to be scored and calls waiting to run."""
+        return (len(self._joining) + sum(len(s.ids) - s.next for s in self._scoring) + len(self._calls))
+
+    def add_rows(self, rows: list[Row]) -> None:
+        with self._wake:
+            self._joining.extend(rows)
+            self._wake.notify()
+
+    def score(self, ids: list[np.ndarray], done: Callable) -> None:
+        """Score `ids` (each from the start state); done(results, None) or done(None, error) on this thread."""
+        with self._wake:
+            self._scoring.append(_Scoring(ids, done, [None] * len(ids)))
+            self._wake.notify()
+
+    def call(self, fn: Callable[[], object], done: Callable) -> None:
+        """Run fn() between bursts; done(result, None) or done(None, error)."""
+        with self._wake:
+            self._calls.append((fn, done))
+            self._wake.notify()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout)
+
+    # ---- the batcher's thread ------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                self._rows = [r for r in self._rows if not r.cancelled]
+                while not (self._stopping or self._joining or self._rows or self._scoring or self._calls):
+                    self._wake.wait()
+                if self._stopping:
+                    return
+                joining, self._joining = [r for r in self._joining if not r.cancelled], []
+                calls, self._calls = self._calls, []
+            for fn, done in calls:
+                _settle(fn, done)
+            if self._scoring:
+                self._score_some()
+            if joining:
+                self._guarded(self._join, joining)
+            if self._rows:
+                self._guarded(self._burst, list(self._rows))
+
+    def _guarded(self, work: Callable[[list[Row]], None], rows: list[Row]) -> None:
+        """work(rows); if it fails, the rows end with the error (their requests are told) and the
+        batcher goes on."""
+        try:
+            work(rows)
+        except Exception as err:  # noqa: BLE001
+            for r in rows:
+                r.cancel()
+                r.send(Update("", [], [], finish_reason=f"error: {err}"))
+            with self._wake:
+                self._rows = [r for r in self._rows if not r.cancelled]
+
+    def _engine(self):
+        """The language model's step weights, packed once for every burst (execution/steps.py)."""
+        if self._steps is None:
+            from rnncli.execution.steps import Steps
+            from rnncli.models.model import Model
+
+            self._model = Model(self.ck.model)
+            self._steps = Steps(self._model, self.ck.params, rows=64, tokens=1 << 30)
+        return self._steps
+
+    def _join(self, rows: list[Row]) -> None:
+        """Feed each new row its prompt (all but its last token: the first burst's input), rows of
+        one prompt length together."""
+        steps = self._engine()
+        dtype = self.ck.params["embed.weight"].dtype
+        by_length: dict[int, list[Row]] = {}
+        for r in rows:
+            by_length.setdefault(len(r.context), []).append(r)
+        for group in by_length.values():
+            n = len(group)
+            h, c = self._model.step_state(self._model.initial_state(n, dtype))
+            context = np.ascontiguousarray(np.stack([r.context for r in group], axis=1))  # (T, n)
+            if len(context) > 1:  # generating no token, the kernel feeds all but the last
+                from rnncli.inference.sample import row_settings
+
+                steps.resize(n)
+                steps.generate(h, c, context, np.zeros((n, 0)), *row_settings([r.config for r in group]), False,
+                               np.zeros(n, np.bool_), np.empty((n, 0), np.int64), np.empty((n, 0)))
+            for b, r in enumerate(group):
+                r.h, r.c, r.next_input = h[:, b].copy(), c[:, b].copy(), int(context[-1, b])
+                if r.left == 0:
+                    r.send(Update("", [], [], finish_reason="length"))
+                else:
+                    self._rows.append(r)
+
+    def _burst(self, rows: list[Row]) -> None:
+        """Up to BURST steps of every running row; each row's update sent, ended rows dropped."""
+        from rnncli.inference.sample import row_settings
+
+        steps = self._engine()
+        N = len(rows)
+        n = min(BURST, max(r.left for r in rows))
+        h = np.ascontiguousarray(np.stack([r.h for r in rows], axis=1))  # (L, N, H)
+        c = np.ascontiguousarray(np.stack([r.c for r in rows], axis=1))
+        h0, c0 = (h.copy(), c.copy()) if any(r.top_logprobs for r in rows) else (None, None)
+        context = np.array([[r.next_input for r in rows]], np.int64)
+        uniforms = np.stack([r.rng.random(n) for r in rows])
+        out, lps = np.empty((N, n), np.int64), np.empty((N, n))
+        steps.resize(N)
+        steps.generate(h, c, context, uniforms, *row_settings([r.config for r in rows]), False, np.zeros(N, np.bool_),
+                       out, lps)
+        ended = set()
+        for b, r in enumerate(rows):
+            take = min(n, r.left)
+            tokens, logprobs = out[b, :take].tolist(), lps[b, :take].tolist()
+            start = len(r.sample.tokens)
+            text = r.sample.extend(tokens, logprobs)
+            r.left -= take
+            kept = r.sample.tokens[start:]
+            top = []
+            if r.top_logprobs and kept:
+                top = self._alternatives(h0[:, b], c0[:, b], [r.next_input, *kept[:-1]], r.top_logprobs)
+            r.h, r.c, r.next_input = h[:, b].copy(), c[:, b].copy(), int(out[b, n - 1])
+            self.generated += len(kept)
+            reason = "stop" if r.sample.ended else ("length" if r.left <= 0 else None)
+            if reason or r.cancelled:
+                ended.add(id(r))
+            r.send(Update(text, kept, r.sample.logprobs[start:], top, reason))
+        with self._wake:
+            self._rows = [r for r in self._rows if id(r) not in ended and not r.cancelled]
+
+    def _alternatives(self, h, c, inputs: list[int], k: int) -> list[list[tuple[int, float]]]:
+        """The k likeliest next tokens (and their log-probabilities, as the generated tokens' are: at
+        temperature 1, <UNK> never drawn) after each of `inputs`, stepped one row from the state h, c
+        (L, H) the burst started from: the steps the burst took, again."""
+        from rnncli.kernels.generate import model_step
+
+        weights = self._engine().weights
+        h, c = np.ascontiguousarray(h[:, None]), np.ascontiguousarray(c[:, None])
+        out = []
+        for token in inputs:
+            logits = model_step(*weights, np.array([token], np.int64), h, c)[0].astype(np.float64)
+            logits[UNK] = -np.inf
+            lp = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+            best = np.argsort(-lp, kind="stable")[:k]
+            out.append([(int(i), float(lp[i])) for i in best])
+        return out
+
+    def _score_some(self) -> None:
+        """Up to SCORE_SENTENCES waiting sentences scored together (oldest requests first)."""
+        from rnncli.inference.score import score_ids
+
+        taken: list[tuple[_Scoring, int, int]] = []
+        count = 0
+        with self._wake:
+            for job in self._scoring:
+                if count >= SCORE_SENTENCES:
+                    break
+                k = min(len(job.ids) - job.next, SCORE_SENTENCES - count)
+                taken.append((job, job.next, job.next + k))
+                job.next += k
+                count += k
+        batch = [s for job, a, b in taken for s in job.ids[a:b]]
+        try:
+            results = score_ids(self.ck, batch) if batch else []
+        except BaseException as err:  # noqa: BLE001 (the request is told; the server goes on)
+            for job, _, _ in taken:
+                self._drop_scoring(job)
+                job.done(None, err)
+            return
+        at = 0
+        for job, a, b in taken:
+            job.results[a:b] = results[at:at + b - a]
+            at += b - a
+            self.scored += sum(len(s) for s in job.ids[a:b])
+            if b == len(job.ids):
+                self._drop_scoring(job)
+                job.done(job.results, None)
+
+    def _drop_scoring(self, job: _Scoring) -> None:
+        with self._wake:
+            if job in self._scoring:
+                self._scoring.remove(job)
+
+
+def _settle(fn: Callable[[], object], done: Callable) -> None:
+    try:
+        result = fn()
+    except BaseException as err:  # noqa: BLE001 (the caller is told; the batcher goes on)
+        done(None, err)
+        return
+    done(result, None)
+
