@@ -184,6 +184,7 @@ BASES = {  # a command line each option is tried in (MODEL, CORPUS, NBEST: the m
     "sample": ["sample", "--model", "MODEL", "--length", "3"],
     "rescore": ["rescore", "NBEST", "--model", "MODEL"],
     "translate": ["translate", "--model", "MODEL", "some text"],
+    "serve": ["serve", "--model", "MODEL", "--port", "0"],
 }
 
 

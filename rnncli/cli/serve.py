@@ -61,8 +61,10 @@ def serve(
                                ("--max-body", max_body, 1024), ("--max-texts", max_texts, 1), ("--port", port, 0)):
         if value < least:
             raise UsageError(f"{name} must be at least {least}, not {value}")
-    if not 0 < timeout < float("inf") or not 0 <= shutdown_timeout < float("inf"):
-        raise UsageError("--timeout must be above 0 and --shutdown-timeout 0 or more, both finite")
+    if not 0 < timeout < float("inf"):
+        raise UsageError(f"--timeout must be a number of seconds above 0, not {timeout}")
+    if not 0 <= shutdown_timeout < float("inf"):
+        raise UsageError(f"--shutdown-timeout must be a number of seconds, 0 or more, not {shutdown_timeout}")
     if port > 65535:
         raise UsageError(f"--port must be at most 65535, not {port}")
     paths = [model_path(m) for m in (model or [None])]

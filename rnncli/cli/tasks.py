@@ -1,5 +1,5 @@
 """`rnncli classify`, `tag`, `translate` and `evaluate`: the task models' commands; the work is in
-rnncli/inference/predict.py."""
+rnncli/inference/predict.py, each answer's record in its task (rnncli/tasks/)."""
 
 from __future__ import annotations
 
@@ -59,17 +59,17 @@ def classify(texts: TextsArgument = None, model: ModelOption = None, file: FileO
 
     Example: rnncli classify "There is nothing to like in this movie."
     """
-    from rnncli.inference.predict import classify as run
+    from rnncli.tasks import get_task
 
     inputs = _inputs(texts, file)
     ck = load_model(model, task="classify")
     utf8_stdout()
-    for c in run(ck, inputs):
+    for answer in get_task("classify").answers(ck, inputs, None):
         if as_json:
-            print_json({"text": c.text, "label": c.label, "probabilities": dict(c.probabilities)})
+            print_json(answer)
         else:
-            ranked = " ".join(f"{label}={p:.3f}" for label, p in c.probabilities)
-            sys.stdout.write(f"{c.label}\t{ranked}\t{c.text}\n")
+            ranked = " ".join(f"{label}={p:.3f}" for label, p in answer["probabilities"].items())
+            sys.stdout.write(f"{answer['label']}\t{ranked}\t{answer['text']}\n")
 
 
 @app.command()
@@ -85,7 +85,7 @@ def tag(texts: TextsArgument = None, model: ModelOption = None, file: FileOption
     Example: rnncli tag "Yesterday, Harry Potter met Hermione Granger."
     """
     from rnncli.errors import UsageError
-    from rnncli.inference.predict import tag_text
+    from rnncli.tasks import get_task
 
     output_format = "json" if as_json else output_format
     if output_format not in ("text", "conll", "json"):
@@ -93,10 +93,10 @@ def tag(texts: TextsArgument = None, model: ModelOption = None, file: FileOption
     inputs = _inputs(texts, file)
     ck = load_model(model, task="tag")
     utf8_stdout()
-    for text in inputs:
-        tokens, tags = tag_text(ck, text)
+    for answer in get_task("tag").answers(ck, inputs, None):
+        tokens, tags = answer["tokens"], answer["tags"]
         if output_format == "json":
-            print_json({"text": text, "tokens": tokens, "tags": tags})
+            print_json(answer)
         elif output_format == "conll":
             sys.stdout.write("".join(f"{w}\t{t}\n" for w, t in zip(tokens, tags, strict=True)) + "\n")
         else:
@@ -127,7 +127,7 @@ def translate(
     Example: rnncli translate "the 3rd of March 2021"
     """
     from rnncli.config import SampleConfig
-    from rnncli.inference.predict import translate as run
+    from rnncli.tasks import get_task
 
     config = SampleConfig(length=max_length, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
                           seed=seed)
@@ -135,11 +135,11 @@ def translate(
     inputs = _inputs(texts, file)
     ck = load_model(model, task="translate")
     utf8_stdout()
-    for source, target in zip(inputs, run(ck, inputs, config), strict=True):  # each line as soon as it is made
+    for answer in get_task("translate").answers(ck, inputs, config):  # each line as soon as it is made
         if as_json:
-            print_json({"source": source, "translation": target})
+            print_json(answer)
         else:
-            sys.stdout.write(target + "\n")
+            sys.stdout.write(answer["translation"] + "\n")
             sys.stdout.flush()
 
 

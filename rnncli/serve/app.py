@@ -32,14 +32,12 @@ from rnncli.serve.metrics import Metrics
 from rnncli.serve.protocol import (
     Limits,
     RequestError,
+    model_field,
     parse_completion,
     parse_rescore,
     parse_score,
     parse_task,
 )
-
-ENDPOINT_TASKS = {"completions": "lm", "score": "lm", "rescore": "lm", "classify": "classify", "tag": "tag",
-                  "translate": "translate"}
 
 
 @dataclass
@@ -51,6 +49,12 @@ class Served:
     ck: object
     batcher: Batcher
     created: int
+
+    @property
+    def task(self):
+        from rnncli.tasks import get_task
+
+        return get_task(self.ck.model.task)
 
 
 def model_name(path: str) -> str:
@@ -74,7 +78,7 @@ class Server:
 
     def load(self) -> None:
         from rnncli.errors import RnncliError
-        from rnncli.tasks import load_model_checkpoint
+        from rnncli.tasks import get_task, load_model_checkpoint
 
         try:
             for path in self.paths:
@@ -82,7 +86,7 @@ class Server:
                 name = model_name(path)
                 batcher = Batcher(ck, name)
                 self.models[name] = Served(name, path, ck, batcher, int(os.path.getmtime(path)))
-                if ck.model.task == "lm":
+                if "completions" in get_task(ck.model.task).endpoints:
                     _warm_up(batcher, ck)
             self.ready = True
         except (RnncliError, OSError) as err:
@@ -94,23 +98,22 @@ class Server:
             served.batcher.stop()
 
     def model_for(self, name: str | None, endpoint: str) -> Served:
-        """The model a request names, else the first one loaded for the endpoint's task."""
-        from rnncli.tasks import get_task
+        """The model a request names, else the first one loaded whose task answers the endpoint."""
+        from rnncli.tasks import TASKS
 
-        task = ENDPOINT_TASKS[endpoint]
+        wanted = next(t for t in TASKS.values() if endpoint in t.endpoints)
         if name is not None:
             served = self.models.get(name)
             if served is None:
                 raise RequestError(404, f"no model `{name}` here (loaded: {', '.join(self.models)})", "model")
-            if served.ck.model.task != task:
-                its = get_task(served.ck.model.task)
-                raise RequestError(400, f"`{name}` is {its.what}; /v1/{endpoint} needs {get_task(task).what}",
+            if endpoint not in served.task.endpoints:
+                raise RequestError(400, f"`{name}` is {served.task.what}; /v1/{endpoint} needs {wanted.what}",
                                    "model")
             return served
         for served in self.models.values():
-            if served.ck.model.task == task:
+            if endpoint in served.task.endpoints:
                 return served
-        raise RequestError(404, f"no {get_task(task).what} is loaded for /v1/{endpoint}", "model")
+        raise RequestError(404, f"no {wanted.what} is loaded for /v1/{endpoint}", "model")
 
     # ---- the app --------------------------------------------------------------------------------
 
@@ -118,14 +121,16 @@ class Server:
         from starlette.applications import Starlette
         from starlette.routing import Route
 
+        from rnncli.tasks import TASKS
+
         routes = [Route("/health", self.health, methods=["GET"]),
                   Route("/metrics", self.handler("metrics", self.show_metrics), methods=["GET"]),
                   Route("/v1/models", self.handler("models", self.list_models), methods=["GET"]),
                   Route("/v1/completions", self.handler("completions", self.completions), methods=["POST"]),
                   Route("/v1/score", self.handler("score", self.score), methods=["POST"]),
                   Route("/v1/rescore", self.handler("rescore", self.rescore), methods=["POST"])]
-        routes += [Route(f"/v1/{task}", self.handler(task, self.task_answer(task)), methods=["POST"])
-                   for task in ("classify", "tag", "translate")]
+        routes += [Route(f"/v1/{endpoint}", self.handler(endpoint, self.task_answer(endpoint)), methods=["POST"])
+                   for t in TASKS.values() if not t.stream for endpoint in t.endpoints]
         return Starlette(routes=routes)
 
     def handler(self, endpoint: str, fn):
@@ -288,32 +293,17 @@ class Server:
         return JSONResponse({"object": "list", "model": served.name, "data": data,
                              "bad_lines": [{"line": number, "why": why} for number, why in part.bad]})
 
-    def task_answer(self, task: str):
+    def task_answer(self, endpoint: str):
         async def answer(request):
             from starlette.responses import JSONResponse
 
-            model, texts, config = parse_task(await self.body(request), self.limits, task)
-            served = self.model_for(model, task)
-            data = await self._on_batcher(served.batcher, lambda: task_records(served.ck, task, texts, config))
+            body = await self.body(request)
+            served = self.model_for(model_field(body), endpoint)
+            texts, config = parse_task(body, self.limits, served.task)
+            data = await self._on_batcher(served.batcher, lambda: list(served.task.answers(served.ck, texts, config)))
             return JSONResponse({"object": "list", "model": served.name, "data": data})
 
         return answer
-
-
-def task_records(ck, task: str, texts: list[str], config) -> list[dict]:
-    """A task model's answers as its command's --json records."""
-    from rnncli.inference import predict
-
-    if task == "classify":
-        return [{"text": c.text, "label": c.label, "probabilities": dict(c.probabilities)}
-                for c in predict.classify(ck, texts)]
-    if task == "tag":
-        out = []
-        for text in texts:
-            tokens, tags = predict.tag_text(ck, text)
-            out.append({"text": text, "tokens": tokens, "tags": tags})
-        return out
-    return [{"source": s, "translation": t} for s, t in zip(texts, predict.translate(ck, texts, config), strict=True)]
 
 
 def _streams(seed: int | None, n: int) -> list[np.random.Generator]:
@@ -552,8 +542,8 @@ class EventStream:
         try:
             await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (streaming, watching):
-                task.cancel()
+            for job in (streaming, watching):
+                job.cancel()
             self.on_close()
             self.on_end()
         if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:

@@ -208,7 +208,7 @@ class Batcher:
         steps.resize(N)
         steps.generate(h, c, context, uniforms, *row_settings([r.config for r in rows]), False, np.zeros(N, np.bool_),
                        out, lps)
-        ended = set()
+        updates = []
         for b, r in enumerate(rows):
             take = min(n, r.left)
             tokens, logprobs = out[b, :take].tolist(), lps[b, :take].tolist()
@@ -222,11 +222,12 @@ class Batcher:
             r.h, r.c, r.next_input = h[:, b].copy(), c[:, b].copy(), int(out[b, n - 1])
             self.generated += len(kept)
             reason = "stop" if r.sample.ended else ("length" if r.left <= 0 else None)
-            if reason or r.cancelled:
-                ended.add(id(r))
-            r.send(Update(text, kept, r.sample.logprobs[start:], top, reason))
-        with self._wake:
+            updates.append(Update(text, kept, r.sample.logprobs[start:], top, reason))
+        with self._wake:  # ended rows leave before their requests hear (a client may ask again at once)
+            ended = {id(r) for r, u in zip(rows, updates, strict=True) if u.finish_reason}
             self._rows = [r for r in self._rows if id(r) not in ended and not r.cancelled]
+        for r, update in zip(rows, updates, strict=True):
+            r.send(update)
 
     def _alternatives(self, h, c, inputs: list[int], k: int) -> list[list[tuple[int, float]]]:
         """The k likeliest next tokens (and their log-probabilities, as the generated tokens' are: at

@@ -178,15 +178,19 @@ def parse_rescore(body: dict, limits: Limits):
     return _field(body, "model", str), lines, task
 
 
-def parse_task(body: dict, limits: Limits, task: str) -> tuple[str | None, list[str], SampleConfig]:
-    """`/v1/classify`, `/v1/tag`, `/v1/translate`: model, texts (and a translation's decoding)."""
-    known = {"model", "input"} | ({"beam", "max_tokens", "temperature", "seed"} if task == "translate" else set())
-    _only(body, known)
+def model_field(body: dict) -> str | None:
+    """The model a request names, if it names one."""
+    return _field(body, "model", str)
+
+
+def parse_task(body: dict, limits: Limits, task) -> tuple[list[str], SampleConfig]:
+    """`/v1/classify`, `/v1/tag`, `/v1/translate`: texts (and, for a task that decodes, how)."""
+    _only(body, {"model", "input"} | ({"beam", "max_tokens", "temperature", "seed"} if task.decodes else set()))
     config = SampleConfig(length=200, temperature=0.0)
-    if task == "translate":
+    if task.decodes:
         config = SampleConfig(length=_field(body, "max_tokens", int, 200, lambda v: 1 <= v <= limits.max_tokens,
                                             f"from 1 to {limits.max_tokens}"),
                               temperature=_field(body, "temperature", float, 0.0, lambda v: v >= 0, "0 or more"),
                               beam=_field(body, "beam", int, 0, lambda v: 0 <= v <= 64, "from 0 to 64"),
                               seed=_field(body, "seed", int, None, lambda v: 0 <= v < 2**63, "from 0 to 2**63 - 1"))
-    return _field(body, "model", str), texts_field(body, limits), config
+    return texts_field(body, limits), config

@@ -9,6 +9,8 @@ printed, and its output side in an ONNX graph and under PyTorch's names.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from rnncli.errors import RnncliError
@@ -37,6 +39,8 @@ class Task:
     ties_weights: bool = False  # its output layer may share the embedding
     default_level: str = "word"  # the tokenizer's level unless --level is given
     format_hint: str = ""  # what a line of its examples looks like, for errors
+    endpoints: tuple[str, ...] = ()  # what `rnncli serve` answers with such a model: /v1/<endpoint>
+    decodes: bool = False  # its answers are generated (temperature, beam, length: a SampleConfig)
 
     # ---- configuration -------------------------------------------------------------------------
 
@@ -91,6 +95,11 @@ class Task:
     def report_text(self, report: dict) -> str:
         """`evaluate`'s report as the lines `rnncli evaluate` prints."""
         raise NotImplementedError
+
+    def answers(self, ck, texts: list[str], config) -> Iterator[dict]:
+        """Each text's answer as the task's command prints it with --json (and `serve` answers it),
+        as soon as it is made; `config` a SampleConfig for a task that `decodes`."""
+        raise NotImplementedError(f"{self.name} has no answers of its own")
 
     # ---- export --------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ class ClassifyTask(LabelTask):
     unit = "example"
     next_hint = 'rnncli classify --model {out} "a text to label"'
     format_hint = "expected lines of label<TAB>text"
+    endpoints = ("classify",)
 
     def read(self, corpus) -> tuple[list, list]:
         labels, texts = [], []
@@ -54,6 +55,12 @@ class ClassifyTask(LabelTask):
         sources, targets = self.read(corpus)
         predicted = [p.label for p in classify(ck, sources)]
         return {"task": self.name, **metrics.classification_report(targets, predicted, ck.model.labels)}
+
+    def answers(self, ck, texts, config=None):
+        from rnncli.inference.predict import classify
+
+        for c in classify(ck, texts):
+            yield {"text": c.text, "label": c.label, "probabilities": dict(c.probabilities)}
 
     def report_text(self, r: dict) -> str:
         width = max(len(name) for name in r["labels"])

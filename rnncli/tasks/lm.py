@@ -16,6 +16,7 @@ class LanguageModelTask(Task):
     bidirectional = False
     ties_weights = True
     default_level = "char"
+    endpoints = ("completions", "score", "rescore")
 
     def build(self, config):
         from rnncli.models.model import Model

@@ -20,6 +20,7 @@ class TagTask(LabelTask):
     unit = "tag"
     next_hint = 'rnncli tag --model {out} "A sentence to tag."'
     format_hint = "expected CoNLL lines: token ... tag, a blank line between sentences"
+    endpoints = ("tag",)
 
     def read(self, corpus) -> tuple[list, list]:
         sentences, tags = [], []
@@ -73,6 +74,13 @@ class TagTask(LabelTask):
 
         sources, targets = self.read(corpus)
         return {"task": self.name, **metrics.conll_report(targets, tag(ck, sources))}
+
+    def answers(self, ck, texts, config=None):
+        from rnncli.inference.predict import tag_text
+
+        for text in texts:
+            tokens, tags = tag_text(ck, text)
+            yield {"text": text, "tokens": tokens, "tags": tags}
 
     def report_text(self, r: dict) -> str:
         lines = [f"processed {r['tokens']:,} tokens with {r['phrases']:,} phrases; found: {r['found']:,} phrases; "

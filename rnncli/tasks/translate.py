@@ -18,6 +18,8 @@ class TranslateTask(Task):
     unit = "target token"
     next_hint = 'rnncli translate --model {out} "a text to translate"'
     format_hint = "expected lines of source<TAB>target"
+    endpoints = ("translate",)
+    decodes = True
 
     def read(self, corpus) -> tuple[list, list]:
         sources, targets = [], []
@@ -65,6 +67,12 @@ class TranslateTask(Task):
         return {"task": self.name, **metrics.corpus_bleu(hypotheses, targets),
                 "examples": [{"source": s, "reference": r, "translation": h}
                              for s, r, h in list(zip(sources, targets, hypotheses, strict=True))[:5]]}
+
+    def answers(self, ck, texts, config):
+        from rnncli.inference.predict import translate
+
+        for source, target in zip(texts, translate(ck, texts, config), strict=True):
+            yield {"source": source, "translation": target}
 
     def report_text(self, r: dict) -> str:
         lines = [f"{r['sentences']:,} sentences: BLEU {r['bleu']:.2f} "

@@ -1,0 +1,217 @@
+"""`rnncli serve` under load, against the command line on the same machine, in one run.
+
+The char-rnn lstm (2 x 512, embedding 64, trained a few steps on tiny-shakespeare: speed does not
+depend on the weights) is served by `rnncli serve` in its own process; this process is the clients.
+
+- Generation: 1, 8, 32 and 64 concurrent streaming clients (httpx, one event loop), each asking for
+  --tokens tokens again and again for --seconds: aggregate generated tokens/s, and p50/p99 of the
+  time to the first token and of the time per token (the gap between a stream's events over the
+  tokens they carry). Beside it, `sample -n 32`'s own rate: 32 samples side by side in-process
+  (sample_group, warm), what the server's batch of 32 rows is held against.
+- Scoring: 10,000 lines of the corpus sent to /v1/score by 16 concurrent clients in requests of
+  --score-chunk lines, against `score`'s own scoring of the same lines in-process (score_sentences,
+  warm) and the whole `rnncli score --file` command.
+
+    python bench/serve.py [--seconds 8] [--tokens 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, machine, write_results
+
+CORPORA = [ROOT / "corpora" / "downloads" / "tinyshakespeare.txt", ROOT.parent / "shared" / "corpora" /
+           "tinyshakespeare.txt"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def generation_load(url: str, clients: int, seconds: float, tokens: int) -> dict:
+    import httpx
+
+    first_tokens, per_token = [], []
+    generated = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(http, k: int) -> None:
+        nonlocal generated
+        seed = 1000 * k
+        while time.perf_counter() < deadline:
+            seed += 1
+            body = {"prompt": "ROMEO:", "max_tokens": tokens, "temperature": 0.8, "seed": seed, "stream": True,
+                    "logprobs": 0}
+            start = last = time.perf_counter()
+            first = True
+            async with http.stream("POST", url + "/v1/completions", json=body) as response:
+                assert response.status_code == 200, response.status_code
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    now = time.perf_counter()
+                    chunk = json.loads(line[6:])
+                    text = chunk["choices"][0]["text"]
+                    n = len(text)  # a char model: one token per character (a stop string is never held back here)
+                    if n == 0:
+                        continue
+                    if first:
+                        first_tokens.append(now - start)
+                        first = False
+                    else:
+                        per_token.extend([(now - last) / n] * n)
+                    last = now
+                    if now < deadline:
+                        generated += n
+
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http, k) for k in range(clients)))
+        elapsed = min(time.perf_counter(), deadline) - start
+    return {"clients": clients, "tokens_per_s": generated / elapsed,
+            "first_token_p50_ms": 1e3 * percentile(first_tokens, 0.5),
+            "first_token_p99_ms": 1e3 * percentile(first_tokens, 0.99),
+            "per_token_p50_ms": 1e3 * percentile(per_token, 0.5), "per_token_p99_ms": 1e3 * percentile(per_token, 0.99)}
+
+
+async def score_load(url: str, lines: list[str], clients: int, chunk: int) -> float:
+    import httpx
+
+    chunks = [lines[i:i + chunk] for i in range(0, len(lines), chunk)]
+    queue: asyncio.Queue = asyncio.Queue()
+    for c in chunks:
+        queue.put_nowait(c)
+
+    async def client(http) -> None:
+        while not queue.empty():
+            texts = queue.get_nowait()
+            response = await http.post(url + "/v1/score", json={"input": texts, "per_token": False})
+            assert response.status_code == 200, response.text[:200]
+
+    async with httpx.AsyncClient(timeout=600) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        return time.perf_counter() - start
+
+
+def sample_rate(model: str, rows: int, length: int, repeats: int) -> float:
+    """`sample -n rows`'s tokens/s, in-process and warm (its command's start left out)."""
+    from rnncli.config import SampleConfig
+    from rnncli.inference.sample import sample_group
+    from rnncli.tasks import load_model_checkpoint
+
+    ck = load_model_checkpoint(model, training_state=False)
+    config = SampleConfig(length=length, temperature=0.8, num_samples=rows, seed=1)
+    rates = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        samples = sample_group(ck, "ROMEO:", config, range(rows), 1)
+        rates.append(sum(len(s.tokens) for s in samples) / (time.perf_counter() - start))
+    return statistics.median(rates[1:])
+
+
+def score_seconds(model: str, lines: list[str], repeats: int) -> float:
+    from rnncli.inference.score import score_sentences
+    from rnncli.tasks import load_model_checkpoint
+
+    ck = load_model_checkpoint(model, training_state=False)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        score_sentences(ck, lines)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="load time per client count")
+    parser.add_argument("--tokens", type=int, default=256, help="max_tokens of each completion")
+    parser.add_argument("--clients", default="1,8,32,64")
+    parser.add_argument("--sentences", type=int, default=10_000)
+    parser.add_argument("--score-chunk", type=int, default=100, help="lines per /v1/score request")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    corpus = next((p for p in CORPORA if p.exists()), None)
+    if corpus is None:
+        sys.exit("tinyshakespeare.txt not found: run `make corpora` first")
+    work = Path(tempfile.mkdtemp(prefix="rnncli-serve-bench-"))
+    model = str(work / "charlstm.npz")
+    rnncli = [sys.executable, "-m", "rnncli"]
+    subprocess.run([*rnncli, "train", str(corpus), "--cell", "lstm", "--layers", "2", "--hidden", "512", "--embed",
+                    "64", "--max-steps", "3", "--out", model, "-q"], check=True)
+    lines = [line for line in corpus.read_text().splitlines() if line.strip()][: args.sentences]
+    text_file = work / "lines.txt"
+    text_file.write_text("\n".join(lines) + "\n")
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([*rnncli, "serve", "--model", model, "--port", str(port), "-q"])
+    try:
+        import httpx
+
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        rows = []
+        for clients in (int(c) for c in args.clients.split(",")):
+            asyncio.run(generation_load(url, clients, 2.0, args.tokens))  # warm: the loads' first requests
+            rows.append(asyncio.run(generation_load(url, clients, args.seconds, args.tokens)))
+            print(json.dumps(rows[-1]), flush=True)
+        served_score = min(asyncio.run(score_load(url, lines, 16, args.score_chunk)) for _ in range(args.repeats))
+    finally:
+        server.terminate()
+        server.wait(60)
+    reference = sample_rate(model, 32, args.tokens, args.repeats)
+    one = next((r["tokens_per_s"] for r in rows if r["clients"] == 1), None)
+    at32 = next((r["tokens_per_s"] for r in rows if r["clients"] == 32), None)
+    in_process = score_seconds(model, lines, args.repeats)
+    start = time.perf_counter()
+    subprocess.run([*rnncli, "score", "--model", model, "--file", str(text_file), "--json"], check=True,
+                   stdout=subprocess.DEVNULL)
+    command = time.perf_counter() - start
+    tokens = sum(len(line) + 1 for line in lines)
+    result = {
+        "machine": machine(),
+        "model": "lstm 2 x 512, embedding 64, char level (tiny-shakespeare)",
+        "generation": rows,
+        "sample_n32_tokens_per_s": reference,
+        "at_32_over_sample_n32": at32 / reference if at32 else None,
+        "at_32_over_one_client": at32 / one if at32 and one else None,
+        "score": {"sentences": len(lines), "tokens": tokens, "served_16_clients_s": served_score,
+                  "served_tokens_per_s": tokens / served_score, "score_in_process_s": in_process,
+                  "score_file_command_s": command, "served_over_in_process": in_process / served_score,
+                  "served_over_command": command / served_score},
+    }
+    print(json.dumps(result, indent=2))
+    write_results("serve", result)
+    os.environ.pop("RNNCLI_MODEL", None)
+
+
+if __name__ == "__main__":
+    main()
