@@ -89,9 +89,10 @@ def serve(
         raise UsageError(server.failed)
 
 
-def run_server(server, host: str, port: int, shutdown_timeout: float, quiet: bool) -> None:
-    """Listen at once (/health answers 503), load the models on a thread, serve until SIGTERM or
-    Ctrl-C, then finish what is in flight within `shutdown_timeout` and stop the batchers."""
+def http_server(server, host: str, port: int, shutdown_timeout: float, quiet: bool):
+    """A uvicorn server for `server`'s app: once it listens (and /health answers 503) the models load
+    on a thread; on SIGTERM or Ctrl-C it takes no new requests, finishes those in flight within
+    `shutdown_timeout`, then stops the batchers."""
     import contextlib
     import threading
 
@@ -113,6 +114,11 @@ def run_server(server, host: str, port: int, shutdown_timeout: float, quiet: boo
         http.should_exit = True
 
     server.on_failure = failed
+    return http
+
+
+def run_server(server, host: str, port: int, shutdown_timeout: float, quiet: bool) -> None:
+    http = http_server(server, host, port, shutdown_timeout, quiet)
     if not quiet:
         sys.stderr.write(f"serving {', '.join(server.paths)} on http://{host}:{port} (loading; /health says when "
                          f"ready)\n")

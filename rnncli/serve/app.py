@@ -223,6 +223,9 @@ class Server:
         batcher, tokenizer = served.batcher, served.ck.tokenizer
         n = req.config.num_samples
         wanted = n * len(req.prompts)
+        if wanted > self.limits.rows:
+            raise RequestError(400, f"{wanted} choices (n x prompts) are more than the batch holds "
+                                    f"({self.limits.rows} rows, --parallel)", "n")
         if batcher.rows_in_flight + wanted > self.limits.rows:
             raise RequestError(429, f"the batch is full ({self.limits.rows} rows, --parallel); try again shortly",
                                headers={"Retry-After": "1"})

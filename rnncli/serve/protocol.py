@@ -172,7 +172,7 @@ def parse_rescore(body: dict, limits: Limits):
                    best=_field(body, "best", bool, False), as_json=True,
                    unk_cost=_field(body, "unk_cost", float, 0.0, lambda v: v >= 0, "0 or more"), ignore=ignore,
                    utterance=RESCORE_RULES[rule])
-    lines = [line for text in texts_field(body, limits) for line in text.split("\n")]
+    lines = [line for text in texts_field(body, limits) for line in text.removesuffix("\n").split("\n")]
     if len(lines) > limits.texts:
         raise RequestError(400, f"`input` holds {len(lines):,} lines; at most {limits.texts:,} per request", "input")
     return _field(body, "model", str), lines, task

@@ -1,0 +1,386 @@
+"""`rnncli serve` through real clients (httpx and the `openai` package) on 127.0.0.1: every endpoint
+against the command that computes the same thing, streaming, continuous batching with seeded rows
+giving `rnncli sample`'s bytes, every limit and bad input, disconnects, the API key, SIGTERM, and no
+thread left behind. Nothing here waits on the scheduler: a busy batcher is made busy on purpose
+(a call that holds it), and every wait is bounded."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from rnncli.cli.serve import http_server  # noqa: E402
+from rnncli.serve.app import Server, check_host  # noqa: E402
+from rnncli.serve.protocol import Limits  # noqa: E402
+from tests.conftest import CORPORA, ROOT, run_cli  # noqa: E402
+
+NBEST = CORPORA / "nbest.txt"
+
+
+def ok(result):
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def json_lines(result) -> list[dict]:
+    return [json.loads(line) for line in ok(result).stdout.splitlines()]
+
+
+class Running:
+    """A Server on 127.0.0.1 (a port of its own) on a thread, ready; `stop()` shuts it down."""
+
+    def __init__(self, paths, limits: Limits | None = None, api_key: str | None = None):
+        self.server = Server([str(p) for p in paths], limits or Limits(), api_key)
+        self.http = http_server(self.server, "127.0.0.1", 0, 5.0, True)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self.http.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"the server did not get ready: {self.server.failed}")
+
+    def post(self, path: str, body, **kw):
+        return httpx.post(self.url + path, json=body, timeout=60, **kw)
+
+    def hold(self, model: str):
+        """Hold a model's batcher busy (a call that waits) until the returned event is set."""
+        release, holding = threading.Event(), threading.Event()
+
+        def wait():
+            holding.set()
+            release.wait(60)
+
+        self.server.models[model].batcher.call(wait, lambda result, error: None)
+        assert holding.wait(30)
+        return release
+
+    def stop(self) -> None:
+        self.http.should_exit = True
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def task_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("served")
+    small = ["--hidden", "16", "--embed", "8", "--layers", "1", "--epochs", "1", "--json"]
+    for name, corpus, task in (("sentiment", "sentiment.tsv", "classify"), ("ner", "ner.txt", "tag"),
+                               ("dates", "dates.tsv", "translate")):
+        ok(run_cli("train", CORPORA / corpus, "--task", task, "--out", folder / f"{name}.npz", *small))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served(char_model, task_models):
+    running = Running([char_model, *(task_models / f"{n}.npz" for n in ("sentiment", "ner", "dates"))],
+                      Limits(max_tokens=10**6, n=8, rows=64, body_bytes=1 << 16))
+    yield running
+    running.stop()
+
+
+# ---- what is loaded -----------------------------------------------------------------------------
+
+
+def test_health_and_models(served, char_model):
+    health = httpx.get(served.url + "/health").json()
+    assert health == {"status": "ok", "models": ["model", "sentiment", "ner", "dates"]}
+    models = {m["id"]: m for m in httpx.get(served.url + "/v1/models").json()["data"]}
+    info = json_lines(run_cli("info", char_model, "--json"))[0]
+    assert models["model"]["task"] == "lm" and models["sentiment"]["task"] == "classify"
+    for key in ("cell", "hidden", "vocab_size", "val_loss"):
+        assert models["model"][key] == info[key], key
+
+
+def test_health_says_503_until_the_models_are_loaded(char_model):
+    from starlette.testclient import TestClient
+
+    client = TestClient(Server([str(char_model)], Limits()).app())  # no lifespan: nothing loads
+    assert client.get("/health").status_code == 503
+    answer = client.post("/v1/completions", json={"prompt": "a"})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+
+
+# ---- completions --------------------------------------------------------------------------------
+
+
+def test_a_seeded_completion_is_sample_s_bytes(served, char_model):
+    body = {"prompt": "The ", "max_tokens": 30, "seed": 7, "temperature": 0.8, "top_k": 10, "n": 3}
+    answer = served.post("/v1/completions", body).json()
+    expected = json_lines(run_cli("sample", "--model", char_model, "--prime", "The ", "--length", "30", "--seed",
+                                  "7", "--temperature", "0.8", "--top-k", "10", "-n", "3", "--json"))
+    assert [c["text"] for c in answer["choices"]] == [e["continuation"] for e in expected]
+    assert [c["finish_reason"] for c in answer["choices"]] == ["length"] * 3
+    assert answer["usage"] == {"prompt_tokens": 4, "completion_tokens": 90, "total_tokens": 94}
+
+
+def test_64_concurrent_seeded_requests_each_give_their_own_samples_bytes(served, char_model):
+    def body(i):
+        return {"prompt": "ab"[i % 2], "max_tokens": 20 + i % 7, "seed": i, "temperature": (0.5, 1.0, 1.3)[i % 3],
+                "top_k": (0, 5)[i % 2], "top_p": (1.0, 0.9)[i % 4 // 2], "stream": i % 2 == 0}
+
+    def ask(i):
+        b = body(i)
+        if not b["stream"]:
+            return served.post("/v1/completions", b).json()["choices"][0]["text"]
+        text = ""
+        with httpx.stream("POST", served.url + "/v1/completions", json=b, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    text += json.loads(line[6:])["choices"][0]["text"]
+        return text
+
+    with ThreadPoolExecutor(64) as pool:
+        got = list(pool.map(ask, range(64)))
+    for i in range(64):
+        b = body(i)
+        expected = json_lines(run_cli("sample", "--model", char_model, "--prime", b["prompt"], "--length",
+                                      str(b["max_tokens"]), "--seed", str(i), "--temperature", str(b["temperature"]),
+                                      "--top-k", str(b["top_k"]), "--top-p", str(b["top_p"]), "--json"))
+        assert got[i] == expected[0]["continuation"], i
+
+
+def test_the_openai_client_streams_with_echo_and_logprobs(served, char_model):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key="unused")
+    whole = client.completions.create(model="model", prompt="the cat", max_tokens=12, seed=3, logprobs=2)
+    chunks = list(client.completions.create(model="model", prompt="the cat", max_tokens=12, seed=3, logprobs=2,
+                                            stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == "length"
+    streamed = [lp for c in chunks if c.choices[0].logprobs for lp in c.choices[0].logprobs.token_logprobs]
+    assert streamed == whole.choices[0].logprobs.token_logprobs and len(streamed) == 12
+    assert all(len(top) == 2 for top in whole.choices[0].logprobs.top_logprobs)
+    echoed = client.completions.create(model="model", prompt="the cat", max_tokens=0, echo=True, logprobs=0)
+    per_token = json.loads(ok(run_cli("score", "--model", char_model, "--per-token", "--json",
+                                     "the cat")).stdout)[0]["per_token"]
+    assert per_token[-1]["token"] == "<EOS>"
+    assert echoed.choices[0].text == "the cat"
+    assert echoed.choices[0].logprobs.tokens == [t["token"] for t in per_token[:-1]]
+    assert echoed.choices[0].logprobs.token_logprobs == [t["logprob"] for t in per_token[:-1]]
+
+
+def test_a_stop_string_ends_the_text_and_is_left_out(served):
+    base = {"prompt": "the ", "max_tokens": 200, "seed": 11}
+    free = served.post("/v1/completions", base).json()["choices"][0]["text"]
+    stop = free[5:7]
+    cut = served.post("/v1/completions", {**base, "stop": [stop, "\x00"]}).json()["choices"][0]
+    assert cut["finish_reason"] == "stop" and cut["text"] == free[: free.index(stop)]
+
+
+# ---- scoring, rescoring, task models --------------------------------------------------------------
+
+
+def test_score_is_score_per_token_json(served, char_model):
+    texts = ["the cat sat", "a dog", "zzz qqq"]
+    answer = served.post("/v1/score", {"input": texts}).json()
+    expected = json.loads(ok(run_cli("score", "--model", char_model, "--per-token", "--json", *texts)).stdout)
+    for got, want in zip(answer["data"], expected, strict=True):
+        want.pop("rank")
+        assert {k: v for k, v in got.items() if k != "index"} == want
+
+
+def test_rescore_is_rescore_json(served, char_model):
+    lines = NBEST.read_text(encoding="utf-8")
+    answer = served.post("/v1/rescore", {"input": lines}).json()
+    assert answer["data"] == json_lines(run_cli("rescore", NBEST, "--model", char_model, "--json"))
+    assert answer["bad_lines"] == []
+
+
+@pytest.mark.parametrize("endpoint, model, texts, command", [
+    ("classify", "sentiment", ["a fine film", "dull and long"], ["classify"]),
+    ("tag", "ner", ["Harry met Sally in Paris ."], ["tag"]),
+    ("translate", "dates", ["the 3rd of March 2021"], ["translate"]),
+])
+def test_task_endpoints_answer_as_their_commands(served, task_models, endpoint, model, texts, command):
+    answer = served.post(f"/v1/{endpoint}", {"input": texts})
+    assert answer.status_code == 200, answer.text
+    expected = json_lines(run_cli(*command, "--model", task_models / f"{model}.npz", "--json", *texts))
+    assert answer.json()["data"] == expected and answer.json()["model"] == model
+
+
+def test_metrics_count_requests_and_tokens(served):
+    served.post("/v1/score", {"input": "abc"})
+    text = httpx.get(served.url + "/metrics").text
+    assert 'rnncli_requests_total{endpoint="score",status="200"}' in text
+    scored = [line for line in text.splitlines() if line.startswith('rnncli_tokens_scored_total{model="model"}')]
+    assert scored and float(scored[0].split()[-1]) >= 4
+    assert "rnncli_time_to_first_token_seconds_bucket" in text and 'rnncli_batch_rows{model="model"}' in text
+
+
+# ---- bad input and limits -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, body, status, param", [
+    ("/v1/completions", {"prompt": "a", "max_tokens": "ten"}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "a", "temperature": -1}, 400, "temperature"),
+    ("/v1/completions", {"prompt": "a", "frequency_penalty_x": 1}, 400, "frequency_penalty_x"),
+    ("/v1/completions", {"prompt": 5}, 400, "prompt"),
+    ("/v1/completions", {"prompt": "a", "n": 9}, 400, "n"),
+    ("/v1/completions", {"prompt": "a", "max_tokens": 10**6 + 1}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "a", "model": "nosuch"}, 404, "model"),
+    ("/v1/completions", {"prompt": "a", "model": "../../etc/passwd"}, 404, "model"),
+    ("/v1/completions", {"prompt": "a", "model": "sentiment"}, 400, "model"),
+    ("/v1/score", {"input": [""]}, 400, "input[0]"),
+    ("/v1/score", {"input": "a", "per_token": "yes"}, 400, "per_token"),
+    ("/v1/classify", {"input": "a", "beam": 2}, 400, "beam"),
+    ("/v1/rescore", {"input": "u-1 a", "weight": 2}, 400, "weight"),
+])
+def test_a_bad_request_is_a_json_error_naming_the_field(served, path, body, status, param):
+    answer = served.post(path, body)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["param"] == param and answer.json()["error"]["message"]
+
+
+def test_bad_json_and_a_big_body(served):
+    answer = httpx.post(served.url + "/v1/score", content=b"{not json", timeout=30)
+    assert answer.status_code == 400 and "JSON" in answer.json()["error"]["message"]
+    assert httpx.post(served.url + "/v1/score", content=b"[1]", timeout=30).status_code == 400
+    big = served.post("/v1/score", {"input": "a" * 70_000})
+    assert big.status_code == 413 and "--max-body" in big.json()["error"]["message"]
+
+
+def test_a_full_batch_says_429_with_retry_after(char_model):
+    running = Running([char_model], Limits(rows=4, n=8))
+    try:
+        release = running.hold("model")
+        with httpx.stream("POST", running.url + "/v1/completions", timeout=60,
+                          json={"prompt": "a", "n": 3, "max_tokens": 5, "stream": True}) as first:
+            full = running.post("/v1/completions", {"prompt": "a", "n": 2})
+            assert full.status_code == 429 and full.headers["retry-after"] == "1"
+            assert running.post("/v1/completions", {"prompt": "a", "n": 4, "stream": True}).status_code == 429
+            release.set()
+            assert "data: [DONE]" in list(first.iter_lines())
+        assert running.post("/v1/completions", {"prompt": "a", "n": 2}).status_code == 200
+        whole = running.post("/v1/completions", {"prompt": ["a", "b"], "n": 2, "max_tokens": 1})
+        assert whole.status_code == 200  # 4 rows: exactly the batch
+        over = running.post("/v1/completions", {"prompt": ["a", "b", "c"], "n": 1, "max_tokens": 1})
+        assert over.status_code == 200
+        never = running.post("/v1/completions", {"prompt": "a", "n": 5})
+        assert never.status_code == 400 and never.json()["error"]["param"] == "n"  # can never fit: not 429
+    finally:
+        running.stop()
+
+
+def test_a_request_over_its_time_is_504_and_leaves_no_row(char_model):
+    running = Running([char_model], Limits(timeout=0.5))
+    try:
+        release = running.hold("model")
+        answer = running.post("/v1/completions", {"prompt": "a", "max_tokens": 5})
+        assert answer.status_code == 504 and "--timeout" in answer.json()["error"]["message"]
+        release.set()
+        batcher = running.server.models["model"].batcher
+        deadline = time.monotonic() + 30
+        while batcher.rows_in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert batcher.rows_in_flight == 0
+    finally:
+        running.stop()
+
+
+def test_a_client_that_leaves_frees_its_row(served):
+    batcher = served.server.models["model"].batcher
+    with httpx.stream("POST", served.url + "/v1/completions", timeout=60,
+                      json={"prompt": "a", "max_tokens": 10**6, "stream": True}) as response:
+        assert next(response.iter_lines()).startswith("data: ")
+        assert batcher.rows_in_flight >= 1
+    deadline = time.monotonic() + 60  # a million tokens would take minutes: the row left because the client did
+    while batcher.rows_in_flight and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert batcher.rows_in_flight == 0 and batcher.generated < 10**6
+
+
+def test_an_api_key_is_required_when_set(char_model):
+    running = Running([char_model], api_key="s3cret")
+    try:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+            answer = running.post("/v1/score", {"input": "a"}, headers=headers)
+            assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
+        assert running.post("/v1/score", {"input": "a"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    finally:
+        running.stop()
+
+
+# ---- the command ----------------------------------------------------------------------------------
+
+
+def test_serve_without_its_extra_says_how_to_install_it(char_model, monkeypatch, capsys):
+    import importlib.util
+
+    from rnncli.cli import run
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    assert run(["serve", "--model", str(char_model)]) == 2
+    assert "pip install 'rnncli[serve]'" in capsys.readouterr().err
+
+
+def test_another_host_than_loopback_is_warned_of():
+    assert check_host("127.0.0.1") is None and check_host("::1") is None
+    assert "anyone who can reach this machine" in check_host("0.0.0.0")
+
+
+def test_sigterm_finishes_the_stream_in_flight_then_exits(char_model):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "rnncli", "serve", "--model", str(char_model), "--port",
+                                str(port), "--quiet"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        lines = []
+        with httpx.stream("POST", url + "/v1/completions", timeout=60,
+                          json={"prompt": "a", "max_tokens": 20000, "stream": True, "seed": 1}) as response:
+            for line in response.iter_lines():
+                if not lines:
+                    process.send_signal(signal.SIGTERM)
+                lines.append(line)
+        assert "data: [DONE]" in lines
+        text = "".join(json.loads(line[6:])["choices"][0]["text"] for line in lines
+                       if line.startswith("data: {"))
+        expected = json_lines(run_cli("sample", "--model", char_model, "--prime", "a", "--length", "20000", "--seed",
+                                      "1", "--json"))
+        assert text == expected[0]["continuation"]
+        assert process.wait(60) == -signal.SIGTERM, process.stderr.read()  # as the signal would, once done
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_no_thread_is_left_behind(char_model):
+    before = set(threading.enumerate())
+    Running([char_model]).stop()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+        if not left:
+            break
+        time.sleep(0.05)
+    assert not left, left
