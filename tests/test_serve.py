@@ -346,7 +346,7 @@ def test_sigterm_finishes_the_stream_in_flight_then_exits(char_model):
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "rnncli", "serve", "--model", str(char_model), "--port",
-                                str(port), "--quiet"], env=env, stderr=subprocess.PIPE, text=True)
+                                str(port), "--max-tokens", "20000", "--quiet"], env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
