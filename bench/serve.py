@@ -1,10 +1,11 @@
 """`rnncli serve` under load, against the command line on the same machine, in one run.
 
 The char-rnn lstm (2 x 512, embedding 64, trained a few steps on tiny-shakespeare: speed does not
-depend on the weights) is served by `rnncli serve` in its own process; this process is the clients.
+depend on the weights) is served by `rnncli serve` in its own process; the clients run in others.
 
-- Generation: 1, 8, 32 and 64 concurrent streaming clients (httpx, one event loop), each asking for
-  --tokens tokens again and again for --seconds: aggregate generated tokens/s, and p50/p99 of the
+- Generation: 1, 8, 32 and 64 concurrent streaming clients (httpx, up to 32 on the event loop of
+  one client process: CLIENTS_PER_PROCESS), each asking for --tokens tokens again and again for
+  --seconds: aggregate generated tokens/s, and p50/p99 of the
   time to the first token and of the time per token (the gap between a stream's events over the
   tokens they carry). Beside it, `sample -n 32`'s own rate: 32 samples side by side in-process
   (sample_group, warm), what the server's batch of 32 rows is held against.
@@ -48,11 +49,20 @@ def percentile(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-async def generation_load(url: str, clients: int, seconds: float, tokens: int) -> dict:
+CLIENTS_PER_PROCESS = 32  # one client process's event loop (httpx) keeps up with this many streams;
+# 64 streams in one process fell behind the server (12.7k tokens/s at 0.44 of a core, against 20.0k
+# from two processes of 32 each), so the clients run in ceil(clients / 32) processes, started together.
+
+
+async def clients_of_one_process(url: str, clients: int, first_seed: int, start_at: float, seconds: float,
+                                 tokens: int) -> dict:
+    """`clients` streaming clients on one event loop from wall time `start_at` for `seconds`: the
+    tokens they received in that time, and each stream's time to its first token and per token."""
     import httpx
 
     first_tokens, per_token = [], []
     generated = 0
+    await asyncio.sleep(max(0.0, start_at - time.time()))
     deadline = time.perf_counter() + seconds
 
     async def client(http, k: int) -> None:
@@ -86,10 +96,30 @@ async def generation_load(url: str, clients: int, seconds: float, tokens: int) -
 
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(http, k) for k in range(clients)))
-        elapsed = min(time.perf_counter(), deadline) - start
-    return {"clients": clients, "tokens_per_s": generated / elapsed,
+        await asyncio.gather(*(client(http, first_seed + k) for k in range(clients)))
+    return {"generated": generated, "first_tokens": first_tokens, "per_token": per_token}
+
+
+def generation_load(url: str, clients: int, seconds: float, tokens: int) -> dict:
+    """`clients` streaming clients in as many processes as they need, for `seconds`: aggregate
+    tokens/s and the p50/p99 of the time to the first token and per token."""
+    processes = -(-clients // CLIENTS_PER_PROCESS)
+    start_at = time.time() + 1.5  # every process started and its client made before the load begins
+    running = []
+    for p in range(processes):
+        share = clients // processes + (p < clients % processes)
+        running.append(subprocess.Popen([sys.executable, __file__, "--clients-of", url, str(share),
+                                          str(p * CLIENTS_PER_PROCESS), str(start_at), str(seconds), str(tokens)],
+                                         stdout=subprocess.PIPE, text=True))
+    parts = []
+    for process in running:
+        out, _ = process.communicate(timeout=seconds + 300)
+        assert process.returncode == 0, "a client process failed"
+        parts.append(json.loads(out))
+    first_tokens = [t for part in parts for t in part["first_tokens"]]
+    per_token = [t for part in parts for t in part["per_token"]]
+    return {"clients": clients, "client_processes": processes,
+            "tokens_per_s": sum(part["generated"] for part in parts) / seconds,
             "first_token_p50_ms": 1e3 * percentile(first_tokens, 0.5),
             "first_token_p99_ms": 1e3 * percentile(first_tokens, 0.99),
             "per_token_p50_ms": 1e3 * percentile(per_token, 0.5), "per_token_p99_ms": 1e3 * percentile(per_token, 0.99)}
@@ -145,6 +175,11 @@ def score_seconds(model: str, lines: list[str], repeats: int) -> float:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--clients-of"]:  # one client process of generation_load
+        url, clients, first_seed, start_at, seconds, tokens = sys.argv[2:8]
+        print(json.dumps(asyncio.run(clients_of_one_process(url, int(clients), int(first_seed), float(start_at),
+                                                            float(seconds), int(tokens)))))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="load time per client count")
     parser.add_argument("--tokens", type=int, default=256, help="max_tokens of each completion")
@@ -180,8 +215,8 @@ def main() -> None:
             time.sleep(0.2)
         rows = []
         for clients in (int(c) for c in args.clients.split(",")):
-            asyncio.run(generation_load(url, clients, 2.0, args.tokens))  # warm: the loads' first requests
-            rows.append(asyncio.run(generation_load(url, clients, args.seconds, args.tokens)))
+            generation_load(url, clients, 2.0, args.tokens)  # warm: the loads' first requests
+            rows.append(generation_load(url, clients, args.seconds, args.tokens))
             print(json.dumps(rows[-1]), flush=True)
         served_score = min(asyncio.run(score_load(url, lines, 16, args.score_chunk)) for _ in range(args.repeats))
     finally:

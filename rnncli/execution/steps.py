@@ -83,12 +83,15 @@ class Steps:
     """`rows` rows of `model` (a language model or a decoder) stepped together for up to `tokens`
     steps: its step weights in the chosen form (`weights`, for kernels/generate.py), and the runs."""
 
-    def __init__(self, model, params: dict, rows: int, tokens: int, beam: bool = False):
+    def __init__(self, model, params: dict, rows: int, tokens: int, beam: bool = False, cores: int | None = None):
+        """`cores`: at most this many (default: the plan's); 1 steps every call's rows on the calling
+        thread's core, so that threads of their own may each step theirs (a server's lanes)."""
         self.key = (model.config.cell, str(next(iter(params.values())).dtype))
-        form = step_form(rows, tokens, params, beam, warm=self.key in _helper_ran)
+        self.cores = cores_here() if cores is None else min(cores, cores_here())
+        form = step_form(rows, tokens, params, beam, warm=self.key in _helper_ran) if self.cores > 1 else True
         self.mailbox = form if isinstance(form, np.ndarray) else None  # the helper's, when it shares the products
         self.weights = model.step_weights(params, packed=form)
-        self.shards = [] if self.mailbox is not None or beam else Plan(cores_here()).shards(rows)
+        self.shards = [] if self.mailbox is not None or beam else Plan(self.cores).shards(rows)
         self.burst = HELPER_BURST if self.mailbox is not None else BURST
         self.rows, self.beam = rows, beam
 
@@ -96,7 +99,7 @@ class Steps:
         """Step `rows` rows from now on (a server's batch changes between bursts): their shards; the
         weights keep their form."""
         if self.mailbox is None and not self.beam:
-            self.shards = Plan(cores_here()).shards(rows)
+            self.shards = Plan(self.cores).shards(rows)
         self.rows = rows
 
     def run(self, work, like: np.ndarray):

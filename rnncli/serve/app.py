@@ -487,10 +487,23 @@ class CompletionAnswer:
                 logprobs = self._logprobs(c, [], [], [], 0, [1], c.prime_ids, echoes[p])
                 yield self._chunk(c.index, c.prompt, logprobs, None)
         pending = {asyncio.ensure_future(self._next(c)): c for c in self.choices}
+        try:
+            async for chunk in self._generated(pending):
+                yield chunk
+        finally:  # the client left, or a choice failed: nobody waits for the others
+            for task in pending:
+                task.cancel()
+
+    async def _generated(self, pending: dict):
+        """The choices' events as their updates arrive (`events`), then the usage and [DONE]."""
         first_token = None
         tokens_sent = 0
         while pending:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if len(pending) == 1:  # one choice (most requests): its update, without a wait over many
+                done = list(pending)
+                await done[0]
+            else:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 c = pending.pop(task)
                 update = task.result()
@@ -503,10 +516,12 @@ class CompletionAnswer:
                 if update.tokens and first_token is None:
                     first_token = time.perf_counter() - self.start
                 tokens_sent += len(update.tokens)
-                base = len(c.prompt) if self.req.echo else 0
-                context = [1, *c.prime_ids.tolist(), *c.tokens[: len(c.tokens) - len(update.tokens)]][-8:]
-                logprobs = self._logprobs(c, update.tokens, update.logprobs, update.top,
-                                          base + len(c.text) - len(update.text), context) if self.req.logprobs else None
+                logprobs = None
+                if self.req.logprobs:
+                    base = len(c.prompt) if self.req.echo else 0
+                    context = [1, *c.prime_ids.tolist(), *c.tokens[: len(c.tokens) - len(update.tokens)]][-8:]
+                    logprobs = self._logprobs(c, update.tokens, update.logprobs, update.top,
+                                              base + len(c.text) - len(update.text), context)
                 if text or logprobs or c.finish_reason:
                     yield self._chunk(c.index, text, logprobs, c.finish_reason)
         if self.req.include_usage:
