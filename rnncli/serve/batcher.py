@@ -2,9 +2,10 @@
 
 A language model's generating rows (one per completion choice) advance together in bursts of up to
 BURST steps through the engine's many-rows path (`Steps.generate`), in lanes: one per core, each
-stepping its own rows on a thread of its own. Between a lane's bursts, its rows that ended or whose
-client left are dropped and new ones join, once the batcher's thread has fed them their prompts
-(prompts of one length fed together) and given each to the lane with the fewest rows. Scoring
+stepping rows on a thread of its own. Rows between bursts are ready; a lane free takes its share of
+them (of those running and ready, over the lanes) for its next burst, so the rows flow to the lane
+that is free. Rows that ended or whose client left are dropped; new ones are ready once the
+batcher's thread has fed them their prompts (prompts of one length fed together). Scoring
 requests wait in one queue and are scored together, sorted by length (`score_ids`), up to
 SCORE_SENTENCES at a time; any other work (rescoring, a task model's answers) runs on the
 batcher's thread too, beside the lanes.
@@ -77,7 +78,7 @@ class _Scoring:
 
 
 class _Lane:
-    """One core's generating rows, stepped in bursts on a thread of its own."""
+    """A core's thread stepping bursts: `rows`, those of the burst it runs."""
 
     def __init__(self, k: int):
         self.k = k
@@ -97,6 +98,7 @@ class Batcher:
         self._wake = threading.Condition()
         self._joining: list[Row] = []
         self._feeding = 0  # rows taken from _joining whose prompts are being fed
+        self._ready: list[Row] = []  # rows fed, between bursts: the next lane free takes its share
         self._lanes = [_Lane(k) for k in range(max(1, cores_here()))]
         self._scoring: list[_Scoring] = []
         self._calls: list[tuple[Callable, Callable]] = []
@@ -114,7 +116,7 @@ class Batcher:
 
     @property
     def rows_running(self) -> int:
-        return sum(len(lane.rows) for lane in self._lanes)
+        return len(self._ready) + sum(len(lane.rows) for lane in self._lanes)
 
     @property
     def queued(self) -> int:
@@ -177,8 +179,7 @@ class Batcher:
                 r.cancel()
                 r.send(Update("", [], [], finish_reason=f"error: {err}"))
             with self._wake:
-                for lane in self._lanes:
-                    lane.rows = [r for r in lane.rows if not r.cancelled]
+                self._ready = [r for r in self._ready if not r.cancelled]
 
     def _engine(self):
         """The language model's step weights, packed once, stepped on one core per call (each lane
@@ -193,7 +194,7 @@ class Batcher:
 
     def _join(self, rows: list[Row]) -> None:
         """Feed each new row its prompt (all but its last token: the first burst's input), rows of
-        one prompt length together; then each joins the lane with the fewest rows."""
+        one prompt length together; then each is ready for a lane."""
         steps = self._engine()
         dtype = self.ck.params["embed.weight"].dtype
         by_length: dict[int, list[Row]] = {}
@@ -216,13 +217,13 @@ class Batcher:
                     r.send(Update("", [], [], finish_reason="length"))
                     continue
                 with self._wake:
-                    self._feeding -= 1  # counted once: fed, or in its lane
-                    lane = min(self._lanes, key=lambda lane: len(lane.rows))
-                    lane.rows.append(r)
-                    if lane.thread is None:
-                        lane.thread = threading.Thread(target=self._run_lane, args=(lane,), daemon=True,
-                                                       name=f"rnncli-lane-{self.name}-{lane.k}")
-                        lane.thread.start()
+                    self._feeding -= 1  # counted once: fed, or ready
+                    self._ready.append(r)
+                    for lane in self._lanes:
+                        if lane.thread is None:
+                            lane.thread = threading.Thread(target=self._run_lane, args=(lane,), daemon=True,
+                                                           name=f"rnncli-lane-{self.name}-{lane.k}")
+                            lane.thread.start()
                     self._wake.notify_all()
 
     # ---- a lane's thread -----------------------------------------------------------------------
@@ -230,16 +231,23 @@ class Batcher:
     def _run_lane(self, lane: _Lane) -> None:
         while True:
             with self._wake:
-                lane.rows = [r for r in lane.rows if not r.cancelled]
-                while not (self._stopping or lane.rows):
+                while True:
+                    self._ready = [r for r in self._ready if not r.cancelled]
+                    if self._stopping or self._ready:
+                        break
                     self._wake.wait()
                 if self._stopping:
                     return
+                # its share of the rows running or ready: the others' bursts keep theirs
+                share = -(-self.rows_running // len(self._lanes))
+                lane.rows, self._ready = self._ready[:share], self._ready[share:]
                 rows = list(lane.rows)
             self._guarded(self._burst, rows, lane)
+            with self._wake:
+                lane.rows = []
 
     def _burst(self, rows: list[Row], lane: _Lane) -> None:
-        """Up to BURST steps of a lane's rows; each row's update sent, ended rows dropped."""
+        """Up to BURST steps of a lane's rows; each row's update sent, those not ended ready again."""
         from rnncli.inference.sample import row_settings
 
         steps = self._engine()
@@ -270,7 +278,9 @@ class Batcher:
         with self._wake:  # ended rows leave before their requests hear (a client may ask again at once)
             self.generated += sum(len(u.tokens) for u in updates)
             ended = {id(r) for r, u in zip(rows, updates, strict=True) if u.finish_reason}
-            lane.rows = [r for r in lane.rows if id(r) not in ended and not r.cancelled]
+            self._ready += [r for r in rows if id(r) not in ended and not r.cancelled]
+            lane.rows = []
+            self._wake.notify_all()
         for r, update in zip(rows, updates, strict=True):
             r.send(update)
 
