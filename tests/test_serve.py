@@ -346,7 +346,8 @@ def test_sigterm_finishes_the_stream_in_flight_then_exits(char_model):
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "rnncli", "serve", "--model", str(char_model), "--port",
-                                str(port), "--max-tokens", "20000", "--quiet"], env=env, stderr=subprocess.PIPE, text=True)
+                                str(port), "--max-tokens", "20000", "--quiet"], env=env, stderr=subprocess.PIPE,
+                               text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -384,3 +385,68 @@ def test_no_thread_is_left_behind(char_model):
             break
         time.sleep(0.05)
     assert not left, left
+
+
+def _readme_serve_block() -> list[str]:
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "rnncli serve" in b)
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def _curl(line: str) -> str:
+    """A README curl line run as written (or, without curl here, its request through httpx)."""
+    import shlex
+    import shutil
+
+    if shutil.which("curl"):
+        done = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (line, done.stderr)
+        return done.stdout
+    args = shlex.split(line)[1:]
+    data = args[args.index("-d") + 1] if "-d" in args else None
+    url = "http://" + next(a for a in args if a.startswith("localhost:"))
+    answer = httpx.request("POST" if data else "GET", url, content=data, timeout=60)
+    assert answer.status_code == 200, (line, answer.text)
+    return answer.text
+
+
+def test_the_readme_serve_lines_work_as_shown(char_model, tmp_path):
+    import shlex
+    import shutil
+
+    lines = _readme_serve_block()
+    serve, curls = lines[0], lines[1:]
+    assert serve.startswith("rnncli serve") and all(c.startswith("curl ") for c in curls) and len(curls) >= 4
+    (tmp_path / "runs").mkdir()
+    shutil.copy(char_model, tmp_path / "runs" / "demo-gru.npz")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    process = subprocess.Popen([sys.executable, "-m", "rnncli", *shlex.split(serve.replace("8080", port))[1:],
+                                "--quiet"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        outputs = [_curl(line.replace("8080", port)) for line in curls]
+        for line, out in zip(curls, outputs, strict=True):
+            if '"stream": true' in line:
+                assert out.rstrip().endswith("data: [DONE]"), out
+            elif "/metrics" in line:
+                assert "rnncli_requests_total" in out
+            else:
+                answer = json.loads(out)
+                assert "error" not in answer and (answer.get("choices") or answer.get("data")), out
+        seeded = json.loads(outputs[0])["choices"][0]["text"]
+        expected = json_lines(run_cli("sample", "--model", char_model, "--prime", "The ", "--length", "40", "--seed",
+                                      "1", "--json"))
+        assert seeded == expected[0]["continuation"]
+    finally:
+        process.terminate()
+        process.wait(60)
