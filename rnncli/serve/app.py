@@ -9,7 +9,8 @@ Endpoints:
     POST /v1/classify, /v1/tag, /v1/translate   a task model's answers (the commands' --json records)
     GET  /metrics          Prometheus text
 
-Every model's work runs on its batcher's thread; the event loop only parses, waits and writes. No
+Every model's work runs on its batcher's threads (batcher.py: a lane per core and one that feeds
+prompts, scores and runs calls); the event loop only parses, waits and writes. No
 request names a file: the models are the ones the command line loaded.
 """
 
@@ -130,7 +131,7 @@ class Server:
                   Route("/v1/score", self.handler("score", self.score), methods=["POST"]),
                   Route("/v1/rescore", self.handler("rescore", self.rescore), methods=["POST"])]
         routes += [Route(f"/v1/{endpoint}", self.handler(endpoint, self.task_answer(endpoint)), methods=["POST"])
-                   for t in TASKS.values() if not t.stream for endpoint in t.endpoints]
+                   for t in TASKS.values() if not t.stream for endpoint in t.endpoints]  # the task models' own
         return Starlette(routes=routes)
 
     def handler(self, endpoint: str, fn):
