@@ -309,6 +309,17 @@ def test_a_client_that_leaves_frees_its_row(served):
     assert batcher.rows_in_flight == 0 and batcher.generated < 10**6
 
 
+def test_an_endpoint_without_its_kind_of_model_says_so(task_models):
+    running = Running([task_models / "sentiment.npz"])
+    try:
+        answer = running.post("/v1/completions", {"prompt": "a"})
+        assert answer.status_code == 404 and answer.json()["error"]["param"] == "model"
+        assert "needs a language model" in answer.json()["error"]["message"]
+        assert running.post("/v1/classify", {"input": "a fine film"}).status_code == 200
+    finally:
+        running.stop()
+
+
 def test_an_api_key_is_required_when_set(char_model):
     running = Running([char_model], api_key="s3cret")
     try:

@@ -114,7 +114,7 @@ class Server:
         for served in self.models.values():
             if endpoint in served.task.endpoints:
                 return served
-        raise RequestError(404, f"no {wanted.what} is loaded for /v1/{endpoint}", "model")
+        raise RequestError(404, f"/v1/{endpoint} needs {wanted.what}, and none is loaded here", "model")
 
     # ---- the app --------------------------------------------------------------------------------
 
