@@ -499,6 +499,7 @@ class CompletionAnswer:
         """The choices' events as their updates arrive (`events`), then the usage and [DONE]."""
         first_token = None
         tokens_sent = 0
+        events: list[bytes] = []
         while pending:
             if len(pending) == 1:  # one choice (most requests): its update, without a wait over many
                 done = list(pending)
@@ -524,12 +525,15 @@ class CompletionAnswer:
                     logprobs = self._logprobs(c, update.tokens, update.logprobs, update.top,
                                               base + len(c.text) - len(update.text), context)
                 if text or logprobs or c.finish_reason:
-                    yield self._chunk(c.index, text, logprobs, c.finish_reason)
+                    events.append(self._chunk(c.index, text, logprobs, c.finish_reason))
+            if pending and events:  # what arrived together, in one write (the last with the end, below)
+                yield b"".join(events)
+                events = []
         if self.req.include_usage:
             chunk = {"id": self.id, "object": "text_completion", "created": self.created,
                      "model": self.served.name, "choices": [], "usage": self._usage()}
-            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
-        yield b"data: [DONE]\n\n"
+            events.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        yield b"".join([*events, b"data: [DONE]\n\n"])
         elapsed = time.perf_counter() - self.start
         per_token = (elapsed - first_token) / (tokens_sent - 1) if first_token and tokens_sent > 1 else None
         self.metrics.stream(first_token, per_token)
