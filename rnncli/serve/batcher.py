@@ -111,18 +111,23 @@ class Batcher:
 
     # ---- from any thread -----------------------------------------------------------------------
 
+    # (counted under the lock: a row moves between the lists a count reads)
+
     @property
     def rows_in_flight(self) -> int:
-        return len(self._joining) + self._feeding + self.rows_running
+        with self._wake:
+            return len(self._joining) + self._feeding + self.rows_running
 
     @property
     def rows_running(self) -> int:
-        return len(self._ready) + sum(len(lane.rows) for lane in self._lanes)
+        with self._wake:
+            return len(self._ready) + sum(len(lane.rows) for lane in self._lanes)
 
     @property
     def queued(self) -> int:
         """Rows waiting to join, sentences waiting to be scored and calls waiting to run."""
-        return (len(self._joining) + sum(len(s.ids) - s.next for s in self._scoring) + len(self._calls))
+        with self._wake:
+            return len(self._joining) + sum(len(s.ids) - s.next for s in self._scoring) + len(self._calls)
 
     def add_rows(self, rows: list[Row]) -> None:
         with self._wake:
