@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 # Registration order is the order `rnncli --help` lists the commands in.
-from rnncli.cli import tokenize, train, sample, score, rescore, tasks, explain, serve, info, plot, interop  # noqa: F401
+from rnncli.cli import tokenize, train, sample, score, rescore, tasks, explain, serve, quantize, info, plot, interop  # noqa: F401
 from rnncli.cli.common import app
 
 

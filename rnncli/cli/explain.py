@@ -94,6 +94,9 @@ def explain(
     if output and output != "-":
         check_writable(output, "page", streams=True, inputs=(path, file, *other_paths))
     ck = load_model(path, task="lm")
+    if ck.quantization:
+        raise UsageError(f"{path} holds int8 weights, made to run, not to learn: its gradients would describe the "
+                         "rounding; explain the float model it came from")
     others = [(load_model(other, task="lm"), other) for other in other_paths]
     if file:
         from rnncli.text.data import Corpus

@@ -71,7 +71,8 @@ def info(
         ("model", f"{d['cell']}, {d['layers']} {'bidirectional ' if d['bidirectional'] else ''}layer(s) of "
                   f"{d['hidden']}, embedding {d['embed']}"
                   f"{', tied weights' if d['tie_weights'] else ''}, dropout {d['dropout']}"),
-        ("parameters", f"{d['parameters']:,} ({d['dtype']})"),
+        ("parameters", f"{d['parameters']:,} ({d['dtype']})" if not d["quantization"] else
+         f"{d['parameters']:,} (weights in int8, {d['quantization']['scheme']} scales; run in float32)"),
         ("tokenizer", f"{d['level']}, vocabulary {d['vocab_size']:,}"),
         ("corpus", f"{d['corpus']} ({size})"),
         ("training", f"{d['steps']:,} steps, {d['tokens_seen']:,} tokens, {d['seconds']:.0f} s, {d['optimizer']} "

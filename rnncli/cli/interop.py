@@ -40,6 +40,10 @@ def export(
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
     path = model or latest_model()
     ck = load_model(path)
+    if ck.quantization:
+        console(stderr=True).print(f"note: {path} holds int8 weights; the export holds their float32 values (each "
+                                   "weight q x its scale, exact), which other tools read as any float model",
+                                   highlight=False)
     stem = os.path.splitext(path or "model")[0]
     if to == "onnx":
         import json

@@ -166,10 +166,14 @@ class Checkpoint:
         hidden.<layer>.<i>                         recurrent state carried at the data position
         state                                      JSON: step, epoch, chunk, tokens seen, lr, losses,
                                                    RNG state, corpus identity, metrics history
+    A quantized model (formats/int8.py; format_version 2) also holds
+        quantization                               JSON: bits, scheme, activations, the weights covered
+        param.<name> as int8, scale.<name>         each covered weight's q and scales
+    and `params` are its dequantized float32 weights, which every path reads (exact: int8.py).
     """
 
     def __init__(self, model, train, tokenizer_config, tokenizer, params, optim=None, optim_step=0,
-                 hidden=None, state=None, version=""):
+                 hidden=None, state=None, version="", quantization: dict | None = None):
         self.model, self.train, self.tokenizer_config = model, train, tokenizer_config
         self.tokenizer, self.params = tokenizer, params
         self.optim = optim or {}
@@ -177,6 +181,7 @@ class Checkpoint:
         self.hidden = hidden
         self.state = state or {}
         self.version = version
+        self.quantization = quantization  # None for float weights, else int8.record(...)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         from rnncli import __version__
@@ -193,6 +198,13 @@ class Checkpoint:
             "optim.step": np.array(self.optim_step),
         }
         arrays.update({f"param.{k}": v for k, v in self.params.items()})
+        if self.quantization:
+            from rnncli.formats import int8
+
+            arrays["format_version"] = np.array(int8.FORMAT_VERSION)
+            arrays["quantization"] = json_array(self.quantization)
+            for name, (q, s) in int8.quantize_params(self.params, self.quantization["scheme"]).items():
+                arrays[f"param.{name}"], arrays[f"scale.{name}"] = q, s
         arrays.update({f"optim.{k}": v for k, v in self.optim.items()})
         for layer, st in enumerate(self.hidden or []):
             for i, a in enumerate(st):
@@ -251,9 +263,11 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
         version = int(reader.get("format_version", 4096))
     except (TypeError, ValueError):
         raise RnncliError(f"{path}: unreadable format_version") from None
-    if version > FORMAT_VERSION:
+    from rnncli.formats import int8
+
+    if version > int8.FORMAT_VERSION:
         raise RnncliError(f"{path}: checkpoint format {version} is newer than this rnncli understands "
-                          f"({FORMAT_VERSION}); upgrade rnncli")
+                          f"({int8.FORMAT_VERSION}); upgrade rnncli")
     try:
         config = from_json_array(reader.get("config"))
         model = from_dict(ModelConfig, config["model"])
@@ -295,7 +309,29 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
     if unexpected:
         raise RnncliError(f"{path}: holds weights its configuration does not describe ({', '.join(unexpected[:3])}"
                           f"{', ...' if len(unexpected) > 3 else ''}): the configuration and the arrays disagree")
-    params = {name: array(f"param.{name}", shape) for name, shape in shapes.items()}
+    quantization = int8.check_record(from_json_array(reader.get("quantization")), path) \
+        if "quantization" in reader else None
+    covered = set(quantization["weights"]) if quantization else set()
+    if not covered <= set(shapes) or any(k[len("scale."):] not in covered for k in reader.keys()
+                                         if k.startswith("scale.")):
+        raise RnncliError(f"{path}: its quantized weights and its configuration disagree")
+
+    def weights(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        if name not in covered:
+            return array(f"param.{name}", shape)
+        q = reader.get(f"param.{name}", int(np.prod(shape)) + HEADER_SLACK)
+        if q.shape != shape or q.dtype != np.int8:
+            raise RnncliError(f"{path}: param.{name} has shape {q.shape} ({q.dtype}), expected {shape} (int8)")
+        s_shape = int8.scales_shape(name, shape, quantization["scheme"])
+        if f"scale.{name}" not in reader:
+            raise RnncliError(f"{path}: the scales of {name} are missing; the quantized model is damaged")
+        s = reader.get(f"scale.{name}", 4 * int(np.prod(s_shape)) + HEADER_SLACK)
+        if s.shape != s_shape:
+            raise RnncliError(f"{path}: scale.{name} has shape {s.shape}, expected {s_shape}")
+        int8.check_scales(s, f"{path}: scale.{name}")
+        return int8.dequantized(name, q, s, quantization["scheme"])
+
+    params = {name: weights(name, shape) for name, shape in shapes.items()}
     if not allow_nonfinite:
         refuse_nonfinite(params, path)
     optim = {}
@@ -320,7 +356,8 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
             hidden.append(tuple(st))
     step = int(reader.get("optim.step", 4096)) if "optim.step" in reader else 0
     version_text = str(reader.get("rnncli_version", 4096)) if "rnncli_version" in reader else ""
-    return Checkpoint(model, train, tok_config, tokenizer, params, optim, step, hidden, state, version_text)
+    return Checkpoint(model, train, tok_config, tokenizer, params, optim, step, hidden, state, version_text,
+                      quantization)
 
 
 def nonfinite_weights(params: dict[str, np.ndarray]) -> list[str]:
@@ -383,7 +420,8 @@ def describe(ck: Checkpoint, path: str) -> dict:
         "batch_size": ck.train.batch_size,
         "seq_len": ck.train.seq_len,
         "rnncli_version": ck.version,
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if ck.quantization else FORMAT_VERSION,
+        "quantization": ck.quantization and {k: v for k, v in ck.quantization.items() if k != "weights"},
         "history": [r for r in s.get("history", []) if is_record(r) and r.get("tokens_seen") is not None],
         "nonfinite_weights": nonfinite_weights(ck.params),
     }

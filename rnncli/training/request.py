@@ -174,6 +174,9 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
         check_writable(out, "checkpoint", folder_may_be_made=True,  # before any work, not at the first save
                        inputs=(*corpus.files, req.init_from, req.valid))
     base = load_model_checkpoint(req.resume or req.init_from) if (req.resume or req.init_from) else None
+    if base is not None and base.quantization and req.resume:
+        raise UsageError(f"{req.resume} holds int8 weights and no training state: it can be sampled and scored, not "
+                         "resumed (resume the float model it came from, or start from it with --init-from)")
     if base is not None:
         _refuse_changes(req, base)
         tokenizer, tok_config, model = base.tokenizer, base.tokenizer_config, base.model

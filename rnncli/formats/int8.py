@@ -1,0 +1,138 @@
+"""Eight-bit weights in a checkpoint: the quantization rule, which weights it covers, and the
+arrays a quantized checkpoint holds.
+
+A matrix W (K, F) multiplied as x @ W is stored as int8 numbers q and float32 scales s, one scale
+per column j and group of k (its inner dimension):
+
+    W'[k, j] = q[k, j] * s[g, j]     for k in group g,   |q| <= 127,
+    s[g, j] = max_{k in g} |W[k, j]| / 127, rounded to 16 significant bits,   q = round(W / s)
+
+Schemes: `row`, one group per column (an output unit's whole row of weights in PyTorch's (F, K)
+layout, "per output row", as CTranslate2 and PyTorch's dynamic quantization); `block32`, groups
+of 32 k (llama.cpp's q8_0). An embedding E (V, D), read by rows, is quantized as E^T (each token's
+row its own column): the same rule, the same layout as a tied output layer reads it.
+
+The 16-bit scales make the dequantized weights exact: q has 7 significant bits and s 16, so every
+q * s is exact in float32 (24 bits). A quantized model *is* its dequantized float32 model, W' in
+place of W, bit for bit, on every path that reads weights (the loader dequantizes:
+formats/checkpoint.py); and quantizing W' again gives the same q and s (its largest |q| per group is
+127 by construction, so s = max|W'| / 127 exactly), so saving a loaded quantized model is lossless.
+
+Covered: every parameter that is a matrix of products (`layers.*.Wx`, `*.Wh`, `output.W`) or an
+embedding (`*embed.weight`); biases, peepholes and other vectors stay float32 (a few kilobytes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnncli.errors import RnncliError
+
+SCHEMES = ("row", "block32")
+DEFAULT_SCHEME = "row"
+BLOCK = 32  # k per group in the block32 scheme
+QMAX = 127
+SCALE_BITS = 16  # significant bits of a scale: with q's 7, every q * s exact in float32
+FORMAT_VERSION = 2  # the checkpoint format of a quantized model (a float one stays at 1)
+
+
+def group_starts(K: int, scheme: str) -> np.ndarray:
+    """The first k of each group along K rows, and K at the end (groups + 1,)."""
+    return np.array([0, K] if scheme == "row" else list(range(0, K, BLOCK)) + [K], np.int64)
+
+
+def round_scale(s: np.ndarray) -> np.ndarray:
+    """float32 scales rounded to SCALE_BITS significant bits (to nearest)."""
+    drop = 24 - SCALE_BITS
+    bits = np.ascontiguousarray(s, np.float32).view(np.uint32)
+    mask = np.uint32((0xFFFFFFFF << drop) & 0xFFFFFFFF)
+    return ((bits + np.uint32(1 << (drop - 1))) & mask).view(np.float32)
+
+
+def quantize(W: np.ndarray, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    """W (K, F) -> (q (K, F) int8, s (groups, F) float32). An all-zero group gets the scale 1."""
+    starts = group_starts(W.shape[0], scheme)
+    amax = np.maximum.reduceat(np.abs(W.astype(np.float64)), starts[:-1], axis=0)
+    s = round_scale(np.where(amax > 0, amax / QMAX, 1.0).astype(np.float32))
+    per_row = np.repeat(s, np.diff(starts), axis=0).astype(np.float64)
+    q = np.clip(np.rint(W / per_row), -QMAX, QMAX).astype(np.int8)
+    return q, s
+
+
+def dequantize(q: np.ndarray, s: np.ndarray, scheme: str) -> np.ndarray:
+    """W' = q * s (K, F), float32, exact."""
+    starts = group_starts(q.shape[0], scheme)
+    return q.astype(np.float32) * np.repeat(s, np.diff(starts), axis=0)
+
+
+def covered(name: str, value: np.ndarray) -> str | None:
+    """How a parameter is quantized: "matrix" (groups along its rows k), "embedding" (along each
+    row), or None (kept in float32)."""
+    last = name.rsplit(".", 1)[-1]
+    if value.ndim != 2:
+        return None
+    if last in ("Wx", "Wh", "W"):
+        return "matrix"
+    if name.endswith("embed.weight"):
+        return "embedding"
+    return None
+
+
+def scales_shape(name: str, shape: tuple[int, ...], scheme: str) -> tuple[int, ...]:
+    """The shape of a covered parameter's stored scales: (groups, F) for a matrix (K, F), (V, groups)
+    for an embedding (V, D)."""
+    if name.endswith("embed.weight"):
+        return (shape[0], len(group_starts(shape[1], scheme)) - 1)
+    return (len(group_starts(shape[0], scheme)) - 1, shape[1])
+
+
+def quantize_params(params: dict[str, np.ndarray], scheme: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (q, scales) of every covered parameter, q in the parameter's own shape."""
+    out = {}
+    for name, value in params.items():
+        kind = covered(name, value)
+        if kind == "matrix":
+            out[name] = quantize(value, scheme)
+        elif kind == "embedding":
+            q, s = quantize(value.T, scheme)
+            out[name] = (np.ascontiguousarray(q.T), np.ascontiguousarray(s.T))
+    return out
+
+
+def dequantized(name: str, q: np.ndarray, s: np.ndarray, scheme: str) -> np.ndarray:
+    """The float32 weights of a stored (q, scales) pair."""
+    if name.endswith("embed.weight"):
+        return np.ascontiguousarray(dequantize(q.T, s.T, scheme).T)
+    return dequantize(q, s, scheme)
+
+
+def check_scales(s: np.ndarray, where: str) -> None:
+    """Scales are float32, finite and positive: anything else is a damaged or hostile file."""
+    if s.dtype != np.float32:
+        raise RnncliError(f"{where}: scales must be float32, not {s.dtype}")
+    if not np.isfinite(s).all() or not (s > 0).all():
+        raise RnncliError(f"{where}: scales must be finite and positive; the quantized model is damaged")
+
+
+def record(scheme: str, names: list[str]) -> dict:
+    """The checkpoint's `quantization` field."""
+    return {"bits": 8, "scheme": scheme, "activations": "float32", "weights": sorted(names)}
+
+
+def check_record(value, path: str) -> dict:
+    """A stored `quantization` field, checked."""
+    if (not isinstance(value, dict) or value.get("bits") != 8 or value.get("scheme") not in SCHEMES
+            or not isinstance(value.get("weights"), list) or not all(isinstance(n, str) for n in value["weights"])):
+        raise RnncliError(f"{path}: damaged quantization field ({str(value)[:80]})")
+    return value
+
+
+def stored_bytes(params: dict[str, np.ndarray], scheme: str | None) -> int:
+    """Bytes of the weights as a checkpoint stores them (float32, or quantized by `scheme`)."""
+    total = 0
+    for name, value in params.items():
+        if scheme and covered(name, value):
+            total += value.size + 4 * int(np.prod(scales_shape(name, value.shape, scheme)))
+        else:
+            total += value.nbytes
+    return total
