@@ -81,6 +81,7 @@ class ModelConfig:
     task: str = "lm"  # lm | classify | tag | translate (the registry, which checks it: tasks/__init__.py)
     bidirectional: bool = False  # every level a forward and a reversed layer (not for lm)
     labels: list[str] = field(default_factory=list)  # classify: the classes; tag: the tags
+    step_int8: str = ""  # "" | row | block32: the single step's products in int8 against weights of that scheme
 
     def check(self, task_rules=None) -> None:
         """The configuration's fields; `task_rules(config)` -> a refusal (field, problem) or None: what
@@ -116,6 +117,10 @@ class ModelConfig:
         if self.tie_weights and self.embed != self.hidden:
             raise ConfigError("tie_weights", "needs embed equal to hidden")
         _whole("vocab_size", self.vocab_size, 2, "at least 2 (<UNK> and <EOS>)")
+        from rnncli.formats.int8 import SCHEMES
+
+        if self.step_int8 not in ("", *SCHEMES):
+            raise ConfigError("step_int8", f"must be empty or one of {', '.join(SCHEMES)}, not {self.step_int8!r}")
 
 
 @dataclass

@@ -19,6 +19,10 @@ def quantize(
                                                "name with -int8.npz).", show_default=False)] = None,
     scheme: Annotated[str, typer.Option(help="Scales: row (one per output unit and matrix) or block32 (one per 32 "
                                              "weights along each unit's inputs).")] = "row",
+    activations: Annotated[str | None, typer.Option(help="Generation's activations: int8 (products of bytes; the "
+                                                         "default where the CPU has AVX-512 VNNI) or float32. "
+                                                         "Scoring reads float32 activations either way.",
+                                                    show_default=False)] = None,
     eval_file: Annotated[str | None, typer.Option("--eval", help="Compare with the float model on this text ('-': "
                                                   "stdin): perplexity of both, KL divergence, top-token agreement.",
                                                   show_default=False)] = None,
@@ -34,7 +38,7 @@ def quantize(
     from rnncli.errors import UsageError
     from rnncli.formats.checkpoint import save_checkpoint
     from rnncli.formats.files import check_writable
-    from rnncli.inference.quantize import compare, quantized, sizes
+    from rnncli.inference.quantize import compare, default_activations, quantized, sizes
 
     path = model_path(model)
     ck = load_model(path)
@@ -46,8 +50,9 @@ def quantize(
     if eval_file is not None and ck.model.task != "lm":
         raise UsageError(f"--eval measures a language model's perplexity; compare two {ck.model.task} models with "
                          "`rnncli evaluate` instead")
-    out = quantized(ck, scheme)
-    record = {"output": output, "scheme": scheme, **sizes(ck, out)}
+    activations = activations or default_activations(ck.model.task)
+    out = quantized(ck, scheme, activations)
+    record = {"output": output, "scheme": scheme, "activations": activations, **sizes(ck, out)}
     if eval_file is not None:
         from rnncli.cli.common import announce_compilation
         from rnncli.text.data import Corpus
@@ -56,18 +61,24 @@ def quantize(
         announce_compilation()
         _, ids = corpus_ids(Corpus([eval_file]), ck.tokenizer, ck.tokenizer_config, None, lambda note: None)
         record["eval"] = {"file": eval_file, **compare(ck, out, ids, seq_len=ck.train.seq_len)}
+        if out.model.step_int8:
+            record["eval_generation"] = compare(ck, out, ids, seq_len=ck.train.seq_len, generation=True)
     save_checkpoint(output, out)
     record["file_bytes"], record["float_file_bytes"] = os.path.getsize(output), os.path.getsize(path)
     if as_json:
         print_json(record)
         return
     err = console(stderr=True)
-    err.print(f"wrote {output}: int8 weights, {scheme} scales, {record['file_bytes']:,} bytes "
+    err.print(f"wrote {output}: int8 weights, {scheme} scales, {activations} activations in generation, "
+              f"{record['file_bytes']:,} bytes "
               f"({record['file_bytes'] / record['float_file_bytes']:.2f} of {path})", highlight=False)
     if "eval" in record:
-        e = record["eval"]
-        print(f"{e['file']}: {e['tokens']:,} tokens\n"
-              f"  perplexity    float {e['perplexity']:.4f}   int8 {e['perplexity_quantized']:.4f}   "
-              f"({100 * e['relative_change']:+.3f} %)\n"
-              f"  mean KL       {e['mean_kl']:.6f} nats\n"
-              f"  same top      {100 * e['same_top']:.2f} % of positions")
+        print(f"{eval_file}: {record['eval']['tokens']:,} tokens, against the float model")
+        for key, what in (("eval", "scoring"), ("eval_generation", "generation (int8 activations)")):
+            if key in record:
+                e = record[key]
+                print(f"  {what}\n"
+                      f"    perplexity  float {e['perplexity']:.4f}   int8 {e['perplexity_quantized']:.4f}   "
+                      f"({100 * e['relative_change']:+.3f} %)\n"
+                      f"    mean KL     {e['mean_kl']:.6f} nats\n"
+                      f"    same top    {100 * e['same_top']:.2f} % of positions")

@@ -89,6 +89,11 @@ class Steps:
         self.key = (model.config.cell, str(next(iter(params.values())).dtype))
         self.cores = cores_here() if cores is None else min(cores, cores_here())
         form = step_form(rows, tokens, params, beam, warm=self.key in _helper_ran) if self.cores > 1 else True
+        if model.config.step_int8:  # the model's own arithmetic (kernels/int8.py), on one core a shard
+            from rnncli.kernels.recurrent import Int8Steps
+
+            form = Int8Steps(model.config.step_int8)
+        self.form = form
         self.mailbox = form if isinstance(form, np.ndarray) else None  # the helper's, when it shares the products
         self.weights = model.step_weights(params, packed=form)
         self.shards = [] if self.mailbox is not None or beam else Plan(self.cores).shards(rows)
@@ -144,9 +149,14 @@ class Steps:
 
     def describe(self) -> str:
         """One line for `sample --verbose`: how the rows run."""
+        from rnncli.kernels.recurrent import Int8Steps
         from rnncli.kernels.vectors import VECTOR_BITS
 
         kernel = f"rnncli's packed kernel ({VECTOR_BITS}-bit vectors)"
+        if isinstance(self.form, Int8Steps):
+            from rnncli.kernels.int8 import BYTE_DOTS
+
+            kernel = "int8 products (" + ("AVX-512 VNNI" if BYTE_DOTS else "exact float sums: no VNNI here") + ")"
         rows = self.rows
         if self.mailbox is None:
             shards = self.shards

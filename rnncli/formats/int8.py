@@ -115,8 +115,9 @@ def check_scales(s: np.ndarray, where: str) -> None:
 
 
 def record(scheme: str, names: list[str]) -> dict:
-    """The checkpoint's `quantization` field."""
-    return {"bits": 8, "scheme": scheme, "activations": "float32", "weights": sorted(names)}
+    """The checkpoint's `quantization` field (whether its steps are int8 too is the model's own
+    configuration: ModelConfig.step_int8)."""
+    return {"bits": 8, "scheme": scheme, "weights": sorted(names)}
 
 
 def check_record(value, path: str) -> dict:

@@ -15,9 +15,12 @@ Packed parameters of one layer (gate blocks side by side, order given by each ce
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import types
 
+from rnncli.errors import RnncliError
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.jit import inline, kernel, overload_by_type
 from rnncli.kernels.packed import pack, product_row, product_rows
@@ -73,6 +76,17 @@ def layer_input(weights, layer, x, h):
 
 @overload_by_type(step_times)
 def _step_times(x, M):
+    if len(M) == 6:  # the int8 form (kernels/int8.py): (W', Q, S, offset, where, starts)
+        from rnncli.kernels.int8 import BYTE_DOTS, byte_dot_product, exact_float_product
+
+        product = byte_dot_product if BYTE_DOTS else exact_float_product
+
+        def in_int8(x, M):
+            out = np.empty((x.shape[0], M[0].shape[1]), dtype=x.dtype)
+            product(x, M[1], M[2], M[3], M[4], M[5], out)
+            return out
+
+        return in_int8
     if len(M) == 3:
 
         def on_two_cores(x, M):
@@ -95,6 +109,8 @@ def _step_times(x, M):
 
 @overload_by_type(held_layer)
 def _held_layer(M, index):
+    if len(M) == 6:
+        return lambda M, index: (M[0][index], M[1][index], M[2][index], M[3][index], M[4], M[5])
     if len(M) == 3:
         return lambda M, index: (M[0][index], M[1][index], M[2])
     return lambda M, index: (M[0][index], M[1][index])
@@ -177,19 +193,39 @@ def input_weights(layers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return Wx0, np.zeros((1,) + layers[0]["Wh"].shape, Wx0.dtype)
 
 
-Packing = bool | np.ndarray
+@dataclass(frozen=True)
+class Int8Steps:
+    """The single step's products in eight bits (kernels/int8.py), weights quantized by `scheme`: a
+    model's own arithmetic (ModelConfig.step_int8), not a speed choice, on one core a shard."""
+
+    scheme: str
+
+
+Packing = bool | np.ndarray | Int8Steps
 """How the single step's matrices are held (`hold`), the engine seam's choice (execution/steps.py):
 True, packed, for steps on one core; a mailbox (two_cores.new_mailbox()), packed and each product
 shared with a helper on the second core (a few rows: batch-1 generation, a beam). Either way the
 same matrices and the same arithmetic (packed.py: every number one chain of fused multiply-adds in
-k order), so a row's numbers never depend on which, nor on the rows beside it."""
+k order), so a row's numbers never depend on which, nor on the rows beside it. Or, for a model
+whose steps are int8 (`Int8Steps`), int8 weights and activations, summed as exact integers: again
+each row's numbers its own, on any CPU."""
 
 
-def hold(W: np.ndarray, form: Packing = True) -> tuple:
+def hold(W: np.ndarray, form: Packing = True, pieces: int = 1) -> tuple:
     """W (K, F), or a stack of them (L, K, F), as the single step multiplies by it (`step_times`):
-    (W, W packed) (packed.py: (blocks, K, 2V) a matrix), with the mailbox when `form` is one. A
-    cell's `step_weights` holds each matrix its step multiplies by; the form is not the cell's."""
+    (W, W packed) (packed.py: (blocks, K, 2V) a matrix), with the mailbox when `form` is one; or
+    (W, its int8 form...) (kernels/int8.py), W made of `pieces` matrices stacked along k, each
+    quantized on its own. A cell's `step_weights` holds each matrix its step multiplies by; the form
+    is not the cell's."""
     W = np.ascontiguousarray(W)
+    if isinstance(form, Int8Steps):
+        from rnncli.kernels.int8 import int8_form, stacked_form
+
+        held = (int8_form if W.ndim == 2 else stacked_form)(W, form.scheme, pieces)
+        if held is None:
+            raise RnncliError(f"weights of {W.shape} are not int8 weights of the {form.scheme} scheme, which "
+                              "this model's steps expect: the checkpoint is damaged")
+        return (W, *held)
     P = pack(W) if W.ndim == 2 else np.ascontiguousarray(np.stack([pack(w) for w in W]))
     return (W, P, form) if isinstance(form, np.ndarray) else (W, P)
 
@@ -204,7 +240,7 @@ def fused_inputs(Wx0: np.ndarray, WxR: np.ndarray, Wh: np.ndarray, form: Packing
         WxhR = np.concatenate([WxR, Wh[1:]], axis=1)
     else:  # a placeholder: a kernel argument needs an array
         WxhR = np.zeros((1, 2 * Wh.shape[1], Wh.shape[2]), Wh.dtype)
-    return hold(Wx0, form), hold(Wh[0], form), hold(WxhR, form)
+    return hold(Wx0, form), hold(Wh[0], form), hold(WxhR, form, pieces=2)
 
 
 TABLE_PAYS_WITHIN = 64  # steps: a table of every token's input product is built when it costs no more
@@ -223,7 +259,14 @@ def inputs_table(E: np.ndarray, weights) -> tuple:
     step = sum(m[0].size for m in weights if isinstance(m, tuple))  # multiply-adds of a row's step
     if V * D * F > TABLE_PAYS_WITHIN * step or V * F * E.itemsize > 64 << 20:
         return E, weights
-    table = input_product(np.ascontiguousarray(E, dtype=W0.dtype), W0)
+    rows = np.ascontiguousarray(E, dtype=W0.dtype)
+    if len(weights.Wx0) == 6:  # int8 steps: each row of the table the step's own int8 product
+        from rnncli.kernels.int8 import int8_product
+
+        table = np.empty((V, F), W0.dtype)
+        int8_product(rows, weights.Wx0[1:], table)
+    else:
+        table = input_product(rows, W0)
     empty = hold(np.empty((0, F), W0.dtype), weights.Wx0[2] if len(weights.Wx0) == 3 else True)
     return table, weights._replace(Wx0=empty)
 

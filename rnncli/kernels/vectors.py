@@ -143,3 +143,97 @@ def scalar_fma(typingctx, x, w, acc):
         return builder.call(fma, list(args))
 
     return x(x, w, acc), codegen
+
+
+@intrinsic
+def vector_load_int8(typingctx, array, index, like):
+    """The vector of `like`'s number type holding the int8 numbers at flat position `index` of a
+    C-contiguous int8 array, each converted exactly (a sign extension and an integer-to-float
+    conversion: one vector's lanes of bytes, 16 or 8)."""
+    _contiguous(array)
+    if array.dtype != types.int8:
+        from numba.core.errors import TypingError
+
+        raise TypingError(f"vector_load_int8 reads int8 numbers, not {array.dtype}")
+
+    def codegen(context, builder, sig, args):
+        vector = _llvm_vector(sig.args[2].dtype)
+        bytes_ = ir.VectorType(ir.IntType(8), vector.count)
+        raw = builder.load(_address(context, builder, sig.args[0], args[0], args[1], bytes_), align=1)
+        return builder.sitofp(raw, vector)
+
+    return Vector(like.dtype)(array, index, like), codegen
+
+
+# ---- sixteen int32 lanes: integer dot products of bytes (AVX-512 VNNI; kernels/int8.py) -----------
+
+
+def has_byte_dot_products() -> bool:
+    """Whether the CPU Numba compiles for has AVX-512 VNNI (`vpdpbusd`: sixteen lanes, each adding
+    four products of an unsigned and a signed byte to an int32, exactly)."""
+    from numba.core import config
+
+    if config.CPU_FEATURES:
+        return "+avx512vnni" in config.CPU_FEATURES
+    if config.CPU_NAME and config.CPU_NAME != "host":
+        return False
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("avx512vnni", False))
+
+
+class IntVector(types.Type):
+    """An LLVM vector of sixteen int32."""
+
+    def __init__(self):
+        super().__init__(name="int32x16")
+
+
+INT_VECTOR = IntVector()
+_I32X16 = ir.VectorType(ir.IntType(32), 16)
+
+
+@register_model(IntVector)
+class _IntVectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _I32X16)
+
+
+@intrinsic
+def int_vector_zero(typingctx):
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_I32X16, [0] * 16)
+
+    return INT_VECTOR(), codegen
+
+
+@intrinsic
+def byte_dots(typingctx, acc, q, index, word):
+    """acc + the dot products of four unsigned bytes (`word`, an int32, broadcast to every lane) with
+    each lane's four signed bytes of q[index : index + 64] (C-contiguous int8): `vpdpbusd`, exact."""
+    _contiguous(q)
+
+    def codegen(context, builder, sig, args):
+        acc, q, index, word = args
+        w = builder.load(_address(context, builder, sig.args[1], q, index, _I32X16), align=1)
+        word = builder.trunc(word, ir.IntType(32)) if word.type.width > 32 else word
+        lane0 = ir.Constant(ir.IntType(32), 0)
+        b = builder.insert_element(ir.Constant(_I32X16, ir.Undefined), word, lane0)
+        b = builder.shuffle_vector(b, ir.Constant(_I32X16, ir.Undefined), ir.Constant(_I32X16, [0] * 16))
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32X16, [_I32X16] * 3),
+                                            "llvm.x86.avx512.vpdpbusd.512")
+        return builder.call(fn, [acc, b, w])
+
+    return INT_VECTOR(acc, q, index, word), codegen
+
+
+@intrinsic
+def int_vector_store(typingctx, array, index, value):
+    """Store sixteen int32 at flat position `index` of a C-contiguous int32 array."""
+    _contiguous(array)
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1], _I32X16), align=4)
+        return context.get_dummy_value()
+
+    return types.none(array, index, value), codegen

@@ -180,6 +180,7 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
     if base is not None:
         _refuse_changes(req, base)
         tokenizer, tok_config, model = base.tokenizer, base.tokenizer_config, base.model
+        model.step_int8 = ""  # an int8 model's float32 values (formats/int8.py) train as any float model
         if req.init_from and "dropout" in req.explicit:
             model.dropout = req.model.dropout
             check_model(model)
