@@ -66,19 +66,24 @@ def test_every_cell_and_task_has_its_matrices_and_embeddings_covered(cell, task,
 
 @pytest.fixture(scope="module")
 def quantized_lm(tmp_path_factory):
-    """A word LSTM trained briefly, quantized by both schemes, and a float checkpoint of the
-    dequantized weights of each (the same model in float32, by the format's claim)."""
+    """A word LSTM trained briefly, quantized by both schemes (float32 activations), and a float
+    checkpoint of the dequantized weights of each (the same model in float32, by the format's claim);
+    and `int8.npz`, row scales with int8 steps (generation in int8 activations)."""
     folder = tmp_path_factory.mktemp("quantized")
     ok(run_cli("train", CORPORA / "demo.txt", "--level", "word", "--cell", "lstm", "--layers", "2", "--hidden", "40",
                "--embed", "24", "--epochs", "2", "--seq-len", "20", "--batch-size", "16",
                "--out", folder / "float.npz"))
     for scheme in int8.SCHEMES:
         record = json.loads(ok(run_cli("quantize", folder / "float.npz", "-o", folder / f"{scheme}.npz", "--scheme",
-                                       scheme, "--eval", CORPORA / "demo.txt", "--json")).stdout)
+                                       scheme, "--activations", "float32", "--eval", CORPORA / "demo.txt",
+                                       "--json")).stdout)
         (folder / f"{scheme}.json").write_text(json.dumps(record))
         ck = load_model_checkpoint(str(folder / f"{scheme}.npz"), training_state=False)
         ck.quantization = None
         save_checkpoint(str(folder / f"{scheme}-dequantized.npz"), ck)
+    record = json.loads(ok(run_cli("quantize", folder / "float.npz", "-o", folder / "int8.npz", "--activations", "int8",
+                                   "--eval", CORPORA / "demo.txt", "--json")).stdout)
+    (folder / "int8.json").write_text(json.dumps(record))
     return folder
 
 
@@ -114,6 +119,41 @@ def test_a_quantized_model_runs_as_its_dequantized_float_model(quantized_lm, com
     for scheme in int8.SCHEMES:
         got = ok(run_cli(*command, "--model", quantized_lm / f"{scheme}.npz")).stdout
         assert got == ok(run_cli(*command, "--model", quantized_lm / f"{scheme}-dequantized.npz")).stdout
+
+
+@pytest.mark.parametrize("command", [
+    ["score", "--per-token", "--json", "the cat sat on the mat", "a dog"],
+    ["rescore", CORPORA / "nbest.txt"],
+    ["evaluate", CORPORA / "demo.txt", "--json"],
+])
+def test_int8_steps_leave_scoring_in_float32(quantized_lm, command):
+    got = ok(run_cli(*command, "--model", quantized_lm / "int8.npz")).stdout
+    assert got == ok(run_cli(*command, "--model", quantized_lm / "row-dequantized.npz")).stdout
+
+
+def test_int8_steps_measure_generation_too(quantized_lm):
+    record = json.loads((quantized_lm / "int8.json").read_text())
+    assert record["activations"] == "int8"
+    scoring, generation = record["eval"], record["eval_generation"]
+    assert generation["tokens"] == scoring["tokens"] and generation["perplexity"] == scoring["perplexity"]
+    assert abs(generation["relative_change"]) < 0.01 and 0 <= generation["mean_kl"] < 0.01
+    assert generation["perplexity_quantized"] != scoring["perplexity_quantized"]  # another arithmetic
+    info = json.loads(ok(run_cli("info", quantized_lm / "int8.npz", "--json")).stdout)
+    assert info["quantization"]["scheme"] == "row"
+
+
+@pytest.mark.parametrize("command", [
+    ["sample", "--length", "60", "--seed", "4", "--temperature", "0.9"],
+    ["sample", "--length", "30", "--seed", "4", "-n", "6", "--top-k", "5", "--json"],
+    ["sample", "--length", "20", "--beam", "4", "--prime", "the"],
+])
+def test_int8_steps_give_the_same_bytes_on_one_core_or_two(quantized_lm, command, monkeypatch):
+    from tests.conftest import use_cores
+
+    model = ("--model", quantized_lm / "int8.npz")
+    both = ok(run_cli(*command, *model)).stdout
+    use_cores(monkeypatch, 1)
+    assert ok(run_cli(*command, *model)).stdout == both
 
 
 def test_quantized_scores_stay_close_to_the_float_model(quantized_lm):
@@ -185,3 +225,75 @@ def test_every_task_runs_quantized_as_its_dequantized_float_model(tmp_path):
         save_checkpoint(str(tmp_path / f"{task}-f.npz"), ck)
         got = ok(run_cli(*command, "--model", tmp_path / f"{task}-q.npz")).stdout
         assert got == ok(run_cli(*command, "--model", tmp_path / f"{task}-f.npz")).stdout
+
+
+def _exact_reference(x, W, scheme, pieces):
+    """The int8 product's maths in float64 from the definition (kernels/int8.py's docstring)."""
+    from rnncli.kernels.int8 import _recover
+
+    K = W.shape[0]
+    size = K // pieces
+    starts = np.concatenate([int8.group_starts(size, scheme)[:-1] + p * size for p in range(pieces)] + [[K]])
+    q, s = _recover(W, starts)
+    out = np.empty((x.shape[0], W.shape[1]))
+    for b in range(x.shape[0]):
+        m = np.abs(x[b]).max()
+        sx = np.float32(m / np.float32(127)) if m > 0 else np.float32(1)
+        xq = np.clip(np.rint(x[b] / sx), -127, 127).astype(np.int64)
+        acc = np.zeros(W.shape[1])
+        for g in range(len(starts) - 1):
+            acc += s[g].astype(np.float64) * (xq[starts[g]:starts[g + 1], None] * q[starts[g]:starts[g + 1]]).sum(0)
+        out[b] = acc * np.float64(sx)
+    return out
+
+
+@pytest.mark.parametrize("scheme", int8.SCHEMES)
+@pytest.mark.parametrize("K, F, pieces", [(512, 2048, 1), (1024, 300, 2), (200, 65, 1), (70, 33, 1), (6, 5, 2)])
+def test_int8_products_are_the_exact_integer_maths_whatever_the_kernel(scheme, K, F, pieces):
+    from rnncli.kernels.int8 import BYTE_DOTS, int8_form, int8_product
+
+    rng = np.random.default_rng(K + F)
+    W = np.concatenate([int8.dequantize(*int8.quantize(rng.normal(size=(K // pieces, F)).astype(np.float32) * 0.05,
+                                                       scheme), scheme) for _ in range(pieces)])
+    x = np.tanh(rng.normal(size=(6, K))).astype(np.float32)
+    x[2] = 0.0  # a zero row
+    portable = np.empty((6, F), np.float32)
+    int8_product(x, int8_form(W, scheme, pieces, byte_dot_products=False), portable)
+    np.testing.assert_allclose(portable, _exact_reference(x, W, scheme, pieces), rtol=1e-5, atol=1e-6)
+    alone = np.empty((1, F), np.float32)
+    int8_product(x[4:5], int8_form(W, scheme, pieces, byte_dot_products=False), alone)
+    assert np.array_equal(alone[0], portable[4])  # a row's numbers are its own
+    if BYTE_DOTS:  # this CPU has AVX-512 VNNI: its kernel gives the same bytes, one row or many
+        vnni = np.empty((6, F), np.float32)
+        int8_product(x, int8_form(W, scheme, pieces, byte_dot_products=True), vnni)
+        assert np.array_equal(vnni, portable)
+        int8_product(x[4:5], int8_form(W, scheme, pieces, byte_dot_products=True), alone)
+        assert np.array_equal(alone[0], portable[4])
+
+
+def test_int8_products_shared_by_two_cores_are_the_same_numbers():
+    from rnncli.kernels.int8 import int8_form, one_core_product
+    from rnncli.kernels.two_cores import new_mailbox, shared_int8_product, with_helper
+
+    rng = np.random.default_rng(3)
+    W = int8.dequantize(*int8.quantize(rng.normal(size=(512, 2048)).astype(np.float32), "block32"), "block32")
+    form = int8_form(W, "block32")
+    for rows in (1, 3):
+        x = np.tanh(rng.normal(size=(rows, 512))).astype(np.float32)
+        alone, shared = np.empty((rows, 2048), np.float32), np.empty((rows, 2048), np.float32)
+        one_core_product(x, *form, alone)
+        mailbox = new_mailbox()
+
+        def work(x=x, mailbox=mailbox, shared=shared):
+            shared_int8_product(x, *form, mailbox, shared)
+
+        with_helper(mailbox, work, x)
+        assert np.array_equal(shared, alone)
+
+
+def test_a_matrix_that_is_not_int8_is_refused_by_the_int8_form():
+    from rnncli.kernels.int8 import int8_form
+
+    W = np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32)
+    assert int8_form(W, "row") is None
+    assert int8_form(int8.dequantize(*int8.quantize(W, "block32"), "block32"), "row") is None

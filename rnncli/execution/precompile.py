@@ -6,7 +6,9 @@ and caches it beside its source; a cached one loads in ~0.3 s. A tiny model of e
 is enough: the compiled code depends on the cell and the number types, not on the sizes.
 
 - Generation, every cell: its kernel in two forms, packed weights on one core and packed weights
-  shared with a helper on the second core (kernels/two_cores.py), each with and without top-k/top-p;
+  shared with a helper on the second core (kernels/two_cores.py), each with and without top-k/top-p,
+  and, for the cells of `TRAINED_AHEAD`, the same two forms of a quantized model's int8 steps
+  (kernels/int8.py);
   a beam's step (run from Python) in both forms, and the beam's choice (`beam_candidates`).
 - Training: a step of the cells a first run trains (`TRAINED_AHEAD`: the demo's gru, the default
   lstm, and gru-cudnn, which `--max-time` picks), forward and backward by the per-token table (a
@@ -29,16 +31,24 @@ TRAINED_AHEAD = ("gru", "lstm", "gru-cudnn")
 
 def compile_generation(cell: str) -> None:
     from rnncli.config import ModelConfig
+    from rnncli.formats import int8
     from rnncli.kernels.generate import generate, model_step
+    from rnncli.kernels.recurrent import Int8Steps
     from rnncli.kernels.two_cores import new_mailbox
     from rnncli.models.model import Model
 
     model = Model(ModelConfig(cell=cell, vocab_size=4, embed=2, hidden=2, layers=1))
     params = model.init_params(np.random.default_rng(0), np.float32)
+    pairs = int8.quantize_params(params, "row")
+    quantized = {**params, **{name: int8.dequantized(name, *pair, "row") for name, pair in pairs.items()}}
+    forms = [(True, params), (new_mailbox(), params)]
+    if cell in TRAINED_AHEAD:  # a quantized model's int8 steps: the likeliest cells (~10 s each)
+        forms += [(Int8Steps("row"), quantized), (Int8Steps("row", new_mailbox()), quantized)]
     h, c = model.step_state(model.initial_state(1))
     out, logprobs, finished = np.empty((1, 1), np.int64), np.empty((1, 1)), np.zeros(1, np.bool_)
-    for packed in (True, new_mailbox()):  # the mailbox's products computed whole here (no helper runs)
-        weights = model.step_weights(params, packed)
+    # the mailbox's products computed whole here (no helper runs); a quantized model's int8 steps too
+    for packed, values in forms:
+        weights = model.step_weights(values, packed)
         for top_k, top_p in ((0, 1.0), (2, 0.9)):
             generate(*weights, h, c, np.array([[1]]), np.zeros((1, 1)), np.ones(1), np.array([top_k]),
                      np.array([top_p]), False, finished, out, logprobs)

@@ -89,12 +89,12 @@ class Steps:
         self.key = (model.config.cell, str(next(iter(params.values())).dtype))
         self.cores = cores_here() if cores is None else min(cores, cores_here())
         form = step_form(rows, tokens, params, beam, warm=self.key in _helper_ran) if self.cores > 1 else True
-        if model.config.step_int8:  # the model's own arithmetic (kernels/int8.py), on one core a shard
+        self.mailbox = form if isinstance(form, np.ndarray) else None  # the helper's, when it shares the products
+        if model.config.step_int8:  # the model's own arithmetic (kernels/int8.py), in the form chosen
             from rnncli.kernels.recurrent import Int8Steps
 
-            form = Int8Steps(model.config.step_int8)
+            form = Int8Steps(model.config.step_int8, self.mailbox)
         self.form = form
-        self.mailbox = form if isinstance(form, np.ndarray) else None  # the helper's, when it shares the products
         self.weights = model.step_weights(params, packed=form)
         self.shards = [] if self.mailbox is not None or beam else Plan(self.cores).shards(rows)
         self.burst = HELPER_BURST if self.mailbox is not None else BURST

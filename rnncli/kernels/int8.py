@@ -122,16 +122,17 @@ def _quantize_rows(x, where, K4):
 
 
 @kernel
-def _byte_dot_row(words, Q, starts, sums):
+def _byte_dot_row(words, Q, starts, sums, c_lo, c_hi):
     """sums (groups, 16 blocks) = each group's byte dot products of one row (`words`: its bytes as
-    int32, four a word) with Q: eight blocks at a time (a last pass of fewer repeats its last block)."""
-    blocks, quads = Q.shape[0], Q.shape[1]
+    int32, four a word) with blocks c_lo .. c_hi - 1 of Q: eight blocks at a time (a last pass of
+    fewer repeats its last block)."""
+    quads = Q.shape[1]
     q = Q.reshape(-1)
     step = quads * 64
     flat = sums.reshape(-1)
     width = sums.shape[1]
-    for c in range(0, blocks, 8):
-        last = blocks - 1
+    for c in range(c_lo, c_hi, 8):
+        last = c_hi - 1
         c1, c2, c3 = min(c + 1, last), min(c + 2, last), min(c + 3, last)
         c4, c5, c6, c7 = min(c + 4, last), min(c + 5, last), min(c + 6, last), min(c + 7, last)
         for g in range(starts.shape[0] - 1):
@@ -159,17 +160,18 @@ def _byte_dot_row(words, Q, starts, sums):
 
 
 @kernel
-def _byte_dot_tile(words, Q, starts, sums):
-    """sums (B, groups, 16 blocks) for rows (B, K4 / 4) of words: tiles of four rows x two blocks,
-    each loaded weight vector used by the four rows (a last tile of fewer repeats its last row)."""
+def _byte_dot_tile(words, Q, starts, sums, c_lo, c_hi):
+    """sums (B, groups, 16 blocks) for rows (B, K4 / 4) of words and blocks c_lo .. c_hi - 1: tiles
+    of four rows x two blocks, each loaded weight vector used by the four rows (a last tile of fewer
+    repeats its last row)."""
     B = words.shape[0]
-    blocks, quads = Q.shape[0], Q.shape[1]
+    quads = Q.shape[1]
     q = Q.reshape(-1)
     step = quads * 64
     flat = sums.reshape(-1)
     per_row, width = sums.shape[1] * sums.shape[2], sums.shape[2]
-    last_row, last = B - 1, blocks - 1
-    for c in range(0, blocks, 2):
+    last_row, last = B - 1, c_hi - 1
+    for c in range(c_lo, c_hi, 2):
         c1 = min(c + 1, last)
         for r0 in range(0, B, 4):
             r1, r2, r3 = min(r0 + 1, last_row), min(r0 + 2, last_row), min(r0 + 3, last_row)
@@ -205,7 +207,7 @@ def _add_exact(a, b, sums, at, tile):
 
 
 @kernel
-def _exact_float_sums(xq, Qp, starts, sums):
+def _exact_float_sums(xq, Qp, starts, sums, c_lo, c_hi):
     """The same integer sums (B, groups, F) without byte dot products: xq (B, K4) the rows' integers
     as floats, Qp (blocks, K4, 2V) the weights blocked as packed.py's, converted in register; every
     partial sum an integer below 2**24 (EXACT_RUN), so float32's fused multiply-adds are exact. Tiles
@@ -216,8 +218,11 @@ def _exact_float_sums(xq, Qp, starts, sums):
     q = Qp.reshape(-1)
     tile = np.empty(width, xq.dtype)
     last = B - 1
-    sums[:] = 0
-    for c in range(blocks):
+    for b in range(B):
+        for g in range(sums.shape[1]):
+            for j in range(c_lo * width, c_hi * width):
+                sums[b, g, j] = 0
+    for c in range(c_lo, c_hi):
         base, col = c * K4 * width, c * width
         for r0 in range(0, B, 4):
             r1, r2, r3 = min(r0 + 1, last), min(r0 + 2, last), min(r0 + 3, last)
@@ -244,13 +249,13 @@ def _exact_float_sums(xq, Qp, starts, sums):
                         _add_exact(a3, b3, sums[r3, g], col, tile)
 
 
-@inline
-def _finish(sums, S, offset, sx, out):
-    """out (B, F) = sx * sum_g s[g, j] * (sums - offset), the groups in order by fused multiply-adds."""
-    B, F = out.shape
+@kernel
+def finish_columns(sums, S, offset, sx, out, j_lo, j_hi):
+    """out[:, j_lo : j_hi] = sx * sum_g s[g, j] * (sums - offset), the groups in order, each term by
+    one fused multiply-add."""
     zero = out.dtype.type(0.0)
-    for b in range(B):
-        for j in range(F):
+    for b in range(out.shape[0]):
+        for j in range(j_lo, min(j_hi, out.shape[1])):
             acc = zero
             for g in range(S.shape[0]):
                 acc = scalar_fma(out.dtype.type(sums[b, g, j] - offset[g, j]), S[g, j], acc)
@@ -258,34 +263,76 @@ def _finish(sums, S, offset, sx, out):
 
 
 @kernel
+def _byte_dot_sums(xu, Q, starts, sums, c_lo, c_hi):
+    """The integer sums of blocks c_lo .. c_hi - 1 by AVX-512 VNNI, from the rows' bytes xu (B, K4)."""
+    words = xu.view(np.int32)  # (B, K4 / 4): four bytes a word, little-endian as vpdpbusd reads them
+    if xu.shape[0] == 1:
+        _byte_dot_row(words[0], Q, starts, sums[0], c_lo, c_hi)
+    else:
+        _byte_dot_tile(words, Q, starts, sums, c_lo, c_hi)
+
+
+@kernel
+def _float_sums(xu, Q, starts, sums, c_lo, c_hi):
+    """The same integer sums on any CPU, by exact float32 sums (`_exact_float_sums`)."""
+    xq = np.empty(xu.shape, np.float32)
+    for b in range(xu.shape[0]):
+        for k in range(xu.shape[1]):
+            xq[b, k] = np.float32(np.int32(xu[b, k]) - 128)
+    _exact_float_sums(xq, Q, starts, sums, c_lo, c_hi)
+
+
+integer_sums = _byte_dot_sums if BYTE_DOTS else _float_sums
+"""The integer sums of this CPU's form (`int8_form`): the single step's, on one core or two."""
+
+
+@inline
+def _byte_dot_blocks_shape(blocks, K4, width):
+    return (blocks, K4 // 4, LANES, 4)
+
+
+@inline
+def _float_blocks_shape(blocks, K4, width):
+    return (blocks, K4, width)
+
+
+blocks_shape = _byte_dot_blocks_shape if BYTE_DOTS else _float_blocks_shape
+"""The shape of Q in this CPU's form, from its blocks, padded rows and block width."""
+
+
+@kernel
+def quantize_rows(x, where, K4):
+    """(xu (B, K4) uint8, sx (B,)): `_quantize_rows` as a kernel of its own."""
+    return _quantize_rows(x, where, K4)
+
+
+# (Each kernel below calls its sums by name: a kernel given another as a value holds its address,
+# which a kernel cached by Numba carries into the next process, where it points elsewhere.)
+
+
+@kernel
 def byte_dot_product(x, Q, S, offset, where, starts, out):
     """out (B, F) = x (B, K) @ W' for the int8 form of W' (`int8_form`, blocked for byte dot
-    products), x quantized per row (above): the integer sums by AVX-512 VNNI."""
-    B = x.shape[0]
+    products), x quantized per row (above), on one core: the integer sums by AVX-512 VNNI."""
     xu, sx = _quantize_rows(x, where, starts[-1])
-    sums = np.empty((B, S.shape[0], S.shape[1]), np.int32)
-    words = xu.view(np.int32)  # (B, K4 / 4): four bytes a word, little-endian as vpdpbusd reads them
-    if B == 1:
-        _byte_dot_row(words[0], Q, starts, sums[0])
-    else:
-        _byte_dot_tile(words, Q, starts, sums)
-    _finish(sums, S, offset, sx, out)
+    sums = np.empty((x.shape[0], S.shape[0], S.shape[1]), np.int32)
+    _byte_dot_sums(xu, Q, starts, sums, 0, Q.shape[0])
+    finish_columns(sums, S, offset, sx, out, 0, out.shape[1])
 
 
 @kernel
 def exact_float_product(x, Q, S, offset, where, starts, out):
-    """The same numbers as `byte_dot_product` on any CPU: the integer sums by `_exact_float_sums`."""
+    """The same numbers as `byte_dot_product` on any CPU: the integer sums by exact float32 sums."""
     xu, sx = _quantize_rows(x, where, starts[-1])
-    xq = np.empty(xu.shape, x.dtype)
-    for b in range(xu.shape[0]):
-        for k in range(xu.shape[1]):
-            xq[b, k] = x.dtype.type(np.int32(xu[b, k]) - 128)
     sums = np.empty((x.shape[0], S.shape[0], S.shape[1]), np.int32)
-    _exact_float_sums(xq, Q, starts, sums)
-    _finish(sums, S, offset, sx, out)
+    _float_sums(xu, Q, starts, sums, 0, Q.shape[0])
+    finish_columns(sums, S, offset, sx, out, 0, out.shape[1])
 
 
-def int8_product(x, form, out, byte_dot_products: bool = BYTE_DOTS) -> None:
-    """out = x @ W' for the int8 form of W' made for `byte_dot_products` (Python's entry; the single
-    step calls the kernels directly, recurrent.step_times)."""
-    (byte_dot_product if byte_dot_products else exact_float_product)(x, *form, out)
+one_core_product = byte_dot_product if BYTE_DOTS else exact_float_product
+
+
+def int8_product(x, form, out) -> None:
+    """out = x @ W' for an int8 form of W' (`int8_form`), by the kernel of its layout: Python's entry
+    (the single step calls the kernels directly, recurrent.step_times)."""
+    (byte_dot_product if form[0].ndim == 4 else exact_float_product)(x, *form, out)

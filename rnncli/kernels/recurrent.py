@@ -76,10 +76,17 @@ def layer_input(weights, layer, x, h):
 
 @overload_by_type(step_times)
 def _step_times(x, M):
-    if len(M) == 6:  # the int8 form (kernels/int8.py): (W', Q, S, offset, where, starts)
-        from rnncli.kernels.int8 import BYTE_DOTS, byte_dot_product, exact_float_product
+    if len(M) == 7:  # the int8 form (kernels/int8.py) shared with a helper: (W', Q, S, offset, where, starts, mailbox)
+        from rnncli.kernels.two_cores import shared_int8_product
 
-        product = byte_dot_product if BYTE_DOTS else exact_float_product
+        def in_int8_on_two_cores(x, M):
+            out = np.empty((x.shape[0], M[0].shape[1]), dtype=x.dtype)
+            shared_int8_product(x, M[1], M[2], M[3], M[4], M[5], M[6], out)
+            return out
+
+        return in_int8_on_two_cores
+    if len(M) == 6:  # the int8 form on one core: (W', Q, S, offset, where, starts)
+        from rnncli.kernels.int8 import one_core_product as product
 
         def in_int8(x, M):
             out = np.empty((x.shape[0], M[0].shape[1]), dtype=x.dtype)
@@ -109,6 +116,8 @@ def _step_times(x, M):
 
 @overload_by_type(held_layer)
 def _held_layer(M, index):
+    if len(M) == 7:
+        return lambda M, index: (M[0][index], M[1][index], M[2][index], M[3][index], M[4], M[5], M[6])
     if len(M) == 6:
         return lambda M, index: (M[0][index], M[1][index], M[2][index], M[3][index], M[4], M[5])
     if len(M) == 3:
@@ -193,12 +202,14 @@ def input_weights(layers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return Wx0, np.zeros((1,) + layers[0]["Wh"].shape, Wx0.dtype)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Int8Steps:
     """The single step's products in eight bits (kernels/int8.py), weights quantized by `scheme`: a
-    model's own arithmetic (ModelConfig.step_int8), not a speed choice, on one core a shard."""
+    model's own arithmetic (ModelConfig.step_int8), not a speed choice; on one core a shard, or each
+    product shared with a helper on the second core through `mailbox` (the engine's choice)."""
 
     scheme: str
+    mailbox: np.ndarray | None = None
 
 
 Packing = bool | np.ndarray | Int8Steps
@@ -225,7 +236,7 @@ def hold(W: np.ndarray, form: Packing = True, pieces: int = 1) -> tuple:
         if held is None:
             raise RnncliError(f"weights of {W.shape} are not int8 weights of the {form.scheme} scheme, which "
                               "this model's steps expect: the checkpoint is damaged")
-        return (W, *held)
+        return (W, *held) + (() if form.mailbox is None else (form.mailbox,))
     P = pack(W) if W.ndim == 2 else np.ascontiguousarray(np.stack([pack(w) for w in W]))
     return (W, P, form) if isinstance(form, np.ndarray) else (W, P)
 
@@ -260,14 +271,14 @@ def inputs_table(E: np.ndarray, weights) -> tuple:
     if V * D * F > TABLE_PAYS_WITHIN * step or V * F * E.itemsize > 64 << 20:
         return E, weights
     rows = np.ascontiguousarray(E, dtype=W0.dtype)
-    if len(weights.Wx0) == 6:  # int8 steps: each row of the table the step's own int8 product
+    if len(weights.Wx0) >= 6:  # int8 steps: each row of the table the step's own int8 product
         from rnncli.kernels.int8 import int8_product
 
         table = np.empty((V, F), W0.dtype)
-        int8_product(rows, weights.Wx0[1:], table)
+        int8_product(rows, weights.Wx0[1:6], table)
     else:
         table = input_product(rows, W0)
-    empty = hold(np.empty((0, F), W0.dtype), weights.Wx0[2] if len(weights.Wx0) == 3 else True)
+    empty = hold(np.empty((0, F), W0.dtype), weights.Wx0[-1] if len(weights.Wx0) in (3, 7) else True)
     return table, weights._replace(Wx0=empty)
 
 

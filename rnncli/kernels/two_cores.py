@@ -39,6 +39,7 @@ from numba import carray, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from rnncli.kernels.int8 import blocks_shape, finish_columns, integer_sums, quantize_rows
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import product_blocks, row_product_blocks
 
@@ -46,10 +47,12 @@ from rnncli.kernels.packed import product_blocks, row_product_blocks
 # generating kernel: its number, the addresses of x, P and out, K, F, the block width, the helper's
 # blocks, the rows of x.
 POSTED, X_AT, P_AT, OUT_AT, INNER, COLUMNS, WIDTH, FIRST, END, ROWS = range(10)
+# An int8 product's (kernels/int8.py; KIND 1): x is the rows' bytes (ROWS, INNER), P its Q, and these.
+KIND, S_AT, OFFSET_AT, STARTS_AT, GROUPS, SUMS_AT, SX_AT = 40, 41, 42, 43, 44, 45, 46
 CLAIMED = 16  # the last request claimed (by either side)
 DONE = 24  # the last request the helper computed
 STOP = 32  # set when the generating kernel is finished
-MAILBOX_SIZE = 40
+MAILBOX_SIZE = 48
 SHARED_MIN_BYTES = 1 << 19  # a smaller matrix is read faster by one core than shared (measured below)
 IDLE_CYCLES = 1 << 31  # ~0.5-1 s: a helper with no request for that long returns (`serve`)
 
@@ -177,8 +180,29 @@ def blocks_of_product(x, flat, width, out, c_lo, c_hi):
 
 
 @inline
+def _requested_int8_half(mailbox, like):
+    """The helper's half of a posted int8 product (kernels/int8.py): the integer sums of its blocks,
+    then its columns."""
+    B, K4, width, first, blocks = mailbox[ROWS], mailbox[INNER], mailbox[WIDTH], mailbox[FIRST], mailbox[END]
+    groups, padded = mailbox[GROUPS], blocks * width
+    xu = _numbers_at(mailbox[X_AT], (B, K4), np.empty(0, np.uint8))
+    Q = _numbers_at(mailbox[P_AT], blocks_shape(blocks, K4, width), np.empty(0, np.int8))
+    starts = _numbers_at(mailbox[STARTS_AT], groups + 1, np.empty(0, np.int64))
+    sums = _numbers_at(mailbox[SUMS_AT], (B, groups, padded), np.empty(0, np.int32))
+    S = _numbers_at(mailbox[S_AT], (groups, padded), np.empty(0, np.float32))
+    offset = _numbers_at(mailbox[OFFSET_AT], (groups, padded), np.empty(0, np.int32))
+    sx = _numbers_at(mailbox[SX_AT], B, like)
+    out = _numbers_at(mailbox[OUT_AT], (B, mailbox[COLUMNS]), like)
+    integer_sums(xu, Q, starts, sums, first, blocks)
+    finish_columns(sums, S, offset, sx, out, first * width, blocks * width)
+
+
+@inline
 def requested_half(mailbox, like):
     """The helper's half of the posted request, computed from the addresses in the mailbox."""
+    if mailbox[KIND] == 1:
+        _requested_int8_half(mailbox, like)
+        return
     B, K, width, end = mailbox[ROWS], mailbox[INNER], mailbox[WIDTH], mailbox[END]
     x = _numbers_at(mailbox[X_AT], (B, K), like)
     out = _numbers_at(mailbox[OUT_AT], (B, mailbox[COLUMNS]), like)
@@ -214,6 +238,7 @@ def post_request(x, flat, K, width, blocks, mailbox, out):
     half is the second half of the blocks. -> (the request's number, the first of its blocks)."""
     end = (blocks + 1) // 2
     request = mailbox[POSTED] + 1
+    mailbox[KIND] = 0
     mailbox[X_AT] = address(x)
     mailbox[P_AT] = address(flat)
     mailbox[OUT_AT] = address(out)
@@ -247,6 +272,42 @@ def shared_product(x, P, mailbox, out):
         if request < 0 or lo > 0:
             return
         if not claim(mailbox, CLAIMED, request):  # the helper took them
+            break
+        lo, hi = end, blocks
+    while load_acquire(mailbox, DONE) != request:
+        spin_pause()
+
+
+@kernel
+def shared_int8_product(x, Q, S, offset, where, starts, mailbox, out):
+    """out (B, F) = x (B, K) @ W' for the int8 form of W' (kernels/int8.py): the rows quantized here,
+    the integer sums and the columns of the first half of the blocks here and of the second by the
+    helper (or here too, when no helper claimed them). Whoever computes a block, its numbers are the
+    same (exact integers, then one formula per column)."""
+    B = x.shape[0]
+    xu, sx = quantize_rows(x, where, starts[-1])
+    blocks = Q.shape[0]
+    width = S.shape[1] // blocks
+    sums = np.empty((B, S.shape[0], S.shape[1]), np.int32)
+    request = -1
+    end = blocks
+    if Q.size >= SHARED_MIN_BYTES:
+        end = (blocks + 1) // 2
+        request = mailbox[POSTED] + 1
+        mailbox[KIND] = 1
+        mailbox[X_AT], mailbox[P_AT], mailbox[OUT_AT] = address(xu), address(Q), address(out)
+        mailbox[S_AT], mailbox[OFFSET_AT], mailbox[STARTS_AT] = address(S), address(offset), address(starts)
+        mailbox[SUMS_AT], mailbox[SX_AT] = address(sums), address(sx)
+        mailbox[INNER], mailbox[COLUMNS], mailbox[WIDTH] = xu.shape[1], out.shape[1], width
+        mailbox[FIRST], mailbox[END], mailbox[ROWS], mailbox[GROUPS] = end, blocks, B, S.shape[0]
+        store_release(mailbox, POSTED, request)
+    lo, hi = 0, end
+    while True:  # as shared_product: this side's blocks, then the helper's if it did not claim them
+        integer_sums(xu, Q, starts, sums, lo, hi)
+        finish_columns(sums, S, offset, sx, out, lo * width, hi * width)
+        if request < 0 or lo > 0:
+            return
+        if not claim(mailbox, CLAIMED, request):
             break
         lo, hi = end, blocks
     while load_acquire(mailbox, DONE) != request:
