@@ -118,3 +118,30 @@ def test_this_machine_runs_a_kernel_family():
     if not FAMILIES:
         pytest.skip("no OpenBLAS x86 kernel family to compare on this CPU")
     assert "Haswell" in FAMILIES
+
+
+@pytest.fixture(scope="module")
+def int8_model(lstm_model, tmp_path_factory) -> Path:
+    """The lstm quantized with int8 steps (kernels/int8.py): generation in int8 activations."""
+    out = tmp_path_factory.mktemp("same-bytes") / "lstm-int8.npz"
+    result = run_cli("quantize", lstm_model, "-o", out, "--activations", "int8")
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def int8_commands(model: Path) -> dict[str, tuple]:
+    m = ("--model", model)
+    return {"sample": ("sample", *m, "--length", "2500", "--seed", "5"),  # long enough for the helper
+            "sample -n 3": ("sample", *m, "-n", "3", "--length", "150", "--seed", "3", "--json"),
+            "sample -n 9": ("sample", *m, "-n", "9", "--length", "40", "--seed", "4", "--json"),
+            "beam": ("sample", *m, "--beam", "5", "--length", "30")}
+
+
+def test_int8_steps_give_the_same_bytes_on_any_cpu(int8_model):
+    """AVX-512 VNNI's byte dot products where this CPU has them, against the exact float sums an AVX2
+    CPU runs (NUMBA_CPU_NAME=haswell: kernels compiled for it), and against one BLAS thread."""
+    for name, args in int8_commands(int8_model).items():
+        here = rnncli(*args)
+        assert here.strip(), name
+        assert rnncli(*args, env={"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell"}) == here, name
+        assert rnncli(*args, env={"OPENBLAS_NUM_THREADS": "1"}) == here, name

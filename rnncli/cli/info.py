@@ -72,7 +72,8 @@ def info(
                   f"{d['hidden']}, embedding {d['embed']}"
                   f"{', tied weights' if d['tie_weights'] else ''}, dropout {d['dropout']}"),
         ("parameters", f"{d['parameters']:,} ({d['dtype']})" if not d["quantization"] else
-         f"{d['parameters']:,} (weights in int8, {d['quantization']['scheme']} scales; run in float32)"),
+         f"{d['parameters']:,} (weights in int8, {d['quantization']['scheme']} scales; generation in "
+         f"{'int8' if d['step_int8'] else 'float32'} activations, scoring in float32)"),
         ("tokenizer", f"{d['level']}, vocabulary {d['vocab_size']:,}"),
         ("corpus", f"{d['corpus']} ({size})"),
         ("training", f"{d['steps']:,} steps, {d['tokens_seen']:,} tokens, {d['seconds']:.0f} s, {d['optimizer']} "

@@ -69,9 +69,10 @@ def quantize(
         print_json(record)
         return
     err = console(stderr=True)
-    err.print(f"wrote {output}: int8 weights, {scheme} scales, {activations} activations in generation, "
-              f"{record['file_bytes']:,} bytes "
-              f"({record['file_bytes'] / record['float_file_bytes']:.2f} of {path})", highlight=False)
+    ratio = record["weight_bytes_quantized"] / record["weight_bytes"]
+    err.print(f"wrote {output} ({record['file_bytes']:,} bytes): int8 weights with {scheme} scales, "
+              f"{record['weight_bytes_quantized']:,} bytes against {record['weight_bytes']:,} in float32 "
+              f"({ratio:.2f}); generation in {activations} activations", highlight=False)
     if "eval" in record:
         print(f"{eval_file}: {record['eval']['tokens']:,} tokens, against the float model")
         for key, what in (("eval", "scoring"), ("eval_generation", "generation (int8 activations)")):

@@ -422,6 +422,7 @@ def describe(ck: Checkpoint, path: str) -> dict:
         "rnncli_version": ck.version,
         "format_version": 2 if ck.quantization else FORMAT_VERSION,
         "quantization": ck.quantization and {k: v for k, v in ck.quantization.items() if k != "weights"},
+        "step_int8": ck.model.step_int8,
         "history": [r for r in s.get("history", []) if is_record(r) and r.get("tokens_seen") is not None],
         "nonfinite_weights": nonfinite_weights(ck.params),
     }

@@ -46,19 +46,27 @@ LANES = 16  # int32 lanes of a vector of byte dot products: the columns of a blo
 BYTE_DOTS = has_byte_dot_products()
 
 
+RECOVER_COLUMNS = 256  # columns read back at a time: the temporaries stay small beside the matrix
+
+
 def _recover(W: np.ndarray, starts: np.ndarray):
     """(q, s) of W' = q * s read back from W' alone (formats/int8.py: each nonzero group's largest
     |q| is 127, so s = max|W'| / 127 exactly), or None when W' is not exactly such a matrix."""
-    amax = np.maximum.reduceat(np.abs(W), starts[:-1], axis=0).astype(np.float64)
-    s = np.where(amax > 0, amax / QMAX, 1.0)
-    if not np.array_equal(s.astype(np.float32), s):
-        return None
-    s = s.astype(np.float32)
-    per_row = np.repeat(s, np.diff(starts), axis=0).astype(np.float64)
-    q = np.rint(W / per_row)
-    if np.abs(q).max(initial=0) > QMAX or not np.array_equal(q * per_row, W.astype(np.float64)):
-        return None
-    return q.astype(np.int8), s
+    q = np.empty(W.shape, np.int8)
+    s = np.empty((len(starts) - 1, W.shape[1]), np.float32)
+    lengths = np.diff(starts)
+    for j0 in range(0, W.shape[1], RECOVER_COLUMNS):
+        part = np.asarray(W[:, j0 : j0 + RECOVER_COLUMNS], np.float32)
+        amax = np.maximum.reduceat(np.abs(part), starts[:-1], axis=0)
+        scale = np.where(amax > 0, amax / np.float32(QMAX), np.float32(1))  # exact: amax is 127 s
+        if not np.where(amax > 0, scale.astype(np.float64) * QMAX == amax, True).all():
+            return None
+        per_row = np.repeat(scale, lengths, axis=0)
+        ints = np.rint(part / per_row)  # exact: W / s is q
+        if np.abs(ints).max(initial=0) > QMAX or not np.array_equal(ints * per_row, part):
+            return None
+        q[:, j0 : j0 + RECOVER_COLUMNS], s[:, j0 : j0 + RECOVER_COLUMNS] = ints, scale
+    return q, s
 
 
 def int8_form(W: np.ndarray, scheme: str, pieces: int = 1, byte_dot_products: bool = BYTE_DOTS):
