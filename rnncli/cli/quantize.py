@@ -47,7 +47,9 @@ def quantize(
                          "model it came from")
     output = output or os.path.splitext(path or "model")[0] + "-int8.npz"
     check_writable(output, "checkpoint", inputs=(path, eval_file))
-    if eval_file is not None and ck.model.task != "lm":
+    from rnncli.tasks import get_task
+
+    if eval_file is not None and not get_task(ck.model.task).stream:
         raise UsageError(f"--eval measures a language model's perplexity; compare two {ck.model.task} models with "
                          "`rnncli evaluate` instead")
     activations = activations or default_activations(ck.model.task)

@@ -29,6 +29,14 @@ from rnncli.text.data import chunks, contiguous_streams
 ACTIVATIONS = ("int8", "float32")
 
 
+def _language_model(task: str) -> bool:
+    """Whether a task's model is a language model (trained on a token stream: the one with steps of
+    its own to generate with)."""
+    from rnncli.tasks import get_task
+
+    return get_task(task).stream
+
+
 def default_activations(task: str) -> str:
     """int8 where this CPU sums byte products natively (AVX-512 VNNI: generation 2-3x the float
     model's, bench/quantize.py), else float32 (int8 steps there compute the same numbers by exact
@@ -36,7 +44,7 @@ def default_activations(task: str) -> str:
     chunks, which have no int8 form)."""
     from rnncli.kernels.int8 import BYTE_DOTS
 
-    return "int8" if BYTE_DOTS and task == "lm" else "float32"
+    return "int8" if BYTE_DOTS and _language_model(task) else "float32"
 
 
 def quantized(ck: Checkpoint, scheme: str, activations: str = "float32") -> Checkpoint:
@@ -50,7 +58,7 @@ def quantized(ck: Checkpoint, scheme: str, activations: str = "float32") -> Chec
         raise UsageError(f"--scheme must be one of {', '.join(int8.SCHEMES)}, not {scheme!r}")
     if activations not in ACTIVATIONS:
         raise UsageError(f"--activations must be one of {', '.join(ACTIVATIONS)}, not {activations!r}")
-    if activations == "int8" and ck.model.task != "lm":
+    if activations == "int8" and not _language_model(ck.model.task):
         raise UsageError(f"int8 activations are for a language model's generation; a {ck.model.task} model keeps "
                          "float32 activations (--activations float32)")
     pairs = int8.quantize_params(ck.params, scheme)

@@ -98,7 +98,7 @@ def int8_form(W: np.ndarray, scheme: str, pieces: int = 1, byte_dot_products: bo
     S[:, :F] = s
     offset = np.zeros((len(lengths), blocks * width), np.int32)
     if byte_dot_products:
-        offset[:, :F] = 128 * np.add.reduceat(q.astype(np.int32), starts[:-1], axis=0)
+        offset[:, :F] = 128 * np.add.reduceat(q, starts[:-1], axis=0, dtype=np.int32)
     return Q, S, offset, where, new_starts
 
 
@@ -266,7 +266,7 @@ def finish_columns(sums, S, offset, sx, out, j_lo, j_hi):
         for j in range(j_lo, min(j_hi, out.shape[1])):
             acc = zero
             for g in range(S.shape[0]):
-                acc = scalar_fma(out.dtype.type(sums[b, g, j] - offset[g, j]), S[g, j], acc)
+                acc = scalar_fma(out.dtype.type(sums[b, g, j] - offset[g, j]), out.dtype.type(S[g, j]), acc)
             out[b, j] = scalar_fma(acc, sx[b], zero)
 
 
