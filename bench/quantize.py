@@ -118,7 +118,8 @@ def speed(ck, repeats: int) -> dict:
         row = {name: statistics.median(r) for name, r in rates.items()}
         row["ratio"] = row["int8"] / row["float"]
         rows[work] = row
-        sys.stderr.write(f"  {work}: float {row['float']:,.0f}, int8 {row['int8']:,.0f} tokens/s ({row['ratio']:.2f}x)\n")
+        sys.stderr.write(f"  {work}: float {row['float']:,.0f}, int8 {row['int8']:,.0f} tokens/s "
+                         f"({row['ratio']:.2f}x)\n")
     int8_bytes = sum(v.size for k, v in ck.params.items() if k != "embed.weight" and v.ndim == 2)
     bandwidth = read_bandwidth(int8_bytes)
     rows["int8 streaming bound"] = {"bytes_per_token": int8_bytes, "read_bytes_per_s": bandwidth,
