@@ -109,6 +109,7 @@ def test_quantize_reports_size_and_quality(quantized_lm):
     ["score", "--per-token", "--json", "the cat sat on the mat", "a dog"],
     ["score", "--file", CORPORA / "demo.txt", "--json"],
     ["score", "--file", CORPORA / "demo.txt", "--continuous", "--json"],
+    ["score", "--file", CORPORA / "demo.txt", "--per-line", "--workers", "2"],
     ["sample", "--length", "40", "--seed", "4", "--temperature", "0.9"],
     ["sample", "--length", "30", "--seed", "4", "-n", "6", "--top-k", "5"],
     ["sample", "--length", "20", "--beam", "4", "--prime", "the"],

@@ -145,3 +145,5 @@ def test_int8_steps_give_the_same_bytes_on_any_cpu(int8_model):
         assert here.strip(), name
         assert rnncli(*args, env={"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell"}) == here, name
         assert rnncli(*args, env={"OPENBLAS_NUM_THREADS": "1"}) == here, name
+        if "-n" in args:
+            assert rnncli(*args, "--workers", "2") == here, name

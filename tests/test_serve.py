@@ -141,6 +141,24 @@ def test_a_seeded_completion_is_sample_s_bytes(served, char_model):
     assert answer["usage"] == {"prompt_tokens": 4, "completion_tokens": 90, "total_tokens": 94}
 
 
+def test_a_quantized_model_is_served_as_its_commands_run_it(char_model, tmp_path):
+    quantized = tmp_path / "int8.npz"
+    ok(run_cli("quantize", char_model, "-o", quantized, "--activations", "int8"))
+    running = Running([quantized])
+    try:
+        body = {"prompt": "The ", "max_tokens": 30, "seed": 7, "temperature": 0.8, "n": 2}
+        answer = running.post("/v1/completions", body).json()
+        expected = json_lines(run_cli("sample", "--model", quantized, "--prime", "The ", "--length", "30", "--seed",
+                                      "7", "--temperature", "0.8", "-n", "2", "--json"))
+        assert [c["text"] for c in answer["choices"]] == [e["continuation"] for e in expected]
+        scored = running.post("/v1/score", {"input": ["The apple and pear salad was sweet."]}).json()
+        command = json_lines(run_cli("score", "--model", quantized, "--per-token", "--json",
+                                     "The apple and pear salad was sweet."))[0]
+        assert scored["data"][0]["logprob"] == command[0]["logprob"]
+    finally:
+        running.stop()
+
+
 def test_64_concurrent_seeded_requests_each_give_their_own_samples_bytes(served, char_model):
     def body(i):
         return {"prompt": "ab"[i % 2], "max_tokens": 20 + i % 7, "seed": i, "temperature": (0.5, 1.0, 1.3)[i % 3],
