@@ -298,3 +298,16 @@ def test_a_matrix_that_is_not_int8_is_refused_by_the_int8_form():
     W = np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32)
     assert int8_form(W, "row") is None
     assert int8_form(int8.dequantize(*int8.quantize(W, "block32"), "block32"), "row") is None
+
+
+def test_a_sample_keeps_int8_weights_in_memory_and_reads_them_as_their_float_values(quantized_lm):
+    loaded = load_model_checkpoint(str(quantized_lm / "int8.npz"), training_state=False)
+    kept = load_model_checkpoint(str(quantized_lm / "int8.npz"), training_state=False, int8_in_memory=True)
+    for name, value in kept.params.items():
+        if name in kept.quantization["weights"]:
+            assert isinstance(value, int8.Int8Weights) and value.q.dtype == np.int8
+            assert value.shape == loaded.params[name].shape and value.dtype == np.float32
+            assert np.array_equal(np.asarray(value), loaded.params[name])
+            assert np.array_equal(value[1:3], loaded.params[name][1:3])
+        else:
+            assert isinstance(value, np.ndarray)

@@ -176,10 +176,12 @@ def model_path(path: str | None) -> str | None:
     return path or latest_model()
 
 
-def load_model(path: str | None, allow_nonfinite: bool = False, task: str | tuple | None = None):
+def load_model(path: str | None, allow_nonfinite: bool = False, task: str | tuple | None = None,
+               int8_in_memory: bool = False):
     """The checkpoint at `path`, else $RNNCLI_MODEL, else the model trained last here (weights,
     tokenizer and history; not the optimizer state, which only `train --resume` needs). With
-    `task`, a model of another task is refused with the command that uses it."""
+    `task`, a model of another task is refused with the command that uses it; `int8_in_memory`: a
+    quantized model's weights stay int8 (a command that only builds its steps: formats/int8.py)."""
     from rnncli.errors import UsageError
     from rnncli.tasks import load_model_checkpoint
 
@@ -187,7 +189,8 @@ def load_model(path: str | None, allow_nonfinite: bool = False, task: str | tupl
     if not path:
         raise UsageError("no model given and none trained here yet: run `rnncli train CORPUS` first, "
                          "or pass --model PATH (or set RNNCLI_MODEL)")
-    ck = load_model_checkpoint(path, training_state=False, allow_nonfinite=allow_nonfinite)
+    ck = load_model_checkpoint(path, training_state=False, allow_nonfinite=allow_nonfinite,
+                               int8_in_memory=int8_in_memory)
     if task is not None:
         from rnncli.inference.predict import require_task
 

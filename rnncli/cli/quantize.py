@@ -61,8 +61,9 @@ def quantize(
         from rnncli.text.store import corpus_ids
 
         announce_compilation()
-        _, ids = corpus_ids(Corpus([eval_file]), ck.tokenizer, ck.tokenizer_config, None, lambda note: None)
-        record["eval"] = {"file": eval_file, **compare(ck, out, ids, seq_len=ck.train.seq_len)}
+        corpus = Corpus([eval_file])
+        _, ids = corpus_ids(corpus, ck.tokenizer, ck.tokenizer_config, None, lambda note: None)
+        record["eval"] = {"file": corpus.name, **compare(ck, out, ids, seq_len=ck.train.seq_len)}
         if out.model.step_int8:
             record["eval_generation"] = compare(ck, out, ids, seq_len=ck.train.seq_len, generation=True)
     save_checkpoint(output, out)
@@ -76,7 +77,7 @@ def quantize(
               f"{record['weight_bytes_quantized']:,} bytes against {record['weight_bytes']:,} in float32 "
               f"({ratio:.2f}); generation in {activations} activations", highlight=False)
     if "eval" in record:
-        print(f"{eval_file}: {record['eval']['tokens']:,} tokens, against the float model")
+        print(f"{record['eval']['file']}: {record['eval']['tokens']:,} tokens, against the float model")
         for key, what in (("eval", "scoring"), ("eval_generation", "generation (int8 activations)")):
             if key in record:
                 e = record[key]

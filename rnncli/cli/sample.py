@@ -82,7 +82,7 @@ def sample(
     if not many and (workers != 1 or ray or output or resume):
         raise UsageError("--workers, --ray, -o and --resume apply to several samples (-n N, without --beam)")
     path = model_path(model)
-    ck = load_model(path, task="lm")
+    ck = load_model(path, task="lm", int8_in_memory=True)  # sample only builds steps
     announce_compilation()
     _, unknown = encode_prime(ck.tokenizer, prime)
     if verbose:

@@ -222,13 +222,15 @@ configuration it cannot lay out."""
 
 
 def load_checkpoint(path: str, layout: Layout, training_state: bool = True,
-                    allow_nonfinite: bool = False) -> Checkpoint:
+                    allow_nonfinite: bool = False, int8_in_memory: bool = False) -> Checkpoint:
     """Load and check a checkpoint: kind, version, every configuration field, every array's
     presence, declared size and shape against `layout`, and that the weights are finite (unless
     `allow_nonfinite`: `info` shows a broken model rather than refusing it). With
-    training_state=False (sampling, scoring) the optimizer and hidden state are not read."""
+    training_state=False (sampling, scoring) the optimizer and hidden state are not read. With
+    `int8_in_memory`, a quantized model's covered weights stay int8 (int8.Int8Weights: for a
+    command that only builds its steps)."""
     with NpzReader(path) as reader:
-        return _read_checkpoint(reader, path, layout, training_state, allow_nonfinite)
+        return _read_checkpoint(reader, path, layout, training_state, allow_nonfinite, int8_in_memory)
 
 
 def _check_state(state: dict, path: str) -> None:
@@ -252,7 +254,7 @@ def _check_state(state: dict, path: str) -> None:
 
 
 def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_state: bool,
-                     allow_nonfinite: bool) -> Checkpoint:
+                     allow_nonfinite: bool, int8_in_memory: bool = False) -> Checkpoint:
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict
     from rnncli.text.tokenizers import tokenizer_from_arrays
 
@@ -329,6 +331,8 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
         if s.shape != s_shape:
             raise RnncliError(f"{path}: scale.{name} has shape {s.shape}, expected {s_shape}")
         int8.check_scales(s, f"{path}: scale.{name}")
+        if int8_in_memory:  # finite by construction: int8 numbers times checked scales
+            return int8.Int8Weights(name, q, s, quantization["scheme"])
         return int8.dequantized(name, q, s, quantization["scheme"])
 
     params = {name: weights(name, shape) for name, shape in shapes.items()}
@@ -362,7 +366,7 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
 
 def nonfinite_weights(params: dict[str, np.ndarray]) -> list[str]:
     """The names of the weights that hold a NaN or an infinity."""
-    return [name for name, value in params.items() if not np.isfinite(value).all()]
+    return [name for name, value in params.items() if isinstance(value, np.ndarray) and not np.isfinite(value).all()]
 
 
 def refuse_nonfinite(params: dict[str, np.ndarray], source: str) -> None:

@@ -48,9 +48,10 @@ def model_layout(config):
     return model.param_shapes(), model.state_arrays()
 
 
-def load_model_checkpoint(path: str, training_state: bool = True, allow_nonfinite: bool = False):
+def load_model_checkpoint(path: str, training_state: bool = True, allow_nonfinite: bool = False,
+                          int8_in_memory: bool = False):
     """A checkpoint of any task's model, checked against the layout its configuration implies."""
     from rnncli.formats.checkpoint import load_checkpoint
 
-    return load_checkpoint(path, model_layout, training_state, allow_nonfinite)
+    return load_checkpoint(path, model_layout, training_state, allow_nonfinite, int8_in_memory)
 
