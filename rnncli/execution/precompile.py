@@ -33,7 +33,7 @@ def compile_generation(cell: str) -> None:
     from rnncli.config import ModelConfig
     from rnncli.formats import int8
     from rnncli.kernels.generate import generate, model_step
-    from rnncli.kernels.recurrent import Int8Steps
+    from rnncli.kernels.int8 import Int8Steps
     from rnncli.kernels.two_cores import new_mailbox
     from rnncli.models.model import Model
 

@@ -91,7 +91,7 @@ class Steps:
         form = step_form(rows, tokens, params, beam, warm=self.key in _helper_ran) if self.cores > 1 else True
         self.mailbox = form if isinstance(form, np.ndarray) else None  # the helper's, when it shares the products
         if model.config.step_int8:  # the model's own arithmetic (kernels/int8.py), in the form chosen
-            from rnncli.kernels.recurrent import Int8Steps
+            from rnncli.kernels.int8 import Int8Steps
 
             form = Int8Steps(model.config.step_int8, self.mailbox)
         self.form = form
@@ -149,7 +149,7 @@ class Steps:
 
     def describe(self) -> str:
         """One line for `sample --verbose`: how the rows run."""
-        from rnncli.kernels.recurrent import Int8Steps
+        from rnncli.kernels.int8 import Int8Steps
         from rnncli.kernels.vectors import VECTOR_BITS
 
         kernel = f"rnncli's packed kernel ({VECTOR_BITS}-bit vectors)"

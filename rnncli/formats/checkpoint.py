@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rnncli.errors import RnncliError, UsageError
+from rnncli.formats import int8
 from rnncli.formats.files import atomic_write
 
 FORMAT_VERSION = 1
@@ -166,10 +167,8 @@ class Checkpoint:
         hidden.<layer>.<i>                         recurrent state carried at the data position
         state                                      JSON: step, epoch, chunk, tokens seen, lr, losses,
                                                    RNG state, corpus identity, metrics history
-    A quantized model (formats/int8.py; format_version 2) also holds
-        quantization                               JSON: bits, scheme, activations, the weights covered
-        param.<name> as int8, scale.<name>         each covered weight's q and scales
-    and `params` are its dequantized float32 weights, which every path reads (exact: int8.py).
+        quantization, scale.<name>                 a quantized model's (formats/int8.py, format 2):
+                                                   its record, and its covered param.<name> in int8
     """
 
     def __init__(self, model, train, tokenizer_config, tokenizer, params, optim=None, optim_step=0,
@@ -199,12 +198,7 @@ class Checkpoint:
         }
         arrays.update({f"param.{k}": v for k, v in self.params.items()})
         if self.quantization:
-            from rnncli.formats import int8
-
-            arrays["format_version"] = np.array(int8.FORMAT_VERSION)
-            arrays["quantization"] = json_array(self.quantization)
-            for name, (q, s) in int8.quantize_params(self.params, self.quantization["scheme"]).items():
-                arrays[f"param.{name}"], arrays[f"scale.{name}"] = q, s
+            arrays.update(int8.stored_arrays(self.params, self.quantization))
         arrays.update({f"optim.{k}": v for k, v in self.optim.items()})
         for layer, st in enumerate(self.hidden or []):
             for i, a in enumerate(st):
@@ -226,9 +220,8 @@ def load_checkpoint(path: str, layout: Layout, training_state: bool = True,
     """Load and check a checkpoint: kind, version, every configuration field, every array's
     presence, declared size and shape against `layout`, and that the weights are finite (unless
     `allow_nonfinite`: `info` shows a broken model rather than refusing it). With
-    training_state=False (sampling, scoring) the optimizer and hidden state are not read. With
-    `int8_in_memory`, a quantized model's covered weights stay int8 (int8.Int8Weights: for a
-    command that only builds its steps)."""
+    training_state=False (sampling, scoring) the optimizer and hidden state are not read;
+    `int8_in_memory`: a quantized model's weights stay int8 (int8.Int8Weights: `sample`)."""
     with NpzReader(path) as reader:
         return _read_checkpoint(reader, path, layout, training_state, allow_nonfinite, int8_in_memory)
 
@@ -265,8 +258,6 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
         version = int(reader.get("format_version", 4096))
     except (TypeError, ValueError):
         raise RnncliError(f"{path}: unreadable format_version") from None
-    from rnncli.formats import int8
-
     if version > int8.FORMAT_VERSION:
         raise RnncliError(f"{path}: checkpoint format {version} is newer than this rnncli understands "
                           f"({int8.FORMAT_VERSION}); upgrade rnncli")
@@ -311,31 +302,9 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
     if unexpected:
         raise RnncliError(f"{path}: holds weights its configuration does not describe ({', '.join(unexpected[:3])}"
                           f"{', ...' if len(unexpected) > 3 else ''}): the configuration and the arrays disagree")
-    quantization = int8.check_record(from_json_array(reader.get("quantization")), path) \
-        if "quantization" in reader else None
-    covered = set(quantization["weights"]) if quantization else set()
-    if not covered <= set(shapes) or any(k[len("scale."):] not in covered for k in reader.keys()
-                                         if k.startswith("scale.")):
-        raise RnncliError(f"{path}: its quantized weights and its configuration disagree")
-
-    def weights(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        if name not in covered:
-            return array(f"param.{name}", shape)
-        q = reader.get(f"param.{name}", int(np.prod(shape)) + HEADER_SLACK)
-        if q.shape != shape or q.dtype != np.int8:
-            raise RnncliError(f"{path}: param.{name} has shape {q.shape} ({q.dtype}), expected {shape} (int8)")
-        s_shape = int8.scales_shape(name, shape, quantization["scheme"])
-        if f"scale.{name}" not in reader:
-            raise RnncliError(f"{path}: the scales of {name} are missing; the quantized model is damaged")
-        s = reader.get(f"scale.{name}", 4 * int(np.prod(s_shape)) + HEADER_SLACK)
-        if s.shape != s_shape:
-            raise RnncliError(f"{path}: scale.{name} has shape {s.shape}, expected {s_shape}")
-        int8.check_scales(s, f"{path}: scale.{name}")
-        if int8_in_memory:  # finite by construction: int8 numbers times checked scales
-            return int8.Int8Weights(name, q, s, quantization["scheme"])
-        return int8.dequantized(name, q, s, quantization["scheme"])
-
-    params = {name: weights(name, shape) for name, shape in shapes.items()}
+    stored = int8.StoredWeights(reader, path, shapes, HEADER_SLACK)  # a quantized model's, checked
+    params = {name: stored.read(name, shape, int8_in_memory) if stored.covers(name) else array(f"param.{name}", shape)
+              for name, shape in shapes.items()}
     if not allow_nonfinite:
         refuse_nonfinite(params, path)
     optim = {}
@@ -350,8 +319,7 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
     if training_state and any(k.startswith("hidden.") for k in reader.keys()):
         hidden = []
         for layer in range(model.layers):
-            st = []
-            i = 0
+            st, i = [], 0
             while f"hidden.{layer}.{i}" in reader:
                 st.append(_hidden(reader, f"hidden.{layer}.{i}", model.hidden, path))
                 i += 1
@@ -361,7 +329,7 @@ def _read_checkpoint(reader: NpzReader, path: str, layout: Layout, training_stat
     step = int(reader.get("optim.step", 4096)) if "optim.step" in reader else 0
     version_text = str(reader.get("rnncli_version", 4096)) if "rnncli_version" in reader else ""
     return Checkpoint(model, train, tok_config, tokenizer, params, optim, step, hidden, state, version_text,
-                      quantization)
+                      stored.record)
 
 
 def nonfinite_weights(params: dict[str, np.ndarray]) -> list[str]:
@@ -424,7 +392,7 @@ def describe(ck: Checkpoint, path: str) -> dict:
         "batch_size": ck.train.batch_size,
         "seq_len": ck.train.seq_len,
         "rnncli_version": ck.version,
-        "format_version": 2 if ck.quantization else FORMAT_VERSION,
+        "format_version": int8.FORMAT_VERSION if ck.quantization else FORMAT_VERSION,
         "quantization": ck.quantization and {k: v for k, v in ck.quantization.items() if k != "weights"},
         "step_int8": ck.model.step_int8,
         "history": [r for r in s.get("history", []) if is_record(r) and r.get("tokens_seen") is not None],

@@ -144,6 +144,56 @@ def record(scheme: str, names: list[str]) -> dict:
     return {"bits": 8, "scheme": scheme, "weights": sorted(names)}
 
 
+def stored_arrays(params: dict[str, np.ndarray], record_: dict) -> dict[str, np.ndarray]:
+    """The arrays a quantized checkpoint holds beyond a float one's (formats/checkpoint.py): its
+    format version, the record, and each covered weight's q (as `param.<name>`) and scales."""
+    import json
+
+    arrays = {"format_version": np.array(FORMAT_VERSION), "quantization": np.array(json.dumps(record_))}
+    for name, (q, s) in quantize_params(params, record_["scheme"]).items():
+        arrays[f"param.{name}"], arrays[f"scale.{name}"] = q, s
+    return arrays
+
+
+class StoredWeights:
+    """The record and the covered weights of a checkpoint being read (`reader` an NpzReader; none for
+    a float model), each checked: q int8 of the layout's shape, its scales present, of their shape,
+    float32, finite and positive."""
+
+    def __init__(self, reader, path: str, shapes: dict, slack: int):
+        import json
+
+        self.reader, self.path, self.slack = reader, path, slack
+        self.record = None  # a float model's
+        if "quantization" in reader:
+            try:
+                self.record = check_record(json.loads(str(reader.get("quantization", 1 << 20))), path)
+            except ValueError:
+                raise RnncliError(f"{path}: damaged quantization field") from None
+        self.names = set(self.record["weights"]) if self.record else set()
+        if not self.names <= set(shapes) or any(k[len("scale."):] not in self.names for k in reader.keys()
+                                                if k.startswith("scale.")):
+            raise RnncliError(f"{path}: its quantized weights and its configuration disagree")
+
+    def covers(self, name: str) -> bool:
+        return name in self.names
+
+    def read(self, name: str, shape: tuple[int, ...], in_memory: bool):
+        """The weight's float32 values (exact), or with `in_memory` the Int8Weights that make them."""
+        path, scheme = self.path, self.record["scheme"]
+        q = self.reader.get(f"param.{name}", int(np.prod(shape)) + self.slack)
+        if q.shape != shape or q.dtype != np.int8:
+            raise RnncliError(f"{path}: param.{name} has shape {q.shape} ({q.dtype}), expected {shape} (int8)")
+        s_shape = scales_shape(name, shape, scheme)
+        if f"scale.{name}" not in self.reader:
+            raise RnncliError(f"{path}: the scales of {name} are missing; the quantized model is damaged")
+        s = self.reader.get(f"scale.{name}", 4 * int(np.prod(s_shape)) + self.slack)
+        if s.shape != s_shape:
+            raise RnncliError(f"{path}: scale.{name} has shape {s.shape}, expected {s_shape}")
+        check_scales(s, f"{path}: scale.{name}")
+        return Int8Weights(name, q, s, scheme) if in_memory else dequantized(name, q, s, scheme)
+
+
 def check_record(value, path: str) -> dict:
     """A stored `quantization` field, checked."""
     if (not isinstance(value, dict) or value.get("bits") != 8 or value.get("scheme") not in SCHEMES

@@ -25,8 +25,11 @@ multiple of 4 (zero weights; its padded inputs are 128, i.e. xq = 0),
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from rnncli.errors import RnncliError
 from rnncli.formats.int8 import QMAX, group_starts
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import block_columns
@@ -100,6 +103,28 @@ def int8_form(W: np.ndarray, scheme: str, pieces: int = 1, byte_dot_products: bo
     if byte_dot_products:
         offset[:, :F] = 128 * np.add.reduceat(q, starts[:-1], axis=0, dtype=np.int32)
     return Q, S, offset, where, new_starts
+
+
+@dataclass(frozen=True, eq=False)
+class Int8Steps:
+    """The single step's products in eight bits, weights quantized by `scheme` (recurrent.Packing's
+    third form): a model's own arithmetic (ModelConfig.step_int8), not a speed choice; on one core
+    a shard, or each product shared with a helper on the second core through `mailbox` (the
+    engine's choice, execution/steps.py)."""
+
+    scheme: str
+    mailbox: np.ndarray | None = None
+
+
+def held_int8(W: np.ndarray, form: Int8Steps, pieces: int = 1) -> tuple:
+    """W (K, F) or a stack (L, K, F) as the single step holds it in `form` (recurrent.hold): (a
+    placeholder of W's shape, whose values are not read, then its int8 form [, the mailbox])."""
+    held = (int8_form if W.ndim == 2 else stacked_form)(W, form.scheme, pieces)
+    if held is None:
+        raise RnncliError(f"weights of {W.shape} are not int8 weights of the {form.scheme} scheme, which this "
+                          "model's steps expect: the checkpoint is damaged")
+    shape_only = np.lib.stride_tricks.as_strided(np.zeros(1, W.dtype), W.shape, (0,) * W.ndim, writeable=False)
+    return (shape_only, *held) + (() if form.mailbox is None else (form.mailbox,))
 
 
 def stacked_form(W: np.ndarray, scheme: str, pieces: int = 1, byte_dot_products: bool = BYTE_DOTS):

@@ -15,13 +15,11 @@ Packed parameters of one layer (gate blocks side by side, order given by each ce
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numba import types
 
-from rnncli.errors import RnncliError
 from rnncli.kernels.blas import matmul
+from rnncli.kernels.int8 import Int8Steps, held_int8
 from rnncli.kernels.jit import inline, kernel, overload_by_type
 from rnncli.kernels.packed import pack, product_row, product_rows
 from rnncli.kernels.two_cores import shared_product
@@ -202,16 +200,6 @@ def input_weights(layers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return Wx0, np.zeros((1,) + layers[0]["Wh"].shape, Wx0.dtype)
 
 
-@dataclass(frozen=True, eq=False)
-class Int8Steps:
-    """The single step's products in eight bits (kernels/int8.py), weights quantized by `scheme`: a
-    model's own arithmetic (ModelConfig.step_int8), not a speed choice; on one core a shard, or each
-    product shared with a helper on the second core through `mailbox` (the engine's choice)."""
-
-    scheme: str
-    mailbox: np.ndarray | None = None
-
-
 Packing = bool | np.ndarray | Int8Steps
 """How the single step's matrices are held (`hold`), the engine seam's choice (execution/steps.py):
 True, packed, for steps on one core; a mailbox (two_cores.new_mailbox()), packed and each product
@@ -230,14 +218,7 @@ def hold(W: np.ndarray, form: Packing = True, pieces: int = 1) -> tuple:
     is not the cell's."""
     W = np.ascontiguousarray(W)
     if isinstance(form, Int8Steps):
-        from rnncli.kernels.int8 import int8_form, stacked_form
-
-        held = (int8_form if W.ndim == 2 else stacked_form)(W, form.scheme, pieces)
-        if held is None:
-            raise RnncliError(f"weights of {W.shape} are not int8 weights of the {form.scheme} scheme, which "
-                              "this model's steps expect: the checkpoint is damaged")
-        shape_only = np.lib.stride_tricks.as_strided(np.zeros(1, W.dtype), W.shape, (0,) * W.ndim, writeable=False)
-        return (shape_only, *held) + (() if form.mailbox is None else (form.mailbox,))  # W's values are not read
+        return held_int8(W, form, pieces)
     P = pack(W) if W.ndim == 2 else np.ascontiguousarray(np.stack([pack(w) for w in W]))
     return (W, P, form) if isinstance(form, np.ndarray) else (W, P)
 
