@@ -79,6 +79,30 @@ def quality(ck, text: Path, schemes=("row", "block32")) -> list[dict]:
     return rows
 
 
+def embedding_choice(ck, text: Path) -> dict:
+    """The word model's embedding (most of its weights) in int8 rows, or kept in float32: quality
+    (scoring) and bytes of each."""
+    from rnncli.formats import int8
+    from rnncli.inference.quantize import compare, quantized
+    from rnncli.text.data import Corpus
+    from rnncli.text.store import corpus_ids
+
+    _, ids = corpus_ids(Corpus([str(text)]), ck.tokenizer, ck.tokenizer_config, None, lambda note: None)
+    out = {}
+    for keep in (False, True):
+        q = quantized(ck, "row", "float32")
+        if keep:
+            q.params = {**q.params, "embed.weight": ck.params["embed.weight"]}
+        got = compare(ck, q, ids, seq_len=ck.train.seq_len)
+        weights = {k: v for k, v in ck.params.items() if not (keep and k == "embed.weight")}
+        size = int8.stored_bytes(weights, "row") + (ck.params["embed.weight"].nbytes if keep else 0)
+        out["float32" if keep else "int8"] = {**got, "weight_bytes": size,
+                                              "ratio": size / int8.stored_bytes(ck.params, None)}
+        sys.stderr.write(f"  embedding in {'float32' if keep else 'int8'}: {100 * got['relative_change']:+.4f} %, "
+                         f"KL {got['mean_kl']:.6f}, weights {out['float32' if keep else 'int8']['ratio']:.2f}x\n")
+    return out
+
+
 def speed(ck, repeats: int) -> dict:
     from rnncli.execution.steps import Steps
     from rnncli.inference.quantize import quantized
@@ -181,6 +205,7 @@ def main() -> None:
         result = {"machine": machine(), "quality": {"char": quality(char, valid)}}
         sys.stderr.write("quality, word LSTM 2 x 200 (WikiText-2 test)\n")
         result["quality"]["word"] = quality(word, data / "test.txt")
+        result["quality"]["word_embedding"] = embedding_choice(word, data / "test.txt")
         sys.stderr.write("speed, char LSTM 2 x 512\n")
         result["speed"] = speed(char, args.repeats)
         result["size"] = sizes(char, Path(tmp))

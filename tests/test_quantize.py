@@ -311,3 +311,34 @@ def test_a_sample_keeps_int8_weights_in_memory_and_reads_them_as_their_float_val
             assert np.array_equal(value[1:3], loaded.params[name][1:3])
         else:
             assert isinstance(value, np.ndarray)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_every_cell_steps_in_int8_near_its_float_steps(cell):
+    """Each cell's single step with int8 steps (its own stacking of the matrices, kernels/int8.py):
+    the logits near the dequantized float model's steps, and the same numbers one row or three."""
+    from rnncli.execution.steps import Steps
+    from rnncli.inference.quantize import quantized
+    from rnncli.models.model import Model
+
+    class Stub:  # the checkpoint's parts quantized() reads
+        model = ModelConfig(cell=cell, vocab_size=11, embed=6, hidden=40, layers=2)
+        train = tokenizer_config = tokenizer = None
+        state, version = {}, ""
+
+    model = Model(Stub.model)
+    Stub.params = model.init_params(np.random.default_rng(1), np.float32)
+    ck = quantized(Stub, "block32", "int8")
+    int8_model, float_model = Model(ck.model), Model(Stub.model)
+    tokens = np.array([3, 1, 7])
+    got, want = [], []
+    for m, out in ((int8_model, got), (float_model, want)):
+        state = m.initial_state(3)
+        weights = Steps(m, ck.params, 3, 10).weights
+        for _ in range(4):
+            logits, state = m.step(ck.params, tokens, state, weights)
+            out.append(logits)
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=0.05, atol=0.02)
+    alone = int8_model.step(ck.params, tokens[1:2], int8_model.initial_state(1),
+                            Steps(int8_model, ck.params, 1, 10).weights)[0]
+    assert np.array_equal(alone[0], got[0][1])

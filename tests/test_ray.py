@@ -69,6 +69,18 @@ def test_ray_gives_one_process_output(cluster, char_model, text, tmp_path):
     assert not out.exists()
 
 
+def test_ray_runs_a_quantized_model_as_one_process_does(cluster, char_model, text, tmp_path):
+    quantized = tmp_path / "int8.npz"
+    assert run_cli("quantize", char_model, "-o", quantized, "--activations", "int8").exit_code == 0
+    for args in (("score", "--file", text, "--per-line", "--shard-lines", "150"),
+                 ("sample", "-n", "80", "--length", "20", "--seed", "5")):
+        here = run_cli(*args, "--model", quantized)
+        assert here.exit_code == 0, here.stderr
+        there = rnncli(*args, "--model", quantized, "--ray", cluster)
+        assert there.returncode == 0, there.stderr[-2000:]
+        assert there.stdout == here.stdout, args
+
+
 def test_a_killed_worker_costs_only_its_shard(cluster, char_model, text, tmp_path):
     marker = tmp_path / "killed"
     out = tmp_path / "scores.tsv"
