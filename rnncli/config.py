@@ -117,7 +117,7 @@ class ModelConfig:
         if self.tie_weights and self.embed != self.hidden:
             raise ConfigError("tie_weights", "needs embed equal to hidden")
         _whole("vocab_size", self.vocab_size, 2, "at least 2 (<UNK> and <EOS>)")
-        from rnncli.formats.int8 import SCHEMES
+        from rnncli.kernels.quantization import SCHEMES
 
         if self.step_int8 not in ("", *SCHEMES):
             raise ConfigError("step_int8", f"must be empty or one of {', '.join(SCHEMES)}, not {self.step_int8!r}")

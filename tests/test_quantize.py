@@ -11,6 +11,7 @@ from rnncli.config import ModelConfig
 from rnncli.formats import int8
 from rnncli.formats.checkpoint import NpzReader, atomic_save_npz, save_checkpoint
 from rnncli.kernels.cells import CELL_NAMES
+from rnncli.kernels.quantization import round_scale
 from rnncli.tasks import TASKS, get_task, load_model_checkpoint
 from tests.conftest import CORPORA, run_cli
 
@@ -30,7 +31,7 @@ def test_the_rule_is_exact_in_float32_and_idempotent(scheme, shape):
     starts = int8.group_starts(shape[0], scheme)
     assert q.dtype == np.int8 and np.abs(q.astype(int)).max() <= 127
     assert s.shape == (len(starts) - 1, shape[1]) and (s > 0).all() and np.isfinite(s).all()
-    assert np.array_equal(int8.round_scale(s), s)  # 16 significant bits
+    assert np.array_equal(round_scale(s), s)  # 16 significant bits
     per_row = np.repeat(s.astype(np.float64), np.diff(starts), axis=0)
     exact = q.astype(np.float64) * per_row  # float64: the exact products
     W_prime = int8.dequantize(q, s, scheme)

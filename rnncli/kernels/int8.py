@@ -1,7 +1,7 @@
 """The single step's products in eight bits: int8 weights times int8 activations, summed exactly as
-integers (a quantized model's generation; formats/int8.py has the weights' rule).
+integers (a quantized model's generation; kernels/quantization.py has the weights' rule).
 
-For a row x (K,) and a matrix W' = q * s (formats/int8.py: int8 q (K, F), a float32 scale per column
+For a row x (K,) and a matrix W' = q * s (kernels/quantization.py: int8 q (K, F), a float32 scale per column
 and group of k), the product quantizes the row on the fly, with one scale of its own:
 
     sx = max_k |x[k]| / 127 (1 for a zero row),   xq[k] = round(x[k] / sx)  in [-127, 127]
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncli.errors import RnncliError
-from rnncli.formats.int8 import QMAX, group_starts
 from rnncli.kernels.jit import inline, kernel
 from rnncli.kernels.packed import block_columns
+from rnncli.kernels.quantization import QMAX, group_starts
 from rnncli.kernels.vectors import (
     byte_dots,
     has_byte_dot_products,
@@ -53,7 +53,7 @@ RECOVER_COLUMNS = 256  # columns read back at a time: the temporaries stay small
 
 
 def _recover(W: np.ndarray, starts: np.ndarray):
-    """(q, s) of W' = q * s read back from W' alone (formats/int8.py: each nonzero group's largest
+    """(q, s) of W' = q * s read back from W' alone (kernels/quantization.py: each nonzero group's largest
     |q| is 127, so s = max|W'| / 127 exactly), or None when W' is not exactly such a matrix."""
     q = np.empty(W.shape, np.int8)
     s = np.empty((len(starts) - 1, W.shape[1]), np.float32)
