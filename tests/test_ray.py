@@ -54,15 +54,20 @@ def text(tmp_path_factory) -> Path:
     return path
 
 
-def test_ray_gives_one_process_output(cluster, char_model, text, tmp_path):
-    for args in (("score", "--file", text, "--per-line", "--shard-lines", "150"),
-                 ("tokenize", "--encode", text, "--shard-lines", "400"),
-                 ("sample", "-n", "80", "--length", "20", "--seed", "5")):
-        here = run_cli(*args, "--model", char_model)
+def assert_ray_gives_one_process_output(cluster, model, *commands) -> None:
+    for args in commands:
+        here = run_cli(*args, "--model", model)
         assert here.exit_code == 0, here.stderr
-        there = rnncli(*args, "--model", char_model, "--ray", cluster)
+        there = rnncli(*args, "--model", model, "--ray", cluster)
         assert there.returncode == 0, there.stderr[-2000:]
         assert there.stdout == here.stdout, args
+
+
+def test_ray_gives_one_process_output(cluster, char_model, text, tmp_path):
+    assert_ray_gives_one_process_output(cluster, char_model,
+                                        ("score", "--file", text, "--per-line", "--shard-lines", "150"),
+                                        ("tokenize", "--encode", text, "--shard-lines", "400"),
+                                        ("sample", "-n", "80", "--length", "20", "--seed", "5"))
     out = tmp_path / "summary.txt"
     there = rnncli("score", "--file", text, "--model", char_model, "--ray", cluster, "--shard-lines", "100")
     assert there.stdout == run_cli("score", "--file", text, "--model", char_model, "--shard-lines", "100").stdout
@@ -72,13 +77,9 @@ def test_ray_gives_one_process_output(cluster, char_model, text, tmp_path):
 def test_ray_runs_a_quantized_model_as_one_process_does(cluster, char_model, text, tmp_path):
     quantized = tmp_path / "int8.npz"
     assert run_cli("quantize", char_model, "-o", quantized, "--activations", "int8").exit_code == 0
-    for args in (("score", "--file", text, "--per-line", "--shard-lines", "150"),
-                 ("sample", "-n", "80", "--length", "20", "--seed", "5")):
-        here = run_cli(*args, "--model", quantized)
-        assert here.exit_code == 0, here.stderr
-        there = rnncli(*args, "--model", quantized, "--ray", cluster)
-        assert there.returncode == 0, there.stderr[-2000:]
-        assert there.stdout == here.stdout, args
+    assert_ray_gives_one_process_output(cluster, quantized,
+                                        ("score", "--file", text, "--per-line", "--shard-lines", "150"),
+                                        ("sample", "-n", "80", "--length", "20", "--seed", "5"))
 
 
 def test_a_killed_worker_costs_only_its_shard(cluster, char_model, text, tmp_path):

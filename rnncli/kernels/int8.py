@@ -8,19 +8,20 @@ and group of k), the product quantizes the row on the fly, with one scale of its
     out[j] = sx * sum_g s[g, j] * n[g, j],   n[g, j] = sum_{k in g} xq[k] q[k, j]  (int32, exact)
 
 the sum over the groups g in order, each term by one fused multiply-add, then one product by sx
-(`_finish`). The integer sums are exact, so every number depends only on its row and the weights:
-not on the rows beside it, the kernel, the thread or the CPU. Two kernels compute them and must
+(`finish_columns`). The integer sums are exact, so every number depends only on its row and the
+weights: not on the rows beside it, the kernel, the thread or the CPU. Two kernels compute them and
 agree to the bit (tests/test_quantize.py): `_byte_dot_row`/`_byte_dot_tile` with AVX-512 VNNI's
-`vpdpbusd` (sixteen lanes, each four byte products a cycle: 64 multiply-adds an instruction against
-a float32 fused multiply-add's 16), and `_portable_sums`, plain integer loops, everywhere else.
-`vpdpbusd` multiplies unsigned by signed bytes, so the row goes in as xq + 128 and 128 * sum_k q[k, j]
-is taken off again (`offset`).
+`vpdpbusd` (sixteen lanes, each four byte products: 64 multiply-adds an instruction against a
+float32 fused multiply-add's 16), and `_exact_float_sums` on any other CPU (the integers as float32,
+each partial sum below 2**24, so exact). `vpdpbusd` multiplies unsigned by signed bytes, so the row
+goes in as xq + 128 and 128 * sum_k q[k, j] is taken off again (`offset`).
 
-The form of W (`int8_form`), blocked for those four byte products: each group's k padded to a
-multiple of 4 (zero weights; its padded inputs are 128, i.e. xq = 0),
-    Q (blocks, K4 / 4, 16, 4) int8:  Q[c, i, j, r] = q[k, 16 c + j] for k the 4 i + r-th padded row
-    S (groups, 16 blocks) float32, offset (groups, 16 blocks) int32: scales and 128 * sum_k q,
-    where (K,) int64: the padded row of each row k, starts (groups + 1,) the groups' padded rows.
+The form of W (`int8_form`): each group's k padded to a multiple of 4 (zero weights; its padded
+inputs are 128, i.e. xq = 0), then blocked for this CPU's kernel:
+    Q (blocks, K4 / 4, 16, 4) int8, Q[c, i, j, r] = q[k, 16 c + j] for k the (4 i + r)-th padded
+    row (byte dot products), or Q (blocks, K4, 2V) int8 as packed.py blocks floats (the others);
+    S (groups, padded F) float32 and offset (groups, padded F) int32: scales and 128 * sum_k q;
+    where (K,) int64: the padded row of each row k; starts (groups + 1,): the groups' padded rows.
 """
 
 from __future__ import annotations
