@@ -39,6 +39,7 @@ def quantize(
     from rnncli.formats.checkpoint import save_checkpoint
     from rnncli.formats.files import check_writable
     from rnncli.inference.quantize import compare, default_activations, quantized, sizes
+    from rnncli.tasks import get_task
 
     path = model_path(model)
     ck = load_model(path)
@@ -47,8 +48,6 @@ def quantize(
                          "model it came from")
     output = output or os.path.splitext(path or "model")[0] + "-int8.npz"
     check_writable(output, "checkpoint", inputs=(path, eval_file))
-    from rnncli.tasks import get_task
-
     if eval_file is not None and not get_task(ck.model.task).stream:
         raise UsageError(f"--eval measures a language model's perplexity; compare two {ck.model.task} models with "
                          "`rnncli evaluate` instead")
