@@ -227,6 +227,10 @@ def test_every_task_runs_quantized_as_its_dequantized_float_model(tmp_path):
         save_checkpoint(str(tmp_path / f"{task}-f.npz"), ck)
         got = ok(run_cli(*command, "--model", tmp_path / f"{task}-q.npz")).stdout
         assert got == ok(run_cli(*command, "--model", tmp_path / f"{task}-f.npz")).stdout
+        refused = run_cli("quantize", tmp_path / f"{task}.npz", "-o", tmp_path / "x.npz", "--activations", "int8")
+        assert refused.exit_code == 2 and "language model" in refused.stderr and not (tmp_path / "x.npz").exists()
+        evaluated = run_cli("quantize", tmp_path / f"{task}.npz", "-o", tmp_path / "x.npz", "--eval", corpus)
+        assert evaluated.exit_code == 2 and "rnncli evaluate" in evaluated.stderr
 
 
 def _exact_reference(x, W, scheme, pieces):
