@@ -156,7 +156,7 @@ class Steps:
         if isinstance(self.form, Int8Steps):
             from rnncli.kernels.int8 import BYTE_DOTS
 
-            kernel = "int8 products (" + ("AVX-512 VNNI" if BYTE_DOTS else "exact float sums: no VNNI here") + ")"
+            kernel = "int8 (" + ("AVX-512 VNNI's byte dot products" if BYTE_DOTS else "exact float sums, no VNNI") + ")"
         rows = self.rows
         if self.mailbox is None:
             shards = self.shards
