@@ -17,6 +17,7 @@ LEVELS = ("char", "word", "subword")
 SPLITS = ("words", "whitespace")  # word level: how a line is cut into words
 BLANK_LINES = ("skip", "eos")  # word and subword levels: what a blank line is
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SOFTMAXES = ("full", "adaptive")  # the language model's output layer
 MAX_LAYERS = 32
 MAX_WIDTH = 1 << 16
 
@@ -82,6 +83,9 @@ class ModelConfig:
     bidirectional: bool = False  # every level a forward and a reversed layer (not for lm)
     labels: list[str] = field(default_factory=list)  # classify: the classes; tag: the tags
     step_int8: str = ""  # "" | row | block32: the single step's products in int8 against weights of that scheme
+    softmax: str = "full"  # full | adaptive: the output layer (models/adaptive.py)
+    cutoffs: list[int] = field(default_factory=list)  # adaptive: the shortlist's end, then each cluster's; [] = by V
+    div_value: float = 4.0  # adaptive: tail i projects to hidden // div_value^i dimensions
 
     def check(self, task_rules=None) -> None:
         """The configuration's fields; `task_rules(config)` -> a refusal (field, problem) or None: what
@@ -117,6 +121,23 @@ class ModelConfig:
         if self.tie_weights and self.embed != self.hidden:
             raise ConfigError("tie_weights", "needs embed equal to hidden")
         _whole("vocab_size", self.vocab_size, 2, "at least 2 (<UNK> and <EOS>)")
+        if self.softmax not in SOFTMAXES:
+            raise ConfigError("softmax", f"must be one of {', '.join(SOFTMAXES)}, not {self.softmax!r}")
+        if self.softmax == "adaptive":
+            from rnncli.models.adaptive import cutoff_problem, default_cutoffs
+
+            _at_least("div_value", self.div_value, 1.0)
+            if self.tie_weights:
+                raise ConfigError("tie_weights", "shares the embedding with a dense output layer; an adaptive "
+                                                 "softmax has none (drop one of them)")
+            if not isinstance(self.cutoffs, list):
+                raise ConfigError("cutoffs", "must be a list of whole numbers")
+            problem = cutoff_problem(self.vocab_size, self.hidden, self.cutoffs or default_cutoffs(self.vocab_size),
+                                     self.div_value)
+            if problem:
+                raise ConfigError("cutoffs", problem)
+        elif self.cutoffs:
+            raise ConfigError("cutoffs", "are for --softmax adaptive")
         from rnncli.kernels.quantization import SCHEMES
 
         if self.step_int8 not in ("", *SCHEMES):

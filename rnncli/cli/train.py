@@ -61,6 +61,15 @@ def train(
                                            rich_help_panel=MODEL_OPTIONS)] = 0.0,
     tie_weights: Annotated[bool, typer.Option(help="Share embedding and output weights (embed = hidden).",
                                               rich_help_panel=MODEL_OPTIONS)] = False,
+    softmax: Annotated[str, typer.Option(help="The output layer: full, or adaptive (word and subword levels: "
+                                              "frequent words in a head, rare ones in clusters; exact).",
+                                         rich_help_panel=MODEL_OPTIONS)] = "full",
+    cutoffs: Annotated[str, typer.Option(help="Adaptive: where the head's shortlist and each cluster end, e.g. "
+                                              "2000,10000 (default: those of 2000,10000,50000 below the "
+                                              "vocabulary size).", rich_help_panel=MODEL_OPTIONS,
+                                         show_default=False)] = "",
+    div_value: Annotated[float, typer.Option(help="Adaptive: cluster i projects to hidden / div-value^i dimensions.",
+                                             rich_help_panel=MODEL_OPTIONS)] = 4.0,
     seq_len: Annotated[int, typer.Option(help="Tokens per truncated-BPTT chunk.",
                                          rich_help_panel=TRAINING_OPTIONS)] = 100,
     batch_size: Annotated[int, typer.Option(help="Parallel streams per step.", rich_help_panel=TRAINING_OPTIONS)] = 32,
@@ -128,7 +137,7 @@ def train(
     from typer._click.core import ParameterSource
 
     from rnncli.config import ModelConfig, TokenizerConfig, TrainConfig
-    from rnncli.training.request import TrainRequest, parse_duration, prepare
+    from rnncli.training.request import TrainRequest, parse_cutoffs, parse_duration, prepare
     from rnncli.training.runfiles import set_latest
     from rnncli.training.train import StopFlag
     from rnncli.training.train import train as run_training
@@ -138,7 +147,8 @@ def train(
     request = TrainRequest(
         corpus=corpus,
         model=ModelConfig(cell=cell, embed=embed, hidden=hidden, layers=layers, dropout=dropout,
-                          tie_weights=tie_weights, task=task, bidirectional=bidirectional),
+                          tie_weights=tie_weights, task=task, bidirectional=bidirectional, softmax=softmax,
+                          cutoffs=parse_cutoffs(cutoffs), div_value=div_value),
         train=TrainConfig(seq_len=seq_len, batch_size=batch_size, optimizer=optimizer, lr=lr,
                           weight_decay=weight_decay, clip=clip, lr_decay=lr_decay, schedule=schedule, warmup=warmup,
                           momentum=momentum, unk_dropout=unk_dropout, epochs=epochs,

@@ -8,6 +8,8 @@ and back. A language model:
     rnn.bias_hh_l{l}      (G*H,)                                     = 0, but gru-cudnn's n block: layers.{l}.bhn
     decoder.weight        (V, H)       nn.Linear                     = output.W transposed (E when tied)
     decoder.bias          (V,)                                       = output.b
+    decoder.head.weight, decoder.head.bias, decoder.tail.{i}.0.weight, decoder.tail.{i}.1.weight:
+                                       nn.AdaptiveLogSoftmaxWithLoss = an adaptive softmax's (models/adaptive.py)
 
 A bidirectional layer's reversed twin (layers.{l}.reverse.*) is the module's `_reverse` weights
 (`rnn.weight_ih_l{l}_reverse`, ...). Task models: a classifier or tagger's output layer is
@@ -96,7 +98,7 @@ def _stacks(m: ModelConfig) -> list[tuple[str, str, int]]:
 
 def _heads(m: ModelConfig) -> list[tuple[str, str]]:
     """(rnncli name, PyTorch name) of the embeddings and the output layer; W matrices transpose."""
-    return get_task(m.task).torch_names()
+    return get_task(m.task).torch_names(m)
 
 
 def _layers(m: ModelConfig):
@@ -206,13 +208,14 @@ def from_torch(tensors: dict[str, np.ndarray], tokenizer, tokenizer_config: Toke
     embedding = next((np.asarray(tensors[k], np.float32) for k in EMBEDDING_NAMES if k in tensors), None)
     need(embedding is not None and embedding.ndim == 2,
          f"no embedding found (expected one of {', '.join(EMBEDDING_NAMES)}, shape (V, D))")
-    decoder = next((p for p in DECODER_NAMES if f"{p}.weight" in tensors), None)
-    need(decoder is not None, f"no output layer found (expected {DECODER_NAMES[0]}.weight and .bias)")
-    W_out = np.asarray(tensors[f"{decoder}.weight"], np.float32)
-    b_out = np.asarray(tensors.get(f"{decoder}.bias", np.zeros(W_out.shape[0])), np.float32)
     V, D = embedding.shape
     GH, D0 = rnn[0]["weight_ih"].shape
     H = rnn[0]["weight_hh"].shape[1]
+    adaptive = _adaptive_from_torch(tensors, H, V, need)
+    decoder = next((p for p in DECODER_NAMES if f"{p}.weight" in tensors), None)
+    need(decoder is not None or adaptive is not None,
+         f"no output layer found (expected {DECODER_NAMES[0]}.weight and .bias, or an nn.AdaptiveLogSoftmaxWithLoss's "
+         "head.weight and tail.*)")
     need(GH % H == 0 and GH // H in (1, 3, 4), f"weight_ih_l0 of shape {(GH, D0)} fits no LSTM, GRU or RNN "
          f"of hidden size {H}")
     G = GH // H
@@ -221,8 +224,11 @@ def from_torch(tensors: dict[str, np.ndarray], tokenizer, tokenizer_config: Toke
     need(cell in CELL_NAMES and get_cell(cell).torch_module is not None and inferred == cell.removesuffix("-relu"),
          f"--cell {cell} does not match the weights ({GH} = {G} x {H} gate rows: {inferred})")
     need(D0 == D, f"the embedding is {D} wide but weight_ih_l0 expects {D0}")
-    need(W_out.shape == (V, H) and b_out.shape == (V,),
-         f"the output layer is {W_out.shape} (+ bias {b_out.shape}), expected ({V}, {H}) for a vocabulary of {V}")
+    if adaptive is None:
+        W_out = np.asarray(tensors[f"{decoder}.weight"], np.float32)
+        b_out = np.asarray(tensors.get(f"{decoder}.bias", np.zeros(W_out.shape[0])), np.float32)
+        need(W_out.shape == (V, H) and b_out.shape == (V,),
+             f"the output layer is {W_out.shape} (+ bias {b_out.shape}), expected ({V}, {H}) for a vocabulary of {V}")
     need(tokenizer.vocab_size == V, f"the vocabulary has {tokenizer.vocab_size} entries but the embedding has {V} rows")
     params = {"embed.weight": embedding}
     for layer in range(layers):
@@ -232,14 +238,53 @@ def from_torch(tensors: dict[str, np.ndarray], tokenizer, tokenizer_config: Toke
             if key in parts:
                 need(parts[key].shape == shape, f"{key}_l{layer} is {parts[key].shape}, expected {shape}")
         params.update({f"layers.{layer}.{k}": v for k, v in _layer_from_torch(cell, parts, H).items()})
-    tied = np.array_equal(W_out, embedding) and D == H
-    if not tied:
-        params["output.W"] = np.ascontiguousarray(W_out.T)
-    params["output.b"] = b_out
-    model = ModelConfig(cell=cell, vocab_size=V, embed=D, hidden=H, layers=layers, tie_weights=tied)
+    model = ModelConfig(cell=cell, vocab_size=V, embed=D, hidden=H, layers=layers)
+    if adaptive is not None:
+        head_params, model.cutoffs, model.div_value = adaptive
+        model.softmax = "adaptive"
+        params.update(head_params)
+    else:
+        model.tie_weights = bool(np.array_equal(W_out, embedding) and D == H)
+        if not model.tie_weights:
+            params["output.W"] = np.ascontiguousarray(W_out.T)
+        params["output.b"] = b_out
     check_model(model)
     return Checkpoint(model, TrainConfig(), tokenizer_config, tokenizer, params,
                       state={"corpus": {"name": f"imported from {source}"}})
+
+
+def _adaptive_from_torch(tensors: dict[str, np.ndarray], H: int, V: int, need):
+    """An nn.AdaptiveLogSoftmaxWithLoss among the tensors (…head.weight, …tail.{i}.0/1.weight, any
+    prefix): (its parameters under rnncli's names, the cutoffs, div_value) read from its shapes, or
+    None when there is none."""
+    from rnncli.models.adaptive import tail_dims
+
+    first = next((k for k in tensors if k == "tail.0.0.weight" or k.endswith(".tail.0.0.weight")), None)
+    if first is None:
+        return None
+    prefix = first.removesuffix("tail.0.0.weight")
+    K = 0
+    while f"{prefix}tail.{K}.0.weight" in tensors:
+        K += 1
+    head = np.asarray(tensors.get(f"{prefix}head.weight", np.zeros((0, 0))), np.float32)
+    need(head.ndim == 2 and head.shape[1] == H and head.shape[0] > K,
+         f"{prefix}head.weight is {head.shape}, expected (shortlist + {K}, {H})")
+    bias = np.asarray(tensors.get(f"{prefix}head.bias", np.zeros(head.shape[0])), np.float32)
+    params = {"output.head.W": np.ascontiguousarray(head.T), "output.head.b": bias}
+    cutoffs, dims = [head.shape[0] - K], []
+    for i in range(K):
+        proj = np.asarray(tensors[f"{prefix}tail.{i}.0.weight"], np.float32)
+        out = np.asarray(tensors.get(f"{prefix}tail.{i}.1.weight", np.zeros((0, 0))), np.float32)
+        need(proj.ndim == 2 and proj.shape[1] == H and out.ndim == 2 and out.shape[1] == proj.shape[0],
+             f"{prefix}tail.{i} is {proj.shape} then {out.shape}, expected (d, {H}) then (cluster size, d)")
+        params[f"output.tail.{i}.proj.W"], params[f"output.tail.{i}.out.W"] = (np.ascontiguousarray(proj.T),
+                                                                           np.ascontiguousarray(out.T))
+        dims.append(proj.shape[0])
+        cutoffs.append(cutoffs[-1] + out.shape[0])
+    need(cutoffs[-1] == V, f"the adaptive softmax covers {cutoffs[-1]:,} words, the embedding {V:,}")
+    div_value = H / dims[0]
+    need(tail_dims(H, K, div_value) == dims, f"the tails' sizes {dims} follow no div_value for hidden {H}")
+    return params, cutoffs[:-1], div_value
 
 
 def from_rnncli(tensors: dict[str, np.ndarray], metadata: dict[str, str], source: str) -> Checkpoint:

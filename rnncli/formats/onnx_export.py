@@ -104,6 +104,35 @@ class _TaskGraph:
         logits = g.node("Add", [g.node("MatMul", [x, "Wy"], ["logits0"]), "by"], ["logits"])
         return g.node("LogSoftmax", [logits], ["logprobs"], axis=-1)
 
+    def adaptive_log_softmax_of(self, x: str) -> str:
+        """An adaptive softmax's whole log-distribution (models/adaptive.py) from ONNX's own operators:
+        the head's LogSoftmax, its shortlist sliced out, each tail's LogSoftmax plus its cluster's
+        entry of the head, concatenated in vocabulary order."""
+        from rnncli.models.adaptive import AdaptiveHead
+
+        g, m, p = self.g, self.m, self.p
+        head = AdaptiveHead(m.hidden, m.vocab_size, m.cutoffs, m.div_value)
+        g.const("Wy", np.asarray(p["output.head.W"], np.float32))
+        g.const("by", np.asarray(p["output.head.b"], np.float32))
+        logits = g.node("Add", [g.node("MatMul", [x, "Wy"], ["head0"]), "by"], ["head_logits"])
+        head_lp = g.node("LogSoftmax", [logits], ["head_logprobs"], axis=-1)
+        last = g.const("last_axis", np.array([-1], np.int64))
+
+        def entries(start: int, stop: int, name: str) -> str:
+            return g.node("Slice", [head_lp, g.const(f"{name}_from", np.array([start], np.int64)),
+                                    g.const(f"{name}_to", np.array([stop], np.int64)), last], [name])
+
+        parts = [entries(0, head.shortlist, "shortlist")]
+        for i in range(head.K):
+            proj = g.node("MatMul", [x, g.const(f"P{i}", np.asarray(p[f"output.tail.{i}.proj.W"], np.float32))],
+                          [f"tail{i}_projected"])
+            tail = g.node("MatMul", [proj, g.const(f"O{i}", np.asarray(p[f"output.tail.{i}.out.W"], np.float32))],
+                          [f"tail{i}_logits"])
+            tail_lp = g.node("LogSoftmax", [tail], [f"tail{i}_logprobs"], axis=-1)
+            entry = entries(head.shortlist + i, head.shortlist + i + 1, f"cluster{i}")
+            parts.append(g.node("Add", [tail_lp, entry], [f"tail{i}_words"]))
+        return g.node("Concat", parts, ["logprobs"], axis=-1)
+
     def language_model(self) -> tuple[list, list]:
         """tokens (T, B), h0 [, c0] (L, B, H) -> logprobs (T, B, V), hT [, cT] (L, B, H)."""
         g, m, p, L, H, V, T = self.g, self.m, self.p, self.L, self.H, self.V, self.TensorProto
@@ -112,7 +141,10 @@ class _TaskGraph:
                                g.const(f"to{i}", np.array([i + 1], np.int64))], [f"h0_{i}"]) for i in range(L)]
         c0 = [g.node("Slice", ["c0", f"from{i}", f"to{i}"], [f"c0_{i}"]) for i in range(L)] if self.lstm else None
         top, finals_h, finals_c = _stack(g, m, p, "", "x0", 1, h0, c0)
-        self.log_softmax_of(top, p["embed.weight"].T if m.tie_weights else p["output.W"], p["output.b"])
+        if m.softmax == "adaptive":
+            self.adaptive_log_softmax_of(top)
+        else:
+            self.log_softmax_of(top, p["embed.weight"].T if m.tie_weights else p["output.W"], p["output.b"])
         g.node("Concat", finals_h, ["hT"], axis=0)
         inputs = [self.tensor("tokens", T.INT64, ["T", "B"]), self.tensor("h0", T.FLOAT, [L, "B", H])]
         outputs = [self.tensor("logprobs", T.FLOAT, ["T", "B", V]), self.tensor("hT", T.FLOAT, [L, "B", H])]

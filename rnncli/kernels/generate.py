@@ -5,17 +5,86 @@ The recurrent layers run their cell's own single step (`layer_step`, registered 
 module for its named tuple of stacked weights, see recurrent.py): these kernels are compiled for
 one cell at a time, the one whose weights they are given. The other arguments:
     E (V, D) embedding, Wy (H, V) held as the step holds its matrices (recurrent.hold) and by (V,):
-    the output layer,
+    the output layer; or, for an adaptive softmax (models/adaptive.py), Wy its head's matrix held
+    and by an `AdaptiveOutput`,
     h, c (L, B, H): the state, updated in place (c is unused by cells without a memory cell).
 """
 
-import numpy as np
+from typing import NamedTuple
 
-from rnncli.kernels.jit import inline, kernel
+import numpy as np
+from numba import types
+
+from rnncli.kernels.jit import inline, kernel, overload_by_type
 from rnncli.kernels.recurrent import add_row, run_stack_step, step_times
 
 UNK = 0
 EOS = 1
+
+
+class AdaptiveOutput(NamedTuple):
+    """The rest of an adaptive softmax's output layer for the step (its head's matrix is Wy): the
+    head's bias (c_1 + K,), the bounds [c_1, ..., c_K, V] (int64), and each tail's projection and
+    output matrices, held."""
+
+    bias: np.ndarray
+    bounds: np.ndarray
+    projections: tuple
+    outputs: tuple
+
+
+def output_layer(top, Wy, by):
+    """The step's output: top (B, H) -> the next token's logits (B, V) (top @ W_y + b_y); for an
+    adaptive softmax (by an AdaptiveOutput) its exact log-probabilities, every tail computed: as
+    logits they give the same distribution, so temperature, top-k, top-p and the beam read them as
+    they read a dense layer's, over the whole vocabulary."""
+    raise NotImplementedError("output_layer runs inside Numba kernels only")
+
+
+@inline
+def _log_softmax_row(row):
+    """row (F,) -> log softmax(row), in place; the sum in float64."""
+    m = -np.inf
+    for j in range(row.shape[0]):
+        m = max(m, np.float64(row[j]))
+    s = 0.0
+    for j in range(row.shape[0]):
+        s += np.exp(np.float64(row[j]) - m)
+    shift = m + np.log(s)
+    for j in range(row.shape[0]):
+        row[j] = np.float64(row[j]) - shift
+
+
+@overload_by_type(output_layer)
+def _output_layer(top, Wy, by):
+    if isinstance(by, types.BaseNamedTuple):
+
+        def adaptive(top, Wy, by):
+            head = step_times(top, Wy)
+            add_row(head, by.bias)
+            bounds = by.bounds
+            shortlist, K = bounds[0], bounds.shape[0] - 1
+            out = np.empty((top.shape[0], bounds[K]), dtype=top.dtype)
+            for b in range(top.shape[0]):
+                _log_softmax_row(head[b])
+                for j in range(shortlist):
+                    out[b, j] = head[b, j]
+            for i in range(K):
+                tail = step_times(step_times(top, by.projections[i]), by.outputs[i])
+                for b in range(top.shape[0]):
+                    _log_softmax_row(tail[b])
+                    for j in range(tail.shape[1]):
+                        out[b, bounds[i] + j] = tail[b, j] + head[b, shortlist + i]
+            return out
+
+        return adaptive
+
+    def dense(top, Wy, by):
+        logits = step_times(top, Wy)
+        add_row(logits, by)
+        return logits
+
+    return dense
 
 
 @kernel
@@ -25,9 +94,7 @@ def model_step(weights, E, Wy, by, tokens, h, c):
     for b in range(tokens.shape[0]):
         for d in range(E.shape[1]):  # element by element: a row assigned whole compiles a ~1 s error path
             x[b, d] = E[tokens[b], d]
-    logits = step_times(run_stack_step(weights, x, h, c), Wy)
-    add_row(logits, by)
-    return logits
+    return output_layer(run_stack_step(weights, x, h, c), Wy, by)
 
 
 # The same step, Numba-inlined into `generate`: called there as the kernel above, its code was

@@ -5,7 +5,8 @@ The language-model head predicts the next token at every position (the notes' ou
     ŷ<t> = softmax(W_y h<t> + b_y),   L<t> = -log ŷ<t>[y<t>]
 
 Parameters output.W (H, V) and output.b (V,); with tied weights output.W is absent and E^T is used
-(the embedding's gradient then receives the output layer's too).
+(the embedding's gradient then receives the output layer's too). A large vocabulary's head may be
+an adaptive softmax instead (adaptive.py: the same methods, exact probabilities).
 
 The task models (tasks/models.py) put a label head over their stack's output (T, B, width):
   - `SequenceLabelHead` (many-to-one): ŷ = softmax(W_c [h_fwd<T>; h_rev<1>] + b_c), the final state
@@ -67,12 +68,12 @@ class LanguageModelHead:
         return loss, HeadCache(flat, dlogits)
 
     def backward(self, params: dict, cache: HeadCache, T: int, B: int):
-        """-> gradients of output.b and of W_y (H, V) (the caller files it under output.W or, tied,
-        adds its transpose to the embedding's), and dtop (T, B, H)."""
+        """-> gradients of output.b and output.W; the embedding's share when tied (W_y's gradient
+        transposed: the caller adds it), else None; and dtop (T, B, H)."""
         dW = matmul(cache.top.T, cache.dlogits)  # (H, V)
-        db = cache.dlogits.sum(axis=0)
+        grads = {"output.b": cache.dlogits.sum(axis=0)} | ({} if self.tied else {"output.W": dW})
         dtop = rows_product(cache.dlogits, self.weight(params).T).reshape(T, B, -1)
-        return {"output.b": db}, dW, dtop
+        return grads, dW.T if self.tied else None, dtop
 
     def target_logprobs(self, params: dict, top: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """log ŷ<t>[y<t>] for targets (T, B) -> (T, B)."""
@@ -84,6 +85,10 @@ class LanguageModelHead:
         T, B, _ = top.shape
         _, logits = self.logits(params, top)
         return log_softmax_rows(logits).reshape(T, B, -1)
+
+    def step_weights(self, params: dict, hold, packed):
+        """What the single step's output layer reads: W_y held as the step holds its matrices, b_y."""
+        return hold(self.weight(params), packed), np.ascontiguousarray(params["output.b"])
 
 
 class _LabelHead:

@@ -7,7 +7,8 @@ and the stack are in layers.py, the head in heads.py.
     ŷ<t> = softmax(W_y dropout(h[L-1]<t>) + b_y)    the language-model head (dropout: training only)
 
 Parameters live in one flat mapping with stable dotted names, which checkpoints store as they are:
-    embed.weight (V, D); layers.{l}.Wx, layers.{l}.Wh, layers.{l}.b, ... (the cell's); output.W, output.b.
+    embed.weight (V, D); layers.{l}.Wx, layers.{l}.Wh, layers.{l}.b, ... (the cell's); output.W, output.b
+    (or an adaptive softmax's output.head.*, output.tail.*: adaptive.py).
 When the vocabulary is smaller than a chunk (V < T*B), the first layer's input projection is
 looked up per token instead of computed per position (`_input_table`): the same maths, less work.
 
@@ -37,6 +38,7 @@ from rnncli.kernels.blas import matmul
 from rnncli.kernels.cells import get_cell
 from rnncli.kernels.output import embedding_backward, embedding_forward, embedding_row_gradient
 from rnncli.kernels.recurrent import Packing, State, hold, inputs_table
+from rnncli.models.adaptive import AdaptiveCache, AdaptiveHead
 from rnncli.models.heads import HeadCache, LanguageModelHead
 from rnncli.models.layers import Stack
 
@@ -48,7 +50,7 @@ ModelState = list[State]  # one State per layer
 class Cache:
     inputs: np.ndarray  # (T, B) token ids fed in
     layer_caches: list
-    head: HeadCache
+    head: HeadCache | AdaptiveCache
     masks: list | None
     projected: bool  # the first layer's input came from the per-token table
     dstate0: list | None = None  # filled by backward: gradient of the loss w.r.t. each layer's initial state
@@ -65,7 +67,8 @@ class Model:
         self.shard_batches = shard_batches
         self.cell = get_cell(config.cell)
         self.stack = Stack(self.cell, config.layers, config.embed, config.hidden, config.dropout)
-        self.head = LanguageModelHead(config.hidden, config.vocab_size, config.tie_weights)
+        self.head = AdaptiveHead(config.hidden, config.vocab_size, config.cutoffs, config.div_value) \
+            if config.softmax == "adaptive" else LanguageModelHead(config.hidden, config.vocab_size, config.tie_weights)
 
     # ---- parameters and state ----------------------------------------------------------------
 
@@ -163,10 +166,8 @@ class Model:
             dE = embedding_backward(cache.inputs, np.ascontiguousarray(dx), V)
         else:  # a large vocabulary: only the rows read (the optimizer updates the rest without reading zeros)
             dE = embedding_row_gradient(cache.inputs, dx, V)
-        if self.config.tie_weights:
-            dE += dW.T
-        else:
-            grads["output.W"] = dW
+        if dW is not None:  # tied: the output layer's share of the embedding's gradient
+            dE += dW
         grads["embed.weight"] = dE
         return grads
 
@@ -216,14 +217,15 @@ class Model:
     # ---- the single step (generation, beam search) -------------------------------------------
 
     def step_weights(self, params: Params, packed: Packing = True):
-        """Everything the single-step kernels read: (the cell's stacked weights, E, W_y held, b_y),
+        """Everything the single-step kernels read: (the cell's stacked weights, E, W_y held, b_y)
+        (an adaptive softmax: its head's matrix held and the rest, adaptive.py),
         each matrix a step multiplies by held in the form `packed` (recurrent.Packing: packed, for
         steps on one core; or packed and shared with a helper on the second core) that the engine
         chose (execution/steps.py); E the embedding, or where that pays the table of each token's
         first-layer input product (recurrent.inputs_table: the same numbers)."""
         c = np.ascontiguousarray
         E, weights = inputs_table(c(params["embed.weight"]), self.stack.step_weights(params, packed))
-        return weights, E, hold(self.head.weight(params), packed), c(params["output.b"])
+        return weights, E, *self.head.step_weights(params, hold, packed)
 
     def step_state(self, state: ModelState) -> tuple[np.ndarray, np.ndarray]:
         """A per-layer state as the kernels' arrays h, c (L, B, H)."""

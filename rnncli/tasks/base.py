@@ -51,6 +51,8 @@ class Task:
                                      "(use it with --task classify, tag or translate)")
         if config.tie_weights and not self.ties_weights:
             return ("tie_weights", "is for the language model only")
+        if config.softmax != "full" and not self.stream:
+            return ("softmax", f"{config.softmax} is for the language model's vocabulary, not {self.what}'s labels")
         if self.labelled and len(config.labels) < 2:
             return ("labels", f"a {self.name} model needs at least 2 labels, not {len(config.labels)}")
         return None
@@ -103,7 +105,7 @@ class Task:
 
     # ---- export --------------------------------------------------------------------------------
 
-    def torch_names(self) -> list[tuple[str, str]]:
+    def torch_names(self, config) -> list[tuple[str, str]]:
         """(rnncli name, PyTorch name) of the embeddings and the output layer; W matrices transpose."""
         return [("embed.weight", "embedding.weight"), ("output.W", "output.weight"), ("output.b", "output.bias")]
 

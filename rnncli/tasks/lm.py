@@ -32,7 +32,12 @@ class LanguageModelTask(Task):
         return (f"{report['file']}: {report['tokens']:,} tokens, {report['loss']:.4f} nats/token, "
                 f"perplexity {report['perplexity']:.3f}\n")
 
-    def torch_names(self) -> list[tuple[str, str]]:
+    def torch_names(self, config) -> list[tuple[str, str]]:
+        """pytorch/examples' names; an adaptive softmax's as nn.AdaptiveLogSoftmaxWithLoss names them."""
+        if config.softmax == "adaptive":
+            from rnncli.models.adaptive import torch_names
+
+            return [("embed.weight", "embedding.weight"), *torch_names(config, "decoder")]
         return [("embed.weight", "embedding.weight"), ("output.W", "decoder.weight"), ("output.b", "decoder.bias")]
 
     def onnx_graph(self, graph) -> tuple[list, list]:

@@ -83,7 +83,7 @@ class TranslateTask(Task):
             lines.append(f"  {e['source']}  ->  {e['translation']}   (reference: {e['reference']})")
         return "\n".join(lines) + "\n"
 
-    def torch_names(self) -> list[tuple[str, str]]:
+    def torch_names(self, config) -> list[tuple[str, str]]:
         return [("embed.weight", "embedding.weight"), ("decoder.embed.weight", "decoder_embedding.weight"),
                 ("decoder.output.W", "output.weight"), ("decoder.output.b", "output.bias")]
 

@@ -38,6 +38,14 @@ FOR_A_TIME_BUDGET = {"cell": "gru-cudnn", "layers": 2, "hidden": 384, "dropout":
 MEMORY_BUDGET = 8 << 30  # bytes; well under this machine's 24 GiB, so a mistake fails fast
 
 
+def parse_cutoffs(text: str) -> list[int]:
+    """--cutoffs 2000,10000 -> [2000, 10000]; "" -> [] (chosen by the vocabulary's size)."""
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",")] if text.strip() else []
+    except ValueError:
+        raise UsageError(f"--cutoffs must be whole numbers joined by commas, like 2000,10000; not {text!r}") from None
+
+
 def parse_duration(text: str) -> float:
     """'300', '90s', '5m', '1.5h' -> seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
@@ -195,7 +203,7 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
         tok_config.check()
         if "embed" not in req.explicit:
             model.embed = model.hidden if model.tie_weights else (64 if tok_config.level == "char" else 256)
-        model.vocab_size = max(model.vocab_size, 2)
+        model.vocab_size = max(model.vocab_size, 3, *(c + 1 for c in model.cutoffs))  # until the vocabulary is known
         if get_task(model.task).labelled:
             model.labels = ["?1", "?2"]  # checked with the real labels once they are read
         check_model(model)  # before fitting a tokenizer, which may take long; the vocabulary comes next
@@ -206,7 +214,7 @@ def prepare(req: TrainRequest) -> tuple[Run, object, object, str]:
     read = _read_corpus if stream else _read_examples
     train_data, val_data, corpus_info, tokenizer = read(req, corpus, model, tok_config, tokenizer)
     if stream:
-        check_memory(model, req.train)
+        check_memory(model, req.train, train_data)
     if req.resume:
         old = base.state.get("corpus", {})
         if old.get("train_checksum") not in (None, corpus_info["train_checksum"]):
@@ -232,8 +240,16 @@ def _read_corpus(req: TrainRequest, corpus, model: ModelConfig, tok_config: Toke
     from rnncli.text.encoding import encode_corpus
     from rnncli.text.store import corpus_ids
 
+    if model.softmax == "adaptive" and tok_config.level == "char":
+        raise UsageError("--softmax adaptive is for word and subword vocabularies: a character model's few "
+                         "symbols have no rare tail to cluster (drop --softmax)")
     tokenizer, ids = corpus_ids(corpus, tokenizer, tok_config, req.store, req.on_note)
     model.vocab_size = tokenizer.vocab_size
+    if model.softmax == "adaptive":
+        from rnncli.models.adaptive import default_cutoffs
+
+        model.cutoffs = model.cutoffs or default_cutoffs(model.vocab_size)
+        check_model(model)
     if req.valid:
         train_ids, val_ids = ids, encode_corpus(tokenizer, Corpus(req.valid, req.encoding, req.errors))
         if len(val_ids) < 2:
@@ -285,18 +301,29 @@ def _read_examples(req: TrainRequest, corpus, model: ModelConfig, tok_config: To
     return train_data, val_data, info, tokenizer
 
 
-def estimate_memory(model: ModelConfig, train: TrainConfig) -> int:
+def estimate_memory(model: ModelConfig, train: TrainConfig, ids: np.ndarray | None = None) -> int:
     """Bytes a training step needs, roughly: parameters with gradients and optimizer state (x4),
-    activations (B*T*H per gate and layer, see docs), and the output layer's logits (B*T*V)."""
+    activations (B*T*H per gate and layer, see docs), and the output layer's logits: B*T*V for the
+    dense layer; an adaptive softmax's head B*T*(c_1 + K) and each tail's at the rows whose target is
+    in it (B*T times its share of the training tokens `ids`, the first million read; all of them
+    when not given)."""
     m = Model(model)
     n_params = sum(int(np.prod(s)) for s in m.param_shapes().values())
     BT = train.batch_size * train.seq_len
     activations = BT * model.layers * model.hidden * (m.cell.gates + 4) + BT * model.embed
-    return 4 * (4 * n_params + activations + 2 * BT * model.vocab_size)
+    logits = BT * model.vocab_size
+    if model.softmax == "adaptive":
+        head = m.head
+        seen = np.bincount(np.searchsorted(head.cutoffs, np.asarray(ids[:1_000_000]), side="right"),
+                           minlength=head.K + 1) if ids is not None and len(ids) else np.ones(head.K + 1)
+        shares = seen / seen.sum()
+        logits = BT * (head.shortlist + head.K) + sum(
+            int(np.ceil(BT * shares[i + 1])) * (head.bounds[i + 1] - head.bounds[i]) for i in range(head.K))
+    return 4 * (4 * n_params + activations + 2 * logits)
 
 
-def check_memory(model: ModelConfig, train: TrainConfig) -> None:
-    need = estimate_memory(model, train)
+def check_memory(model: ModelConfig, train: TrainConfig, ids: np.ndarray | None = None) -> None:
+    need = estimate_memory(model, train, ids)
     if need > MEMORY_BUDGET:
         raise UsageError(f"this model would need about {need / 2**30:.1f} GiB per training step (vocabulary "
                          f"{model.vocab_size:,}, hidden {model.hidden}, batch {train.batch_size} x {train.seq_len}); "
@@ -307,7 +334,8 @@ def _refuse_changes(req: TrainRequest, base: Checkpoint) -> None:
     """A resumed or fine-tuned run keeps the checkpoint's model and vocabulary: options that would
     change them are refused with the reason, not silently ignored."""
     what = "--resume" if req.resume else "--init-from"
-    model_opts = {"cell", "hidden", "layers", "embed", "tie_weights", "task", "bidirectional"}
+    model_opts = {"cell", "hidden", "layers", "embed", "tie_weights", "task", "bidirectional", "softmax", "cutoffs",
+                  "div_value"}
     model_opts |= set() if req.init_from else {"dropout"}
     tok_opts = {"level", "min_count", "max_vocab", "vocab_size", "lowercase", "spm_type", "split", "blank_lines"}
     for name in sorted(req.explicit):
