@@ -123,10 +123,10 @@ class ModelConfig:
         _whole("vocab_size", self.vocab_size, 2, "at least 2 (<UNK> and <EOS>)")
         if self.softmax not in SOFTMAXES:
             raise ConfigError("softmax", f"must be one of {', '.join(SOFTMAXES)}, not {self.softmax!r}")
+        _at_least("div_value", self.div_value, 1.0)
         if self.softmax == "adaptive":
             from rnncli.models.adaptive import cutoff_problem, default_cutoffs
 
-            _at_least("div_value", self.div_value, 1.0)
             if self.tie_weights:
                 raise ConfigError("tie_weights", "shares the embedding with a dense output layer; an adaptive "
                                                  "softmax has none (drop one of them)")

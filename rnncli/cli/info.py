@@ -70,7 +70,9 @@ def info(
         ("task", task + (labels if d["labels"] else "")),
         ("model", f"{d['cell']}, {d['layers']} {'bidirectional ' if d['bidirectional'] else ''}layer(s) of "
                   f"{d['hidden']}, embedding {d['embed']}"
-                  f"{', tied weights' if d['tie_weights'] else ''}, dropout {d['dropout']}"),
+                  f"{', tied weights' if d['tie_weights'] else ''}, dropout {d['dropout']}"
+                  + (f", adaptive softmax (cutoffs {', '.join(map(str, d['softmax']['cutoffs']))}, div value "
+                     f"{d['softmax']['div_value']:g})" if d["softmax"]["kind"] == "adaptive" else "")),
         ("parameters", f"{d['parameters']:,} ({d['dtype']})" if not d["quantization"] else
          f"{d['parameters']:,} (weights in int8, {d['quantization']['scheme']} scales; generation in "
          f"{'int8' if d['step_int8'] else 'float32'} activations, scoring in float32)"),

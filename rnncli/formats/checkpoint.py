@@ -353,7 +353,7 @@ def _hidden(reader: NpzReader, key: str, H: int, path: str) -> np.ndarray:
 
 def describe(ck: Checkpoint, path: str) -> dict:
     """What is inside a checkpoint, as plain data (`rnncli info`)."""
-    s = ck.state
+    s, m = ck.state, ck.model
     corpus = s.get("corpus", {})
 
     def count(value):
@@ -373,6 +373,7 @@ def describe(ck: Checkpoint, path: str) -> dict:
         "embed": ck.model.embed,
         "dropout": ck.model.dropout,
         "tie_weights": ck.model.tie_weights,
+        "softmax": {"kind": m.softmax, "cutoffs": list(m.cutoffs), "div_value": m.div_value},
         "parameters": int(sum(p.size for p in ck.params.values())),
         "dtype": str(next(iter(ck.params.values())).dtype),
         "level": ck.tokenizer.level,
@@ -380,8 +381,7 @@ def describe(ck: Checkpoint, path: str) -> dict:
         "corpus": str(corpus.get("name")) if corpus.get("name") is not None else None,
         "corpus_bytes": count(corpus.get("bytes")),
         "corpus_tokens": count(corpus.get("tokens")),
-        "steps": s.get("step", 0),
-        "epoch": s.get("epoch", 0),
+        "steps": s.get("step", 0), "epoch": s.get("epoch", 0),
         "tokens_seen": s.get("tokens_seen", 0),
         "seconds": s.get("elapsed", 0.0),
         "train_loss": s.get("train_loss"),
