@@ -289,3 +289,31 @@ def test_a_classifier_refuses_the_adaptive_softmax(tmp_path):
     result = run_cli("train", CORPORA / "sentiment.tsv", "--task", "classify", "--softmax", "adaptive",
                      "--out", tmp_path / "m.npz")
     assert result.exit_code != 0 and "softmax" in result.stderr
+
+
+def test_int8_weights_cover_the_factored_layer_and_run_as_their_float_values(adaptive_model, tmp_path, monkeypatch):
+    """#32's quantize on an adaptive model: every matrix of the head and the tails in int8; the
+    quantized model scores and samples as its dequantized float model does; its int8 steps give
+    the same bytes on one core or two."""
+    from rnncli.formats import int8
+    from rnncli.formats.checkpoint import save_checkpoint
+    from rnncli.tasks import load_model_checkpoint
+
+    ck = load_model_checkpoint(str(adaptive_model))
+    covered = set(int8.quantize_params(ck.params, "row"))
+    assert {n for n in ck.params if n.startswith("output.") and n.endswith(".W")} <= covered
+    q = tmp_path / "q.npz"
+    assert run_cli("quantize", adaptive_model, "-o", q, "--activations", "float32").exit_code == 0
+    dequantized = load_model_checkpoint(str(q), training_state=False)
+    dequantized.quantization = None
+    save_checkpoint(str(tmp_path / "float.npz"), dequantized)
+    for command in (["score", "--per-token", "--json", "the cat sat on the mat"],
+                    ["sample", "--length", "20", "--seed", "4", "-n", "3", "--top-k", "7"]):
+        got = run_cli(*command, "--model", q)
+        assert got.exit_code == 0 and got.stdout == run_cli(*command, "--model", tmp_path / "float.npz").stdout
+    steps = tmp_path / "int8.npz"
+    assert run_cli("quantize", adaptive_model, "-o", steps, "--activations", "int8").exit_code == 0
+    command = ["sample", "--length", "30", "--seed", "4", "--model", steps]
+    both = run_cli(*command).stdout
+    use_cores(monkeypatch, 1)
+    assert both and run_cli(*command).stdout == both

@@ -147,3 +147,32 @@ def test_int8_steps_give_the_same_bytes_on_any_cpu(int8_model):
         assert rnncli(*args, env={"OPENBLAS_NUM_THREADS": "1"}) == here, name
         if "-n" in args:
             assert rnncli(*args, "--workers", "2") == here, name
+
+
+@pytest.fixture(scope="module")
+def adaptive_model(tmp_path_factory) -> Path:
+    """A word lstm whose output layer is an adaptive softmax (models/adaptive.py): a head and two tails."""
+    out = tmp_path_factory.mktemp("same-bytes") / "adaptive.npz"
+    result = run_cli("train", CORPORA / "demo.txt", "--level", "word", "--softmax", "adaptive", "--cutoffs", "20,60",
+                     "--div-value", "2", "--hidden", "64", "--embed", "32", "--seq-len", "20", "--batch-size", "16",
+                     "--max-steps", "3", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_an_adaptive_softmax_gives_the_same_bytes_however_it_runs(adaptive_model, text):
+    """Its scores and samples with --workers 2, one BLAS thread, each OpenBLAS family, and the
+    kernels compiled for an AVX2 CPU."""
+    m = ("--model", adaptive_model)
+    runs = {"score --file --per-line": ("score", *m, "--file", text, "--per-line", "--shard-lines", "100"),
+            "sample -n 3": ("sample", *m, "-n", "3", "--length", "60", "--seed", "3", "--json"),
+            "beam": ("sample", *m, "--beam", "4", "--length", "15", "--prime", "the")}
+    for name, args in runs.items():
+        here = rnncli(*args)
+        assert here.strip(), name
+        assert rnncli(*args, env={"OPENBLAS_NUM_THREADS": "1"}) == here, name
+        assert rnncli(*args, env={"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell"}) == here, name
+        for family in FAMILIES:
+            assert rnncli(*args, env={"OPENBLAS_CORETYPE": family}) == here, (name, family)
+        if name != "beam":
+            assert rnncli(*args, "--workers", "2") == here, name
