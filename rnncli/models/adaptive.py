@@ -32,7 +32,7 @@ import numpy as np
 
 from rnncli.execution.cores import rows_product
 from rnncli.kernels.blas import matmul
-from rnncli.kernels.output import log_softmax_rows, softmax_cross_entropy
+from rnncli.kernels.output import log_softmax_rows, softmax_cross_entropy, target_logprobs
 
 DEFAULT_CUTOFFS = (2000, 10000, 50000)  # the head's shortlist, then cluster starts, when the vocabulary has them
 
@@ -174,13 +174,11 @@ class AdaptiveHead:
         flat = np.ascontiguousarray(top.reshape(-1, top.shape[-1]))
         y = targets.reshape(-1)
         clusters = self._clusters(y)
-        head = log_softmax_rows(self._head_logits(params, flat))
-        out = head[np.arange(len(y)), self._head_targets(y, clusters)]
+        out = target_logprobs(self._head_logits(params, flat), self._head_targets(y, clusters))
         for i in range(self.K):
             rows = np.flatnonzero(clusters == i + 1)
             if rows.size:
-                tail = log_softmax_rows(self._tail_logits(params, i, flat[rows]))
-                out[rows] += tail[np.arange(rows.size), y[rows] - self.bounds[i]]
+                out[rows] += target_logprobs(self._tail_logits(params, i, flat[rows]), y[rows] - self.bounds[i])
         return out.reshape(targets.shape)
 
     def _tail_logits(self, params: dict, i: int, rows: np.ndarray) -> np.ndarray:
