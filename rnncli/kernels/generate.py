@@ -87,20 +87,24 @@ def _output_layer(top, Wy, by):
     return dense
 
 
-@kernel
-def model_step(weights, E, Wy, by, tokens, h, c):
-    """Feed tokens (B,): -> next-token logits (B, V); h, c updated in place (generation, Model.step)."""
+def stack_top(weights, E, tokens, h, c):
+    """Feed tokens (B,) through the stack: -> its top layer's output (B, H); h, c updated in place."""
     x = np.empty((tokens.shape[0], E.shape[1]), dtype=E.dtype)
     for b in range(tokens.shape[0]):
         for d in range(E.shape[1]):  # element by element: a row assigned whole compiles a ~1 s error path
             x[b, d] = E[tokens[b], d]
-    return output_layer(run_stack_step(weights, x, h, c), Wy, by)
+    return run_stack_step(weights, x, h, c)
 
 
-# The same step, Numba-inlined into `generate`: called there as the kernel above, its code was
-# optimised and turned into machine code twice (alone, then linked into generate), ~1.5 s of a
-# first sample's compile.
-_model_step_inline = inline(model_step.py_func)
+# Numba-inlined where it is called: called as a kernel of its own, its code was optimised and
+# turned into machine code twice (alone, then linked into its caller), ~1.5 s of a first sample's compile.
+_stack_top = inline(stack_top)
+
+
+@kernel
+def model_step(weights, E, Wy, by, tokens, h, c):
+    """Feed tokens (B,): -> next-token logits (B, V); h, c updated in place (beam search, Model.step)."""
+    return output_layer(_stack_top(weights, E, tokens, h, c), Wy, by)
 
 
 @inline
@@ -206,6 +210,98 @@ def choose_token(logits, temperature, top_k, top_p, u):
     return chosen, np.float64(logits[chosen]) - log_z
 
 
+def next_tokens(top, Wy, by, temperature, top_k, top_p, u, chosen, lp):
+    """Each row's next token from the top layer's output top (N, H), as `choose_token` picks it from
+    the whole distribution with row b's settings and uniform u[b], into chosen (N,) and lp (N,).
+    An adaptive softmax's rows sampled plainly (temperature 1, no top-k, no top-p) draw a head entry,
+    then, when it is a cluster's, a word of that cluster alone: the same distribution (p(word) =
+    p(cluster) p(word | cluster)) at the cost of the head and one tail; the uniform's place within
+    the chosen entry's share is the second draw's uniform. Other rows read the whole distribution."""
+    raise NotImplementedError("next_tokens runs inside Numba kernels only")
+
+
+@inline
+def _draw(row, skip, u):
+    """The entry of log-probabilities row (F,) that uniform u picks (entry `skip` never; -1: none),
+    the mass before it and its own, and the total: the cumulative walk of `choose_token`."""
+    total = 0.0
+    for j in range(row.shape[0]):
+        if j != skip:
+            total += np.exp(np.float64(row[j]))
+    target = u * total
+    acc, before, chosen = 0.0, 0.0, -1
+    for j in range(row.shape[0]):
+        if j != skip:
+            p = np.exp(np.float64(row[j]))
+            if p > 0.0:
+                before = acc
+                acc += p
+                chosen = j
+                if acc > target:
+                    break
+    return chosen, target - before, acc - before, total
+
+
+@overload_by_type(next_tokens)
+def _next_tokens(top, Wy, by, temperature, top_k, top_p, u, chosen, lp):
+    if isinstance(by, types.BaseNamedTuple):
+
+        def cluster_then_word(top, Wy, by, temperature, top_k, top_p, u, chosen, lp):
+            N, H = top.shape
+            plain = np.empty(N, dtype=np.bool_)
+            others = 0
+            for b in range(N):
+                plain[b] = temperature[b] == 1.0 and top_k[b] <= 0 and top_p[b] >= 1.0
+                if not plain[b]:
+                    others += 1
+            if others > 0:  # the whole distribution of the rows that need it
+                rows = np.empty(others, dtype=np.int64)
+                sub = np.empty((others, H), dtype=top.dtype)
+                k = 0
+                for b in range(N):
+                    if not plain[b]:
+                        rows[k] = b
+                        for j in range(H):
+                            sub[k, j] = top[b, j]
+                        k += 1
+                full = output_layer(sub, Wy, by)
+                for k in range(others):
+                    b = rows[k]
+                    chosen[b], lp[b] = choose_token(full[k], temperature[b], top_k[b], top_p[b], u[b])
+            if others == N:
+                return
+            head = step_times(top, Wy)
+            add_row(head, by.bias)
+            shortlist = by.bounds[0]
+            one = np.empty((1, H), dtype=top.dtype)
+            for b in range(N):
+                if not plain[b]:
+                    continue
+                _log_softmax_row(head[b])
+                entry, into, share, total = _draw(head[b], UNK, u[b])
+                lp[b] = np.float64(head[b, entry]) - np.log(total)  # without <UNK>, as choose_token's
+                if entry < shortlist:
+                    chosen[b] = entry
+                    continue
+                i = entry - shortlist
+                for j in range(H):
+                    one[0, j] = top[b, j]
+                tail = step_times(step_times(one, by.projections[i]), by.outputs[i])
+                _log_softmax_row(tail[0])
+                word, _, _, _ = _draw(tail[0], -1, min(into / share, 1.0))
+                chosen[b] = by.bounds[i] + word
+                lp[b] += np.float64(tail[0, word])
+
+        return cluster_then_word
+
+    def whole(top, Wy, by, temperature, top_k, top_p, u, chosen, lp):
+        logits = output_layer(top, Wy, by)
+        for b in range(top.shape[0]):
+            chosen[b], lp[b] = choose_token(logits[b], temperature[b], top_k[b], top_p[b], u[b])
+
+    return whole
+
+
 @kernel
 def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, top_p, stop_at_eos, finished, out_tokens,
              out_logprobs):
@@ -225,19 +321,24 @@ def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, to
     token = np.empty(N, dtype=context.dtype)
     for b in range(N):
         token[b] = context[0, b]
+    u = np.empty(N)
+    chosen = np.empty(N, dtype=np.int64)
+    lp = np.empty(N)
     for s in range(T - 1 + out_tokens.shape[1]):  # one call site of the step: it is compiled once
-        logits = _model_step_inline(weights, E, Wy, by, token, h, c)  # (N, V)
-        if s + 1 < T:  # still feeding the context: its next token
+        top = _stack_top(weights, E, token, h, c)  # (N, H)
+        if s + 1 < T:  # still feeding the context: its next token (no output layer needed)
             for b in range(N):
                 token[b] = context[s + 1, b]
             continue
         n = s - (T - 1)
+        for b in range(N):
+            u[b] = uniforms[b, n]
+        next_tokens(top, Wy, by, temperature, top_k, top_p, u, chosen, lp)
         running = 0
         for b in range(N):
-            chosen, lp = choose_token(logits[b], temperature[b], top_k[b], top_p[b], uniforms[b, n])
-            token[b] = chosen
-            out_tokens[b, n] = chosen
-            out_logprobs[b, n] = lp
+            token[b] = chosen[b]
+            out_tokens[b, n] = chosen[b]
+            out_logprobs[b, n] = lp[b]
             if stop_at_eos and chosen == EOS:
                 finished[b] = True
             if not finished[b]:
