@@ -191,6 +191,8 @@ def test_train_score_sample_and_info(adaptive_model, tmp_path):
                  ["--beam", "3", "--length", "5", "--prime", "the"]):
         result = run_cli("sample", "--model", adaptive_model, *args)
         assert result.exit_code == 0 and result.stdout.strip(), result.stderr
+    page = json.loads(run_cli("explain", "--model", adaptive_model, sentence, "--json").stdout)
+    assert page and "Traceback" not in json.dumps(page)
 
 
 def test_export_and_import_as_pytorchs_adaptive_layer(adaptive_model, tmp_path):
@@ -317,3 +319,23 @@ def test_int8_weights_cover_the_factored_layer_and_run_as_their_float_values(ada
     both = run_cli(*command).stdout
     use_cores(monkeypatch, 1)
     assert both and run_cli(*command).stdout == both
+
+
+def test_the_memory_check_counts_the_factored_layout():
+    """A million words: the dense layer's (B*T, V) logits are refused, naming the adaptive softmax;
+    the adaptive one's head and its tails at the rows that reach them (Zipf-like ids) fit."""
+    from rnncli.config import TrainConfig
+    from rnncli.errors import UsageError
+    from rnncli.training.request import check_memory, estimate_memory
+
+    train = TrainConfig(batch_size=32, seq_len=35)
+    full = ModelConfig(vocab_size=1_000_000, embed=256, hidden=256)
+    with pytest.raises(UsageError, match="--softmax adaptive"):
+        check_memory(full, train)
+    adaptive = ModelConfig(vocab_size=1_000_000, embed=256, hidden=256, softmax="adaptive")
+    ids = (np.random.default_rng(0).zipf(1.3, 200_000) - 1).clip(0, 999_999)
+    check_memory(adaptive, train, ids)
+    logits_full = estimate_memory(full, train) - 16 * sum(int(np.prod(s)) for s in Model(full).param_shapes().values())
+    logits_adaptive = estimate_memory(adaptive, train, ids) - 16 * sum(
+        int(np.prod(s)) for s in Model(adaptive).param_shapes().values())
+    assert logits_adaptive < logits_full / 20

@@ -159,6 +159,28 @@ def test_a_quantized_model_is_served_as_its_commands_run_it(char_model, tmp_path
         running.stop()
 
 
+def test_an_adaptive_softmax_is_served_as_its_commands_run_it(tmp_path):
+    """A word model with an adaptive softmax (models/adaptive.py): completions drawn plainly (cluster,
+    then word) and with a temperature (the whole distribution) are `sample`'s bytes; echo and score
+    give `score --per-token`'s log-probabilities."""
+    model = tmp_path / "adaptive.npz"
+    ok(run_cli("train", CORPORA / "demo.txt", "--level", "word", "--softmax", "adaptive", "--cutoffs", "20,60",
+               "--hidden", "32", "--embed", "16", "--layers", "1", "--max-steps", "20", "--out", model))
+    running = Running([model])
+    try:
+        for temperature in (1.0, 0.8):
+            body = {"prompt": "the", "max_tokens": 12, "seed": 3, "temperature": temperature, "n": 2}
+            answer = running.post("/v1/completions", body).json()
+            expected = json_lines(run_cli("sample", "--model", model, "--prime", "the", "--length", "12", "--seed",
+                                          "3", "--temperature", str(temperature), "-n", "2", "--json"))
+            assert [c["text"] for c in answer["choices"]] == [e["continuation"] for e in expected]
+        scored = running.post("/v1/score", {"input": ["the cat sat on the mat"]}).json()
+        command = json_lines(run_cli("score", "--model", model, "--per-token", "--json", "the cat sat on the mat"))[0]
+        assert scored["data"][0]["logprob"] == command[0]["logprob"]
+    finally:
+        running.stop()
+
+
 def test_64_concurrent_seeded_requests_each_give_their_own_samples_bytes(served, char_model):
     def body(i):
         return {"prompt": "ab"[i % 2], "max_tokens": 20 + i % 7, "seed": i, "temperature": (0.5, 1.0, 1.3)[i % 3],

@@ -339,7 +339,7 @@ def generate(weights, E, Wy, by, h, c, context, uniforms, temperature, top_k, to
             token[b] = chosen[b]
             out_tokens[b, n] = chosen[b]
             out_logprobs[b, n] = lp[b]
-            if stop_at_eos and chosen == EOS:
+            if stop_at_eos and chosen[b] == EOS:
                 finished[b] = True
             if not finished[b]:
                 running += 1

@@ -1,9 +1,11 @@
 """The adaptive softmax (Grave et al. 2017, PyTorch's nn.AdaptiveLogSoftmaxWithLoss): an exact,
 normalised output layer for a large vocabulary, at a fraction of the dense layer's work.
 
-The vocabulary is ordered by frequency (the word tokenizer's ids; <UNK> = 0 and <EOS> = 1 are the
-first two) and cut at `cutoffs` c_1 < c_2 < ... < c_K into a head's shortlist [0, c_1) and K tail
-clusters [c_i, c_{i+1}) (c_{K+1} = V). The head scores its shortlist and one entry per cluster; tail
+The vocabulary is ordered by frequency (the word tokenizer's ids, by count; sentencepiece's by piece
+score or merge order, which follow it; <UNK> = 0 and <EOS> = 1 first, in the head's shortlist; the
+probabilities are exact whatever the order, only the speed depends on it) and cut at `cutoffs`
+c_1 < c_2 < ... < c_K into a head's shortlist [0, c_1) and K tail clusters [c_i, c_{i+1})
+(c_{K+1} = V). The head scores its shortlist and one entry per cluster; tail
 i projects h to d_i = H // div^i dimensions, then scores its own words:
 
     log p(w | h) = log softmax(W_head h + b_head)[w]                                  w < c_1

@@ -323,11 +323,12 @@ def estimate_memory(model: ModelConfig, train: TrainConfig, ids: np.ndarray | No
 
 
 def check_memory(model: ModelConfig, train: TrainConfig, ids: np.ndarray | None = None) -> None:
-    need = estimate_memory(model, train, ids)
+    need, large = estimate_memory(model, train, ids), model.softmax == "full" and model.vocab_size > 10000
     if need > MEMORY_BUDGET:
         raise UsageError(f"this model would need about {need / 2**30:.1f} GiB per training step (vocabulary "
                          f"{model.vocab_size:,}, hidden {model.hidden}, batch {train.batch_size} x {train.seq_len}); "
-                         "lower --max-vocab, --hidden, --batch-size or --seq-len")
+                         "lower --max-vocab, --hidden, --batch-size or --seq-len"
+                         + (", or use --softmax adaptive" if large else ""))
 
 
 def _refuse_changes(req: TrainRequest, base: Checkpoint) -> None:
