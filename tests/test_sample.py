@@ -7,7 +7,7 @@ import pytest
 
 from rnncli.formats.checkpoint import save_checkpoint
 from rnncli.kernels.cells import CELL_NAMES
-from rnncli.kernels.generate import choose_token
+from rnncli.kernels.next_token import choose_token
 from rnncli.kernels.two_cores import new_mailbox
 from rnncli.models.model import Model
 from rnncli.text.tokenizers import EOS, UNK
@@ -276,7 +276,7 @@ def test_samples_side_by_side_are_the_samples_one_by_one(cell):
 
 @pytest.mark.parametrize("n", [1, 2, 7, 65, 1000])
 def test_descending_order_is_a_stable_sort_from_largest_to_smallest(n):
-    from rnncli.kernels.generate import _descending_order
+    from rnncli.kernels.next_token import _descending_order
 
     rng = np.random.default_rng(n)
     p = np.round(rng.random(n), 2)  # with ties

@@ -204,7 +204,7 @@ class AdaptiveHead:
         """What the single step's output layer reads (kernels/generate.py's `output_layer`): the head's
         matrix held as the step holds its matrices, and (its bias, the cluster bounds, each tail's
         two matrices held)."""
-        from rnncli.kernels.generate import AdaptiveOutput
+        from rnncli.kernels.next_token import AdaptiveOutput
 
         c = np.ascontiguousarray
         return hold(params["output.head.W"], packed), AdaptiveOutput(
