@@ -42,7 +42,7 @@ def test_every_task_describes_itself_and_builds_its_model(name):
     model = build_model(cfg)
     shapes = model.param_shapes()
     assert "embed.weight" in shapes and shapes["embed.weight"] == (9, 4)
-    names = [ours for ours, _ in task.torch_names()]
+    names = [ours for ours, _ in task.torch_names(cfg)]
     assert all(n in shapes or n == "output.W" for n in names)  # output.W: absent only when tied
     assert [prefix for prefix, _, _ in task.stacks()][0] == ""
 
