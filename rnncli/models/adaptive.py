@@ -125,7 +125,7 @@ class AdaptiveHead:
         logits += params["output.head.b"]
         return logits
 
-    def _clusters(self, targets: np.ndarray) -> np.ndarray:
+    def clusters(self, targets: np.ndarray) -> np.ndarray:
         """Each target's cluster: 0 in the shortlist, i in tail i."""
         return np.searchsorted(np.asarray(self.cutoffs), targets, side="right")
 
@@ -139,7 +139,7 @@ class AdaptiveHead:
         flat = np.ascontiguousarray(top.reshape(-1, top.shape[-1]))
         y = targets.reshape(-1)
         N = len(y)
-        clusters = self._clusters(y)
+        clusters = self.clusters(y)
         loss, dhead = softmax_cross_entropy(self._head_logits(params, flat), self._head_targets(y, clusters))
         tails = []
         for i in range(self.K):
@@ -175,7 +175,7 @@ class AdaptiveHead:
         """log p(y<t> | h<t>) for targets (T, B) -> (T, B): the head, and each tail at its rows only."""
         flat = np.ascontiguousarray(top.reshape(-1, top.shape[-1]))
         y = targets.reshape(-1)
-        clusters = self._clusters(y)
+        clusters = self.clusters(y)
         out = target_logprobs(self._head_logits(params, flat), self._head_targets(y, clusters))
         for i in range(self.K):
             rows = np.flatnonzero(clusters == i + 1)

@@ -314,8 +314,8 @@ def estimate_memory(model: ModelConfig, train: TrainConfig, ids: np.ndarray | No
     logits = BT * model.vocab_size
     if model.softmax == "adaptive":
         head = m.head
-        seen = np.bincount(np.searchsorted(head.cutoffs, np.asarray(ids[:1_000_000]), side="right"),
-                           minlength=head.K + 1) if ids is not None and len(ids) else np.ones(head.K + 1)
+        seen = np.bincount(head.clusters(np.asarray(ids[:1_000_000])), minlength=head.K + 1) \
+            if ids is not None and len(ids) else np.ones(head.K + 1)
         shares = seen / seen.sum()
         logits = BT * (head.shortlist + head.K) + sum(
             int(np.ceil(BT * shares[i + 1])) * (head.bounds[i + 1] - head.bounds[i]) for i in range(head.K))
