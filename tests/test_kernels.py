@@ -117,7 +117,8 @@ def test_packed_product_equals_the_matrix_product(B, K, F, dtype):
     """Rows in tiles of four and left over; a last block of columns cut short; W as it is and as a
     transposed view (what the backward passes pack); = and +=."""
     from rnncli.kernels.jit import kernel
-    from rnncli.kernels.packed import add_packed_product, block_columns, pack, packed_product
+    from rnncli.kernels.packed import add_packed_product, packed_product
+    from rnncli.kernels.packing import block_columns, pack
 
     @kernel
     def product(x, P, out, accumulate):
@@ -158,7 +159,8 @@ def test_a_product_shared_with_the_helper_equals_the_matrix_product(K, F, dtype,
     is computed whole, with no request."""
     from rnncli.kernels import two_cores
     from rnncli.kernels.jit import kernel
-    from rnncli.kernels.packed import pack, product_row, product_rows
+    from rnncli.kernels.packed import product_row, product_rows
+    from rnncli.kernels.packing import pack
 
     @kernel
     def products(xs, P, mailbox, outs, rows):
@@ -201,7 +203,8 @@ def test_the_helpers_half_is_the_product_on_one_core(K, F, rows):
     thread, so nothing depends on when the helper would have started."""
     from rnncli.kernels import two_cores
     from rnncli.kernels.jit import kernel
-    from rnncli.kernels.packed import pack, product_row, product_rows
+    from rnncli.kernels.packed import product_row, product_rows
+    from rnncli.kernels.packing import pack
 
     @kernel
     def helper_then_here(x, P, mailbox, out):
@@ -286,7 +289,8 @@ def test_side_by_side_runs_both_at_once_only_under_one_blas_thread():
 def test_a_rows_packed_product_does_not_depend_on_the_rows_beside_it():
     """Each row is summed alike in a whole tile and in a last tile of 1-3 rows (which repeats its last
     row): a shard of samples gives the numbers the whole batch would, bit for bit."""
-    from rnncli.kernels.packed import pack, product_rows
+    from rnncli.kernels.packed import product_rows
+    from rnncli.kernels.packing import pack
 
     rng = np.random.default_rng(5)
     x = rng.standard_normal((9, 70)).astype(np.float32)
@@ -309,7 +313,8 @@ def test_one_row_alone_is_summed_as_in_a_tile(K, F, dtype):
     numbers are the same alone, in a tile, or in the rows split over the cores (rows_product), and
     within rounding of the float64 product."""
     from rnncli.execution.cores import rows_product
-    from rnncli.kernels.packed import pack, product_row, product_rows
+    from rnncli.kernels.packed import product_row, product_rows
+    from rnncli.kernels.packing import pack
 
     rng = np.random.default_rng(K * F)
     x = rng.standard_normal((37, K)).astype(dtype)
@@ -332,7 +337,8 @@ def test_packed_product_refuses_rows_of_another_number_type():
     from numba.core.errors import TypingError
 
     from rnncli.kernels.jit import kernel
-    from rnncli.kernels.packed import pack, packed_product
+    from rnncli.kernels.packed import packed_product
+    from rnncli.kernels.packing import pack
 
     @kernel
     def product(x, P, out):
@@ -349,7 +355,8 @@ def test_packed_product_refuses_a_strided_output():
     from numba.core.errors import TypingError
 
     from rnncli.kernels.jit import kernel
-    from rnncli.kernels.packed import pack, packed_product
+    from rnncli.kernels.packed import packed_product
+    from rnncli.kernels.packing import pack
 
     @kernel
     def product(x, P, out):
@@ -369,7 +376,7 @@ def test_a_helper_never_stopped_gives_up_and_the_products_stay_right():
 
     from rnncli.kernels import two_cores
     from rnncli.kernels.jit import kernel
-    from rnncli.kernels.packed import pack
+    from rnncli.kernels.packing import pack
 
     @kernel
     def products(xs, P, mailbox, outs):

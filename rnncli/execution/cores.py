@@ -24,7 +24,9 @@ import numpy as np
 from rnncli.execution.plan import Plan, cores_here
 from rnncli.kernels.blas import on_each_core, one_blas_thread
 from rnncli.kernels.output import RowGradient
-from rnncli.kernels.packed import GROUP_ROWS, pack, product_in_groups
+from rnncli.kernels.packed import GROUP_ROWS, product_in_groups
+from rnncli.kernels.packing import identity, keeping, pack, packed_now
+from rnncli.kernels.update import weighted_pair
 
 
 def batch_shards(B: int) -> list[slice]:
@@ -74,6 +76,32 @@ def on_cores(work, items: list) -> list:
         return on_each_core(work, items)
 
 
+class PackedOnce:
+    """A sharded pass's packed weights (kernels/packing.py), packed once for all its shards and
+    spread over the cores before they start, not once by every shard: those the same pass asked for
+    the last time it ran (the first time, each shard packs what it asks for and they share it).
+    Packing streams each matrix from memory, and two cores share that bandwidth: packing 3 of the
+    char-rnn's 512 x 2048 matrices from memory took 1.66 ms on one core and 1.53 on two (AMD EPYC),
+    so the gain is the packs not repeated (10 a step of the char-rnn lstm, each shard's), not the
+    spreading. A model keeps one per kind of pass."""
+
+    def __init__(self):
+        self.asked: list[np.ndarray] = []  # the matrices (views of the weights) the last pass packed
+
+    def on_cores(self, work, items: list) -> list:
+        """`on_cores(work, items)`, every shard's `pack` sharing this pass's packed matrices."""
+        kept: dict = {}
+        if len(items) > 1 and cores_here() > 1:
+            def pack_one(W: np.ndarray) -> None:
+                kept[identity(W)] = (W, packed_now(W))
+
+            whole_on_cores(pack_one, self.asked, lambda W: W.size)
+        with keeping(kept):
+            results = on_cores(work, items)
+        self.asked = [W for W, _ in kept.values()]
+        return results
+
+
 @dataclass
 class ShardedCache:
     """The caches of a batch run as shards: each shard's rows, cache and share of the scored targets."""
@@ -84,19 +112,20 @@ class ShardedCache:
     dstate0: list | None = None  # the language model's: each layer's initial-state gradient, joined
 
 
-def loss_by_shards(shards: list[slice], forward, targets: np.ndarray) -> tuple[float, list, list[float]]:
+def loss_by_shards(shards: list[slice], forward, targets: np.ndarray,
+                   packs: PackedOnce | None = None) -> tuple[float, list, list[float]]:
     """A batch's forward pass by its shards, each on a core of its own: forward(rows) -> (mean
     loss of those rows, ...). -> the batch's mean loss (the shards' weighted by their share of the
-    scored targets), each shard's results, the shares."""
-    parts = on_cores(forward, shards)
+    scored targets), each shard's results, the shares. `packs`: the weights packed once for all."""
+    parts = (packs or PackedOnce()).on_cores(forward, shards)
     shares = target_shares(targets, shards)
     return sum(share * p[0] for share, p in zip(shares, parts, strict=True)), parts, shares
 
 
-def gradients_by_shards(backward, cache: ShardedCache) -> dict:
+def gradients_by_shards(backward, cache: ShardedCache, packs: PackedOnce | None = None) -> dict:
     """The batch's gradients from its shards' (`loss_by_shards`): backward(a shard's cache) -> its
     gradients, each on a core, summed weighted by the shards' shares."""
-    return weighted_sum(on_cores(backward, cache.parts), cache.shares)
+    return weighted_sum((packs or PackedOnce()).on_cores(backward, cache.parts), cache.shares)
 
 
 def target_shares(targets: np.ndarray, shards: list[slice]) -> list[float]:
@@ -122,8 +151,10 @@ def mask_rows(masks: list | None, rows: slice) -> list | None:
 
 
 def weighted_sum(grads: list[dict], shares: list[float]) -> dict:
-    """sum_k shares[k] * grads[k], name by name (an embedding's row gradient over the union of rows)."""
-    total = {}
+    """sum_k shares[k] * grads[k], name by name (an embedding's row gradient over the union of
+    rows); the dense sums in one pass per pair of shards, their pieces spread over the cores
+    (`elementwise_on_cores`: the same numbers, however many)."""
+    total, pairs = {}, []
     for name in grads[0]:
         parts = [g[name] for g in grads]
         if all(isinstance(part, RowGradient) for part in parts):
@@ -131,8 +162,62 @@ def weighted_sum(grads: list[dict], shares: list[float]) -> dict:
             continue
         # dense, or some shards' row gradients and others' dense (a language model's embedding: by its
         # table when a shard's positions outnumber the vocabulary, else by rows)
-        parts = [part.dense() if isinstance(part, RowGradient) else part for part in parts]
-        total[name] = parts[0] * parts[0].dtype.type(shares[0])
-        for part, share in zip(parts[1:], shares[1:], strict=True):
-            total[name] += part * parts[0].dtype.type(share)
+        parts = [np.ascontiguousarray(part.dense() if isinstance(part, RowGradient) else part) for part in parts]
+        total[name] = np.empty_like(parts[0])
+        pairs.append((total[name].reshape(-1), [part.reshape(-1) for part in parts]))
+
+    def add(out, *parts):
+        if len(parts) == 1:
+            np.multiply(parts[0], out.dtype.type(shares[0]), out=out)
+            return
+        weighted_pair(out, parts[0], shares[0], parts[1], shares[1])
+        for part, share in zip(parts[2:], shares[2:], strict=True):
+            weighted_pair(out, out, 1.0, part, share)  # out * 1 is exact: out + part * share
+
+    elementwise_on_cores(add, [(out, *parts) for out, parts in pairs])
     return total
+
+
+# Below this many elements an array's elementwise pass goes whole to one core (a piece of it would
+# cost more to hand over than to compute).
+PIECE_ELEMENTS = 32_768
+
+
+def elementwise_on_cores(work, groups: list[tuple[np.ndarray, ...]]) -> None:
+    """work(*arrays) for each group of flat arrays of one length (an elementwise pass: a parameter,
+    its gradient and moments), each large group cut into one contiguous piece per core of the plan
+    and every core given its pieces at once; small groups whole, one core each in turn. An element's
+    result depends only on its own elements, so it is the same however the arrays are cut."""
+    cores = cores_here()
+    if cores < 2:
+        for arrays in groups:
+            work(*arrays)
+        return
+    parts = [[] for _ in range(cores)]
+    whole = 0
+    for arrays in groups:
+        n = arrays[0].size
+        if n < PIECE_ELEMENTS * cores:
+            parts[whole % cores].append(arrays)
+            whole += 1
+            continue
+        bounds = [n * k // cores // 16 * 16 for k in range(cores)] + [n]
+        for k in range(cores):
+            parts[k].append(tuple(a[bounds[k]:bounds[k + 1]] for a in arrays))
+    on_cores(lambda part: [work(*arrays) for arrays in part], parts)
+
+
+def whole_on_cores(work, items: list, size) -> None:
+    """work(item) for every item, each whole on one core of the plan: the largest first, each to the
+    core with the least work so far (size(item) of it); for passes that cannot be cut (a sum)."""
+    cores = cores_here()
+    if cores < 2:
+        for item in items:
+            work(item)
+        return
+    parts, loads = [[] for _ in range(cores)], [0] * cores
+    for item in sorted(items, key=size, reverse=True):
+        k = loads.index(min(loads))
+        parts[k].append(item)
+        loads[k] += size(item)
+    on_cores(lambda part: [work(item) for item in part], parts)

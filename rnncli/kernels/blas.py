@@ -8,6 +8,7 @@ spinning threads steal the cores the other needs: measured here, a large numpy p
 product in the engine, large or small, is called from Numba.
 """
 
+import contextvars
 import os
 import threading
 from contextlib import contextmanager
@@ -147,7 +148,8 @@ def on_each_core(work, items: list) -> list:
 
         _worker_count = len(items) - 1
         _workers = ThreadPoolExecutor(max_workers=_worker_count, thread_name_prefix="rnncli-core")
-    pending = [_workers.submit(_part, work, item) for item in items[1:]]
+    # each part in a copy of the caller's context: what the pass keeps there (packing.keeping) it sees too
+    pending = [_workers.submit(contextvars.copy_context().run, _part, work, item) for item in items[1:]]
     try:
         first = _part(work, items[0])
     finally:

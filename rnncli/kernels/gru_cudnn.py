@@ -21,7 +21,8 @@ import numpy as np
 
 from rnncli.kernels.activations import sigmoid, tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.packed import add_packed_product, pack, packed_product
+from rnncli.kernels.packed import add_packed_product, packed_product
+from rnncli.kernels.packing import pack
 from rnncli.kernels.recurrent import (
     Cell,
     gate_blocks,

@@ -32,7 +32,7 @@ import numpy as np
 
 from rnncli.errors import RnncliError
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.packed import block_columns
+from rnncli.kernels.packing import block_columns
 from rnncli.kernels.quantization import QMAX, group_starts
 from rnncli.kernels.vectors import (
     byte_dots,

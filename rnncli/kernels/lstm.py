@@ -26,7 +26,8 @@ import numpy as np
 
 from rnncli.kernels.activations import sigmoid, sigmoid_or_tanh, tanh
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.packed import pack, packed_product
+from rnncli.kernels.packed import packed_product
+from rnncli.kernels.packing import pack
 from rnncli.kernels.recurrent import (
     Cell,
     fused_inputs,

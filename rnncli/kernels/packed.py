@@ -3,7 +3,7 @@
 Each step of a recurrence multiplies a few rows by the same weight matrix: h<t-1> (B, K) @ W (K, F)
 with W = Wh (forward) or Wh^T (backward), T times per chunk. A BLAS call repacks W into its own
 blocks at every one of those calls and, on two threads, hands the product over to the other core
-and back. Here W is packed once per chunk into blocks of 2V columns (V = the lanes of a vector:
+and back. Here W is packed (packing.py) once per pass into blocks of 2V columns (V = the lanes of a vector:
 512 bits where the CPU has AVX-512, else 256: 16 or 8 float32, 8 or 4 float64), each block stored
 k by k:
 
@@ -27,54 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.vectors import VECTOR_BITS, scalar_fma, vector_fma, vector_load, vector_store, vector_zero
+from rnncli.kernels.vectors import scalar_fma, vector_fma, vector_load, vector_store, vector_zero
 
 TILE_ROWS = 4
-
-
-def block_columns(dtype) -> int:
-    """Columns per packed block: two vectors of `dtype`."""
-    return 2 * VECTOR_BITS // (8 * np.dtype(dtype).itemsize)
-
-
-@kernel
-def _pack(W, width):
-    """W's rows contiguous (Wh): row by row, each row's pieces to their blocks in turn, so that W is
-    read in order (512 x 2048: 2.4 -> 0.33 ms with W in memory, 0.66 -> 0.16 in cache, against block
-    by block); its columns contiguous (the view Wh^T): block by block, in tiles of 16 k, so that each
-    column's run and the tile's rows of P stay in the first-level cache (2.7 -> 0.7 ms against one
-    loop order for both)."""
-    K, F = W.shape
-    blocks = (F + width - 1) // width
-    P = np.empty((blocks, K, width), dtype=W.dtype)
-    zero = W.dtype.type(0.0)
-    if W.strides[0] >= W.strides[1]:  # rows contiguous
-        whole = F // width  # blocks not cut short: a loop of a fixed count LLVM turns into vector copies
-        for k in range(K):
-            for c in range(whole):
-                c0 = c * width
-                for j in range(width):
-                    P[c, k, j] = W[k, c0 + j]
-            for j in range(F - whole * width):
-                P[whole, k, j] = W[k, whole * width + j]
-    else:
-        for c in range(blocks):
-            c0 = c * width
-            n = min(width, F - c0)
-            for k0 in range(0, K, 16):
-                for j in range(n):
-                    for k in range(k0, min(k0 + 16, K)):
-                        P[c, k, j] = W[k, c0 + j]
-    c0 = (blocks - 1) * width
-    for k in range(K):  # the padding of a last block cut short
-        for j in range(F - c0, width):
-            P[blocks - 1, k, j] = zero
-    return P
-
-
-def pack(W: np.ndarray) -> np.ndarray:
-    """W (K, F), any layout (Wh or the view Wh.T) -> P (ceil(F / 2V), K, 2V) for `packed_product`."""
-    return _pack(W, block_columns(W.dtype))
 
 
 @inline

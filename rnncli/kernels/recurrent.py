@@ -21,7 +21,8 @@ from numba import types
 from rnncli.kernels.blas import matmul
 from rnncli.kernels.int8 import Int8Steps, held_int8
 from rnncli.kernels.jit import inline, kernel, overload_by_type
-from rnncli.kernels.packed import pack, product_row, product_rows
+from rnncli.kernels.packed import product_row, product_rows
+from rnncli.kernels.packing import pack
 from rnncli.kernels.two_cores import shared_product
 
 State = tuple[np.ndarray, ...]  # (h,) or (h, c), each (B, H)

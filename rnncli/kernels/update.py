@@ -79,3 +79,13 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, scale):
         gi = g[i] * scale + weight_decay * p[i]
         buf[i] = momentum * buf[i] + gi
         p[i] -= lr * buf[i]
+
+
+@kernel
+def weighted_pair(out, a, sa, b, sb):
+    """out = a * sa + b * sb, flat arrays of one dtype: two shards' gradients summed by their
+    shares in one pass (each product rounded, then the sum: NumPy's a * sa + b * sb, bit for bit)."""
+    f = a.dtype.type
+    x, y = f(sa), f(sb)
+    for i in range(a.size):
+        out[i] = a[i] * x + b[i] * y

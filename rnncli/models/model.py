@@ -24,13 +24,13 @@ import numpy as np
 
 from rnncli.config import ModelConfig
 from rnncli.execution.cores import (
+    PackedOnce,
     ShardedCache,
     batch_shards,
     gradients_by_shards,
     joined_states,
     loss_by_shards,
     mask_rows,
-    on_cores,
     rows_product,
     state_rows,
 )
@@ -69,6 +69,8 @@ class Model:
         self.stack = Stack(self.cell, config.layers, config.embed, config.hidden, config.dropout)
         self.head = AdaptiveHead(config.hidden, config.vocab_size, config.cutoffs, config.div_value) \
             if config.softmax == "adaptive" else LanguageModelHead(config.hidden, config.vocab_size, config.tie_weights)
+        # each kind of sharded pass's weights, packed once for its shards (cores.PackedOnce)
+        self.packs = {"forward": PackedOnce(), "backward": PackedOnce(), "forward only": PackedOnce()}
 
     # ---- parameters and state ----------------------------------------------------------------
 
@@ -130,7 +132,7 @@ class Model:
                                        np.ascontiguousarray(targets[:, rows]), state_rows(state0, rows),
                                        mask_rows(masks, rows))
 
-        loss, parts, shares = loss_by_shards(shards, part, targets)
+        loss, parts, shares = loss_by_shards(shards, part, targets, self.packs["forward"])
         return loss, joined_states([p[1] for p in parts]), ShardedCache(shards, [p[2] for p in parts], shares)
 
     def _forward_whole(self, params: Params, inputs: np.ndarray, targets: np.ndarray, state0: ModelState,
@@ -144,7 +146,7 @@ class Model:
         initial-state gradient goes to `cache.dstate0`."""
         if isinstance(cache, Cache):
             return self._backward_whole(params, cache)
-        grads = gradients_by_shards(lambda part: self._backward_whole(params, part), cache)
+        grads = gradients_by_shards(lambda part: self._backward_whole(params, part), cache, self.packs["backward"])
         cache.dstate0 = joined_states([[tuple(a * a.dtype.type(share) for a in layer) for layer in part.dstate0]
                                        for part, share in zip(cache.parts, cache.shares, strict=True)])
         return grads
@@ -184,7 +186,7 @@ class Model:
             return run(np.ascontiguousarray(inputs[:, rows]), state_rows(state0, rows),
                        *(np.ascontiguousarray(a[:, rows]) for a in per_position))
 
-        parts = on_cores(part, shards)
+        parts = self.packs["forward only"].on_cores(part, shards)
         return np.concatenate([p[0] for p in parts], axis=1), joined_states([p[1] for p in parts])
 
     def logprobs(self, params: Params, inputs: np.ndarray, targets: np.ndarray,
