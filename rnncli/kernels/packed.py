@@ -9,8 +9,9 @@ k by k:
 
     P[c, k, :] = W[k, c*2V : (c+1)*2V]          P (ceil(F / 2V), K, 2V), zero-padded
 
-and the product runs over tiles of 4 rows x 2V columns: eight vector accumulators stay in
-registers while k runs over K, each step loading two vectors of P (contiguous: the block streams
+and the product runs over tiles of 4 rows x 2V columns (8 rows where the core runs 512-bit vectors
+at full width: vectors.WIDE_TILES): eight (sixteen) vector accumulators stay in registers while k
+runs over K, each step loading two vectors of P (contiguous: the block streams
 from memory in order) and one number of each row of x, broadcast into a fused multiply-add. The
 vectors are LLVM vector types, built by the intrinsics of vectors.py (Numba has no vector type of its own).
 
@@ -19,7 +20,8 @@ Measured (AMD EPYC, one core; `bench/README.md`): (16 x 128) @ (128 x 512) 84 ->
 faster of its two forms); the core's peak is ~117. Exact arithmetic in the array's own type (fused
 multiply-adds, summed in k order), float64 too: the gradient checks run through the same code.
 The 256-bit form, compiled for an AVX2 CPU (NUMBA_CPU_NAME=haswell), passes the same tests and ran
-as fast here (this AMD core splits 512-bit work in two anyway).
+as fast here (this AMD core splits 512-bit work in two anyway). On a Zen 5, which does not, the
+tiles of 8 rows: (16 x 512) @ (512 x 2048) 192-201 -> 230-235 GFLOP/s (OpenBLAS's sgemm 2048^3: 227).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnncli.kernels.jit import inline, kernel
-from rnncli.kernels.vectors import scalar_fma, vector_fma, vector_load, vector_store, vector_zero
+from rnncli.kernels.vectors import WIDE_TILES, scalar_fma, vector_fma, vector_load, vector_store, vector_zero
 
 TILE_ROWS = 4
 
@@ -66,6 +68,46 @@ def _tile_sums(x, flat, base, width, r0, r1, r2, r3):
         a3 = vector_fma(a3, w0, s)
         b3 = vector_fma(b3, w1, s)
     return a0, b0, a1, b1, a2, b2, a3, b3
+
+
+@inline
+def _wide_tile_sums(x, flat, base, width, r):
+    """The sixteen accumulators of rows r .. r + 7 of x against the packed block at flat[base]: where
+    the CPU runs 512-bit vectors at full width (vectors.WIDE_TILES), each loaded pair of vectors
+    serves eight rows. Every number is the same chain of fused multiply-adds in k order as in a tile
+    of 4."""
+    K = x.shape[1]
+    V = width // 2
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vector_zero(flat)  # values: sixteen accumulators
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = a0
+    for k in range(K):
+        w0 = vector_load(flat, base + k * width)
+        w1 = vector_load(flat, base + k * width + V)
+        s = x[r, k]
+        a0 = vector_fma(a0, w0, s)
+        b0 = vector_fma(b0, w1, s)
+        s = x[r + 1, k]
+        a1 = vector_fma(a1, w0, s)
+        b1 = vector_fma(b1, w1, s)
+        s = x[r + 2, k]
+        a2 = vector_fma(a2, w0, s)
+        b2 = vector_fma(b2, w1, s)
+        s = x[r + 3, k]
+        a3 = vector_fma(a3, w0, s)
+        b3 = vector_fma(b3, w1, s)
+        s = x[r + 4, k]
+        a4 = vector_fma(a4, w0, s)
+        b4 = vector_fma(b4, w1, s)
+        s = x[r + 5, k]
+        a5 = vector_fma(a5, w0, s)
+        b5 = vector_fma(b5, w1, s)
+        s = x[r + 6, k]
+        a6 = vector_fma(a6, w0, s)
+        b6 = vector_fma(b6, w1, s)
+        s = x[r + 7, k]
+        a7 = vector_fma(a7, w0, s)
+        b7 = vector_fma(b7, w1, s)
+    return a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7
 
 
 @inline
@@ -140,7 +182,8 @@ def _tail_columns(x, flat, base, width, out, col, n, accumulate):
 
 @kernel
 def _product_blocks(x, flat, width, out, accumulate, c_lo, c_hi):
-    """`_product` over blocks c_lo .. c_hi - 1 only. Rows in tiles of 4; the last 1-3 rows as a tile
+    """`_product` over blocks c_lo .. c_hi - 1 only. Rows in tiles of 8 where the CPU runs 512-bit
+    vectors at full width (`_wide_tile_sums`), then of 4; the last 1-3 rows as a tile
     that repeats its last row in the missing places and stores only its own, so that the block
     streams once for them (each on its own, with two accumulators whose sums waited on each other:
     6 samples of the char-rnn lstm on one core 11.1k -> 12.7k tokens/s; the same numbers).
@@ -154,13 +197,24 @@ def _product_blocks(x, flat, width, out, accumulate, c_lo, c_hi):
     B, K = x.shape
     tile = np.empty(width, dtype=out.dtype)  # the last block of a row when it is cut short
     whole = B - B % TILE_ROWS
+    wide = B - B % (2 * TILE_ROWS) if WIDE_TILES else 0  # rows taken 8 at a time
     for c in range(c_lo, c_hi):
         col = c * width
         base = c * K * width
         if col + width > out.shape[1] and out.shape[1] - col <= TAIL_COLUMNS:
             _tail_columns(x, flat, base, width, out, col, out.shape[1] - col, accumulate)
             continue
-        for r0 in range(0, whole, TILE_ROWS):
+        for r0 in range(0, wide, 2 * TILE_ROWS):
+            a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7 = _wide_tile_sums(x, flat, base, width, r0)
+            _store_row(a0, b0, out, r0, col, tile, accumulate)
+            _store_row(a1, b1, out, r0 + 1, col, tile, accumulate)
+            _store_row(a2, b2, out, r0 + 2, col, tile, accumulate)
+            _store_row(a3, b3, out, r0 + 3, col, tile, accumulate)
+            _store_row(a4, b4, out, r0 + 4, col, tile, accumulate)
+            _store_row(a5, b5, out, r0 + 5, col, tile, accumulate)
+            _store_row(a6, b6, out, r0 + 6, col, tile, accumulate)
+            _store_row(a7, b7, out, r0 + 7, col, tile, accumulate)
+        for r0 in range(wide, whole, TILE_ROWS):
             a0, b0, a1, b1, a2, b2, a3, b3 = _tile_sums(x, flat, base, width, r0, r0 + 1, r0 + 2, r0 + 3)
             _store_row(a0, b0, out, r0, col, tile, accumulate)
             _store_row(a1, b1, out, r0 + 1, col, tile, accumulate)
