@@ -99,7 +99,8 @@ class RnncliModel:
         h, c = self.model.step_state(self.model.initial_state(batch))
         out = np.empty((batch, n), np.int64)
         lps = np.empty((batch, n))
-        steps.generate(h, c, np.ones((1, batch), np.int64), self.rng.random((batch, n)), temperature, 0, 1.0, False,
+        settings = (np.full(batch, temperature), np.zeros(batch, np.int64), np.ones(batch))  # temperature, top-k, top-p
+        steps.generate(h, c, np.ones((1, batch), np.int64), self.rng.random((batch, n)), *settings, False,
                        np.zeros(batch, np.bool_), out, lps)
 
 
