@@ -287,9 +287,9 @@ def test_side_by_side_runs_both_at_once_only_under_one_blas_thread():
 
 
 def test_a_rows_packed_product_does_not_depend_on_the_rows_beside_it():
-    """Each row is summed alike in a tile of 8 (where the CPU takes them: vectors.WIDE_TILES), of 4
-    and in a last tile of 1-3 rows (which repeats its last row): a shard of samples gives the numbers
-    the whole batch would, bit for bit."""
+    """Each row is summed alike in a tile of 8 or 6 (where the CPU takes them: vectors.WIDE_TILES),
+    of 4 and in a last tile of fewer rows (which repeats its last row): a shard of samples gives the
+    numbers the whole batch would, bit for bit."""
     from rnncli.kernels.packed import product_rows
     from rnncli.kernels.packing import pack
 
@@ -298,7 +298,8 @@ def test_a_rows_packed_product_does_not_depend_on_the_rows_beside_it():
     P = pack(rng.standard_normal((70, 40)).astype(np.float32))
     whole = np.empty((19, 40), np.float32)
     product_rows(x, P, whole)
-    for lo, hi in [(0, 1), (0, 2), (0, 3), (0, 5), (3, 9), (2, 4), (8, 9), (3, 19), (1, 13), (5, 18), (11, 19)]:
+    for lo, hi in [(0, 1), (0, 2), (0, 3), (0, 5), (3, 9), (2, 4), (8, 9), (3, 19), (1, 13), (5, 18), (11, 19),
+                   (2, 12), (0, 9), (4, 18), (0, 6)]:
         part = np.empty((hi - lo, 40), np.float32)
         product_rows(np.ascontiguousarray(x[lo:hi]), P, part)
         assert np.array_equal(part, whole[lo:hi]), (lo, hi)

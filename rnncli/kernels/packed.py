@@ -71,11 +71,12 @@ def _tile_sums(x, flat, base, width, r0, r1, r2, r3):
 
 
 @inline
-def _wide_tile_sums(x, flat, base, width, r):
-    """The sixteen accumulators of rows r .. r + 7 of x against the packed block at flat[base]: where
+def _wide_tile_sums(x, flat, base, width, r0, r1, r2, r3, r4, r5, r6, r7):
+    """The sixteen accumulators of rows r0..r7 of x against the packed block at flat[base]: where
     the CPU runs 512-bit vectors at full width (vectors.WIDE_TILES), each loaded pair of vectors
     serves eight rows. Every number is the same chain of fused multiply-adds in k order as in a tile
-    of 4."""
+    of 4. A tile of 6 passes its last row for r6 and r7 and leaves their sums unused: LLVM drops
+    their multiply-adds (one core, 24 x 512 @ 512 x 2048: 230 GFLOP/s)."""
     K = x.shape[1]
     V = width // 2
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vector_zero(flat)  # values: sixteen accumulators
@@ -83,28 +84,28 @@ def _wide_tile_sums(x, flat, base, width, r):
     for k in range(K):
         w0 = vector_load(flat, base + k * width)
         w1 = vector_load(flat, base + k * width + V)
-        s = x[r, k]
+        s = x[r0, k]
         a0 = vector_fma(a0, w0, s)
         b0 = vector_fma(b0, w1, s)
-        s = x[r + 1, k]
+        s = x[r1, k]
         a1 = vector_fma(a1, w0, s)
         b1 = vector_fma(b1, w1, s)
-        s = x[r + 2, k]
+        s = x[r2, k]
         a2 = vector_fma(a2, w0, s)
         b2 = vector_fma(b2, w1, s)
-        s = x[r + 3, k]
+        s = x[r3, k]
         a3 = vector_fma(a3, w0, s)
         b3 = vector_fma(b3, w1, s)
-        s = x[r + 4, k]
+        s = x[r4, k]
         a4 = vector_fma(a4, w0, s)
         b4 = vector_fma(b4, w1, s)
-        s = x[r + 5, k]
+        s = x[r5, k]
         a5 = vector_fma(a5, w0, s)
         b5 = vector_fma(b5, w1, s)
-        s = x[r + 6, k]
+        s = x[r6, k]
         a6 = vector_fma(a6, w0, s)
         b6 = vector_fma(b6, w1, s)
-        s = x[r + 7, k]
+        s = x[r7, k]
         a7 = vector_fma(a7, w0, s)
         b7 = vector_fma(b7, w1, s)
     return a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7
@@ -183,7 +184,8 @@ def _tail_columns(x, flat, base, width, out, col, n, accumulate):
 @kernel
 def _product_blocks(x, flat, width, out, accumulate, c_lo, c_hi):
     """`_product` over blocks c_lo .. c_hi - 1 only. Rows in tiles of 8 where the CPU runs 512-bit
-    vectors at full width (`_wide_tile_sums`), then of 4; the last 1-3 rows as a tile
+    vectors at full width (`_wide_tile_sums`), a last 5-6 rows (or 9-10, as 6 + 4) by a tile of 6,
+    then tiles of 4; the last 1-3 rows as a tile
     that repeats its last row in the missing places and stores only its own, so that the block
     streams once for them (each on its own, with two accumulators whose sums waited on each other:
     6 samples of the char-rnn lstm on one core 11.1k -> 12.7k tokens/s; the same numbers).
@@ -196,16 +198,23 @@ def _product_blocks(x, flat, width, out, accumulate, c_lo, c_hi):
     sizes, train, score and generate, alternating runs: 0.95-1.14x)."""
     B, K = x.shape
     tile = np.empty(width, dtype=out.dtype)  # the last block of a row when it is cut short
-    whole = B - B % TILE_ROWS
-    wide = B - B % (2 * TILE_ROWS) if WIDE_TILES else 0  # rows taken 8 at a time
+    wide = six = 0  # rows taken 8 at a time from row 0, then 6 (or 5, one repeated) by one tile
+    if WIDE_TILES:
+        wide, left = B - B % 8, B % 8
+        if left in (1, 2) and wide:  # 9 or 10 rows as 6 + 4, not 8 + a tile of 4 holding 1 or 2
+            wide, left = wide - 8, left + 8
+        if left in (5, 6, 9, 10):
+            six = min(left, 6)
+    whole = wide + six + (B - wide - six) // TILE_ROWS * TILE_ROWS  # the end of the tiles of 4
     for c in range(c_lo, c_hi):
         col = c * width
         base = c * K * width
         if col + width > out.shape[1] and out.shape[1] - col <= TAIL_COLUMNS:
             _tail_columns(x, flat, base, width, out, col, out.shape[1] - col, accumulate)
             continue
-        for r0 in range(0, wide, 2 * TILE_ROWS):
-            a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7 = _wide_tile_sums(x, flat, base, width, r0)
+        for r0 in range(0, wide, 8):
+            a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7 = _wide_tile_sums(
+                x, flat, base, width, r0, r0 + 1, r0 + 2, r0 + 3, r0 + 4, r0 + 5, r0 + 6, r0 + 7)
             _store_row(a0, b0, out, r0, col, tile, accumulate)
             _store_row(a1, b1, out, r0 + 1, col, tile, accumulate)
             _store_row(a2, b2, out, r0 + 2, col, tile, accumulate)
@@ -214,7 +223,18 @@ def _product_blocks(x, flat, width, out, accumulate, c_lo, c_hi):
             _store_row(a5, b5, out, r0 + 5, col, tile, accumulate)
             _store_row(a6, b6, out, r0 + 6, col, tile, accumulate)
             _store_row(a7, b7, out, r0 + 7, col, tile, accumulate)
-        for r0 in range(wide, whole, TILE_ROWS):
+        if six:
+            r0, last = wide, wide + six - 1
+            a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, _, _, _, _ = _wide_tile_sums(
+                x, flat, base, width, r0, r0 + 1, r0 + 2, r0 + 3, r0 + 4, last, last, last)
+            _store_row(a0, b0, out, r0, col, tile, accumulate)
+            _store_row(a1, b1, out, r0 + 1, col, tile, accumulate)
+            _store_row(a2, b2, out, r0 + 2, col, tile, accumulate)
+            _store_row(a3, b3, out, r0 + 3, col, tile, accumulate)
+            _store_row(a4, b4, out, r0 + 4, col, tile, accumulate)
+            if six == 6:
+                _store_row(a5, b5, out, last, col, tile, accumulate)
+        for r0 in range(wide + six, whole, TILE_ROWS):
             a0, b0, a1, b1, a2, b2, a3, b3 = _tile_sums(x, flat, base, width, r0, r0 + 1, r0 + 2, r0 + 3)
             _store_row(a0, b0, out, r0, col, tile, accumulate)
             _store_row(a1, b1, out, r0 + 1, col, tile, accumulate)

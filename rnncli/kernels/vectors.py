@@ -40,8 +40,10 @@ def _wide_tiles() -> bool:
     fused multiply-adds two 512-bit units keep in flight at a latency of 4, so any stall shows.
     Measured, one core, (16 x 512) @ (512 x 2048) and the same bytes: AMD EPYC Zen 5 (`znver5`)
     192-201 -> 230-235 GFLOP/s, 48 rows 201 -> 238-254. A Zen 4 (`znver4`) splits 512-bit work in
-    two and ran the wide tiles slower (112 -> 110 GFLOP/s, its training step 3.8 %), and AVX2's
-    sixteen registers would not hold sixteen accumulators: both keep 4."""
+    two and ran the wide tiles slower (112 -> 110 GFLOP/s, its training step 3.8 % slower). AVX2
+    has sixteen registers, so sixteen accumulators spill; tiles of 8 were measured for it only as
+    AVX2 code run on the Zen 5 (104-107 -> 122-125), which says nothing of a real AVX2 core. Both
+    keep 4. On an AVX-512 CPU that is neither (Intel's), the tiles of 8 are not measured yet."""
     from numba.core import config
 
     if VECTOR_BITS != 512:
