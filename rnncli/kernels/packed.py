@@ -9,9 +9,9 @@ k by k:
 
     P[c, k, :] = W[k, c*2V : (c+1)*2V]          P (ceil(F / 2V), K, 2V), zero-padded
 
-and the product runs over tiles of 4 rows x 2V columns (8 rows where the core runs 512-bit vectors
-at full width: vectors.WIDE_TILES): eight (sixteen) vector accumulators stay in registers while k
-runs over K, each step loading two vectors of P (contiguous: the block streams
+and the product runs over tiles of 4 rows x 2V columns (8 rows, and 6 for the last few, where the
+core runs 512-bit vectors at full width: vectors.WIDE_TILES): eight (sixteen, twelve) vector
+accumulators stay in registers while k runs over K, each step loading two vectors of P (contiguous: the block streams
 from memory in order) and one number of each row of x, broadcast into a fused multiply-add. The
 vectors are LLVM vector types, built by the intrinsics of vectors.py (Numba has no vector type of its own).
 
