@@ -21,7 +21,7 @@ faster of its two forms); the core's peak is ~117. Exact arithmetic in the array
 multiply-adds, summed in k order), float64 too: the gradient checks run through the same code.
 The 256-bit form, compiled for an AVX2 CPU (NUMBA_CPU_NAME=haswell), passes the same tests and ran
 as fast here (this AMD core splits 512-bit work in two anyway). On a Zen 5, which does not, the
-tiles of 8 rows: (16 x 512) @ (512 x 2048) 192-201 -> 230-235 GFLOP/s (OpenBLAS's sgemm 2048^3: 227).
+tiles of 8 rows: (16 x 512) @ (512 x 2048) 192-201 -> 224-235 GFLOP/s (OpenBLAS's sgemm 2048^3: 227).
 """
 
 from __future__ import annotations

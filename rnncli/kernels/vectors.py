@@ -17,6 +17,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 
+def _named_cpu() -> str | None:
+    """The CPU Numba was told to compile for (NUMBA_CPU_NAME), or None: this machine's."""
+    from numba.core import config
+
+    return config.CPU_NAME if config.CPU_NAME and config.CPU_NAME != "host" else None
+
+
 def _vector_bits() -> int:
     """512 where the CPU Numba compiles for has AVX-512, else 256 (AVX2: sixteen vector registers,
     which a tile's eight accumulators of 512 bits would overflow once split in two)."""
@@ -24,7 +31,7 @@ def _vector_bits() -> int:
 
     if config.CPU_FEATURES:  # Numba told to compile for other features (a portable cache)
         return 512 if "+avx512f" in config.CPU_FEATURES else 256
-    if config.CPU_NAME and config.CPU_NAME != "host":  # another CPU, its features unsaid: the safe width
+    if _named_cpu():  # another CPU, its features unsaid: the safe width
         return 256
     import llvmlite.binding as llvm
 
@@ -39,22 +46,16 @@ def _wide_tiles() -> bool:
     (eight): where a core runs 512-bit vectors at full width. Eight accumulators are exactly the
     fused multiply-adds two 512-bit units keep in flight at a latency of 4, so any stall shows.
     Measured, one core, (16 x 512) @ (512 x 2048) and the same bytes: AMD EPYC Zen 5 (`znver5`)
-    192-201 -> 230-235 GFLOP/s, 48 rows 201 -> 238-254. A Zen 4 (`znver4`) splits 512-bit work in
+    192-201 -> 224-235 GFLOP/s, 48 rows 201 -> 238-254. A Zen 4 (`znver4`) splits 512-bit work in
     two and ran the wide tiles slower (112 -> 110 GFLOP/s, its training step 3.8 % slower). AVX2
     has sixteen registers, so sixteen accumulators spill; tiles of 8 were measured for it only as
     AVX2 code run on the Zen 5 (104-107 -> 122-125), which says nothing of a real AVX2 core. Both
     keep 4. On an AVX-512 CPU that is neither (Intel's), the tiles of 8 are not measured yet."""
-    from numba.core import config
-
     if VECTOR_BITS != 512:
         return False
-    if config.CPU_NAME and config.CPU_NAME != "host":
-        name = config.CPU_NAME
-    else:
-        import llvmlite.binding as llvm
+    import llvmlite.binding as llvm
 
-        name = llvm.get_host_cpu_name()
-    return name != "znver4"
+    return (_named_cpu() or llvm.get_host_cpu_name()) != "znver4"
 
 
 WIDE_TILES = _wide_tiles()
