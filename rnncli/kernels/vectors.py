@@ -1,6 +1,6 @@
 """Vectors of numbers in Numba kernels: an LLVM vector type and the few intrinsics the packed
 products are written with (loads, stores, a fused multiply-add with a broadcast number, its scalar
-twin). Numba has no vector type of its own; these build LLVM's, whose width is the CPU's the kernels
+twin, a power of two). Numba has no vector type of its own; these build LLVM's, whose width is the CPU's the kernels
 are compiled for: 512 bits where it has AVX-512, else 256 (`VECTOR_BITS`).
 
 Each intrinsic does one thing the hardware does in one instruction, and rounds as it does: a fused
@@ -170,6 +170,23 @@ def scalar_fma(typingctx, x, w, acc):
         return builder.call(fma, list(args))
 
     return x(x, w, acc), codegen
+
+
+@intrinsic
+def power_of_two(typingctx, n):
+    """2^n of a float32 n holding a whole number in [-126, 127], exactly: n + 127 written into a
+    float32's exponent bits (in 32-bit integers, which vectorise at full width)."""
+    if n != types.float32:
+        from numba.core.errors import TypingError
+
+        raise TypingError(f"power_of_two takes a float32, not {n}")
+
+    def codegen(context, builder, sig, args):
+        word = ir.IntType(32)
+        biased = builder.add(builder.fptosi(args[0], word), ir.Constant(word, 127))
+        return builder.bitcast(builder.shl(biased, ir.Constant(word, 23)), ir.FloatType())
+
+    return types.float32(n), codegen
 
 
 @intrinsic
