@@ -3,8 +3,9 @@
 The char-rnn lstm (2 x 512, embedding 64, trained a few steps on tiny-shakespeare: speed does not
 depend on the weights) is served by `rnncli serve` in its own process; the clients run in others.
 
-- Generation: 1, 8, 32 and 64 concurrent streaming clients (httpx, up to 32 on the event loop of
-  one client process: CLIENTS_PER_PROCESS), each asking for --tokens tokens again and again for
+- Generation: 1, 8, 32 and 64 concurrent streaming clients (httpx, or with --client lean a bare
+  HTTP/1.1 connection on asyncio's streams; up to 32 on the event loop of one client process:
+  CLIENTS_PER_PROCESS), each asking for --tokens tokens again and again for
   --seconds: aggregate generated tokens/s, and p50/p99 of the
   time to the first token and of the time per token (the gap between a stream's events over the
   tokens they carry). Beside it, `sample -n 32`'s own rate: 32 samples side by side in-process
@@ -14,7 +15,7 @@ depend on the weights) is served by `rnncli serve` in its own process; the clien
   --score-chunk lines, against `score`'s own scoring of the same lines in-process (score_sentences,
   warm) and the whole `rnncli score --file` command.
 
-    python bench/serve.py [--seconds 8] [--tokens 256]
+    python bench/serve.py [--seconds 8] [--tokens 256] [--client httpx|lean]
 """
 
 from __future__ import annotations
@@ -55,18 +56,54 @@ CLIENTS_PER_PROCESS = 32  # one client process's event loop (httpx) keeps up wit
 # from two processes of 32 each), so the clients run in ceil(clients / 32) processes, started together.
 
 
-async def clients_of_one_process(url: str, clients: int, first_seed: int, start_at: float, seconds: float,
-                                 tokens: int) -> dict:
-    """`clients` streaming clients on one event loop from wall time `start_at` for `seconds`: the
-    tokens they received in that time, and each stream's time to its first token and per token."""
-    import httpx
+class LeanConnection:
+    """One HTTP/1.1 keep-alive connection on asyncio's streams, reading a streamed response's chunked
+    body line by line: about the least a streaming client can do (no HTTP library), so that the
+    clients' own Python takes as little as it can of the two cores they share with the server
+    (`--client lean`; httpx, what users have, is the default)."""
 
+    def __init__(self, url: str):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.reader = self.writer = None
+
+    async def lines(self, path: str, body: dict):
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        data = json.dumps(body).encode()
+        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(), len(data), data))
+        status = await self.reader.readline()
+        assert b" 200 " in status, status
+        headers = {}
+        while (line := await self.reader.readline()) != b"\r\n":
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip().lower()
+        assert headers.get("transfer-encoding") == "chunked", headers
+        pending = b""
+        while size := int((await self.reader.readline()).strip(), 16):
+            pending += (await self.reader.readexactly(size + 2))[:-2]
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.decode()
+        await self.reader.readline()  # the empty last chunk's line end
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def clients_of_one_process(url: str, clients: int, first_seed: int, start_at: float, seconds: float,
+                                 tokens: int, kind: str = "httpx") -> dict:
+    """`clients` streaming clients on one event loop from wall time `start_at` for `seconds`: the
+    tokens they received in that time, and each stream's time to its first token and per token.
+    `kind`: httpx's AsyncClient, or a LeanConnection per client."""
     first_tokens, per_token = [], []
     generated = 0
     await asyncio.sleep(max(0.0, start_at - time.time()))
     deadline = time.perf_counter() + seconds
 
-    async def client(http, k: int) -> None:
+    async def client(lines, k: int) -> None:
         nonlocal generated
         seed = 1000 * k
         while time.perf_counter() < deadline:
@@ -75,33 +112,46 @@ async def clients_of_one_process(url: str, clients: int, first_seed: int, start_
                     "logprobs": 0}
             start = last = time.perf_counter()
             first = True
-            async with http.stream("POST", url + "/v1/completions", json=body) as response:
-                assert response.status_code == 200, response.status_code
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    now = time.perf_counter()
-                    chunk = json.loads(line[6:])
-                    text = chunk["choices"][0]["text"]
-                    n = len(text)  # a char model: one token per character (a stop string is never held back here)
-                    if n == 0:
-                        continue
-                    if first:
-                        first_tokens.append(now - start)
-                        first = False
-                    else:
-                        per_token.extend([(now - last) / n] * n)
-                    last = now
-                    if now < deadline:
-                        generated += n
+            async for line in lines("/v1/completions", body):
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                now = time.perf_counter()
+                chunk = json.loads(line[6:])
+                text = chunk["choices"][0]["text"]
+                n = len(text)  # a char model: one token per character (a stop string is never held back here)
+                if n == 0:
+                    continue
+                if first:
+                    first_tokens.append(now - start)
+                    first = False
+                else:
+                    per_token.extend([(now - last) / n] * n)
+                last = now
+                if now < deadline:
+                    generated += n
 
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        await asyncio.gather(*(client(http, first_seed + k) for k in range(clients)))
+    if kind == "lean":
+        connections = [LeanConnection(url) for _ in range(clients)]
+        await asyncio.gather(*(client(c.lines, first_seed + k) for k, c in enumerate(connections)))
+        for c in connections:
+            await c.close()
+    else:
+        import httpx
+
+        limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+
+            async def lines(path: str, body: dict):
+                async with http.stream("POST", url + path, json=body) as response:
+                    assert response.status_code == 200, response.status_code
+                    async for line in response.aiter_lines():
+                        yield line
+
+            await asyncio.gather(*(client(lines, first_seed + k) for k in range(clients)))
     return {"generated": generated, "first_tokens": first_tokens, "per_token": per_token}
 
 
-def generation_load(url: str, clients: int, seconds: float, tokens: int) -> dict:
+def generation_load(url: str, clients: int, seconds: float, tokens: int, kind: str = "httpx") -> dict:
     """`clients` streaming clients in as many processes as they need, for `seconds`: aggregate
     tokens/s and the p50/p99 of the time to the first token and per token."""
     processes = -(-clients // CLIENTS_PER_PROCESS)
@@ -110,7 +160,7 @@ def generation_load(url: str, clients: int, seconds: float, tokens: int) -> dict
     for p in range(processes):
         share = clients // processes + (p < clients % processes)
         running.append(subprocess.Popen([sys.executable, __file__, "--clients-of", url, str(share),
-                                          str(p * CLIENTS_PER_PROCESS), str(start_at), str(seconds), str(tokens)],
+                                          str(p * CLIENTS_PER_PROCESS), str(start_at), str(seconds), str(tokens), kind],
                                          stdout=subprocess.PIPE, text=True))
     parts = []
     for process in running:
@@ -177,14 +227,16 @@ def score_seconds(model: str, lines: list[str], repeats: int) -> float:
 
 def main() -> None:
     if sys.argv[1:2] == ["--clients-of"]:  # one client process of generation_load
-        url, clients, first_seed, start_at, seconds, tokens = sys.argv[2:8]
+        url, clients, first_seed, start_at, seconds, tokens, kind = sys.argv[2:9]
         print(json.dumps(asyncio.run(clients_of_one_process(url, int(clients), int(first_seed), float(start_at),
-                                                            float(seconds), int(tokens)))))
+                                                            float(seconds), int(tokens), kind))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="load time per client count")
     parser.add_argument("--tokens", type=int, default=256, help="max_tokens of each completion")
     parser.add_argument("--clients", default="1,8,32,64")
+    parser.add_argument("--client", choices=["httpx", "lean"], default="httpx",
+                        help="the streaming clients: httpx (what users have) or LeanConnection (asyncio's streams)")
     parser.add_argument("--sentences", type=int, default=10_000)
     parser.add_argument("--score-chunk", type=int, default=100, help="lines per /v1/score request")
     parser.add_argument("--repeats", type=int, default=3)
@@ -217,14 +269,14 @@ def main() -> None:
         rows = []
         references = []
         for clients in (int(c) for c in args.clients.split(",")):
-            generation_load(url, clients, 2.0, args.tokens)  # warm: the loads' first requests
+            generation_load(url, clients, 2.0, args.tokens, args.client)  # warm: the loads' first requests
             if clients != 32:
-                rows.append(generation_load(url, clients, args.seconds, args.tokens))
+                rows.append(generation_load(url, clients, args.seconds, args.tokens, args.client))
             else:  # the target's two sides interleaved, so that the host's drift hits both alike
                 runs = []
                 for _ in range(args.repeats):
                     references.append(sample_rate(model, 32, args.tokens, 3))
-                    runs.append(generation_load(url, clients, args.seconds, args.tokens))
+                    runs.append(generation_load(url, clients, args.seconds, args.tokens, args.client))
                 references.append(sample_rate(model, 32, args.tokens, 3))
                 rows.append(sorted(runs, key=lambda r: r["tokens_per_s"])[len(runs) // 2])
                 rows[-1]["runs_tokens_per_s"] = [r["tokens_per_s"] for r in runs]
@@ -245,6 +297,7 @@ def main() -> None:
     result = {
         "machine": machine(),
         "model": "lstm 2 x 512, embedding 64, char level (tiny-shakespeare)",
+        "client": args.client, "tokens_per_request": args.tokens,
         "generation": rows,
         "sample_n32_tokens_per_s": reference,
         "sample_n32_runs_tokens_per_s": references,

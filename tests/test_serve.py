@@ -141,6 +141,37 @@ def test_a_seeded_completion_is_sample_s_bytes(served, char_model):
     assert answer["usage"] == {"prompt_tokens": 4, "completion_tokens": 90, "total_tokens": 94}
 
 
+def test_the_bench_s_lean_client_reads_the_stream_httpx_reads(served):
+    """bench/serve.py's `--client lean` (a bare HTTP/1.1 connection): the same events as httpx, on one
+    kept-alive connection, request after request."""
+    import asyncio
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from serve import LeanConnection
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    body = {"prompt": "The ", "max_tokens": 40, "seed": 3, "temperature": 0.8, "stream": True}
+
+    async def lean() -> list[list[str]]:
+        connection = LeanConnection(served.url)
+        try:
+            return [[line async for line in connection.lines("/v1/completions", body)] for _ in range(2)]
+        finally:
+            await connection.close()
+
+    with httpx.stream("POST", served.url + "/v1/completions", json=body, timeout=60) as response:
+        expected = [line for line in response.iter_lines() if line.startswith("data: ")]
+    got = asyncio.run(lean())
+    strip_id = [json.loads(e[6:])["choices"] if e != "data: [DONE]" else e for e in expected]
+    for lines in got:
+        events = [line for line in lines if line.startswith("data: ")]
+        assert [json.loads(e[6:])["choices"] if e != "data: [DONE]" else e for e in events] == strip_id
+    assert expected[-1] == "data: [DONE]"
+
+
 def test_a_quantized_model_is_served_as_its_commands_run_it(char_model, tmp_path):
     quantized = tmp_path / "int8.npz"
     ok(run_cli("quantize", char_model, "-o", quantized, "--activations", "int8"))
