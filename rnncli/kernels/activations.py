@@ -14,8 +14,8 @@ n ln 2 + r (|r| <= ln 2 / 2, ln 2 in two parts so that n ln 2 is exact), takes e
 degree-7 polynomial, in fused multiply-adds, and writes 2^n into the float's exponent bits. Below
 -87.33, where exp(x) falls under float32's smallest normal number (1.2e-38), it gives 0. Every
 operation rounds once, as IEEE says, so the number is the same on any CPU, in a vector lane or
-alone. It is within 2 ulp of the true exp (tests/test_activations.py), and it vectorises: 0.05 ns an
-element, where numpy's exp takes 0.36-0.5 ns here (AMD EPYC Zen 5).
+alone. It is within 2 ulp of the true exp (measured: 1.01; tests/test_output_layer.py), and it
+vectorises: 0.12 ns an element in cache, where numpy's float32 exp takes 0.36 (AMD EPYC Zen 5).
 """
 
 import numpy as np

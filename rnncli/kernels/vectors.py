@@ -1,7 +1,8 @@
 """Vectors of numbers in Numba kernels: an LLVM vector type and the few intrinsics the packed
 products are written with (loads, stores, a fused multiply-add with a broadcast number, its scalar
-twin, a power of two). Numba has no vector type of its own; these build LLVM's, whose width is the CPU's the kernels
-are compiled for: 512 bits where it has AVX-512, else 256 (`VECTOR_BITS`).
+twin; and a power of two for the softmax's exp). Numba has no vector type of its own; these build
+LLVM's, whose width is the CPU's the kernels are compiled for: 512 bits where it has AVX-512, else
+256 (`VECTOR_BITS`).
 
 Each intrinsic does one thing the hardware does in one instruction, and rounds as it does: a fused
 multiply-add rounds once, in every lane and in the scalar form alike, so a number summed in a vector
