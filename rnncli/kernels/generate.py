@@ -21,8 +21,9 @@ def stack_top(weights, E, tokens, h, c):
     """Feed tokens (B,) through the stack: -> its top layer's output (B, H); h, c updated in place."""
     x = np.empty((tokens.shape[0], E.shape[1]), dtype=E.dtype)
     for b in range(tokens.shape[0]):
-        for d in range(E.shape[1]):  # element by element: a row assigned whole compiles a ~1 s error path
-            x[b, d] = E[tokens[b], d]
+        token = tokens[b]  # read once: indexed inside the loop, its copy ran element by element (16 rows of 2,048:
+        for d in range(E.shape[1]):  # 12.6 -> 1.8 us). Element by element: a row assigned whole compiles a ~1 s error path
+            x[b, d] = E[token, d]
     return run_stack_step(weights, x, h, c)
 
 
