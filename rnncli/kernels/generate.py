@@ -20,9 +20,11 @@ from rnncli.kernels.recurrent import run_stack_step
 def stack_top(weights, E, tokens, h, c):
     """Feed tokens (B,) through the stack: -> its top layer's output (B, H); h, c updated in place."""
     x = np.empty((tokens.shape[0], E.shape[1]), dtype=E.dtype)
+    # The token read once per row: read inside the loop, the copy did not vectorise (16 rows of 2,048:
+    # 12.6 -> 1.8 us). Element by element: a row assigned whole compiles a ~1 s error path.
     for b in range(tokens.shape[0]):
-        token = tokens[b]  # read once: indexed inside the loop, its copy ran element by element (16 rows of 2,048:
-        for d in range(E.shape[1]):  # 12.6 -> 1.8 us). Element by element: a row assigned whole compiles a ~1 s error path
+        token = tokens[b]
+        for d in range(E.shape[1]):
             x[b, d] = E[token, d]
     return run_stack_step(weights, x, h, c)
 
