@@ -380,7 +380,7 @@ def test_a_client_that_leaves_frees_its_row(served):
         lines = response.iter_lines()
         first = next(lines)
         assert first.startswith("data: ")
-        # (failed once in ~50 runs, cause unknown: the message says what the stream said)
+        # (failed 2 times in ~110 runs beside CPU hogs, cause unknown: the message says what the stream said)
         assert batcher.rows_in_flight >= 1, f"the row left after {first[:300]!r}, then {next(lines, '')[:300]!r}"
     # a billion tokens end only when cancelled: the row left because the client did
     assert eventually(lambda: batcher.rows_in_flight == 0) and batcher.generated < 10**9
